@@ -1,0 +1,26 @@
+import type { Knex } from 'knex';
+import * as initial from './20261128000000_initial.js';
+
+interface Migration {
+  readonly name: string;
+  up(knex: Knex): Promise<void>;
+  down(knex: Knex): Promise<void>;
+}
+
+/**
+ * Migrations in the order they run. They are listed, not discovered from the file system, so that the compiled
+ * server and the TypeScript tests run exactly the same set.
+ */
+const MIGRATIONS: readonly Migration[] = [{ name: '20261128000000_initial', ...initial }];
+
+export const migrationSource: Knex.MigrationSource<Migration> = {
+  async getMigrations() {
+    return [...MIGRATIONS];
+  },
+  getMigrationName(migration) {
+    return migration.name;
+  },
+  async getMigration(migration) {
+    return migration;
+  },
+};

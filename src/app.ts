@@ -1,0 +1,130 @@
+import { randomUUID } from 'node:crypto';
+import swagger from '@fastify/swagger';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import pino, { type DestinationStream, type Logger } from 'pino';
+import { systemClock, type Clock } from './clock.js';
+import type { Config } from './config.js';
+import { registerAuthentication } from './http/authentication.js';
+import { registerJsonBodyParser } from './http/json-body.js';
+import { registerProblemHandlers } from './http/problem.js';
+import { batchRoutes } from './http/routes/batch.js';
+import { cryptoRoutes } from './http/routes/crypto.js';
+import { keyRoutes } from './http/routes/keys.js';
+import { systemRoutes } from './http/routes/system.js';
+import { tokenRoutes } from './http/routes/tokens.js';
+import { openKeyhold, type Keyhold } from './services.js';
+import type { Database } from './storage/database.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    keyhold: Keyhold;
+  }
+}
+
+export const BODY_LIMIT_BYTES = 1024 * 1024;
+const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+/**
+ * Pino redaction for everything secret that could reach a log line. Request bodies are never logged; these paths
+ * catch headers and any object that carries key material or tokens.
+ */
+export const REDACT_PATHS = [
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'headers.authorization',
+  '*.plaintext',
+  '*.token',
+  '*.ciphertext',
+  '*.secret',
+  '*.rootKey',
+  'plaintext',
+  'token',
+];
+
+export interface AppDeps {
+  readonly clock?: Clock;
+  /** Where logs go; defaults to stdout. Tests capture it to check that no secret is logged. */
+  readonly logStream?: DestinationStream;
+  readonly database?: Database;
+  /** Runs the deletion sweeper on `sweepIntervalMs`; tests drive it by hand. Default true. */
+  readonly sweeper?: boolean;
+}
+
+export function createLogger(config: Config, stream?: DestinationStream): Logger {
+  const options = { level: config.logLevel, redact: { paths: REDACT_PATHS, censor: '[REDACTED]' } };
+  return stream === undefined ? pino(options) : pino(options, stream);
+}
+
+/** Builds the HTTP application over an opened Keyhold. Nothing listens here; `server.ts` does. */
+export async function buildApp(config: Config, deps: AppDeps = {}): Promise<FastifyInstance> {
+  const clock = deps.clock ?? systemClock;
+  const logger = createLogger(config, deps.logStream);
+  const keyhold = await openKeyhold(config, { clock, logger, database: deps.database });
+
+  const app = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    bodyLimit: BODY_LIMIT_BYTES,
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
+    genReqId: (request) => {
+      const incoming = request.headers['x-request-id'];
+      return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+    },
+    requestTimeout: 30_000,
+    ajv: {
+      // Unknown fields are refused, not silently dropped; types are not coerced.
+      customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false },
+    },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  app.decorate('keyhold', keyhold);
+  app.addHook('onRequest', async (request, reply) => {
+    void reply.header('x-request-id', request.id);
+  });
+  app.addHook('onClose', async () => keyhold.close());
+
+  registerProblemHandlers(app);
+  registerJsonBodyParser(app);
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Keyhold',
+        version: '1',
+        description: 'Key management for container workloads: envelope-encryption keys, data keys, rotation and revocation.',
+      },
+      components: {
+        securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'An API token.' } },
+      },
+      security: [{ bearer: [] }],
+    },
+    transform: ({ schema, url, route }) => {
+      const transformed = { ...schema } as Record<string, unknown>;
+      if (route.config?.public === true) transformed.security = [];
+      return { schema: transformed as typeof schema, url };
+    },
+  });
+  registerAuthentication(app, keyhold.services.tokens);
+
+  const { services } = keyhold;
+  await app.register(systemRoutes(services));
+  await app.register(keyRoutes(services));
+  await app.register(cryptoRoutes(services));
+  await app.register(batchRoutes(services));
+  await app.register(tokenRoutes(services));
+
+  app.get('/openapi.yaml', {
+    config: { public: true },
+    schema: { hide: true },
+  }, async (_request, reply) => reply.type('application/yaml').send(app.swagger({ yaml: true })));
+
+  if (deps.sweeper !== false) {
+    const timer = setInterval(() => {
+      keyhold.services.keys.destroyDueKeys().catch((error: unknown) => logger.error({ err: error }, 'deletion sweep failed'));
+    }, config.sweepIntervalMs);
+    timer.unref();
+    app.addHook('onClose', async () => clearInterval(timer));
+  }
+  return app;
+}

@@ -1,0 +1,117 @@
+import { isAbsolute, join, resolve } from 'node:path';
+import { StartupError } from './errors.js';
+import { parseRootKeyText } from './crypto/root-key.js';
+import type { SecretBytes } from './crypto/secret-bytes.js';
+
+export type DatabaseConfig =
+  | { readonly client: 'sqlite'; readonly filename: string }
+  | { readonly client: 'postgres'; readonly url: string };
+
+export type RootKeySource =
+  | { readonly kind: 'inline'; readonly key: SecretBytes }
+  | { readonly kind: 'file'; readonly path: string }
+  /** The dev-mode default: `DATA_DIR/root.key`, generated when the store is empty. */
+  | { readonly kind: 'data-dir'; readonly path: string };
+
+export interface Config {
+  readonly host: string;
+  readonly port: number;
+  readonly dataDir: string;
+  readonly database: DatabaseConfig;
+  readonly rootKey: RootKeySource;
+  readonly bootstrapToken: string | undefined;
+  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** How long a replica trusts its cached copy of a key or token before reading it again. */
+  readonly cacheTtlMs: number;
+  /** How often due deletions are carried out. */
+  readonly sweepIntervalMs: number;
+  /** How long a request waits for a database connection before it is answered with 503. */
+  readonly databaseTimeoutMs: number;
+}
+
+export type Environment = Readonly<Record<string, string | undefined>>;
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export const MIN_BOOTSTRAP_TOKEN_LENGTH = 32;
+
+function integer(env: Environment, name: string, fallback: number, min: number, max: number, problems: string[]): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (!/^\d+$/.test(raw)) {
+    problems.push(`${name} must be an integer`);
+    return fallback;
+  }
+  const value = Number(raw);
+  if (value < min || value > max) problems.push(`${name} must be between ${min} and ${max}`);
+  return value;
+}
+
+function parseDatabase(raw: string | undefined, dataDir: string, problems: string[]): DatabaseConfig {
+  if (raw === undefined || raw === '') return { client: 'sqlite', filename: join(dataDir, 'keyhold.sqlite') };
+  if (raw.startsWith('sqlite:')) {
+    const path = raw.slice('sqlite:'.length).replace(/^\/\/(?=\/)/, '');
+    if (path === '') problems.push('KEYHOLD_DATABASE_URL sqlite:PATH needs a path');
+    return { client: 'sqlite', filename: path === ':memory:' || isAbsolute(path) ? path : resolve(path) };
+  }
+  if (raw.startsWith('postgres://') || raw.startsWith('postgresql://')) {
+    try {
+      new URL(raw);
+    } catch {
+      problems.push('KEYHOLD_DATABASE_URL is not a valid postgres:// URL');
+    }
+    return { client: 'postgres', url: raw };
+  }
+  problems.push('KEYHOLD_DATABASE_URL must start with postgres://, postgresql:// or sqlite:');
+  return { client: 'sqlite', filename: join(dataDir, 'keyhold.sqlite') };
+}
+
+function parseRootKey(env: Environment, dataDir: string, problems: string[]): RootKeySource {
+  const inline = env.KEYHOLD_ROOT_KEY;
+  const file = env.KEYHOLD_ROOT_KEY_FILE;
+  if (inline && file) problems.push('Set KEYHOLD_ROOT_KEY or KEYHOLD_ROOT_KEY_FILE, not both');
+  if (inline) {
+    const key = parseRootKeyText(inline);
+    if (key === undefined) {
+      problems.push('KEYHOLD_ROOT_KEY must be the base64 encoding of exactly 32 bytes');
+    } else {
+      return { kind: 'inline', key };
+    }
+  }
+  if (file) return { kind: 'file', path: resolve(file) };
+  return { kind: 'data-dir', path: join(dataDir, 'root.key') };
+}
+
+/**
+ * Reads the configuration from `env` once, validates all of it, and returns it frozen. Every problem is reported
+ * together, so one start-up attempt shows everything to fix. Secrets never appear in the messages.
+ */
+export function loadConfig(env: Environment): Config {
+  const problems: string[] = [];
+  const dataDir = resolve(env.KEYHOLD_DATA_DIR || './data');
+  const logLevel = (env.KEYHOLD_LOG_LEVEL || 'info') as Config['logLevel'];
+  if (!LOG_LEVELS.includes(logLevel)) problems.push(`KEYHOLD_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`);
+  const bootstrapToken = env.KEYHOLD_BOOTSTRAP_TOKEN || undefined;
+  if (bootstrapToken !== undefined && bootstrapToken.length < MIN_BOOTSTRAP_TOKEN_LENGTH) {
+    problems.push(`KEYHOLD_BOOTSTRAP_TOKEN must be at least ${MIN_BOOTSTRAP_TOKEN_LENGTH} characters`);
+  }
+  if (bootstrapToken !== undefined && !/^[\x21-\x7e]+$/.test(bootstrapToken)) {
+    problems.push('KEYHOLD_BOOTSTRAP_TOKEN must be printable ASCII without spaces');
+  }
+  const host = env.KEYHOLD_HOST || '127.0.0.1';
+  const config: Config = {
+    host,
+    port: integer(env, 'KEYHOLD_PORT', 7780, 0, 65535, problems),
+    dataDir,
+    database: parseDatabase(env.KEYHOLD_DATABASE_URL, dataDir, problems),
+    rootKey: parseRootKey(env, dataDir, problems),
+    bootstrapToken,
+    logLevel,
+    cacheTtlMs: integer(env, 'KEYHOLD_CACHE_TTL_MS', 5000, 0, 3_600_000, problems),
+    sweepIntervalMs: integer(env, 'KEYHOLD_SWEEP_INTERVAL_MS', 60_000, 100, 86_400_000, problems),
+    databaseTimeoutMs: integer(env, 'KEYHOLD_DATABASE_TIMEOUT_MS', 5000, 100, 120_000, problems),
+  };
+  if (problems.length > 0) {
+    throw new StartupError(`Invalid configuration:\n  - ${problems.join('\n  - ')}`);
+  }
+  return Object.freeze({ ...config, database: Object.freeze(config.database), rootKey: Object.freeze(config.rootKey) });
+}

@@ -1,0 +1,60 @@
+import { createHmac, randomBytes } from 'node:crypto';
+import { aesGcmOpen, aesGcmSeal, AES_256_KEY_BYTES, GCM_IV_BYTES } from './aes-gcm.js';
+import { SecretBytes } from './secret-bytes.js';
+
+/**
+ * The key-encryption key that wraps every key version at rest. It is an interface, as Tink's envelope AEAD takes
+ * its KEK as just another `Aead`, so a file key, an environment key and an HSM or cloud KMS are interchangeable.
+ */
+export interface RootKey {
+  /** A short public identifier recorded beside every wrapped version. */
+  readonly id: string;
+  /**
+   * A public value that proves which key this is without revealing it. The store keeps it, and start-up refuses
+   * a root key whose check value differs, instead of unwrapping garbage.
+   */
+  readonly checkValue: string;
+  wrap(plaintext: Uint8Array, aad: Uint8Array): Promise<Buffer>;
+  unwrap(wrapped: Uint8Array, aad: Uint8Array): Promise<Buffer>;
+}
+
+const ID_LABEL = 'keyhold/root-key/id/v1';
+const CHECK_LABEL = 'keyhold/root-key/check/v1';
+
+/** A root key held in process memory: AES-256-GCM with a random IV, stored as `iv || ciphertext || tag`. */
+export class LocalRootKey implements RootKey {
+  readonly id: string;
+  readonly checkValue: string;
+  readonly #key: SecretBytes;
+
+  constructor(key: SecretBytes) {
+    if (key.length !== AES_256_KEY_BYTES) throw new RangeError('The root key must be 32 bytes');
+    this.#key = key;
+    this.id = key.use((bytes) => createHmac('sha256', bytes).update(ID_LABEL).digest('hex').slice(0, 16));
+    this.checkValue = key.use((bytes) => createHmac('sha256', bytes).update(CHECK_LABEL).digest('hex'));
+  }
+
+  async wrap(plaintext: Uint8Array, aad: Uint8Array): Promise<Buffer> {
+    const iv = randomBytes(GCM_IV_BYTES);
+    const sealed = this.#key.use((key) => aesGcmSeal(key, iv, plaintext, aad));
+    return Buffer.concat([iv, sealed]);
+  }
+
+  async unwrap(wrapped: Uint8Array, aad: Uint8Array): Promise<Buffer> {
+    const buffer = Buffer.from(wrapped.buffer, wrapped.byteOffset, wrapped.byteLength);
+    return this.#key.use((key) => aesGcmOpen(key, buffer.subarray(0, GCM_IV_BYTES), buffer.subarray(GCM_IV_BYTES), aad));
+  }
+
+  /** Derives a subkey for another purpose (for example the audit chain), so the root key itself is used once. */
+  deriveSubkey(label: string): SecretBytes {
+    return SecretBytes.adopt(this.#key.use((bytes) => createHmac('sha256', bytes).update(`keyhold/subkey/${label}`).digest()));
+  }
+}
+
+/** Parses the base64 text form of a root key (environment variable or key file). */
+export function parseRootKeyText(text: string): SecretBytes | undefined {
+  const trimmed = text.trim();
+  if (!/^[A-Za-z0-9+/]{43}=$/.test(trimmed)) return undefined;
+  const bytes = Buffer.from(trimmed, 'base64');
+  return bytes.length === AES_256_KEY_BYTES ? SecretBytes.adopt(bytes) : undefined;
+}

@@ -1,0 +1,84 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { Services } from '../../services.js';
+import {
+  CiphertextResult,
+  DataKeyBody,
+  DataKeyResult,
+  DecryptBody,
+  DecryptResult,
+  EncryptBody,
+  json,
+  KeyNameParams,
+  problems,
+  RewrapBody,
+} from '../schemas.js';
+import { dataKeyView, decryptView } from '../views.js';
+
+const tags = ['crypto'];
+const ERRORS = [400, 401, 403, 404, 409, 413, 415, 503];
+
+/** Data keys, encrypt, decrypt and rewrap. */
+export function cryptoRoutes(services: Services): FastifyPluginAsyncTypebox {
+  return async (app) => {
+    const { crypto } = services;
+
+    app.post('/v1/keys/:name/datakey', {
+      schema: {
+        operationId: 'generateDataKey',
+        summary: 'Issue a data key: its plaintext (unless includePlaintext is false) and its wrapped form.',
+        tags,
+        params: KeyNameParams,
+        body: DataKeyBody,
+        response: { 200: json(DataKeyResult, 'The data key.'), ...problems(...ERRORS) },
+      },
+    }, async (request) => dataKeyView(await crypto.generateDataKey(request.principal, request.params.name, request.body)));
+
+    app.post('/v1/keys/:name/encrypt', {
+      schema: {
+        operationId: 'encrypt',
+        summary: 'Encrypt a small secret (at most 4096 bytes) under the primary version.',
+        tags,
+        params: KeyNameParams,
+        body: EncryptBody,
+        response: { 200: json(CiphertextResult, 'The ciphertext.'), ...problems(...ERRORS) },
+      },
+    }, async (request) =>
+      crypto.encrypt(request.principal, request.params.name, {
+        plaintext: Buffer.from(request.body.plaintext, 'base64'),
+        context: request.body.context,
+      }),
+    );
+
+    app.post('/v1/decrypt', {
+      schema: {
+        operationId: 'decrypt',
+        summary: 'Decrypt a ciphertext with the key it names.',
+        tags,
+        body: DecryptBody,
+        response: { 200: json(DecryptResult, 'The plaintext.'), ...problems(...ERRORS) },
+      },
+    }, async (request) => decryptView(await crypto.decrypt(request.principal, request.body)));
+
+    app.post('/v1/keys/:name/decrypt', {
+      schema: {
+        operationId: 'decryptWithKey',
+        summary: 'Decrypt, refusing a ciphertext of any other key.',
+        tags,
+        params: KeyNameParams,
+        body: DecryptBody,
+        response: { 200: json(DecryptResult, 'The plaintext.'), ...problems(...ERRORS) },
+      },
+    }, async (request) => decryptView(await crypto.decrypt(request.principal, { ...request.body, keyName: request.params.name })));
+
+    app.post('/v1/keys/:name/rewrap', {
+      schema: {
+        operationId: 'rewrap',
+        summary: 'Re-encrypt a ciphertext, of this or another key, under the primary version of this key.',
+        tags,
+        params: KeyNameParams,
+        body: RewrapBody,
+        response: { 200: json(CiphertextResult, 'The new ciphertext.'), ...problems(...ERRORS) },
+      },
+    }, async (request) => crypto.rewrap(request.principal, request.params.name, request.body));
+  };
+}

@@ -1,0 +1,135 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyRequest } from 'fastify';
+import type { Principal } from '../../auth/principal.js';
+import type { KeyRecord } from '../../keys/key-record.js';
+import type { Services } from '../../services.js';
+import {
+  CreateKeyBody,
+  EmptyBody,
+  json,
+  Key,
+  KeyList,
+  KeyNameParams,
+  KeyVersionParams,
+  ListKeysQuery,
+  problems,
+  ScheduleDeletionBody,
+  UpdateKeyBody,
+} from '../schemas.js';
+
+const tags = ['keys'];
+
+/** State-change POSTs take an optional body; a missing one is the same as `{}`, and anything else is validated. */
+async function defaultEmptyBody(request: FastifyRequest): Promise<void> {
+  if (request.body === undefined || request.body === null) request.body = {};
+}
+const COMMON = [400, 401, 403, 404, 409, 503];
+
+/** Key administration: one schema and one service call per route. */
+export function keyRoutes(services: Services): FastifyPluginAsyncTypebox {
+  return async (app) => {
+    const { keys } = services;
+
+    app.post('/v1/keys', {
+      schema: {
+        operationId: 'createKey',
+        summary: 'Create a key with its first version.',
+        tags,
+        body: CreateKeyBody,
+        response: { 201: json(Key, 'The new key.'), ...problems(400, 401, 403, 409, 503) },
+      },
+    }, async (request, reply) => reply.code(201).send(await keys.create(request.principal, request.body)));
+
+    app.get('/v1/keys', {
+      schema: {
+        operationId: 'listKeys',
+        summary: 'List keys by name, with keyset pagination.',
+        tags,
+        querystring: ListKeysQuery,
+        response: { 200: json(KeyList, 'A page of keys.'), ...problems(400, 401, 403, 503) },
+      },
+    }, async (request) =>
+      keys.list(request.principal, {
+        prefix: request.query.prefix,
+        cursor: request.query.cursor,
+        limit: request.query.limit === undefined ? 100 : Number(request.query.limit),
+      }),
+    );
+
+    app.get('/v1/keys/:name', {
+      schema: {
+        operationId: 'getKey',
+        summary: 'Read a key and its versions.',
+        tags,
+        params: KeyNameParams,
+        response: { 200: json(Key, 'The key.'), ...problems(400, 401, 403, 404, 503) },
+      },
+    }, async (request) => keys.get(request.principal, request.params.name));
+
+    app.patch('/v1/keys/:name', {
+      schema: {
+        operationId: 'updateKey',
+        summary: 'Change the description, labels, rotation period or minimum decryption version.',
+        tags,
+        params: KeyNameParams,
+        body: UpdateKeyBody,
+        response: { 200: json(Key, 'The updated key.'), ...problems(...COMMON) },
+      },
+    }, async (request) => keys.update(request.principal, request.params.name, request.body));
+
+    const transitions: ReadonlyArray<readonly [string, string, string, (p: Principal, n: string) => Promise<KeyRecord>]> = [
+      ['rotate', 'rotateKey', 'Add a version and make it primary.', (p, n) => keys.rotate(p, n)],
+      ['disable', 'disableKey', 'Disable the key: it refuses every cryptographic operation.', (p, n) => keys.disable(p, n)],
+      ['enable', 'enableKey', 'Enable a disabled key.', (p, n) => keys.enable(p, n)],
+      ['cancel-deletion', 'cancelKeyDeletion', 'Cancel a scheduled deletion; the key stays disabled.', (p, n) => keys.cancelDeletion(p, n)],
+    ];
+
+    for (const [path, operationId, summary, run] of transitions) {
+      app.post(`/v1/keys/:name/${path}`, {
+        preValidation: defaultEmptyBody,
+        schema: {
+          operationId,
+          summary,
+          tags,
+          params: KeyNameParams,
+          body: EmptyBody,
+          response: { 200: json(Key, 'The key after the change.'), ...problems(...COMMON) },
+        },
+      }, async (request) => run(request.principal, request.params.name));
+    }
+
+    app.post('/v1/keys/:name/schedule-deletion', {
+      preValidation: defaultEmptyBody,
+      schema: {
+        operationId: 'scheduleKeyDeletion',
+        summary: 'Schedule the key for destruction after a waiting period of 7 to 30 days.',
+        tags,
+        params: KeyNameParams,
+        body: ScheduleDeletionBody,
+        response: { 200: json(Key, 'The key, pending deletion.'), ...problems(...COMMON) },
+      },
+    }, async (request) => keys.scheduleDeletion(request.principal, request.params.name, request.body.pendingWindowDays));
+
+    for (const [path, operationId, summary] of [
+      ['disable', 'disableKeyVersion', 'Revoke one version: it refuses to decrypt until enabled again.'],
+      ['enable', 'enableKeyVersion', 'Enable a disabled version.'],
+    ] as const) {
+      app.post(`/v1/keys/:name/versions/:version/${path}`, {
+        preValidation: defaultEmptyBody,
+        schema: {
+          operationId,
+          summary,
+          tags,
+          params: KeyVersionParams,
+          body: EmptyBody,
+          response: { 200: json(Key, 'The key after the change.'), ...problems(...COMMON) },
+        },
+      }, async (request) => {
+        const { name, version } = request.params;
+        return path === 'disable'
+          ? keys.disableVersion(request.principal, name, Number(version))
+          : keys.enableVersion(request.principal, name, Number(version));
+      });
+    }
+  };
+}

@@ -1,0 +1,67 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { ValidationError } from '../../errors.js';
+import type { Services } from '../../services.js';
+import { CreateTokenBody, IssuedToken, json, ListTokensQuery, problems, TokenIdParams, TokenList } from '../schemas.js';
+
+const tags = ['tokens'];
+
+function encodeCursor(last: { name: string; id: string }): string {
+  return Buffer.from(JSON.stringify([last.name, last.id]), 'utf8').toString('base64url');
+}
+
+function decodeCursor(cursor: string): { name: string; id: string } {
+  try {
+    const value: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    if (Array.isArray(value) && value.length === 2 && typeof value[0] === 'string' && typeof value[1] === 'string') {
+      return { name: value[0], id: value[1] };
+    }
+  } catch {
+    // fall through to the validation error
+  }
+  throw new ValidationError('cursor is not valid');
+}
+
+export function tokenRoutes(services: Services): FastifyPluginAsyncTypebox {
+  return async (app) => {
+    const { tokens } = services;
+
+    app.post('/v1/tokens', {
+      schema: {
+        operationId: 'createToken',
+        summary: 'Issue an API token. The secret is in this response only.',
+        tags,
+        body: CreateTokenBody,
+        response: { 201: json(IssuedToken, 'The token, with its secret.'), ...problems(400, 401, 403, 409, 503) },
+      },
+    }, async (request, reply) => reply.code(201).send(await tokens.create(request.principal, request.body)));
+
+    app.get('/v1/tokens', {
+      schema: {
+        operationId: 'listTokens',
+        summary: 'List live tokens, never their secrets.',
+        tags,
+        querystring: ListTokensQuery,
+        response: { 200: json(TokenList, 'A page of tokens.'), ...problems(400, 401, 403, 503) },
+      },
+    }, async (request) => {
+      const limit = request.query.limit === undefined ? 100 : Number(request.query.limit);
+      const after = request.query.cursor === undefined ? undefined : decodeCursor(request.query.cursor);
+      const page = await tokens.list(request.principal, { after, limit });
+      const last = page.tokens[page.tokens.length - 1];
+      return page.hasMore && last !== undefined ? { tokens: page.tokens, nextCursor: encodeCursor(last) } : { tokens: page.tokens };
+    });
+
+    app.delete('/v1/tokens/:id', {
+      schema: {
+        operationId: 'revokeToken',
+        summary: 'Revoke a token. It stops working at once on this replica.',
+        tags,
+        params: TokenIdParams,
+        response: { 204: { description: 'Revoked.', type: 'null' }, ...problems(400, 401, 403, 404, 503) },
+      },
+    }, async (request, reply) => {
+      await tokens.revoke(request.principal, request.params.id);
+      return reply.code(204).send();
+    });
+  };
+}

@@ -1,0 +1,289 @@
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { ERROR_CODE_LIST, ERROR_CODES } from '../errors.js';
+import { KEY_NAME_PATTERN, KEY_STATES, KEY_VERSION_STATES } from '../keys/key-record.js';
+import { MAX_CONTEXT_PAIRS } from '../crypto/encryption-context.js';
+import {
+  MAX_DATA_KEY_BYTES,
+  MAX_ENCRYPT_PLAINTEXT_BYTES,
+  MIN_DATA_KEY_BYTES,
+} from '../keys/crypto-service.js';
+import { MAX_PENDING_WINDOW_DAYS, MIN_PENDING_WINDOW_DAYS } from '../keys/lifecycle.js';
+
+/**
+ * The one source of truth for request and response shapes: fastify validates requests and serialises responses
+ * with these schemas, and `openapi.yaml` is generated from them. A response schema is also a guard: a field it
+ * does not declare is never sent.
+ */
+
+const STANDARD_BASE64 = '^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$';
+const base64Length = (bytes: number): number => Math.ceil(bytes / 3) * 4;
+
+export const KeyName = Type.String({ pattern: KEY_NAME_PATTERN, description: 'The key name.' });
+export const KeyNameParams = Type.Object({ name: KeyName }, { additionalProperties: false });
+export const KeyVersionParams = Type.Object(
+  { name: KeyName, version: Type.String({ pattern: '^[1-9][0-9]{0,9}$', description: 'A key version number.' }) },
+  { additionalProperties: false },
+);
+
+export const EncryptionContext = Type.Record(Type.String(), Type.String({ maxLength: 8192 }), {
+  maxProperties: MAX_CONTEXT_PAIRS,
+  propertyNames: { minLength: 1, maxLength: 1024 },
+  description:
+    'String-to-string pairs bound to the ciphertext as authenticated data; decryption needs exactly the same pairs. ' +
+    `At most ${MAX_CONTEXT_PAIRS} pairs and 8 KiB encoded. Keys starting with "kh." are reserved.`,
+});
+
+export const Ciphertext = Type.String({
+  pattern: '^kh1:[A-Za-z0-9_-]+$',
+  maxLength: 16384,
+  description: 'A Keyhold ciphertext: "kh1:" and unpadded base64url (docs/ciphertext-format.md).',
+});
+
+const timestamp = (description: string) => Type.String({ format: 'date-time', description });
+const nullableTimestamp = (description: string) => Type.Union([timestamp(description), Type.Null()]);
+
+export const Labels = Type.Record(Type.String(), Type.String({ maxLength: 256 }), {
+  maxProperties: 64,
+  propertyNames: { pattern: '^[a-z0-9]([a-z0-9._/-]{0,61}[a-z0-9])?$' },
+  description: 'Free-form labels: lower-case keys of up to 63 characters, values of up to 256.',
+});
+
+export const KeyVersion = Type.Object(
+  {
+    version: Type.Integer({ minimum: 1 }),
+    state: Type.Union(KEY_VERSION_STATES.map((s) => Type.Literal(s))),
+    rootKeyId: Type.String({ description: 'The root key that wraps this version at rest.' }),
+    createdAt: timestamp('When the version was created.'),
+    updatedAt: timestamp('When the version last changed state.'),
+    destroyedAt: nullableTimestamp('When the material was erased.'),
+  },
+  { additionalProperties: false },
+);
+
+export const Key = Type.Object(
+  {
+    id: Type.String({ format: 'uuid' }),
+    name: KeyName,
+    description: Type.String(),
+    labels: Labels,
+    state: Type.Union(KEY_STATES.map((s) => Type.Literal(s))),
+    primaryVersion: Type.Integer({ minimum: 1, description: 'The version that encrypts and issues data keys.' }),
+    minDecryptionVersion: Type.Integer({ minimum: 1, description: 'Older versions refuse to decrypt.' }),
+    rotationPeriodSeconds: Type.Union([Type.Integer(), Type.Null()]),
+    nextRotationAt: nullableTimestamp('When scheduled rotation is next due.'),
+    deletionDate: nullableTimestamp('When a key pending deletion is destroyed.'),
+    createdAt: timestamp('When the key was created.'),
+    updatedAt: timestamp('When the key last changed.'),
+    destroyedAt: nullableTimestamp('When the key was destroyed.'),
+    versions: Type.Array(KeyVersion),
+  },
+  { additionalProperties: false },
+);
+
+const RotationPeriod = Type.Union([Type.Integer({ minimum: 0 }), Type.Null()], {
+  description: 'Seconds between scheduled rotations: 0 or null turns it off, otherwise at least 3600.',
+});
+
+export const CreateKeyBody = Type.Object(
+  {
+    name: KeyName,
+    description: Type.Optional(Type.String({ maxLength: 1024 })),
+    labels: Type.Optional(Labels),
+    rotationPeriodSeconds: Type.Optional(RotationPeriod),
+  },
+  { additionalProperties: false },
+);
+
+export const UpdateKeyBody = Type.Object(
+  {
+    description: Type.Optional(Type.String({ maxLength: 1024 })),
+    labels: Type.Optional(Labels),
+    rotationPeriodSeconds: Type.Optional(RotationPeriod),
+    minDecryptionVersion: Type.Optional(Type.Integer({ minimum: 1, maximum: 0xffffffff })),
+  },
+  { additionalProperties: false, minProperties: 1 },
+);
+
+export const ListKeysQuery = Type.Object(
+  {
+    prefix: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9._-]{1,128}$', description: 'Only names that start with this.' })),
+    limit: Type.Optional(Type.String({ pattern: '^(?:[1-9][0-9]?|[1-4][0-9]{2}|500)$', description: 'Page size, 1 to 500; default 100.' })),
+    cursor: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{1,200}$', description: 'The nextCursor of the previous page.' })),
+  },
+  { additionalProperties: false },
+);
+
+export const KeyList = Type.Object(
+  { keys: Type.Array(Key), nextCursor: Type.Optional(Type.String()) },
+  { additionalProperties: false },
+);
+
+export const EmptyBody = Type.Object({}, { additionalProperties: false });
+
+export const ScheduleDeletionBody = Type.Object(
+  {
+    pendingWindowDays: Type.Optional(
+      Type.Integer({ minimum: MIN_PENDING_WINDOW_DAYS, maximum: MAX_PENDING_WINDOW_DAYS, description: 'Default 30.' }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+const Plaintext = Type.String({
+  pattern: STANDARD_BASE64,
+  maxLength: base64Length(MAX_ENCRYPT_PLAINTEXT_BYTES),
+  description: `Standard base64 of at most ${MAX_ENCRYPT_PLAINTEXT_BYTES} bytes.`,
+});
+
+const dataKeyFields = {
+  context: Type.Optional(EncryptionContext),
+  includePlaintext: Type.Optional(Type.Boolean({ description: 'Default true. When false, only the wrapped key is returned.' })),
+  bytes: Type.Optional(Type.Integer({ minimum: MIN_DATA_KEY_BYTES, maximum: MAX_DATA_KEY_BYTES, description: 'Default 32.' })),
+};
+const encryptFields = { plaintext: Plaintext, context: Type.Optional(EncryptionContext) };
+const decryptFields = { ciphertext: Ciphertext, context: Type.Optional(EncryptionContext) };
+const rewrapFields = { ...decryptFields, destinationContext: Type.Optional(EncryptionContext) };
+
+export const DataKeyBody = Type.Object(dataKeyFields, { additionalProperties: false });
+export const EncryptBody = Type.Object(encryptFields, { additionalProperties: false });
+export const DecryptBody = Type.Object(decryptFields, { additionalProperties: false });
+export const RewrapBody = Type.Object(rewrapFields, { additionalProperties: false });
+
+const keyVersionRefFields = { keyId: Type.String({ format: 'uuid' }), keyName: KeyName, keyVersion: Type.Integer({ minimum: 1 }) };
+
+export const DataKeyResult = Type.Object(
+  {
+    ...keyVersionRefFields,
+    ciphertext: Ciphertext,
+    plaintext: Type.Optional(Type.String({ description: 'Standard base64 of the data key; absent when includePlaintext is false.' })),
+  },
+  { additionalProperties: false },
+);
+export const CiphertextResult = Type.Object(
+  { ...keyVersionRefFields, ciphertext: Ciphertext },
+  { additionalProperties: false },
+);
+export const DecryptResult = Type.Object(
+  { ...keyVersionRefFields, plaintext: Type.String({ description: 'Standard base64.' }) },
+  { additionalProperties: false },
+);
+
+export const MAX_BATCH_ITEMS = 1000;
+
+export const BatchItem = Type.Union(
+  [
+    Type.Object({ op: Type.Literal('datakey'), key: KeyName, ...dataKeyFields }, { additionalProperties: false }),
+    Type.Object({ op: Type.Literal('encrypt'), key: KeyName, ...encryptFields }, { additionalProperties: false }),
+    Type.Object({ op: Type.Literal('decrypt'), key: Type.Optional(KeyName), ...decryptFields }, { additionalProperties: false }),
+    Type.Object({ op: Type.Literal('rewrap'), key: KeyName, ...rewrapFields }, { additionalProperties: false }),
+  ],
+  { description: 'One operation; decrypt takes an optional key, which then must be the ciphertext’s.' },
+);
+
+export const BatchBody = Type.Object(
+  { items: Type.Array(BatchItem, { minItems: 1, maxItems: MAX_BATCH_ITEMS }) },
+  { additionalProperties: false },
+);
+
+export const Problem = Type.Object(
+  {
+    type: Type.String({ description: 'A URI naming the problem type.' }),
+    title: Type.String(),
+    status: Type.Integer(),
+    detail: Type.String(),
+    code: Type.Union(ERROR_CODE_LIST.map((code) => Type.Literal(code)), {
+      description: ERROR_CODE_LIST.map((code) => `${code} (${ERROR_CODES[code].status}): ${ERROR_CODES[code].title}`).join('\n'),
+    }),
+    requestId: Type.String(),
+  },
+  { additionalProperties: false, description: 'RFC 9457 problem details.' },
+);
+export type ProblemBody = Static<typeof Problem>;
+
+export const BatchResult = Type.Object(
+  {
+    results: Type.Array(
+      Type.Object(
+        {
+          status: Type.Integer(),
+          result: Type.Optional(Type.Union([DataKeyResult, CiphertextResult, DecryptResult])),
+          problem: Type.Optional(Problem),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const CreateTokenBody = Type.Object(
+  {
+    name: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$' }),
+    admin: Type.Optional(Type.Boolean({ description: 'Admin tokens bypass policies. Only admins may create them.' })),
+    ttlSeconds: Type.Optional(Type.Integer({ minimum: 60, maximum: 10 * 365 * 24 * 3600 })),
+  },
+  { additionalProperties: false },
+);
+
+const tokenFields = {
+  id: Type.String({ format: 'uuid' }),
+  name: Type.String(),
+  admin: Type.Boolean(),
+  createdAt: timestamp('When the token was issued.'),
+  expiresAt: nullableTimestamp('When the token stops working.'),
+};
+export const Token = Type.Object(tokenFields, { additionalProperties: false });
+export const IssuedToken = Type.Object(
+  { ...tokenFields, token: Type.String({ description: 'The secret. It is shown only here, once.' }) },
+  { additionalProperties: false },
+);
+export const TokenList = Type.Object(
+  { tokens: Type.Array(Token), nextCursor: Type.Optional(Type.String()) },
+  { additionalProperties: false },
+);
+export const ListTokensQuery = Type.Object(
+  {
+    limit: Type.Optional(Type.String({ pattern: '^(?:[1-9][0-9]?|[1-4][0-9]{2}|500)$' })),
+    cursor: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{1,400}$' })),
+  },
+  { additionalProperties: false },
+);
+export const TokenIdParams = Type.Object({ id: Type.String({ format: 'uuid' }) }, { additionalProperties: false });
+
+export const Whoami = Type.Object(
+  {
+    id: Type.String(),
+    type: Type.String(),
+    admin: Type.Boolean(),
+    attributes: Type.Record(Type.String(), Type.String()),
+  },
+  { additionalProperties: false },
+);
+
+export const Health = Type.Object({ status: Type.Literal('ok') }, { additionalProperties: false });
+export const Readiness = Type.Object(
+  {
+    status: Type.Union([Type.Literal('ready'), Type.Literal('unavailable')]),
+    checks: Type.Object(
+      { database: Type.Boolean(), rootKey: Type.Boolean(), migrations: Type.Boolean() },
+      { additionalProperties: false },
+    ),
+  },
+  { additionalProperties: false },
+);
+
+/** Response entries for the problem statuses a route can answer with. */
+export function problems(...statuses: number[]): Record<number, TSchema> {
+  const entries: Record<number, TSchema> = {};
+  for (const status of statuses) {
+    entries[status] = {
+      description: ERROR_CODE_LIST.filter((code) => ERROR_CODES[code].status === status).join(', '),
+      content: { 'application/problem+json': { schema: Problem } },
+    } as unknown as TSchema;
+  }
+  return entries;
+}
+
+export function json(schema: TSchema, description: string): TSchema {
+  return { description, content: { 'application/json': { schema } } } as unknown as TSchema;
+}

@@ -1,0 +1,62 @@
+import type { Principal } from '../auth/principal.js';
+import type { EncryptionContext } from '../crypto/encryption-context.js';
+import { KeyholdError } from '../errors.js';
+import { isDatabaseUnavailable } from '../storage/errors.js';
+import type { CiphertextResult, CryptoService, DataKeyResult, DecryptResult } from './crypto-service.js';
+
+export type BatchItem =
+  | { op: 'datakey'; key: string; context?: EncryptionContext; includePlaintext?: boolean; bytes?: number }
+  | { op: 'encrypt'; key: string; plaintext: string; context?: EncryptionContext }
+  | { op: 'decrypt'; key?: string; ciphertext: string; context?: EncryptionContext }
+  | { op: 'rewrap'; key: string; ciphertext: string; context?: EncryptionContext; destinationContext?: EncryptionContext };
+
+export type BatchOutcome =
+  | { readonly ok: true; readonly op: 'datakey'; readonly result: DataKeyResult }
+  | { readonly ok: true; readonly op: 'decrypt'; readonly result: DecryptResult }
+  | { readonly ok: true; readonly op: 'encrypt' | 'rewrap'; readonly result: CiphertextResult }
+  | { readonly ok: false; readonly error: unknown };
+
+/**
+ * Runs up to a thousand crypto operations for one caller. Each item is authorised and checked on its own, and a
+ * refusal or bad item fails only that item. An unexpected error fails the whole request, as it would alone.
+ */
+export class BatchService {
+  constructor(private readonly crypto: CryptoService) {}
+
+  async run(principal: Principal, items: readonly BatchItem[]): Promise<BatchOutcome[]> {
+    const outcomes: BatchOutcome[] = [];
+    for (const item of items) {
+      try {
+        outcomes.push(await this.#runOne(principal, item));
+      } catch (error) {
+        if (!(error instanceof KeyholdError) && !isDatabaseUnavailable(error)) throw error;
+        outcomes.push({ ok: false, error });
+      }
+    }
+    return outcomes;
+  }
+
+  async #runOne(principal: Principal, item: BatchItem): Promise<BatchOutcome> {
+    switch (item.op) {
+      case 'datakey':
+        return { ok: true, op: item.op, result: await this.crypto.generateDataKey(principal, item.key, item) };
+      case 'encrypt':
+        return {
+          ok: true,
+          op: item.op,
+          result: await this.crypto.encrypt(principal, item.key, {
+            plaintext: Buffer.from(item.plaintext, 'base64'),
+            context: item.context,
+          }),
+        };
+      case 'decrypt':
+        return {
+          ok: true,
+          op: item.op,
+          result: await this.crypto.decrypt(principal, { ciphertext: item.ciphertext, context: item.context, keyName: item.key }),
+        };
+      case 'rewrap':
+        return { ok: true, op: item.op, result: await this.crypto.rewrap(principal, item.key, item) };
+    }
+  }
+}

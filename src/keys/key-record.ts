@@ -1,0 +1,49 @@
+/** The stored shape of a named key and its versions, independent of HTTP and of the database. */
+
+export const KEY_STATES = ['enabled', 'disabled', 'pending_deletion', 'destroyed'] as const;
+export type KeyState = (typeof KEY_STATES)[number];
+
+export const KEY_VERSION_STATES = ['enabled', 'disabled', 'destroyed'] as const;
+export type KeyVersionState = (typeof KEY_VERSION_STATES)[number];
+
+export const KEY_NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$';
+
+export interface KeyVersionRecord {
+  readonly version: number;
+  readonly state: KeyVersionState;
+  readonly rootKeyId: string;
+  readonly createdAt: Date;
+  readonly updatedAt: Date;
+  readonly destroyedAt: Date | null;
+}
+
+export interface KeyRecord {
+  readonly id: string;
+  readonly name: string;
+  readonly description: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly state: KeyState;
+  readonly primaryVersion: number;
+  readonly minDecryptionVersion: number;
+  readonly rotationPeriodSeconds: number | null;
+  readonly nextRotationAt: Date | null;
+  readonly deletionDate: Date | null;
+  readonly createdAt: Date;
+  readonly updatedAt: Date;
+  readonly destroyedAt: Date | null;
+  /** Ascending by version. */
+  readonly versions: readonly KeyVersionRecord[];
+}
+
+/** A version's wrapped material, as stored: AES-256-GCM under the root key named by `rootKeyId`. */
+export interface WrappedKeyVersion {
+  readonly version: number;
+  readonly rootKeyId: string;
+  readonly material: Buffer;
+}
+
+export function findVersion(key: KeyRecord, version: number): KeyVersionRecord | undefined {
+  // Versions are dense from 1, so the index is the version minus one; the check guards against a gap.
+  const candidate = key.versions[version - 1];
+  return candidate?.version === version ? candidate : key.versions.find((v) => v.version === version);
+}

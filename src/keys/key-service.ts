@@ -1,0 +1,294 @@
+import { randomUUID } from 'node:crypto';
+import type { Authorizer } from '../auth/authorizer.js';
+import type { Action, Principal } from '../auth/principal.js';
+import type { Clock } from '../clock.js';
+import { AES_256_KEY_BYTES } from '../crypto/aes-gcm.js';
+import { keyVersionWrapAad } from '../crypto/key-version-cipher.js';
+import type { RootKey } from '../crypto/root-key.js';
+import { SecretBytes } from '../crypto/secret-bytes.js';
+import { KeyholdError, ValidationError } from '../errors.js';
+import { isUniqueViolation } from '../storage/errors.js';
+import type { KeyCache } from './key-cache.js';
+import type { KeyRecord } from './key-record.js';
+import type { KeyChanges, KeyRepository, LockedKeyWriter, NewVersion } from './key-repository.js';
+import {
+  checkKeyOperation,
+  checkVersionOperation,
+  DEFAULT_PENDING_WINDOW_DAYS,
+  isDueForDestruction,
+  MAX_ROTATION_PERIOD_SECONDS,
+  MIN_ROTATION_PERIOD_SECONDS,
+  nextRotationAfter,
+  type KeyOperation,
+} from './lifecycle.js';
+
+export interface CreateKeyInput {
+  readonly name: string;
+  readonly description?: string | undefined;
+  readonly labels?: Readonly<Record<string, string>> | undefined;
+  readonly rotationPeriodSeconds?: number | null | undefined;
+}
+
+export interface UpdateKeyInput {
+  readonly description?: string | undefined;
+  readonly labels?: Readonly<Record<string, string>> | undefined;
+  readonly rotationPeriodSeconds?: number | null | undefined;
+  readonly minDecryptionVersion?: number | undefined;
+}
+
+export interface KeyPage {
+  readonly keys: KeyRecord[];
+  /** Opaque; pass back as `cursor` for the next page. Absent on the last page. */
+  readonly nextCursor?: string;
+}
+
+export interface KeyServiceOptions {
+  readonly repository: KeyRepository;
+  readonly cache: KeyCache;
+  readonly rootKey: RootKey;
+  readonly authorizer: Authorizer;
+  readonly clock: Clock;
+}
+
+const DAY_MS = 24 * 3600 * 1000;
+const CURSOR_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+function checkRotationPeriod(seconds: number | null | undefined): void {
+  if (seconds === undefined || seconds === null || seconds === 0) return;
+  if (seconds < MIN_ROTATION_PERIOD_SECONDS || seconds > MAX_ROTATION_PERIOD_SECONDS) {
+    throw new ValidationError(
+      `rotationPeriodSeconds must be 0 (off) or between ${MIN_ROTATION_PERIOD_SECONDS} and ${MAX_ROTATION_PERIOD_SECONDS}`,
+    );
+  }
+}
+
+export function encodeKeyCursor(name: string): string {
+  return Buffer.from(name, 'utf8').toString('base64url');
+}
+
+export function decodeKeyCursor(cursor: string): string {
+  const name = Buffer.from(cursor, 'base64url').toString('utf8');
+  if (!CURSOR_PATTERN.test(name) || encodeKeyCursor(name) !== cursor) throw new ValidationError('cursor is not valid');
+  return name;
+}
+
+/** Key administration: create, read, update, rotate, enable and disable, schedule deletion. */
+export class KeyService {
+  readonly #repository: KeyRepository;
+  readonly #cache: KeyCache;
+  readonly #rootKey: RootKey;
+  readonly #authorizer: Authorizer;
+  readonly #clock: Clock;
+
+  constructor(options: KeyServiceOptions) {
+    this.#repository = options.repository;
+    this.#cache = options.cache;
+    this.#rootKey = options.rootKey;
+    this.#authorizer = options.authorizer;
+    this.#clock = options.clock;
+  }
+
+  async create(principal: Principal, input: CreateKeyInput): Promise<KeyRecord> {
+    this.#authorizer.authorize(principal, 'keys:create', { keyName: input.name });
+    checkRotationPeriod(input.rotationPeriodSeconds);
+    const now = this.#clock.now();
+    const id = randomUUID();
+    const rotationPeriodSeconds = input.rotationPeriodSeconds || null;
+    const key: KeyRecord = {
+      id,
+      name: input.name,
+      description: input.description ?? '',
+      labels: input.labels ?? {},
+      state: 'enabled',
+      primaryVersion: 1,
+      minDecryptionVersion: 1,
+      rotationPeriodSeconds,
+      nextRotationAt: nextRotationAfter(now, rotationPeriodSeconds),
+      deletionDate: null,
+      createdAt: now,
+      updatedAt: now,
+      destroyedAt: null,
+      versions: [],
+    };
+    try {
+      await this.#repository.create(key, await this.#newVersion(id, 1, now));
+    } catch (error) {
+      if (isUniqueViolation(error)) throw new KeyholdError('KH_ERR_KEY_EXISTS');
+      throw error;
+    }
+    return this.#mustFind(input.name);
+  }
+
+  async get(principal: Principal, name: string): Promise<KeyRecord> {
+    this.#authorizer.authorize(principal, 'keys:read', { keyName: name });
+    const key = await this.#repository.findByName(name);
+    if (key === undefined) throw new KeyholdError('KH_ERR_KEY_NOT_FOUND');
+    // A deletion date that passed before the sweeper ran is carried out now, so no reader sees a stale state.
+    if (isDueForDestruction(key, this.#clock.now())) return (await this.#destroyIfDue(name)) ?? key;
+    return key;
+  }
+
+  async list(
+    principal: Principal,
+    query: { prefix?: string | undefined; cursor?: string | undefined; limit: number },
+  ): Promise<KeyPage> {
+    this.#authorizer.authorize(principal, 'keys:read', {});
+    const after = query.cursor === undefined ? undefined : decodeKeyCursor(query.cursor);
+    const rows = await this.#repository.list({ prefix: query.prefix, after, limit: query.limit + 1 });
+    const keys = rows.slice(0, query.limit);
+    const last = keys[keys.length - 1];
+    return rows.length > query.limit && last !== undefined ? { keys, nextCursor: encodeKeyCursor(last.name) } : { keys };
+  }
+
+  async update(principal: Principal, name: string, input: UpdateKeyInput): Promise<KeyRecord> {
+    checkRotationPeriod(input.rotationPeriodSeconds);
+    return this.#mutate(principal, 'keys:update', name, 'update', async (key, writer, now) => {
+      const changes: { -readonly [K in keyof KeyChanges]: KeyChanges[K] } = { updatedAt: now };
+      if (input.description !== undefined) changes.description = input.description;
+      if (input.labels !== undefined) changes.labels = input.labels;
+      if (input.rotationPeriodSeconds !== undefined) {
+        changes.rotationPeriodSeconds = input.rotationPeriodSeconds || null;
+        changes.nextRotationAt = nextRotationAfter(now, input.rotationPeriodSeconds);
+      }
+      if (input.minDecryptionVersion !== undefined) {
+        if (input.minDecryptionVersion < 1 || input.minDecryptionVersion > key.primaryVersion) {
+          throw new ValidationError(`minDecryptionVersion must be between 1 and the primary version (${key.primaryVersion})`);
+        }
+        changes.minDecryptionVersion = input.minDecryptionVersion;
+      }
+      await writer.updateKey(changes);
+    });
+  }
+
+  /** Adds a version and makes it primary, in one transaction under the key's row lock. */
+  async rotate(principal: Principal, name: string): Promise<KeyRecord> {
+    return this.#mutate(principal, 'keys:rotate', name, 'rotate', async (key, writer, now) => {
+      const version = Math.max(0, ...key.versions.map((v) => v.version)) + 1;
+      await writer.insertVersion(await this.#newVersion(key.id, version, now));
+      await writer.updateKey({
+        primaryVersion: version,
+        nextRotationAt: nextRotationAfter(now, key.rotationPeriodSeconds),
+        updatedAt: now,
+      });
+    });
+  }
+
+  async disable(principal: Principal, name: string): Promise<KeyRecord> {
+    return this.#mutate(principal, 'keys:disable', name, 'disable', async (_key, writer, now) => {
+      await writer.updateKey({ state: 'disabled', updatedAt: now });
+    });
+  }
+
+  async enable(principal: Principal, name: string): Promise<KeyRecord> {
+    return this.#mutate(principal, 'keys:enable', name, 'enable', async (_key, writer, now) => {
+      await writer.updateKey({ state: 'enabled', updatedAt: now });
+    });
+  }
+
+  async scheduleDeletion(principal: Principal, name: string, pendingWindowDays = DEFAULT_PENDING_WINDOW_DAYS): Promise<KeyRecord> {
+    return this.#mutate(principal, 'keys:delete', name, 'schedule-deletion', async (_key, writer, now) => {
+      await writer.updateKey({
+        state: 'pending_deletion',
+        deletionDate: new Date(now.getTime() + pendingWindowDays * DAY_MS),
+        updatedAt: now,
+      });
+    });
+  }
+
+  /** Cancelling leaves the key disabled, as AWS KMS does: re-enabling it is a separate, deliberate step. */
+  async cancelDeletion(principal: Principal, name: string): Promise<KeyRecord> {
+    return this.#mutate(principal, 'keys:delete', name, 'cancel-deletion', async (_key, writer, now) => {
+      await writer.updateKey({ state: 'disabled', deletionDate: null, updatedAt: now });
+    });
+  }
+
+  /** Revokes one version: nothing it encrypted decrypts until it is enabled again. */
+  async disableVersion(principal: Principal, name: string, version: number): Promise<KeyRecord> {
+    return this.#mutateVersion(principal, 'keys:disable', name, version, 'disable-version');
+  }
+
+  async enableVersion(principal: Principal, name: string, version: number): Promise<KeyRecord> {
+    return this.#mutateVersion(principal, 'keys:enable', name, version, 'enable-version');
+  }
+
+  /** Destroys every key whose deletion date has passed. Returns how many were destroyed. */
+  async destroyDueKeys(batchSize = 100): Promise<number> {
+    let destroyed = 0;
+    for (;;) {
+      const names = await this.#repository.findDueForDestruction(this.#clock.now(), batchSize);
+      for (const name of names) {
+        if ((await this.#destroyIfDue(name)) !== undefined) destroyed += 1;
+      }
+      if (names.length < batchSize) return destroyed;
+    }
+  }
+
+  async #destroyIfDue(name: string): Promise<KeyRecord | undefined> {
+    const now = this.#clock.now();
+    const outcome = await this.#repository.mutate(name, async (key, writer) => {
+      if (!isDueForDestruction(key, now)) return false;
+      await writer.destroyAllVersions(now);
+      await writer.updateKey({ state: 'destroyed', destroyedAt: now, updatedAt: now });
+      return true;
+    });
+    if (outcome === undefined || !outcome.result) return undefined;
+    this.#cache.invalidate(outcome.key.id);
+    return outcome.key;
+  }
+
+  async #mutateVersion(
+    principal: Principal,
+    action: Action,
+    name: string,
+    version: number,
+    operation: 'disable-version' | 'enable-version',
+  ): Promise<KeyRecord> {
+    this.#authorizer.authorize(principal, action, { keyName: name });
+    const outcome = await this.#repository.mutate(name, async (key, writer) => {
+      if (checkVersionOperation(key, version, operation) === 'noop') return;
+      const now = this.#clock.now();
+      await writer.setVersionState(version, operation === 'disable-version' ? 'disabled' : 'enabled', now);
+      await writer.updateKey({ updatedAt: now });
+    });
+    return this.#afterWrite(outcome);
+  }
+
+  async #mutate(
+    principal: Principal,
+    action: Action,
+    name: string,
+    operation: KeyOperation,
+    apply: (key: KeyRecord, writer: LockedKeyWriter, now: Date) => Promise<void>,
+  ): Promise<KeyRecord> {
+    this.#authorizer.authorize(principal, action, { keyName: name });
+    const outcome = await this.#repository.mutate(name, async (key, writer) => {
+      const now = this.#clock.now();
+      if (isDueForDestruction(key, now)) throw new KeyholdError('KH_ERR_KEY_DESTROYED');
+      if (checkKeyOperation(key, operation) === 'noop') return;
+      await apply(key, writer, now);
+    });
+    return this.#afterWrite(outcome);
+  }
+
+  #afterWrite(outcome: { key: KeyRecord } | undefined): KeyRecord {
+    if (outcome === undefined) throw new KeyholdError('KH_ERR_KEY_NOT_FOUND');
+    this.#cache.invalidate(outcome.key.id);
+    return outcome.key;
+  }
+
+  async #newVersion(keyId: string, version: number, now: Date): Promise<NewVersion> {
+    const material = SecretBytes.random(AES_256_KEY_BYTES);
+    try {
+      const wrapped = await material.use((bytes) => this.#rootKey.wrap(bytes, keyVersionWrapAad(keyId, version)));
+      return { version, state: 'enabled', rootKeyId: this.#rootKey.id, material: wrapped, createdAt: now };
+    } finally {
+      material.zero();
+    }
+  }
+
+  async #mustFind(name: string): Promise<KeyRecord> {
+    const key = await this.#repository.findByName(name);
+    if (key === undefined) throw new KeyholdError('KH_ERR_INTERNAL');
+    return key;
+  }
+}

@@ -1,0 +1,159 @@
+import { KeyholdError, type ErrorCode } from '../errors.js';
+import { findVersion, type KeyRecord, type KeyState, type KeyVersionState } from './key-record.js';
+
+/**
+ * The state × operation rules of keys and key versions, as one pure table. Services ask it before they act; the
+ * unit tests walk every cell.
+ */
+
+export type KeyOperation =
+  | 'read'
+  | 'update'
+  | 'rotate'
+  | 'disable'
+  | 'enable'
+  | 'schedule-deletion'
+  | 'cancel-deletion'
+  | 'disable-version'
+  | 'enable-version'
+  | 'encrypt'
+  | 'decrypt';
+
+/** `ok`: allowed; `noop`: allowed and already in the target state; otherwise the error code to refuse with. */
+export type Verdict = 'ok' | 'noop' | ErrorCode;
+
+const STATE_REFUSAL: Record<KeyState, ErrorCode> = {
+  enabled: 'KH_ERR_ILLEGAL_TRANSITION',
+  disabled: 'KH_ERR_KEY_DISABLED',
+  pending_deletion: 'KH_ERR_KEY_PENDING_DELETION',
+  destroyed: 'KH_ERR_KEY_DESTROYED',
+};
+
+export const KEY_OPERATION_TABLE: Record<KeyState, Record<KeyOperation, Verdict>> = {
+  enabled: {
+    read: 'ok',
+    update: 'ok',
+    rotate: 'ok',
+    disable: 'ok',
+    enable: 'noop',
+    'schedule-deletion': 'ok',
+    'cancel-deletion': 'KH_ERR_ILLEGAL_TRANSITION',
+    'disable-version': 'ok',
+    'enable-version': 'ok',
+    encrypt: 'ok',
+    decrypt: 'ok',
+  },
+  disabled: {
+    read: 'ok',
+    update: 'ok',
+    // A compromised key is disabled first and rotated before it is enabled again.
+    rotate: 'ok',
+    disable: 'noop',
+    enable: 'ok',
+    'schedule-deletion': 'ok',
+    'cancel-deletion': 'KH_ERR_ILLEGAL_TRANSITION',
+    'disable-version': 'ok',
+    'enable-version': 'ok',
+    encrypt: 'KH_ERR_KEY_DISABLED',
+    decrypt: 'KH_ERR_KEY_DISABLED',
+  },
+  pending_deletion: {
+    read: 'ok',
+    update: 'KH_ERR_KEY_PENDING_DELETION',
+    rotate: 'KH_ERR_KEY_PENDING_DELETION',
+    disable: 'KH_ERR_KEY_PENDING_DELETION',
+    enable: 'KH_ERR_KEY_PENDING_DELETION',
+    'schedule-deletion': 'KH_ERR_KEY_PENDING_DELETION',
+    'cancel-deletion': 'ok',
+    'disable-version': 'KH_ERR_KEY_PENDING_DELETION',
+    'enable-version': 'KH_ERR_KEY_PENDING_DELETION',
+    encrypt: 'KH_ERR_KEY_PENDING_DELETION',
+    decrypt: 'KH_ERR_KEY_PENDING_DELETION',
+  },
+  destroyed: {
+    read: 'ok',
+    update: 'KH_ERR_KEY_DESTROYED',
+    rotate: 'KH_ERR_KEY_DESTROYED',
+    disable: 'KH_ERR_KEY_DESTROYED',
+    enable: 'KH_ERR_KEY_DESTROYED',
+    'schedule-deletion': 'KH_ERR_KEY_DESTROYED',
+    'cancel-deletion': 'KH_ERR_KEY_DESTROYED',
+    'disable-version': 'KH_ERR_KEY_DESTROYED',
+    'enable-version': 'KH_ERR_KEY_DESTROYED',
+    encrypt: 'KH_ERR_KEY_DESTROYED',
+    decrypt: 'KH_ERR_KEY_DESTROYED',
+  },
+};
+
+export type VersionOperation = 'disable-version' | 'enable-version';
+
+export const VERSION_OPERATION_TABLE: Record<KeyVersionState, Record<VersionOperation, Verdict>> = {
+  enabled: { 'disable-version': 'ok', 'enable-version': 'noop' },
+  disabled: { 'disable-version': 'noop', 'enable-version': 'ok' },
+  destroyed: { 'disable-version': 'KH_ERR_KEY_VERSION_DESTROYED', 'enable-version': 'KH_ERR_KEY_VERSION_DESTROYED' },
+};
+
+function refuse(code: ErrorCode, detail?: string): never {
+  throw new KeyholdError(code, detail);
+}
+
+/** Returns whether the operation changes anything; throws the refusal the table names. */
+export function checkKeyOperation(key: KeyRecord, operation: KeyOperation): 'ok' | 'noop' {
+  const verdict = KEY_OPERATION_TABLE[key.state][operation];
+  if (verdict === 'ok' || verdict === 'noop') return verdict;
+  if (verdict === 'KH_ERR_ILLEGAL_TRANSITION') {
+    refuse(verdict, `Cannot ${operation} a key in state ${key.state}`);
+  }
+  return refuse(verdict);
+}
+
+export function checkVersionOperation(key: KeyRecord, version: number, operation: VersionOperation): 'ok' | 'noop' {
+  checkKeyOperation(key, operation);
+  const record = findVersion(key, version);
+  if (record === undefined) return refuse('KH_ERR_KEY_VERSION_NOT_FOUND');
+  const verdict = VERSION_OPERATION_TABLE[record.state][operation];
+  if (verdict === 'ok' || verdict === 'noop') return verdict;
+  return refuse(verdict);
+}
+
+/** Only an enabled key whose primary version is enabled encrypts or issues data keys. */
+export function checkCanEncrypt(key: KeyRecord): void {
+  checkKeyOperation(key, 'encrypt');
+  const primary = findVersion(key, key.primaryVersion);
+  if (primary === undefined) refuse('KH_ERR_INTERNAL');
+  if (primary.state === 'disabled') refuse('KH_ERR_KEY_VERSION_DISABLED');
+  if (primary.state === 'destroyed') refuse('KH_ERR_KEY_VERSION_DESTROYED');
+}
+
+/**
+ * Decrypt and rewrap need an enabled key and an enabled version at or above `minDecryptionVersion`. A version the
+ * key never had is a malformed ciphertext, so it fails as decryption does.
+ */
+export function checkCanDecrypt(key: KeyRecord, version: number): 'ok' | 'unknown-version' {
+  checkKeyOperation(key, 'decrypt');
+  const record = findVersion(key, version);
+  if (record === undefined) return 'unknown-version';
+  if (record.state === 'destroyed') refuse('KH_ERR_KEY_VERSION_DESTROYED');
+  if (version < key.minDecryptionVersion) refuse('KH_ERR_KEY_VERSION_BELOW_MINIMUM');
+  if (record.state === 'disabled') refuse('KH_ERR_KEY_VERSION_DISABLED');
+  return 'ok';
+}
+
+/** AWS KMS's bounds for the waiting period before deletion. */
+export const MIN_PENDING_WINDOW_DAYS = 7;
+export const MAX_PENDING_WINDOW_DAYS = 30;
+export const DEFAULT_PENDING_WINDOW_DAYS = 30;
+
+/** 0 turns scheduled rotation off; otherwise at least an hour, at most ten years. */
+export const MIN_ROTATION_PERIOD_SECONDS = 3600;
+export const MAX_ROTATION_PERIOD_SECONDS = 10 * 365 * 24 * 3600;
+
+export function nextRotationAfter(now: Date, rotationPeriodSeconds: number | null): Date | null {
+  if (rotationPeriodSeconds === null || rotationPeriodSeconds === 0) return null;
+  return new Date(now.getTime() + rotationPeriodSeconds * 1000);
+}
+
+/** A key pending deletion whose date has passed is destroyed, whether or not the sweeper has run yet. */
+export function isDueForDestruction(key: KeyRecord, now: Date): boolean {
+  return key.state === 'pending_deletion' && key.deletionDate !== null && key.deletionDate.getTime() <= now.getTime();
+}

@@ -1,0 +1,133 @@
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { AdminOnlyAuthorizer, type Authorizer } from './auth/authorizer.js';
+import type { Clock } from './clock.js';
+import type { Config } from './config.js';
+import type { RootKey } from './crypto/root-key.js';
+import { BatchService } from './keys/batch-service.js';
+import { CryptoService } from './keys/crypto-service.js';
+import { KeyCache } from './keys/key-cache.js';
+import { KeyRepository } from './keys/key-repository.js';
+import { KeyService } from './keys/key-service.js';
+import { loadRootKey, writeAdminTokenFile } from './root-key-loader.js';
+import { createDatabase, migrateToLatest, migrationsAreCurrent, type Database } from './storage/database.js';
+import { isUniqueViolation } from './storage/errors.js';
+import { RootKeyRepository } from './storage/root-key-repository.js';
+import { TokenRepository } from './tokens/token-repository.js';
+import { TokenService } from './tokens/token-service.js';
+
+export interface ReadinessChecks {
+  readonly database: boolean;
+  readonly rootKey: boolean;
+  readonly migrations: boolean;
+}
+
+/** The use cases the HTTP layer calls. */
+export interface Services {
+  readonly keys: KeyService;
+  readonly crypto: CryptoService;
+  readonly batch: BatchService;
+  readonly tokens: TokenService;
+  readiness(): Promise<ReadinessChecks>;
+}
+
+export interface Keyhold {
+  readonly services: Services;
+  readonly db: Database;
+  readonly rootKey: RootKey;
+  readonly cache: KeyCache;
+  /** Set when start-up generated the first admin token; the caller prints it once. */
+  readonly generatedAdminToken: { token: string; path: string } | undefined;
+  close(): Promise<void>;
+}
+
+export interface KeyholdDeps {
+  readonly clock: Clock;
+  readonly logger: Logger;
+  /** An already open database (tests pass one bound to their own schema). It is not closed by `close()`. */
+  readonly database?: Database;
+}
+
+const READINESS_TIMEOUT_MS = 2000;
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error('timed out')), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+async function ensureAdminToken(
+  config: Config,
+  tokens: TokenService,
+  logger: Logger,
+): Promise<{ token: string; path: string } | undefined> {
+  if (await tokens.hasLiveAdmin()) return undefined;
+  try {
+    if (config.bootstrapToken !== undefined) {
+      await tokens.issue('bootstrap-admin', true, undefined, config.bootstrapToken);
+      logger.info('created the admin token from KEYHOLD_BOOTSTRAP_TOKEN');
+      return undefined;
+    }
+    const issued = await tokens.issue('admin', true);
+    const path = join(config.dataDir, 'admin.token');
+    writeAdminTokenFile(path, issued.token);
+    return { token: issued.token, path };
+  } catch (error) {
+    // Another replica bootstrapped at the same moment; its admin token stands.
+    if (isUniqueViolation(error)) return undefined;
+    throw error;
+  }
+}
+
+/**
+ * The composition root: opens the store, runs migrations under knex's lock, proves the root key, makes sure an
+ * admin exists, and wires the services.
+ */
+export async function openKeyhold(config: Config, deps: KeyholdDeps): Promise<Keyhold> {
+  const ownsDatabase = deps.database === undefined;
+  const db = deps.database ?? createDatabase(config.database, { acquireTimeoutMs: config.databaseTimeoutMs });
+  try {
+    await migrateToLatest(db);
+    const rootKey = await loadRootKey(config.rootKey, new RootKeyRepository(db), deps.clock, deps.logger);
+    const authorizer: Authorizer = new AdminOnlyAuthorizer();
+    const repository = new KeyRepository(db);
+    const cache = new KeyCache({ repository, rootKey, clock: deps.clock, ttlMs: config.cacheTtlMs });
+    const crypto = new CryptoService({ cache, authorizer });
+    const tokens = new TokenService({
+      repository: new TokenRepository(db),
+      authorizer,
+      clock: deps.clock,
+      cacheTtlMs: config.cacheTtlMs,
+    });
+    const services: Services = {
+      keys: new KeyService({ repository, cache, rootKey, authorizer, clock: deps.clock }),
+      crypto,
+      batch: new BatchService(crypto),
+      tokens,
+      async readiness() {
+        const [database, migrations] = await Promise.all([
+          withTimeout(db.raw('select 1'), READINESS_TIMEOUT_MS).then(() => true, () => false),
+          withTimeout(migrationsAreCurrent(db), READINESS_TIMEOUT_MS).catch(() => false),
+        ]);
+        return { database, migrations, rootKey: true };
+      },
+    };
+    const generatedAdminToken = await ensureAdminToken(config, tokens, deps.logger);
+    return {
+      services,
+      db,
+      rootKey,
+      cache,
+      generatedAdminToken,
+      async close() {
+        cache.clear();
+        if (ownsDatabase) await db.destroy();
+      },
+    };
+  } catch (error) {
+    if (ownsDatabase) await db.destroy();
+    throw error;
+  }
+}

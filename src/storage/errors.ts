@@ -1,0 +1,34 @@
+import knex from 'knex';
+
+const { KnexTimeoutError } = knex;
+
+const UNAVAILABLE_NET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH']);
+
+/**
+ * PostgreSQL SQLSTATE classes that mean "the server cannot serve now", not "the query is wrong": 08 connection
+ * exception, 53 insufficient resources, 57P0x operator intervention (shutdown), 40001/40P01 conflicts.
+ */
+function isUnavailableSqlState(code: string): boolean {
+  return code.startsWith('08') || code.startsWith('53') || /^57P0[1-4]$/.test(code);
+}
+
+/** True when `error` says the database cannot be reached or cannot serve right now. */
+export function isDatabaseUnavailable(error: unknown): boolean {
+  if (error instanceof KnexTimeoutError) return true;
+  if (typeof error !== 'object' || error === null) return false;
+  const { code, message } = error as { code?: unknown; message?: unknown };
+  if (typeof code === 'string') {
+    if (UNAVAILABLE_NET_CODES.has(code) || isUnavailableSqlState(code)) return true;
+    if (code === 'SQLITE_BUSY' || code === 'SQLITE_IOERR' || code === 'SQLITE_CANTOPEN' || code === 'SQLITE_FULL') return true;
+  }
+  return (
+    typeof message === 'string' &&
+    (message.includes('Connection terminated') || message.includes('timeout exceeded when trying to connect'))
+  );
+}
+
+export function isUniqueViolation(error: unknown): boolean {
+  if (typeof error !== 'object' || error === null) return false;
+  const code = (error as { code?: unknown }).code;
+  return code === '23505' || code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
+}

@@ -1,0 +1,155 @@
+import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
+import type { Clock } from '../clock.js';
+import { KeyholdError } from '../errors.js';
+import type { Authorizer } from '../auth/authorizer.js';
+import type { Principal } from '../auth/principal.js';
+import { isUniqueViolation } from '../storage/errors.js';
+import type { StoredToken, TokenRecord, TokenRepository } from './token-repository.js';
+
+const TOKEN_PREFIX = 'kh_';
+const TOKEN_SECRET_BYTES = 32;
+const MAX_CACHED_TOKENS = 10_000;
+
+export interface IssuedToken extends TokenRecord {
+  /** The secret, shown once. */
+  readonly token: string;
+}
+
+export interface TokenServiceOptions {
+  readonly repository: TokenRepository;
+  readonly authorizer: Authorizer;
+  readonly clock: Clock;
+  /** How long a verified lookup is trusted before the store is asked again (revocation on other replicas). */
+  readonly cacheTtlMs: number;
+}
+
+function hashSecret(secret: string): Buffer {
+  return createHash('sha256').update(secret, 'utf8').digest();
+}
+
+export function principalOf(token: TokenRecord): Principal {
+  return {
+    id: `token:${token.name}`,
+    type: 'token',
+    admin: token.admin,
+    attributes: { tokenId: token.id, tokenName: token.name },
+  };
+}
+
+function isLive(token: TokenRecord, now: Date): boolean {
+  return token.revokedAt === null && (token.expiresAt === null || token.expiresAt.getTime() > now.getTime());
+}
+
+/** Issues, lists and revokes API tokens, and turns a bearer secret into a principal. */
+export class TokenService {
+  readonly #repository: TokenRepository;
+  readonly #authorizer: Authorizer;
+  readonly #clock: Clock;
+  readonly #cacheTtlMs: number;
+  /** SHA-256 of the secret (hex) → the token and when the entry stops being trusted. */
+  readonly #cache = new Map<string, { token: StoredToken; trustedUntil: number }>();
+
+  constructor(options: TokenServiceOptions) {
+    this.#repository = options.repository;
+    this.#authorizer = options.authorizer;
+    this.#clock = options.clock;
+    this.#cacheTtlMs = options.cacheTtlMs;
+  }
+
+  /** Looks a bearer secret up. Returns undefined for an unknown, expired or revoked token. */
+  async authenticate(secret: string): Promise<Principal | undefined> {
+    const digest = hashSecret(secret);
+    const hash = digest.toString('hex');
+    const now = this.#clock.now();
+    let token = this.#cachedToken(hash, now.getTime());
+    if (token === undefined) {
+      token = await this.#repository.findByHash(hash);
+      if (token === undefined) return undefined;
+      this.#remember(hash, token, now.getTime());
+    }
+    // The lookup is by hash; the constant-time comparison guards against a store that matched loosely.
+    if (!timingSafeEqual(Buffer.from(token.secretHash, 'hex'), digest)) return undefined;
+    return isLive(token, now) ? principalOf(token) : undefined;
+  }
+
+  async create(
+    principal: Principal,
+    input: { name: string; admin?: boolean | undefined; ttlSeconds?: number | undefined },
+  ): Promise<IssuedToken> {
+    this.#authorizer.authorize(principal, 'tokens:write', {});
+    // Only an admin can mint an admin: a workload allowed tokens:write must not be able to escalate.
+    if (input.admin === true && !principal.admin) {
+      throw new KeyholdError('KH_ERR_FORBIDDEN', 'Only an admin may create an admin token');
+    }
+    return this.issue(input.name, input.admin === true, input.ttlSeconds);
+  }
+
+  /** Creates a token without an authorisation check; for bootstrap only. */
+  async issue(name: string, admin: boolean, ttlSeconds?: number, secret?: string): Promise<IssuedToken> {
+    const now = this.#clock.now();
+    const tokenSecret = secret ?? TOKEN_PREFIX + randomBytes(TOKEN_SECRET_BYTES).toString('base64url');
+    const stored: StoredToken = {
+      id: randomUUID(),
+      name,
+      admin,
+      secretHash: hashSecret(tokenSecret).toString('hex'),
+      createdAt: now,
+      expiresAt: ttlSeconds === undefined ? null : new Date(now.getTime() + ttlSeconds * 1000),
+      revokedAt: null,
+    };
+    try {
+      await this.#repository.insert(stored);
+    } catch (error) {
+      if (isUniqueViolation(error)) throw new KeyholdError('KH_ERR_TOKEN_EXISTS');
+      throw error;
+    }
+    const { secretHash: _hash, ...record } = stored;
+    return { ...record, token: tokenSecret };
+  }
+
+  async list(
+    principal: Principal,
+    query: { after?: { name: string; id: string } | undefined; limit: number },
+  ): Promise<{ tokens: TokenRecord[]; hasMore: boolean }> {
+    this.#authorizer.authorize(principal, 'tokens:read', {});
+    const rows = await this.#repository.list({ after: query.after, limit: query.limit + 1 });
+    return {
+      tokens: rows.slice(0, query.limit).map(({ secretHash: _hash, ...record }) => record),
+      hasMore: rows.length > query.limit,
+    };
+  }
+
+  async revoke(principal: Principal, id: string): Promise<void> {
+    this.#authorizer.authorize(principal, 'tokens:write', {});
+    const token = await this.#repository.findById(id);
+    if (token === undefined || token.revokedAt !== null) throw new KeyholdError('KH_ERR_TOKEN_NOT_FOUND');
+    if (token.admin && !principal.admin) {
+      throw new KeyholdError('KH_ERR_FORBIDDEN', 'Only an admin may revoke an admin token');
+    }
+    await this.#repository.revoke(id, this.#clock.now());
+    this.#cache.delete(token.secretHash);
+  }
+
+  async hasLiveAdmin(): Promise<boolean> {
+    return this.#repository.hasLiveAdmin(this.#clock.now());
+  }
+
+  #cachedToken(hash: string, now: number): StoredToken | undefined {
+    const entry = this.#cache.get(hash);
+    if (entry === undefined) return undefined;
+    if (entry.trustedUntil <= now) {
+      this.#cache.delete(hash);
+      return undefined;
+    }
+    return entry.token;
+  }
+
+  #remember(hash: string, token: StoredToken, now: number): void {
+    if (this.#cacheTtlMs === 0) return;
+    if (this.#cache.size >= MAX_CACHED_TOKENS) {
+      const oldest = this.#cache.keys().next();
+      if (!oldest.done) this.#cache.delete(oldest.value);
+    }
+    this.#cache.set(hash, { token, trustedUntil: now + this.#cacheTtlMs });
+  }
+}

@@ -1,0 +1,165 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import type { FastifyInstance } from 'fastify';
+import knexFactory from 'knex';
+import { describe } from 'vitest';
+import { buildApp, type AppDeps } from '../../src/app.js';
+import { loadConfig, type Config, type Environment } from '../../src/config.js';
+import { createDatabase, type Database } from '../../src/storage/database.js';
+import { ManualClock } from './clock.js';
+
+export type DatabaseKind = 'sqlite' | 'postgres';
+
+const POSTGRES_URL = process.env.KEYHOLD_TEST_DATABASE_URL;
+
+/** SQLite always; PostgreSQL when KEYHOLD_TEST_DATABASE_URL is set (CI sets it). */
+export const DATABASE_KINDS: DatabaseKind[] = POSTGRES_URL ? ['sqlite', 'postgres'] : ['sqlite'];
+
+/** Runs the same suite once per database. */
+export function describeEachDatabase(title: string, suite: (kind: DatabaseKind) => void): void {
+  for (const kind of DATABASE_KINDS) describe(`${title} [${kind}]`, () => suite(kind));
+}
+
+export const TEST_ADMIN_TOKEN = `kh_test_admin_${'x'.repeat(32)}`;
+
+/**
+ * A store a test owns: a fresh SQLite file, or a fresh PostgreSQL schema. It outlives app instances, so restart
+ * tests can build a second app over the same data.
+ */
+export class TestStore {
+  readonly dataDir = mkdtempSync(join(tmpdir(), 'keyhold-test-'));
+  readonly schema = `kh_test_${randomBytes(6).toString('hex')}`;
+  readonly #databases: Database[] = [];
+
+  constructor(readonly kind: DatabaseKind) {}
+
+  environment(extra: Environment = {}): Environment {
+    return {
+      KEYHOLD_DATA_DIR: this.dataDir,
+      KEYHOLD_DATABASE_URL: this.kind === 'sqlite' ? `sqlite:${join(this.dataDir, 'keyhold.sqlite')}` : POSTGRES_URL,
+      KEYHOLD_BOOTSTRAP_TOKEN: TEST_ADMIN_TOKEN,
+      KEYHOLD_LOG_LEVEL: 'info',
+      ...extra,
+    };
+  }
+
+  /** The database handle to give the app: PostgreSQL tests run in their own schema. */
+  database(config: Config): Database | undefined {
+    if (this.kind === 'sqlite') return undefined;
+    const db = createDatabase(config.database, { acquireTimeoutMs: config.databaseTimeoutMs, searchPath: this.schema });
+    this.#databases.push(db);
+    return db;
+  }
+
+  async createSchema(): Promise<void> {
+    if (this.kind !== 'postgres' || POSTGRES_URL === undefined) return;
+    const admin = knexFactory({ client: 'pg', connection: POSTGRES_URL });
+    try {
+      await admin.raw('CREATE SCHEMA IF NOT EXISTS ??', [this.schema]);
+    } finally {
+      await admin.destroy();
+    }
+  }
+
+  async destroy(): Promise<void> {
+    await Promise.all(this.#databases.splice(0).map((db) => db.destroy()));
+    if (this.kind === 'postgres' && POSTGRES_URL !== undefined) {
+      const admin = knexFactory({ client: 'pg', connection: POSTGRES_URL });
+      try {
+        await admin.raw('DROP SCHEMA IF EXISTS ?? CASCADE', [this.schema]);
+      } finally {
+        await admin.destroy();
+      }
+    }
+    rmSync(this.dataDir, { recursive: true, force: true });
+  }
+}
+
+/** Collects every log line, so tests can assert that no secret was logged. */
+export class LogCapture extends Writable {
+  readonly lines: string[] = [];
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, done: () => void): void {
+    this.lines.push(chunk.toString('utf8'));
+    done();
+  }
+
+  text(): string {
+    return this.lines.join('');
+  }
+}
+
+export interface TestApp {
+  readonly app: FastifyInstance;
+  readonly store: TestStore;
+  readonly clock: ManualClock;
+  readonly logs: LogCapture;
+  /** Calls the API through `app.inject` with the admin token unless another is given. */
+  call(method: string, url: string, body?: unknown, token?: string | null): Promise<ApiResponse>;
+  /** Builds a second app over the same store, as a restart would. */
+  restart(extra?: Environment): Promise<TestApp>;
+  close(): Promise<void>;
+}
+
+export interface ApiResponse {
+  readonly status: number;
+  readonly headers: Record<string, string | string[] | undefined>;
+  readonly body: any;
+  readonly text: string;
+}
+
+export const TEST_ROOT_KEY = Buffer.alloc(32, 7).toString('base64');
+
+export async function buildTestApp(
+  kind: DatabaseKind,
+  options: { env?: Environment; clock?: ManualClock; store?: TestStore; deps?: Partial<AppDeps> } = {},
+): Promise<TestApp> {
+  const store = options.store ?? new TestStore(kind);
+  await store.createSchema();
+  const clock = options.clock ?? new ManualClock();
+  const logs = new LogCapture();
+  const config = loadConfig(store.environment({ KEYHOLD_ROOT_KEY: TEST_ROOT_KEY, ...options.env }));
+  const app = await buildApp(config, {
+    clock,
+    logStream: logs,
+    database: store.database(config),
+    sweeper: false,
+    ...options.deps,
+  });
+  await app.ready();
+  const testApp: TestApp = {
+    app,
+    store,
+    clock,
+    logs,
+    async call(method, url, body, token = TEST_ADMIN_TOKEN) {
+      const headers: Record<string, string> = {};
+      if (token !== null) headers.authorization = `Bearer ${token}`;
+      const response = await app.inject({
+        method: method as 'GET',
+        url,
+        headers,
+        ...(body === undefined ? {} : { payload: body as object }),
+      });
+      let parsed: unknown;
+      try {
+        parsed = response.body === '' ? undefined : JSON.parse(response.body);
+      } catch {
+        parsed = undefined;
+      }
+      return { status: response.statusCode, headers: response.headers, body: parsed, text: response.body };
+    },
+    async restart(extra = {}) {
+      await app.close();
+      return buildTestApp(kind, { env: { ...options.env, ...extra }, clock, store, deps: options.deps });
+    },
+    async close() {
+      await app.close();
+      if (options.store === undefined) await store.destroy();
+    },
+  };
+  return testApp;
+}
