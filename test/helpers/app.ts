@@ -150,7 +150,7 @@ export async function buildTestApp(
       } catch {
         parsed = undefined;
       }
-      return { status: response.statusCode, headers: response.headers, body: parsed, text: response.body };
+      return { status: response.statusCode, headers: response.headers as ApiResponse["headers"], body: parsed, text: response.body };
     },
     async restart(extra = {}) {
       await app.close();
