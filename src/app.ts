@@ -8,6 +8,7 @@ import type { Config } from './config.js';
 import { registerAuthentication } from './http/authentication.js';
 import { registerJsonBodyParser } from './http/json-body.js';
 import { registerProblemHandlers } from './http/problem.js';
+import { SHARED_SCHEMAS } from './http/schemas.js';
 import { batchRoutes } from './http/routes/batch.js';
 import { cryptoRoutes } from './http/routes/crypto.js';
 import { keyRoutes } from './http/routes/keys.js';
@@ -99,6 +100,9 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       },
       security: [{ bearer: [] }],
     },
+    refResolver: {
+      buildLocalReference: (json, _baseUri, _fragment, index) => (typeof json.$id === 'string' ? json.$id : `def-${index}`),
+    },
     transform: ({ schema, url, route }) => {
       const transformed = { ...schema } as Record<string, unknown>;
       if (route.config?.public === true) transformed.security = [];
@@ -106,6 +110,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     },
   });
   registerAuthentication(app, keyhold.services.tokens);
+  for (const schema of SHARED_SCHEMAS) app.addSchema(schema);
 
   const { services } = keyhold;
   await app.register(systemRoutes(services));

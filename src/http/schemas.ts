@@ -77,8 +77,10 @@ export const Key = Type.Object(
     destroyedAt: nullableTimestamp('When the key was destroyed.'),
     versions: Type.Array(KeyVersion),
   },
-  { additionalProperties: false },
+  { $id: 'Key', additionalProperties: false },
 );
+/** Routes refer to shared schemas by id, so `openapi.yaml` lists each once under components. */
+export const KeyRef = Type.Unsafe<Static<typeof Key>>(Type.Ref('Key'));
 
 const RotationPeriod = Type.Union([Type.Integer({ minimum: 0 }), Type.Null()], {
   description: 'Seconds between scheduled rotations: 0 or null turns it off, otherwise at least 3600.',
@@ -114,7 +116,7 @@ export const ListKeysQuery = Type.Object(
 );
 
 export const KeyList = Type.Object(
-  { keys: Type.Array(Key), nextCursor: Type.Optional(Type.String()) },
+  { keys: Type.Array(KeyRef), nextCursor: Type.Optional(Type.String()) },
   { additionalProperties: false },
 );
 
@@ -196,9 +198,13 @@ export const Problem = Type.Object(
     }),
     requestId: Type.String(),
   },
-  { additionalProperties: false, description: 'RFC 9457 problem details.' },
+  { $id: 'Problem', additionalProperties: false, description: 'RFC 9457 problem details.' },
 );
 export type ProblemBody = Static<typeof Problem>;
+export const ProblemRef = Type.Unsafe<ProblemBody>(Type.Ref('Problem'));
+
+/** Registered with `app.addSchema` before any route refers to them. */
+export const SHARED_SCHEMAS: readonly TSchema[] = [Problem, Key];
 
 export const BatchResult = Type.Object(
   {
@@ -207,7 +213,7 @@ export const BatchResult = Type.Object(
         {
           status: Type.Integer(),
           result: Type.Optional(Type.Union([DataKeyResult, CiphertextResult, DecryptResult])),
-          problem: Type.Optional(Problem),
+          problem: Type.Optional(ProblemRef),
         },
         { additionalProperties: false },
       ),
@@ -278,7 +284,7 @@ export function problems(...statuses: number[]): Record<number, TSchema> {
   for (const status of statuses) {
     entries[status] = {
       description: ERROR_CODE_LIST.filter((code) => ERROR_CODES[code].status === status).join(', '),
-      content: { 'application/problem+json': { schema: Problem } },
+      content: { 'application/problem+json': { schema: ProblemRef } },
     } as unknown as TSchema;
   }
   return entries;

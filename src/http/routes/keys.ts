@@ -7,7 +7,7 @@ import {
   CreateKeyBody,
   EmptyBody,
   json,
-  Key,
+  KeyRef,
   KeyList,
   KeyNameParams,
   KeyVersionParams,
@@ -36,7 +36,7 @@ export function keyRoutes(services: Services): FastifyPluginAsyncTypebox {
         summary: 'Create a key with its first version.',
         tags,
         body: CreateKeyBody,
-        response: { 201: json(Key, 'The new key.'), ...problems(400, 401, 403, 409, 503) },
+        response: { 201: json(KeyRef, 'The new key.'), ...problems(400, 401, 403, 409, 503) },
       },
     }, async (request, reply) => reply.code(201).send(await keys.create(request.principal, request.body)));
 
@@ -62,7 +62,7 @@ export function keyRoutes(services: Services): FastifyPluginAsyncTypebox {
         summary: 'Read a key and its versions.',
         tags,
         params: KeyNameParams,
-        response: { 200: json(Key, 'The key.'), ...problems(400, 401, 403, 404, 503) },
+        response: { 200: json(KeyRef, 'The key.'), ...problems(400, 401, 403, 404, 503) },
       },
     }, async (request) => keys.get(request.principal, request.params.name));
 
@@ -73,7 +73,7 @@ export function keyRoutes(services: Services): FastifyPluginAsyncTypebox {
         tags,
         params: KeyNameParams,
         body: UpdateKeyBody,
-        response: { 200: json(Key, 'The updated key.'), ...problems(...COMMON) },
+        response: { 200: json(KeyRef, 'The updated key.'), ...problems(...COMMON) },
       },
     }, async (request) => keys.update(request.principal, request.params.name, request.body));
 
@@ -93,7 +93,7 @@ export function keyRoutes(services: Services): FastifyPluginAsyncTypebox {
           tags,
           params: KeyNameParams,
           body: EmptyBody,
-          response: { 200: json(Key, 'The key after the change.'), ...problems(...COMMON) },
+          response: { 200: json(KeyRef, 'The key after the change.'), ...problems(...COMMON) },
         },
       }, async (request) => run(request.principal, request.params.name));
     }
@@ -106,7 +106,7 @@ export function keyRoutes(services: Services): FastifyPluginAsyncTypebox {
         tags,
         params: KeyNameParams,
         body: ScheduleDeletionBody,
-        response: { 200: json(Key, 'The key, pending deletion.'), ...problems(...COMMON) },
+        response: { 200: json(KeyRef, 'The key, pending deletion.'), ...problems(...COMMON) },
       },
     }, async (request) => keys.scheduleDeletion(request.principal, request.params.name, request.body.pendingWindowDays));
 
@@ -122,7 +122,7 @@ export function keyRoutes(services: Services): FastifyPluginAsyncTypebox {
           tags,
           params: KeyVersionParams,
           body: EmptyBody,
-          response: { 200: json(Key, 'The key after the change.'), ...problems(...COMMON) },
+          response: { 200: json(KeyRef, 'The key after the change.'), ...problems(...COMMON) },
         },
       }, async (request) => {
         const { name, version } = request.params;
