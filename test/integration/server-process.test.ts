@@ -1,0 +1,104 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+
+const CLI = fileURLToPath(new URL('../../dist/src/cli.js', import.meta.url));
+
+interface Running {
+  readonly child: ChildProcess;
+  readonly output: () => string;
+  readonly exited: Promise<number | null>;
+}
+
+function start(env: Record<string, string>): Running {
+  const child = spawn(process.execPath, [CLI, 'server'], {
+    env: { PATH: process.env.PATH ?? '', KEYHOLD_PORT: '0', KEYHOLD_LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, output: () => output, exited };
+}
+
+async function waitFor<T>(probe: () => T | undefined, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+describe('the keyhold server process (npm start)', () => {
+  const dirs: string[] = [];
+  const children: ChildProcess[] = [];
+  afterEach(() => {
+    for (const child of children.splice(0)) child.kill('SIGKILL');
+    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('starts on an empty data dir, prints the admin token, and is ready within 10 s', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'keyhold-proc-'));
+    dirs.push(dataDir);
+    const server = start({ KEYHOLD_DATA_DIR: dataDir });
+    children.push(server.child);
+    const address = await waitFor(() => /listening on (http:\/\/\S+)/.exec(server.output())?.[1], 10_000);
+    const token = readFileSync(join(dataDir, 'admin.token'), 'utf8').trim();
+    expect(server.output()).toContain(token);
+    expect(statSync(join(dataDir, 'admin.token')).mode & 0o777).toBe(0o600);
+    expect(statSync(join(dataDir, 'root.key')).mode & 0o777).toBe(0o600);
+    expect(server.output()).toContain('DEV MODE');
+    const ready = await fetch(`${address}/readyz`);
+    expect(ready.status).toBe(200);
+    const whoami = await fetch(`${address}/v1/whoami`, { headers: { authorization: `Bearer ${token}` } });
+    expect(await whoami.json()).toMatchObject({ id: 'token:admin', admin: true });
+
+    server.child.kill('SIGTERM');
+    expect(await server.exited).toBe(0);
+
+    // The second start reuses the data dir: no new token is printed, and the old one still works.
+    const again = start({ KEYHOLD_DATA_DIR: dataDir });
+    children.push(again.child);
+    const address2 = await waitFor(() => /listening on (http:\/\/\S+)/.exec(again.output())?.[1], 10_000);
+    expect(again.output()).not.toContain(token);
+    const whoami2 = await fetch(`${address2}/v1/whoami`, { headers: { authorization: `Bearer ${token}` } });
+    expect(whoami2.status).toBe(200);
+  });
+
+  it('refuses to start with a clear message when the root key does not match the store', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'keyhold-proc-'));
+    dirs.push(dataDir);
+    const first = start({ KEYHOLD_DATA_DIR: dataDir, KEYHOLD_ROOT_KEY: Buffer.alloc(32, 1).toString('base64') });
+    children.push(first.child);
+    const address = await waitFor(() => /listening on (http:\/\/\S+)/.exec(first.output())?.[1], 10_000);
+    const token = readFileSync(join(dataDir, 'admin.token'), 'utf8').trim();
+    const created = await fetch(`${address}/v1/keys`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'k' }),
+    });
+    expect(created.status).toBe(201);
+    first.child.kill('SIGTERM');
+    await first.exited;
+
+    const wrong = start({ KEYHOLD_DATA_DIR: dataDir, KEYHOLD_ROOT_KEY: Buffer.alloc(32, 2).toString('base64') });
+    children.push(wrong.child);
+    expect(await wrong.exited).toBe(1);
+    expect(wrong.output()).toMatch(/root key is not the one the store was wrapped with/);
+  });
+
+  it('refuses to start on invalid configuration, naming every problem', async () => {
+    const bad = start({ KEYHOLD_PORT: 'eighty', KEYHOLD_ROOT_KEY: 'short', KEYHOLD_DATA_DIR: tmpdir() });
+    children.push(bad.child);
+    expect(await bad.exited).toBe(1);
+    expect(bad.output()).toContain('KEYHOLD_PORT');
+    expect(bad.output()).toContain('KEYHOLD_ROOT_KEY');
+    expect(bad.output()).not.toContain('short');
+  });
+});
