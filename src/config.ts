@@ -49,7 +49,8 @@ function integer(env: Environment, name: string, fallback: number, min: number, 
 function parseDatabase(raw: string | undefined, dataDir: string, problems: string[]): DatabaseConfig {
   if (raw === undefined || raw === '') return { client: 'sqlite', filename: join(dataDir, 'keyhold.sqlite') };
   if (raw.startsWith('sqlite:')) {
-    const path = raw.slice('sqlite:'.length).replace(/^\/\/(?=\/)/, '');
+    // sqlite:PATH, sqlite://PATH and sqlite:///ABSOLUTE all name a file path.
+    const path = raw.slice('sqlite:'.length).replace(/^\/\//, '');
     if (path === '') problems.push('KEYHOLD_DATABASE_URL sqlite:PATH needs a path');
     return { client: 'sqlite', filename: path === ':memory:' || isAbsolute(path) ? path : resolve(path) };
   }

@@ -9,6 +9,11 @@ export const MAX_CONTEXT_BYTES = 8192;
 export const RESERVED_CONTEXT_PREFIX = 'kh.';
 
 const EMPTY_CONTEXT_ENCODING = Buffer.from([0, 0]);
+/**
+ * A lone UTF-16 surrogate has no UTF-8 form: the encoder would map every one of them to U+FFFD, so distinct
+ * contexts would share an encoding and the context would no longer bind exactly.
+ */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 /**
  * Checks the limits and returns the canonical encoding: a big-endian u16 pair count, then for each pair, sorted
@@ -27,6 +32,9 @@ export function encodeEncryptionContext(context: EncryptionContext | undefined):
   for (const key of keys) {
     const value = context[key];
     if (typeof value !== 'string') throw new ValidationError('Encryption context values must be strings');
+    if (LONE_SURROGATE.test(key) || LONE_SURROGATE.test(value)) {
+      throw new ValidationError('Encryption context keys and values must be well-formed Unicode');
+    }
     const keyBytes = Buffer.from(key, 'utf8');
     const valueBytes = Buffer.from(value, 'utf8');
     if (keyBytes.length === 0) throw new ValidationError('Encryption context keys must not be empty');

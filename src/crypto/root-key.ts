@@ -56,5 +56,7 @@ export function parseRootKeyText(text: string): SecretBytes | undefined {
   const trimmed = text.trim();
   if (!/^[A-Za-z0-9+/]{43}=$/.test(trimmed)) return undefined;
   const bytes = Buffer.from(trimmed, 'base64');
-  return bytes.length === AES_256_KEY_BYTES ? SecretBytes.adopt(bytes) : undefined;
+  // Only the canonical encoding: trailing bits that a decoder would drop make the same key under two spellings.
+  if (bytes.length !== AES_256_KEY_BYTES || bytes.toString('base64') !== trimmed) return undefined;
+  return SecretBytes.adopt(bytes);
 }
