@@ -94,7 +94,7 @@ export async function openKeyhold(config: Config, deps: KeyholdDeps): Promise<Ke
     const authorizer: Authorizer = new AdminOnlyAuthorizer();
     const repository = new KeyRepository(db);
     const cache = new KeyCache({ repository, rootKey, clock: deps.clock, ttlMs: config.cacheTtlMs });
-    const crypto = new CryptoService({ cache, authorizer });
+    const crypto = new CryptoService({ cache, authorizer, clock: deps.clock });
     const tokens = new TokenService({
       repository: new TokenRepository(db),
       authorizer,

@@ -1,4 +1,3 @@
-import { hkdfSync, randomBytes } from 'node:crypto';
 import { aesGcmOpen, aesGcmSeal, AES_256_KEY_BYTES, GCM_IV_BYTES } from './aes-gcm.js';
 import {
   encodeHeader,
@@ -9,6 +8,8 @@ import {
   type ParsedCiphertext,
 } from './ciphertext-format.js';
 import { encodeEncryptionContext, type EncryptionContext } from './encryption-context.js';
+import { hkdfSha256 } from './hkdf.js';
+import { randomBytesPooled } from './random.js';
 import type { SecretBytes } from './secret-bytes.js';
 
 const HKDF_INFO_LABEL = Buffer.from('keyhold/kh1/data-encryption-key', 'ascii');
@@ -23,7 +24,7 @@ function deriveRequestKey(versionKey: SecretBytes, salt: Buffer, keyId: string, 
   HKDF_INFO_LABEL.copy(info, 0);
   uuidToBytes(keyId).copy(info, HKDF_INFO_LABEL.length);
   info.writeUInt32BE(keyVersion, HKDF_INFO_LABEL.length + KEY_ID_BYTES);
-  return versionKey.use((ikm) => Buffer.from(hkdfSync('sha256', ikm, salt, info, AES_256_KEY_BYTES)));
+  return versionKey.use((ikm) => hkdfSha256(ikm, salt, info, AES_256_KEY_BYTES));
 }
 
 function additionalData(headerBytes: Buffer, context: EncryptionContext | undefined): Buffer {
@@ -42,7 +43,7 @@ export interface SealRequest {
 export function sealWithKeyVersion(request: SealRequest): string {
   // Validate the context before spending randomness, so that bad input fails fast.
   const contextBytes = encodeEncryptionContext(request.context);
-  const random = randomBytes(SALT_BYTES + GCM_IV_BYTES);
+  const random = randomBytesPooled(SALT_BYTES + GCM_IV_BYTES);
   const salt = random.subarray(0, SALT_BYTES);
   const iv = random.subarray(SALT_BYTES);
   const headerBytes = encodeHeader({ keyId: request.keyId, keyVersion: request.keyVersion, salt, iv });

@@ -1,9 +1,10 @@
-import { randomBytes } from 'node:crypto';
 import type { Authorizer } from '../auth/authorizer.js';
+import type { Clock } from '../clock.js';
 import type { Principal } from '../auth/principal.js';
 import { parseCiphertext, type ParsedCiphertext } from '../crypto/ciphertext-format.js';
 import { assertNoReservedContextKeys, type EncryptionContext } from '../crypto/encryption-context.js';
 import { openWithKeyVersion, sealWithKeyVersion } from '../crypto/key-version-cipher.js';
+import { randomBytesPooled } from '../crypto/random.js';
 import type { SecretBytes } from '../crypto/secret-bytes.js';
 import { DecryptionFailedError, KeyholdError } from '../errors.js';
 import type { CachedKey, KeyCache } from './key-cache.js';
@@ -60,6 +61,7 @@ export interface RewrapInput {
 export interface CryptoServiceOptions {
   readonly cache: KeyCache;
   readonly authorizer: Authorizer;
+  readonly clock: Clock;
 }
 
 /**
@@ -69,10 +71,12 @@ export interface CryptoServiceOptions {
 export class CryptoService {
   readonly #cache: KeyCache;
   readonly #authorizer: Authorizer;
+  readonly #clock: Clock;
 
   constructor(options: CryptoServiceOptions) {
     this.#cache = options.cache;
     this.#authorizer = options.authorizer;
+    this.#clock = options.clock;
   }
 
   async generateDataKey(principal: Principal, keyName: string, input: DataKeyInput): Promise<DataKeyResult> {
@@ -83,7 +87,7 @@ export class CryptoService {
       throw new KeyholdError('KH_ERR_VALIDATION', `bytes must be between ${MIN_DATA_KEY_BYTES} and ${MAX_DATA_KEY_BYTES}`);
     }
     const { cached, versionKey } = await this.#primaryFor(keyName);
-    const plaintext = randomBytes(bytes);
+    const plaintext = randomBytesPooled(bytes);
     const ciphertext = sealWithKeyVersion({
       keyId: cached.key.id,
       keyVersion: cached.key.primaryVersion,
@@ -158,7 +162,7 @@ export class CryptoService {
     for (;;) {
       const cached = await this.#cache.getByName(keyName);
       if (cached === undefined) throw new KeyholdError('KH_ERR_KEY_NOT_FOUND');
-      checkCanEncrypt(cached.key);
+      checkCanEncrypt(cached.key, this.#clock.now());
       const versionKey = cached.versionKeys.get(cached.key.primaryVersion);
       if (versionKey === undefined) throw new KeyholdError('KH_ERR_INTERNAL');
       if (!versionKey.isZeroed) return { cached, versionKey };
@@ -177,7 +181,7 @@ export class CryptoService {
       if (expectedKeyName !== undefined && cached.key.name !== expectedKeyName) throw new DecryptionFailedError();
       // Authorise against the key the ciphertext names, never only the one in the URL.
       this.#authorizer.authorize(principal, 'decrypt', { keyName: cached.key.name }, context);
-      if (checkCanDecrypt(cached.key, parsed.keyVersion) === 'unknown-version') throw new DecryptionFailedError();
+      if (checkCanDecrypt(cached.key, parsed.keyVersion, this.#clock.now()) === 'unknown-version') throw new DecryptionFailedError();
       const versionKey = cached.versionKeys.get(parsed.keyVersion);
       if (versionKey === undefined) throw new DecryptionFailedError();
       if (!versionKey.isZeroed) return { cached, versionKey };

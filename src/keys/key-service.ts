@@ -51,6 +51,15 @@ export interface KeyServiceOptions {
 }
 
 const DAY_MS = 24 * 3600 * 1000;
+const DESTROYED = Symbol('destroyed');
+
+/** Carries out a deletion whose date has passed, under the key's row lock. Returns whether it did. */
+async function destroyIfDueLocked(key: KeyRecord, writer: LockedKeyWriter, now: Date): Promise<boolean> {
+  if (!isDueForDestruction(key, now)) return false;
+  await writer.destroyAllVersions(now);
+  await writer.updateKey({ state: 'destroyed', destroyedAt: now, updatedAt: now });
+  return true;
+}
 const CURSOR_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 function checkRotationPeriod(seconds: number | null | undefined): void {
@@ -225,12 +234,7 @@ export class KeyService {
 
   async #destroyIfDue(name: string): Promise<KeyRecord | undefined> {
     const now = this.#clock.now();
-    const outcome = await this.#repository.mutate(name, async (key, writer) => {
-      if (!isDueForDestruction(key, now)) return false;
-      await writer.destroyAllVersions(now);
-      await writer.updateKey({ state: 'destroyed', destroyedAt: now, updatedAt: now });
-      return true;
-    });
+    const outcome = await this.#repository.mutate(name, (key, writer) => destroyIfDueLocked(key, writer, now));
     if (outcome === undefined || !outcome.result) return undefined;
     this.#cache.invalidate(outcome.key.id);
     return outcome.key;
@@ -245,8 +249,9 @@ export class KeyService {
   ): Promise<KeyRecord> {
     this.#authorizer.authorize(principal, action, { keyName: name });
     const outcome = await this.#repository.mutate(name, async (key, writer) => {
-      if (checkVersionOperation(key, version, operation) === 'noop') return;
       const now = this.#clock.now();
+      if (await destroyIfDueLocked(key, writer, now)) return DESTROYED;
+      if (checkVersionOperation(key, version, operation) === 'noop') return;
       await writer.setVersionState(version, operation === 'disable-version' ? 'disabled' : 'enabled', now);
       await writer.updateKey({ updatedAt: now });
     });
@@ -263,16 +268,18 @@ export class KeyService {
     this.#authorizer.authorize(principal, action, { keyName: name });
     const outcome = await this.#repository.mutate(name, async (key, writer) => {
       const now = this.#clock.now();
-      if (isDueForDestruction(key, now)) throw new KeyholdError('KH_ERR_KEY_DESTROYED');
+      if (await destroyIfDueLocked(key, writer, now)) return DESTROYED;
       if (checkKeyOperation(key, operation) === 'noop') return;
       await apply(key, writer, now);
     });
     return this.#afterWrite(outcome);
   }
 
-  #afterWrite(outcome: { key: KeyRecord } | undefined): KeyRecord {
+  #afterWrite(outcome: { key: KeyRecord; result: typeof DESTROYED | undefined } | undefined): KeyRecord {
     if (outcome === undefined) throw new KeyholdError('KH_ERR_KEY_NOT_FOUND');
     this.#cache.invalidate(outcome.key.id);
+    // A deletion date that had passed was carried out, and committed, before the refusal.
+    if (outcome.result === DESTROYED) throw new KeyholdError('KH_ERR_KEY_DESTROYED');
     return outcome.key;
   }
 

@@ -97,18 +97,32 @@ function refuse(code: ErrorCode, detail?: string): never {
   throw new KeyholdError(code, detail);
 }
 
+/**
+ * The state rules apply to: a key pending deletion whose date has passed counts as destroyed, whether or not the
+ * sweeper has erased it yet, so every path refuses it the same way.
+ */
+export function effectiveKeyState(key: KeyRecord, now?: Date): KeyState {
+  return now !== undefined && isDueForDestruction(key, now) ? 'destroyed' : key.state;
+}
+
 /** Returns whether the operation changes anything; throws the refusal the table names. */
-export function checkKeyOperation(key: KeyRecord, operation: KeyOperation): 'ok' | 'noop' {
-  const verdict = KEY_OPERATION_TABLE[key.state][operation];
+export function checkKeyOperation(key: KeyRecord, operation: KeyOperation, now?: Date): 'ok' | 'noop' {
+  const state = effectiveKeyState(key, now);
+  const verdict = KEY_OPERATION_TABLE[state][operation];
   if (verdict === 'ok' || verdict === 'noop') return verdict;
   if (verdict === 'KH_ERR_ILLEGAL_TRANSITION') {
-    refuse(verdict, `Cannot ${operation} a key in state ${key.state}`);
+    refuse(verdict, `Cannot ${operation} a key in state ${state}`);
   }
   return refuse(verdict);
 }
 
-export function checkVersionOperation(key: KeyRecord, version: number, operation: VersionOperation): 'ok' | 'noop' {
-  checkKeyOperation(key, operation);
+export function checkVersionOperation(
+  key: KeyRecord,
+  version: number,
+  operation: VersionOperation,
+  now?: Date,
+): 'ok' | 'noop' {
+  checkKeyOperation(key, operation, now);
   const record = findVersion(key, version);
   if (record === undefined) return refuse('KH_ERR_KEY_VERSION_NOT_FOUND');
   const verdict = VERSION_OPERATION_TABLE[record.state][operation];
@@ -117,8 +131,8 @@ export function checkVersionOperation(key: KeyRecord, version: number, operation
 }
 
 /** Only an enabled key whose primary version is enabled encrypts or issues data keys. */
-export function checkCanEncrypt(key: KeyRecord): void {
-  checkKeyOperation(key, 'encrypt');
+export function checkCanEncrypt(key: KeyRecord, now?: Date): void {
+  checkKeyOperation(key, 'encrypt', now);
   const primary = findVersion(key, key.primaryVersion);
   if (primary === undefined) refuse('KH_ERR_INTERNAL');
   if (primary.state === 'disabled') refuse('KH_ERR_KEY_VERSION_DISABLED');
@@ -129,8 +143,8 @@ export function checkCanEncrypt(key: KeyRecord): void {
  * Decrypt and rewrap need an enabled key and an enabled version at or above `minDecryptionVersion`. A version the
  * key never had is a malformed ciphertext, so it fails as decryption does.
  */
-export function checkCanDecrypt(key: KeyRecord, version: number): 'ok' | 'unknown-version' {
-  checkKeyOperation(key, 'decrypt');
+export function checkCanDecrypt(key: KeyRecord, version: number, now?: Date): 'ok' | 'unknown-version' {
+  checkKeyOperation(key, 'decrypt', now);
   const record = findVersion(key, version);
   if (record === undefined) return 'unknown-version';
   if (record.state === 'destroyed') refuse('KH_ERR_KEY_VERSION_DESTROYED');

@@ -23,7 +23,10 @@ export function isDatabaseUnavailable(error: unknown): boolean {
   }
   return (
     typeof message === 'string' &&
-    (message.includes('Connection terminated') || message.includes('timeout exceeded when trying to connect'))
+    (message.includes('Connection terminated') ||
+      message.includes('timeout exceeded when trying to connect') ||
+      // knex, when its pool is gone or cannot open a connection at all.
+      message.startsWith('Unable to acquire a connection'))
   );
 }
 

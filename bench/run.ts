@@ -1,0 +1,645 @@
+/**
+ * Keyhold throughput benchmark: `npm run bench` (see bench/README.md).
+ *
+ * One run measures three scenarios with autocannon, each against a server in its own child process:
+ *   - `baseline`: a bare fastify JSON echo (bench/echo-server.ts), the ceiling for any fastify POST here;
+ *   - `datakey`:  POST /v1/keys/bench/datakey on a real Keyhold server backed by PostgreSQL;
+ *   - `decrypt`:  POST /v1/decrypt of a ciphertext from one datakey call, on the same server.
+ * It prints req/s, p50/p99 latency and each scenario's ratio to the baseline, and writes bench/results/latest.json.
+ * The ratio target is informational; the exit status is non-zero only when a scenario saw errors or a server failed.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { dirname, join, relative, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import autocannon from 'autocannon';
+import pg from 'pg';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+/** The compiled runner is dist/bench/run.js; the repository root is two levels up. */
+const ROOT = resolve(HERE, '..', '..');
+const ECHO_SERVER = join(HERE, 'echo-server.js');
+const KEYHOLD_CLI = join(ROOT, 'dist', 'src', 'cli.js');
+const RESULTS_FILE = join(ROOT, 'bench', 'results', 'latest.json');
+
+const DEFAULT_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/test';
+/** A database of its own, dropped before and after, so a run never sees or leaves another run's rows. */
+const BENCH_DATABASE = 'keyhold_bench';
+const KEY_NAME = 'bench';
+/** Informational target: each Keyhold scenario should reach this share of the baseline's req/s. */
+const TARGET_RATIO = 0.3;
+const START_TIMEOUT_MS = 30_000;
+const STOP_TIMEOUT_MS = 5_000;
+/** Child output forwarded to the terminal, per process; the rest is kept only for failure messages. */
+const MAX_FORWARDED_LINES = 20;
+
+/** A failure of the benchmark itself (bad settings, a server that will not start), as opposed to a slow result. */
+class BenchError extends Error {}
+
+interface Settings {
+  readonly durationSeconds: number;
+  readonly warmupSeconds: number;
+  readonly connections: number;
+  readonly databaseUrl: string;
+  /** When set, the Keyhold server runs with `--cpu-prof` and writes its profile here. */
+  readonly profileDir: string | undefined;
+}
+
+function integerSetting(name: string, fallback: number, min: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (!/^\d+$/.test(raw) || Number(raw) < min) throw new BenchError(`${name} must be an integer ≥ ${min}, got "${raw}"`);
+  return Number(raw);
+}
+
+function loadSettings(): Settings {
+  const databaseUrl =
+    process.env.KEYHOLD_BENCH_DATABASE_URL || process.env.KEYHOLD_TEST_DATABASE_URL || DEFAULT_DATABASE_URL;
+  if (!/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    throw new BenchError('The benchmark runs on PostgreSQL: KEYHOLD_BENCH_DATABASE_URL must be a postgres:// URL');
+  }
+  const profileDir = process.env.BENCH_PROFILE_DIR || undefined;
+  return {
+    durationSeconds: integerSetting('BENCH_DURATION', 10, 1),
+    warmupSeconds: integerSetting('BENCH_WARMUP', 2, 0),
+    connections: integerSetting('BENCH_CONNECTIONS', 50, 1),
+    databaseUrl,
+    profileDir: profileDir === undefined ? undefined : resolve(profileDir),
+  };
+}
+
+/** Hides credentials in a database URL before it is printed or saved. */
+function redactUrl(url: string): string {
+  const parsed = new URL(url);
+  if (parsed.password !== '') parsed.password = '***';
+  return parsed.toString();
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Cleanup: everything started registers how to undo it, and it is undone on success, failure and Ctrl-C alike.
+
+const cleanups: Array<() => Promise<void>> = [];
+const running = new Set<ChildProcess>();
+
+async function cleanUp(): Promise<void> {
+  while (cleanups.length > 0) {
+    const undo = cleanups.pop();
+    try {
+      await undo?.();
+    } catch (error) {
+      process.stderr.write(`bench: cleanup failed: ${messageOf(error)}\n`);
+    }
+  }
+}
+
+// Last resort when the runner exits without reaching cleanUp (an uncaught error): no server outlives it.
+process.on('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    process.stderr.write(`\nbench: ${signal}, stopping servers\n`);
+    void cleanUp().finally(() => process.exit(130));
+  });
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Child processes
+
+interface ServerProcess {
+  readonly name: string;
+  readonly url: string;
+  readonly child: ChildProcess;
+  /** The last lines the process wrote, for failure messages. */
+  outputTail(): string;
+  exited(): boolean;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts `node <script>` and resolves once a stdout line matches `listening` (its first group is the URL). Rejects,
+ * with the process's last output, if it exits or stays silent for START_TIMEOUT_MS.
+ */
+function startServer(
+  name: string,
+  script: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  listening: RegExp,
+  nodeOptions: string[] = [],
+): Promise<ServerProcess> {
+  const child = spawn(process.execPath, [...nodeOptions, script, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(child);
+  const tail: string[] = [];
+  let forwarded = 0;
+  const exitPromise = new Promise<void>((resolveExit) => {
+    const gone = (): void => {
+      running.delete(child);
+      resolveExit();
+    };
+    child.once('exit', gone);
+    // A process that could not be spawned emits 'error' and never 'exit'.
+    child.once('error', () => {
+      if (child.pid === undefined) gone();
+    });
+  });
+  const exited = (): boolean => child.exitCode !== null || child.signalCode !== null;
+  const server: Omit<ServerProcess, 'url'> = {
+    name,
+    child,
+    outputTail: () => tail.join('\n'),
+    exited,
+    async stop() {
+      if (exited() || child.pid === undefined) return;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
+      await exitPromise;
+      clearTimeout(timer);
+    },
+  };
+  cleanups.push(() => server.stop());
+
+  return new Promise<ServerProcess>((resolveStart, rejectStart) => {
+    let started = false;
+    const fail = (reason: string): void => {
+      if (started) return;
+      started = true;
+      clearTimeout(timer);
+      rejectStart(new BenchError(`${name} failed to start: ${reason}${tail.length > 0 ? `\n${server.outputTail()}` : ''}`));
+    };
+    const timer = setTimeout(() => fail(`no "listening" line within ${START_TIMEOUT_MS} ms`), START_TIMEOUT_MS);
+    const onLine = (line: string): void => {
+      tail.push(line);
+      if (tail.length > 50) tail.shift();
+      const match = started ? null : listening.exec(line);
+      if (match?.[1] !== undefined) {
+        started = true;
+        clearTimeout(timer);
+        resolveStart({ ...server, url: match[1] });
+        return;
+      }
+      // Keyhold logs at warn: anything it says during a run is worth seeing, but a failing run must not flood.
+      if (line.trim() === '' || forwarded > MAX_FORWARDED_LINES) return;
+      forwarded += 1;
+      process.stderr.write(
+        forwarded > MAX_FORWARDED_LINES ? `[${name}] (further output suppressed)\n` : `[${name}] ${line}\n`,
+      );
+    };
+    createInterface({ input: child.stdout! }).on('line', onLine);
+    createInterface({ input: child.stderr! }).on('line', onLine);
+    child.once('error', (error) => fail(error.message));
+    child.once('exit', (code, signal) => fail(`exited with ${signal ?? `code ${code}`}`));
+  });
+}
+
+async function waitUntilReady(url: string, server: ServerProcess): Promise<void> {
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  let last = 'no answer';
+  while (Date.now() < deadline) {
+    if (server.exited()) throw new BenchError(`${server.name} exited before it was ready\n${server.outputTail()}`);
+    try {
+      const response = await fetch(`${url}/readyz`);
+      if (response.ok) return;
+      last = `${response.status} ${await response.text()}`;
+    } catch (error) {
+      last = messageOf(error);
+    }
+    await new Promise((resolveWait) => setTimeout(resolveWait, 100));
+  }
+  throw new BenchError(`${server.name} was not ready within ${START_TIMEOUT_MS} ms: ${last}`);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Database: a fresh `keyhold_bench` database on the configured PostgreSQL server.
+
+async function withAdminClient<T>(adminUrl: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: adminUrl });
+  await client.connect();
+  try {
+    return await work(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/** Creates the bench database and returns its URL. `WITH (FORCE)` (PostgreSQL 13+) ends a crashed run's sessions. */
+async function createBenchDatabase(adminUrl: string): Promise<string> {
+  const url = new URL(adminUrl);
+  if (decodeURIComponent(url.pathname.slice(1)) === BENCH_DATABASE) {
+    throw new BenchError(`Point KEYHOLD_BENCH_DATABASE_URL at another database than ${BENCH_DATABASE}: it is dropped`);
+  }
+  try {
+    await withAdminClient(adminUrl, async (client) => {
+      await client.query(`DROP DATABASE IF EXISTS ${BENCH_DATABASE} WITH (FORCE)`);
+      await client.query(`CREATE DATABASE ${BENCH_DATABASE}`);
+    });
+  } catch (error) {
+    throw new BenchError(`Could not create database ${BENCH_DATABASE} on ${redactUrl(adminUrl)}: ${messageOf(error)}`);
+  }
+  cleanups.push(() =>
+    withAdminClient(adminUrl, async (client) => {
+      await client.query(`DROP DATABASE IF EXISTS ${BENCH_DATABASE} WITH (FORCE)`);
+    }),
+  );
+  url.pathname = `/${BENCH_DATABASE}`;
+  return url.toString();
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Server CPU accounting. On a shared 2-core machine req/s moves with whatever else runs; the server's own CPU time
+// per request moves much less, so it is recorded next to req/s. Linux only (/proc); elsewhere it is left out.
+
+let clockTicksPerSecond: number | undefined;
+
+function ticksPerSecond(): number {
+  if (clockTicksPerSecond === undefined) {
+    try {
+      clockTicksPerSecond = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+    } catch {
+      clockTicksPerSecond = 100;
+    }
+  }
+  return clockTicksPerSecond;
+}
+
+/** User plus system CPU seconds a process has used so far, from /proc/PID/stat (proc(5): utime, stime). */
+function cpuSecondsOf(pid: number | undefined): number | undefined {
+  if (pid === undefined || process.platform !== 'linux') return undefined;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name, which is in parentheses and may contain spaces; utime and stime are fields
+    // 14 and 15, so 11 and 12 counted from field 3 (the state).
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond();
+  } catch {
+    return undefined;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Load
+
+interface Scenario {
+  readonly name: string;
+  readonly description: string;
+  readonly url: string;
+  readonly path: string;
+  readonly headers: Record<string, string>;
+  readonly body: string;
+  /** The server under load; a scenario fails if it dies. */
+  readonly server: ServerProcess;
+}
+
+interface RunCounts {
+  readonly requests: number;
+  readonly non2xx: number;
+  readonly errors: number;
+  readonly timeouts: number;
+  readonly statusCodes: Record<string, number>;
+}
+
+interface ScenarioResult {
+  readonly name: string;
+  readonly description: string;
+  readonly method: 'POST';
+  readonly path: string;
+  readonly requestBodyBytes: number;
+  readonly durationSeconds: number;
+  readonly connections: number;
+  readonly requestsPerSecond: { readonly mean: number; readonly stddev: number; readonly min: number; readonly max: number };
+  readonly latencyMs: { readonly mean: number; readonly p50: number; readonly p90: number; readonly p99: number; readonly max: number };
+  /** The server process's CPU over the measured run; undefined where /proc is not available. */
+  readonly serverCpu: { readonly microsecondsPerRequest: number; readonly utilisation: number } | undefined;
+  /** This process's (autocannon's) CPU share over the measured run: near 1.0 means the client was the limit. */
+  readonly clientCpuUtilisation: number;
+  readonly measured: RunCounts;
+  readonly warmup: RunCounts | undefined;
+  /** Filled in once the baseline is known. */
+  ratioToBaseline: number | undefined;
+  /** Why this scenario does not count as a clean run; empty when it does. */
+  readonly problems: string[];
+}
+
+function countsOf(result: autocannon.Result): RunCounts {
+  const statusCodes: Record<string, number> = {};
+  for (const [code, stats] of Object.entries(result.statusCodeStats ?? {})) statusCodes[code] = stats.count ?? 0;
+  return {
+    requests: result.requests.total,
+    non2xx: result.non2xx,
+    errors: result.errors,
+    timeouts: result.timeouts,
+    statusCodes,
+  };
+}
+
+function problemsOf(phase: string, counts: RunCounts): string[] {
+  const found: string[] = [];
+  if (counts.non2xx > 0) found.push(`${phase}: ${counts.non2xx} non-2xx responses (${JSON.stringify(counts.statusCodes)})`);
+  if (counts.errors > 0) found.push(`${phase}: ${counts.errors} connection errors`);
+  if (counts.timeouts > 0) found.push(`${phase}: ${counts.timeouts} timeouts`);
+  return found;
+}
+
+async function fire(scenario: Scenario, settings: Settings, seconds: number): Promise<autocannon.Result> {
+  return autocannon({
+    url: scenario.url + scenario.path,
+    method: 'POST',
+    headers: scenario.headers,
+    body: scenario.body,
+    connections: settings.connections,
+    duration: seconds,
+  });
+}
+
+async function measure(scenario: Scenario, settings: Settings): Promise<ScenarioResult> {
+  process.stdout.write(
+    `• ${scenario.name}: ${settings.warmupSeconds} s warm-up, then ${settings.durationSeconds} s with ${settings.connections} connections…\n`,
+  );
+  const warmup = settings.warmupSeconds > 0 ? countsOf(await fire(scenario, settings, settings.warmupSeconds)) : undefined;
+  const serverCpuBefore = cpuSecondsOf(scenario.server.child.pid);
+  const clientCpuBefore = process.cpuUsage();
+  const result = await fire(scenario, settings, settings.durationSeconds);
+  const clientCpu = process.cpuUsage(clientCpuBefore);
+  const serverCpuAfter = cpuSecondsOf(scenario.server.child.pid);
+  const measured = countsOf(result);
+  const serverCpuSeconds =
+    serverCpuBefore === undefined || serverCpuAfter === undefined ? undefined : serverCpuAfter - serverCpuBefore;
+  const problems = [...(warmup === undefined ? [] : problemsOf('warm-up', warmup)), ...problemsOf('measured', measured)];
+  if (result['2xx'] === 0) problems.push('measured: no successful response');
+  if (scenario.server.exited()) problems.push(`${scenario.server.name} exited during the run\n${scenario.server.outputTail()}`);
+  return {
+    name: scenario.name,
+    description: scenario.description,
+    method: 'POST',
+    path: scenario.path,
+    requestBodyBytes: Buffer.byteLength(scenario.body),
+    durationSeconds: result.duration,
+    connections: settings.connections,
+    requestsPerSecond: {
+      mean: result.requests.mean,
+      stddev: result.requests.stddev,
+      min: result.requests.min,
+      max: result.requests.max,
+    },
+    latencyMs: {
+      mean: result.latency.mean,
+      p50: result.latency.p50,
+      p90: result.latency.p90,
+      p99: result.latency.p99,
+      max: result.latency.max,
+    },
+    serverCpu:
+      serverCpuSeconds === undefined || result.requests.total === 0
+        ? undefined
+        : {
+            microsecondsPerRequest: (serverCpuSeconds * 1e6) / result.requests.total,
+            utilisation: serverCpuSeconds / result.duration,
+          },
+    clientCpuUtilisation: (clientCpu.user + clientCpu.system) / 1e6 / result.duration,
+    measured,
+    warmup,
+    ratioToBaseline: undefined,
+    problems,
+  };
+}
+
+/** One request before the load, so a scenario that only produces errors fails with a readable reason. */
+async function postJson(url: string, headers: Record<string, string>, body: unknown, expected: number): Promise<unknown> {
+  const response = await fetch(url, { method: 'POST', headers, body: JSON.stringify(body) });
+  const text = await response.text();
+  if (response.status !== expected) throw new BenchError(`POST ${url} answered ${response.status}, expected ${expected}: ${text}`);
+  return JSON.parse(text) as unknown;
+}
+
+function field(value: unknown, name: string): string {
+  const found = (value as Record<string, unknown> | null)?.[name];
+  if (typeof found !== 'string') throw new BenchError(`response has no string "${name}": ${JSON.stringify(value)}`);
+  return found;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Scenarios
+
+const JSON_HEADERS = { 'content-type': 'application/json' };
+/** A realistic small encryption context: what a workload binds to its data keys. */
+const CONTEXT = { service: 'bench', tenant: 'tenant-0001' };
+/** The datakey request body; the baseline echoes a body of the same bytes. */
+const DATAKEY_BODY = { context: CONTEXT };
+
+async function runBaseline(settings: Settings): Promise<ScenarioResult> {
+  const server = await startServer('echo', ECHO_SERVER, ['0'], process.env, /^echo listening on (\S+)/);
+  try {
+    const echoed = await postJson(`${server.url}/echo`, JSON_HEADERS, DATAKEY_BODY, 200);
+    if (JSON.stringify(echoed) !== JSON.stringify(DATAKEY_BODY)) throw new BenchError(`echo server answered ${JSON.stringify(echoed)}`);
+    return await measure(
+      {
+        name: 'baseline',
+        description: 'bare fastify JSON echo of a datakey-sized body, no auth, schema or logging',
+        url: server.url,
+        path: '/echo',
+        headers: JSON_HEADERS,
+        body: JSON.stringify(DATAKEY_BODY),
+        server,
+      },
+      settings,
+    );
+  } finally {
+    // Stopped before Keyhold starts, so the two servers never share the CPU.
+    await server.stop();
+  }
+}
+
+/** Environment for the Keyhold child: the runner's, minus any KEYHOLD_* setting that could change what is measured. */
+function keyholdEnvironment(values: Record<string, string>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [name, value] of Object.entries(process.env)) if (!name.startsWith('KEYHOLD_')) env[name] = value;
+  return { ...env, ...values };
+}
+
+async function runKeyhold(settings: Settings): Promise<ScenarioResult[]> {
+  const databaseUrl = await createBenchDatabase(settings.databaseUrl);
+  const dataDir = mkdtempSync(join(tmpdir(), 'keyhold-bench-'));
+  cleanups.push(async () => rmSync(dataDir, { recursive: true, force: true }));
+  const token = `kh_bench_${randomBytes(32).toString('base64url')}`;
+  const env = keyholdEnvironment({
+    KEYHOLD_HOST: '127.0.0.1',
+    KEYHOLD_PORT: '0',
+    KEYHOLD_DATA_DIR: dataDir,
+    KEYHOLD_DATABASE_URL: databaseUrl,
+    KEYHOLD_ROOT_KEY: randomBytes(32).toString('base64'),
+    KEYHOLD_BOOTSTRAP_TOKEN: token,
+    KEYHOLD_LOG_LEVEL: 'warn',
+  });
+  let nodeOptions: string[] = [];
+  if (settings.profileDir !== undefined) {
+    mkdirSync(settings.profileDir, { recursive: true });
+    nodeOptions = ['--cpu-prof', `--cpu-prof-dir=${settings.profileDir}`];
+  }
+  const server = await startServer('keyhold', KEYHOLD_CLI, ['server'], env, /^Keyhold listening on (\S+)/, nodeOptions);
+  try {
+    await waitUntilReady(server.url, server);
+    const headers = { ...JSON_HEADERS, authorization: `Bearer ${token}` };
+    await postJson(`${server.url}/v1/keys`, headers, { name: KEY_NAME }, 201);
+    const path = `/v1/keys/${KEY_NAME}/datakey`;
+    const dataKey = await postJson(server.url + path, headers, DATAKEY_BODY, 200);
+    const decryptBody = { ciphertext: field(dataKey, 'ciphertext'), context: CONTEXT };
+    const opened = await postJson(`${server.url}/v1/decrypt`, headers, decryptBody, 200);
+    if (field(opened, 'plaintext') !== field(dataKey, 'plaintext')) throw new BenchError('decrypt did not return the data key');
+
+    const results: ScenarioResult[] = [];
+    results.push(
+      await measure(
+        {
+          name: 'datakey',
+          description: `POST ${path} with a two-pair context (32-byte data key, plaintext and wrapped)`,
+          url: server.url,
+          path,
+          headers,
+          body: JSON.stringify(DATAKEY_BODY),
+          server,
+        },
+        settings,
+      ),
+    );
+    results.push(
+      await measure(
+        {
+          name: 'decrypt',
+          description: 'POST /v1/decrypt of one datakey ciphertext with its context',
+          url: server.url,
+          path: '/v1/decrypt',
+          headers,
+          body: JSON.stringify(decryptBody),
+          server,
+        },
+        settings,
+      ),
+    );
+    return results;
+  } finally {
+    await server.stop();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Report
+
+function printTable(results: readonly ScenarioResult[]): void {
+  const rows = [
+    ['scenario', 'req/s (mean)', 'p50 ms', 'p99 ms', 'vs baseline', 'server CPU µs/req', 'server CPU', 'client CPU', 'non-2xx', 'errors'],
+    ...results.map((r) => [
+      r.name,
+      Math.round(r.requestsPerSecond.mean).toLocaleString('en-US'),
+      r.latencyMs.p50.toFixed(1),
+      r.latencyMs.p99.toFixed(1),
+      r.ratioToBaseline === undefined ? '–' : `${(r.ratioToBaseline * 100).toFixed(1)}%`,
+      r.serverCpu === undefined ? '–' : r.serverCpu.microsecondsPerRequest.toFixed(0),
+      r.serverCpu === undefined ? '–' : `${(r.serverCpu.utilisation * 100).toFixed(0)}%`,
+      `${(r.clientCpuUtilisation * 100).toFixed(0)}%`,
+      String(r.measured.non2xx + (r.warmup?.non2xx ?? 0)),
+      String(r.measured.errors + r.measured.timeouts + (r.warmup ? r.warmup.errors + r.warmup.timeouts : 0)),
+    ]),
+  ];
+  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
+  const line = (row: string[]): string =>
+    row.map((cell, column) => (column === 0 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join('   ');
+  process.stdout.write(`\n${line(rows[0]!)}\n${widths.map((w) => '-'.repeat(w)).join('   ')}\n`);
+  for (const row of rows.slice(1)) process.stdout.write(`${line(row)}\n`);
+  process.stdout.write('\n');
+}
+
+function writeResults(report: unknown): void {
+  mkdirSync(dirname(RESULTS_FILE), { recursive: true });
+  writeFileSync(RESULTS_FILE, `${JSON.stringify(report, null, 2)}\n`);
+  process.stdout.write(`Results written to ${relative(process.cwd(), RESULTS_FILE) || RESULTS_FILE}\n`);
+}
+
+async function main(): Promise<number> {
+  const settings = loadSettings();
+  for (const file of [ECHO_SERVER, KEYHOLD_CLI]) {
+    if (!existsSync(file)) throw new BenchError(`${file} is missing: run \`npm run build\` first (npm run bench does)`);
+  }
+  const cpuList = cpus();
+  const loadBefore = loadavg();
+  process.stdout.write(
+    `Keyhold benchmark: node ${process.version}, ${cpuList.length} CPU(s) (${cpuList[0]?.model ?? 'unknown'}), ` +
+      `load average ${loadBefore.map((l) => l.toFixed(2)).join(' ')}, database ${redactUrl(settings.databaseUrl)} → ${BENCH_DATABASE}\n` +
+      'autocannon runs in this process and shares the CPUs with the server under test (and anything else running).\n\n',
+  );
+
+  const results: ScenarioResult[] = [];
+  let failure: string | undefined;
+  try {
+    results.push(await runBaseline(settings));
+    results.push(...(await runKeyhold(settings)));
+  } catch (error) {
+    failure = error instanceof BenchError ? error.message : error instanceof Error ? error.stack ?? error.message : String(error);
+  } finally {
+    await cleanUp();
+  }
+
+  const baseline = results.find((r) => r.name === 'baseline');
+  for (const result of results) {
+    if (baseline !== undefined && baseline.requestsPerSecond.mean > 0) {
+      result.ratioToBaseline = result.requestsPerSecond.mean / baseline.requestsPerSecond.mean;
+    }
+  }
+  if (results.length > 0) printTable(results);
+
+  const targets: Record<string, { ratio: number | undefined; target: number; met: boolean }> = {};
+  for (const result of results.filter((r) => r.name !== 'baseline')) {
+    const met = result.ratioToBaseline !== undefined && result.ratioToBaseline >= TARGET_RATIO;
+    targets[result.name] = { ratio: result.ratioToBaseline, target: TARGET_RATIO, met };
+    const share = result.ratioToBaseline === undefined ? '?' : `${(result.ratioToBaseline * 100).toFixed(1)}%`;
+    process.stdout.write(
+      `${result.name}: ${share} of baseline, ${met ? 'meets' : 'below'} the ${TARGET_RATIO * 100}% target (informational)\n`,
+    );
+  }
+
+  const problems = results.flatMap((r) => r.problems.map((p) => `${r.name}: ${p}`));
+  if (failure !== undefined) problems.push(failure);
+  const ok = problems.length === 0 && results.length === 3;
+  writeResults({
+    generatedAt: new Date().toISOString(),
+    ok,
+    environment: {
+      node: process.version,
+      platform: `${process.platform} ${process.arch}`,
+      cpus: cpuList.length,
+      cpuModel: cpuList[0]?.model,
+      loadAverageBefore: loadBefore,
+      loadAverageAfter: loadavg(),
+      note: 'autocannon and the server under test share the same CPUs',
+    },
+    settings: {
+      durationSeconds: settings.durationSeconds,
+      warmupSeconds: settings.warmupSeconds,
+      connections: settings.connections,
+      database: `${redactUrl(settings.databaseUrl)} → ${BENCH_DATABASE}`,
+    },
+    targets,
+    scenarios: results,
+    problems,
+  });
+  if (problems.length > 0) {
+    process.stderr.write(`\nbench: FAILED\n  - ${problems.join('\n  - ')}\n`);
+    return 1;
+  }
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  async (error: unknown) => {
+    process.stderr.write(`bench: ${error instanceof BenchError ? error.message : error instanceof Error ? error.stack : String(error)}\n`);
+    await cleanUp();
+    process.exit(error instanceof BenchError ? 2 : 1);
+  },
+);
