@@ -45,9 +45,21 @@ export interface ParsedCiphertext extends CiphertextHeader {
   readonly sealed: Buffer;
 }
 
+const MAX_MEMOISED_UUIDS = 10_000;
+const uuidBytes = new Map<string, Buffer>();
+
+/**
+ * The 16 bytes of a lower-case UUID. Memoised, because every encryption and decryption converts its key's id; the
+ * returned buffer is shared and read-only: callers copy from it and never write to it.
+ */
 export function uuidToBytes(uuid: string): Buffer {
+  const memoised = uuidBytes.get(uuid);
+  if (memoised !== undefined) return memoised;
   if (!UUID.test(uuid)) throw new RangeError('not a lower-case UUID');
-  return Buffer.from(uuid.replaceAll('-', ''), 'hex');
+  const bytes = Buffer.from(uuid.replaceAll('-', ''), 'hex');
+  if (uuidBytes.size >= MAX_MEMOISED_UUIDS) uuidBytes.clear();
+  uuidBytes.set(uuid, bytes);
+  return bytes;
 }
 
 export function bytesToUuid(bytes: Buffer): string {

@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyRequest, onRequestHookHandler } from 'fastify';
 import type { Principal } from '../auth/principal.js';
 import { KeyholdError } from '../errors.js';
 import type { TokenService } from '../tokens/token-service.js';
@@ -25,19 +25,42 @@ function bearerOf(request: FastifyRequest): string | undefined {
 }
 
 /**
- * Authentication runs once, in one onRequest hook, before the body is read: a request without valid credentials
- * costs no parsing. Handlers see `request.principal` and never parse credentials themselves.
+ * Authentication runs once per request, in an onRequest hook that every non-public route gets when it is
+ * registered, before the body is read: a request without valid credentials costs no parsing. Handlers see
+ * `request.principal` and never parse credentials themselves. Call this before any route is registered.
  */
 export function registerAuthentication(app: FastifyInstance, tokens: TokenService): void {
   app.decorateRequest('principal', null as unknown as Principal);
-  app.addHook('onRequest', async (request) => {
-    if (request.routeOptions.config.public === true) return;
-    // Unknown routes are answered 404 by the not-found handler; there is nothing to protect.
-    if (request.routeOptions.url === undefined) return;
+
+  const authenticate: onRequestHookHandler = (request, _reply, done) => {
     const secret = bearerOf(request);
-    if (secret === undefined) throw new KeyholdError('KH_ERR_UNAUTHENTICATED', 'A bearer token is required');
-    const principal = await tokens.authenticate(secret);
-    if (principal === undefined) throw new KeyholdError('KH_ERR_UNAUTHENTICATED', 'The credentials are not valid');
-    request.principal = principal;
+    if (secret === undefined) {
+      done(new KeyholdError('KH_ERR_UNAUTHENTICATED', 'A bearer token is required'));
+      return;
+    }
+    const accept = (principal: Principal | undefined): void => {
+      if (principal === undefined) {
+        done(new KeyholdError('KH_ERR_UNAUTHENTICATED', 'The credentials are not valid'));
+        return;
+      }
+      request.principal = principal;
+      done();
+    };
+    let outcome: ReturnType<TokenService['authenticate']>;
+    try {
+      outcome = tokens.authenticate(secret);
+    } catch (error) {
+      done(error as Error);
+      return;
+    }
+    // A verified token is answered from memory synchronously; only a cache miss waits for the store.
+    if (outcome instanceof Promise) outcome.then(accept, (error: Error) => done(error));
+    else accept(outcome);
+  };
+
+  app.addHook('onRoute', (route) => {
+    if (route.config?.public === true) return;
+    const existing = route.onRequest === undefined ? [] : Array.isArray(route.onRequest) ? route.onRequest : [route.onRequest];
+    route.onRequest = [authenticate, ...existing];
   });
 }

@@ -1,6 +1,6 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { ERROR_CODE_LIST, ERROR_CODES } from '../errors.js';
-import { KEY_NAME_PATTERN, KEY_STATES, KEY_VERSION_STATES } from '../keys/key-record.js';
+import { KEY_NAME_PATTERN, KEY_STATES, KEY_VERSION_STATES, type KeyRecord } from '../keys/key-record.js';
 import { MAX_CONTEXT_PAIRS } from '../crypto/encryption-context.js';
 import {
   MAX_DATA_KEY_BYTES,
@@ -39,7 +39,8 @@ export const Ciphertext = Type.String({
   description: 'A Keyhold ciphertext: "kh1:" and unpadded base64url (docs/ciphertext-format.md).',
 });
 
-const timestamp = (description: string) => Type.String({ format: 'date-time', description });
+/** Serialised from a `Date` as RFC 3339 by fast-json-stringify; the static type says so. */
+const timestamp = (description: string) => Type.Unsafe<Date>(Type.String({ format: 'date-time', description }));
 const nullableTimestamp = (description: string) => Type.Union([timestamp(description), Type.Null()]);
 
 export const Labels = Type.Record(Type.String(), Type.String({ maxLength: 256 }), {
@@ -80,7 +81,7 @@ export const Key = Type.Object(
   { $id: 'Key', additionalProperties: false },
 );
 /** Routes refer to shared schemas by id, so `openapi.yaml` lists each once under components. */
-export const KeyRef = Type.Unsafe<Static<typeof Key>>(Type.Ref('Key'));
+export const KeyRef = Type.Unsafe<KeyRecord>(Type.Ref('Key'));
 
 const RotationPeriod = Type.Union([Type.Integer({ minimum: 0 }), Type.Null()], {
   description: 'Seconds between scheduled rotations: 0 or null turns it off, otherwise at least 3600.',
@@ -290,6 +291,10 @@ export function problems(...statuses: number[]): Record<number, TSchema> {
   return entries;
 }
 
-export function json(schema: TSchema, description: string): TSchema {
-  return { description, content: { 'application/json': { schema } } } as unknown as TSchema;
+/**
+ * A success response. It is a plain schema rather than one keyed by media type, so fastify picks its serialiser
+ * without parsing the reply's content type on every response.
+ */
+export function json<T extends TSchema>(schema: T, description: string): T {
+  return { ...schema, description };
 }

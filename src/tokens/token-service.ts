@@ -23,17 +23,25 @@ export interface TokenServiceOptions {
   readonly cacheTtlMs: number;
 }
 
+interface CachedToken {
+  readonly token: StoredToken;
+  /** Built once per lookup, frozen, and shared by every request that presents the token. */
+  readonly principal: Principal;
+  readonly secretHash: Buffer;
+  readonly trustedUntil: number;
+}
+
 function hashSecret(secret: string): Buffer {
   return createHash('sha256').update(secret, 'utf8').digest();
 }
 
 export function principalOf(token: TokenRecord): Principal {
-  return {
+  return Object.freeze({
     id: `token:${token.name}`,
     type: 'token',
     admin: token.admin,
-    attributes: { tokenId: token.id, tokenName: token.name },
-  };
+    attributes: Object.freeze({ tokenId: token.id, tokenName: token.name }),
+  });
 }
 
 function isLive(token: TokenRecord, now: Date): boolean {
@@ -46,8 +54,8 @@ export class TokenService {
   readonly #authorizer: Authorizer;
   readonly #clock: Clock;
   readonly #cacheTtlMs: number;
-  /** SHA-256 of the secret (hex) → the token and when the entry stops being trusted. */
-  readonly #cache = new Map<string, { token: StoredToken; trustedUntil: number }>();
+  /** SHA-256 of the secret (hex) → the token, its principal, and when the entry stops being trusted. */
+  readonly #cache = new Map<string, CachedToken>();
 
   constructor(options: TokenServiceOptions) {
     this.#repository = options.repository;
@@ -56,20 +64,28 @@ export class TokenService {
     this.#cacheTtlMs = options.cacheTtlMs;
   }
 
-  /** Looks a bearer secret up. Returns undefined for an unknown, expired or revoked token. */
-  async authenticate(secret: string): Promise<Principal | undefined> {
+  /**
+   * Looks a bearer secret up. Returns the principal, or undefined for an unknown, expired or revoked token. A
+   * recently verified token is answered from memory without a promise, so the hot path stays synchronous; only a
+   * cache miss returns a promise.
+   */
+  authenticate(secret: string): Principal | undefined | Promise<Principal | undefined> {
     const digest = hashSecret(secret);
     const hash = digest.toString('hex');
     const now = this.#clock.now();
-    let token = this.#cachedToken(hash, now.getTime());
-    if (token === undefined) {
-      token = await this.#repository.findByHash(hash);
+    const cached = this.#cachedToken(hash, now.getTime());
+    if (cached !== undefined) return this.#verify(cached, digest, now);
+    return this.#repository.findByHash(hash).then((token) => {
       if (token === undefined) return undefined;
-      this.#remember(hash, token, now.getTime());
-    }
+      const entry = this.#remember(hash, token, now.getTime());
+      return this.#verify(entry, digest, now);
+    });
+  }
+
+  #verify(entry: CachedToken, digest: Buffer, now: Date): Principal | undefined {
     // The lookup is by hash; the constant-time comparison guards against a store that matched loosely.
-    if (!timingSafeEqual(Buffer.from(token.secretHash, 'hex'), digest)) return undefined;
-    return isLive(token, now) ? principalOf(token) : undefined;
+    if (!timingSafeEqual(entry.secretHash, digest)) return undefined;
+    return isLive(entry.token, now) ? entry.principal : undefined;
   }
 
   async create(
@@ -134,22 +150,29 @@ export class TokenService {
     return this.#repository.hasLiveAdmin(this.#clock.now());
   }
 
-  #cachedToken(hash: string, now: number): StoredToken | undefined {
+  #cachedToken(hash: string, now: number): CachedToken | undefined {
     const entry = this.#cache.get(hash);
     if (entry === undefined) return undefined;
     if (entry.trustedUntil <= now) {
       this.#cache.delete(hash);
       return undefined;
     }
-    return entry.token;
+    return entry;
   }
 
-  #remember(hash: string, token: StoredToken, now: number): void {
-    if (this.#cacheTtlMs === 0) return;
+  #remember(hash: string, token: StoredToken, now: number): CachedToken {
+    const entry: CachedToken = {
+      token,
+      principal: principalOf(token),
+      secretHash: Buffer.from(token.secretHash, 'hex'),
+      trustedUntil: now + this.#cacheTtlMs,
+    };
+    if (this.#cacheTtlMs === 0) return entry;
     if (this.#cache.size >= MAX_CACHED_TOKENS) {
       const oldest = this.#cache.keys().next();
       if (!oldest.done) this.#cache.delete(oldest.value);
     }
-    this.#cache.set(hash, { token, trustedUntil: now + this.#cacheTtlMs });
+    this.#cache.set(hash, entry);
+    return entry;
   }
 }
