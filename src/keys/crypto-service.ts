@@ -95,12 +95,12 @@ export class CryptoService {
       plaintext,
       context: input.context,
     });
-    const result = { keyId: cached.key.id, keyName: cached.key.name, keyVersion: cached.key.primaryVersion, ciphertext };
+    const { id, name, primaryVersion } = cached.key;
     if (input.includePlaintext === false) {
       plaintext.fill(0);
-      return result;
+      return { keyId: id, keyName: name, keyVersion: primaryVersion, ciphertext };
     }
-    return { ...result, plaintext };
+    return { keyId: id, keyName: name, keyVersion: primaryVersion, ciphertext, plaintext };
   }
 
   async encrypt(principal: Principal, keyName: string, input: EncryptInput): Promise<CiphertextResult> {
