@@ -27,7 +27,6 @@ interface CachedToken {
   readonly token: StoredToken;
   /** Built once per lookup, frozen, and shared by every request that presents the token. */
   readonly principal: Principal;
-  readonly secretHash: Buffer;
   readonly trustedUntil: number;
 }
 
@@ -54,7 +53,12 @@ export class TokenService {
   readonly #authorizer: Authorizer;
   readonly #clock: Clock;
   readonly #cacheTtlMs: number;
-  /** SHA-256 of the secret (hex) → the token, its principal, and when the entry stops being trusted. */
+  /**
+   * Verified tokens by the presented secret, so a hit costs no hashing. The secrets were in this process's memory
+   * with the requests anyway; a V8 Map compares string contents only after their seeded hashes collide, so a lookup
+   * reveals nothing measurable about a secret it does not hold. Misses are verified against the stored SHA-256 in
+   * constant time.
+   */
   readonly #cache = new Map<string, CachedToken>();
 
   constructor(options: TokenServiceOptions) {
@@ -70,22 +74,16 @@ export class TokenService {
    * cache miss returns a promise.
    */
   authenticate(secret: string): Principal | undefined | Promise<Principal | undefined> {
-    const digest = hashSecret(secret);
-    const hash = digest.toString('hex');
     const now = this.#clock.now();
-    const cached = this.#cachedToken(hash, now.getTime());
-    if (cached !== undefined) return this.#verify(cached, digest, now);
-    return this.#repository.findByHash(hash).then((token) => {
-      if (token === undefined) return undefined;
-      const entry = this.#remember(hash, token, now.getTime());
-      return this.#verify(entry, digest, now);
+    const cached = this.#cachedToken(secret, now.getTime());
+    if (cached !== undefined) return isLive(cached.token, now) ? cached.principal : undefined;
+    const digest = hashSecret(secret);
+    return this.#repository.findByHash(digest.toString('hex')).then((token) => {
+      // The lookup is by hash; the constant-time comparison guards against a store that matched loosely.
+      if (token === undefined || !timingSafeEqual(Buffer.from(token.secretHash, 'hex'), digest)) return undefined;
+      const entry = this.#remember(secret, token, now.getTime());
+      return isLive(token, now) ? entry.principal : undefined;
     });
-  }
-
-  #verify(entry: CachedToken, digest: Buffer, now: Date): Principal | undefined {
-    // The lookup is by hash; the constant-time comparison guards against a store that matched loosely.
-    if (!timingSafeEqual(entry.secretHash, digest)) return undefined;
-    return isLive(entry.token, now) ? entry.principal : undefined;
   }
 
   async create(
@@ -143,36 +141,31 @@ export class TokenService {
       throw new KeyholdError('KH_ERR_FORBIDDEN', 'Only an admin may revoke an admin token');
     }
     await this.#repository.revoke(id, this.#clock.now());
-    this.#cache.delete(token.secretHash);
+    for (const [secret, entry] of this.#cache) if (entry.token.id === id) this.#cache.delete(secret);
   }
 
   async hasLiveAdmin(): Promise<boolean> {
     return this.#repository.hasLiveAdmin(this.#clock.now());
   }
 
-  #cachedToken(hash: string, now: number): CachedToken | undefined {
-    const entry = this.#cache.get(hash);
+  #cachedToken(secret: string, now: number): CachedToken | undefined {
+    const entry = this.#cache.get(secret);
     if (entry === undefined) return undefined;
     if (entry.trustedUntil <= now) {
-      this.#cache.delete(hash);
+      this.#cache.delete(secret);
       return undefined;
     }
     return entry;
   }
 
-  #remember(hash: string, token: StoredToken, now: number): CachedToken {
-    const entry: CachedToken = {
-      token,
-      principal: principalOf(token),
-      secretHash: Buffer.from(token.secretHash, 'hex'),
-      trustedUntil: now + this.#cacheTtlMs,
-    };
+  #remember(secret: string, token: StoredToken, now: number): CachedToken {
+    const entry: CachedToken = { token, principal: principalOf(token), trustedUntil: now + this.#cacheTtlMs };
     if (this.#cacheTtlMs === 0) return entry;
     if (this.#cache.size >= MAX_CACHED_TOKENS) {
       const oldest = this.#cache.keys().next();
       if (!oldest.done) this.#cache.delete(oldest.value);
     }
-    this.#cache.set(hash, entry);
+    this.#cache.set(secret, entry);
     return entry;
   }
 }
