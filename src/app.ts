@@ -65,6 +65,10 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
 
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
+    // A child logger per request pays off only when request lines are logged (info and below). Above that, requests
+    // share the root logger, and the few lines they write name the request id themselves.
+    childLoggerFactory: (parent, bindings, options) =>
+      (parent as Logger).isLevelEnabled('info') ? parent.child(bindings, options) : parent,
     bodyLimit: BODY_LIMIT_BYTES,
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',

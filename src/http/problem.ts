@@ -58,7 +58,7 @@ export function registerProblemHandlers(app: FastifyInstance): void {
   app.setErrorHandler((error, request, reply) => {
     const problem = problemOf(error, request.id);
     if (problem.status >= 500) {
-      request.log.error({ err: error, code: problem.code }, 'request failed');
+      request.log.error({ err: error, code: problem.code, reqId: request.id }, 'request failed');
     }
     if (problem.code === 'KH_ERR_UNAVAILABLE') void reply.header('retry-after', RETRY_AFTER_SECONDS);
     if (problem.code === 'KH_ERR_UNAUTHENTICATED') void reply.header('www-authenticate', 'Bearer realm="keyhold"');
