@@ -1,13 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
 import pino, { type DestinationStream, type Logger } from 'pino';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config.js';
 import { registerAuthentication } from './http/authentication.js';
 import { registerJsonBodyParser } from './http/json-body.js';
-import { registerProblemHandlers } from './http/problem.js';
+import { PROBLEM_CONTENT_TYPE, problemOf, registerProblemHandlers } from './http/problem.js';
 import { SHARED_SCHEMAS } from './http/schemas.js';
 import { batchRoutes } from './http/routes/batch.js';
 import { cryptoRoutes } from './http/routes/crypto.js';
@@ -48,7 +48,7 @@ export interface AppDeps {
   /** Where logs go; defaults to stdout. Tests capture it to check that no secret is logged. */
   readonly logStream?: DestinationStream;
   readonly database?: Database;
-  /** Runs the deletion sweeper on `sweepIntervalMs`; tests drive it by hand. Default true. */
+  /** Runs the sweeper (due deletions and scheduled rotations) on `sweepIntervalMs`; tests drive it by hand. Default true. */
   readonly sweeper?: boolean;
 }
 
@@ -77,6 +77,15 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
     },
     requestTimeout: 30_000,
+    // Errors fastify raises before routing (a malformed URL, say) are answered as problems too.
+    frameworkErrors: (error, request, reply) => {
+      const problem = problemOf(error, request.id);
+      void (reply as unknown as FastifyReply)
+        .code(problem.status)
+        .header('x-request-id', request.id)
+        .type(PROBLEM_CONTENT_TYPE)
+        .send(problem);
+    },
     ajv: {
       // Unknown fields are refused, not silently dropped; types are not coerced.
       customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false },
@@ -130,8 +139,10 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   }, async (_request, reply) => reply.type('application/yaml').send(app.swagger({ yaml: true })));
 
   if (deps.sweeper !== false) {
+    const { keys } = keyhold.services;
     const timer = setInterval(() => {
-      keyhold.services.keys.destroyDueKeys().catch((error: unknown) => logger.error({ err: error }, 'deletion sweep failed'));
+      keys.destroyDueKeys().catch((error: unknown) => logger.error({ err: error }, 'deletion sweep failed'));
+      keys.rotateDueKeys().catch((error: unknown) => logger.error({ err: error }, 'rotation sweep failed'));
     }, config.sweepIntervalMs);
     timer.unref();
     app.addHook('onClose', async () => clearInterval(timer));

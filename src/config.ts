@@ -23,7 +23,7 @@ export interface Config {
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** How long a replica trusts its cached copy of a key or token before reading it again. */
   readonly cacheTtlMs: number;
-  /** How often due deletions are carried out. */
+  /** How often due deletions and scheduled rotations are carried out. */
   readonly sweepIntervalMs: number;
   /** How long a request waits for a database connection before it is answered with 503. */
   readonly databaseTimeoutMs: number;
@@ -107,7 +107,7 @@ export function loadConfig(env: Environment): Config {
     rootKey: parseRootKey(env, dataDir, problems),
     bootstrapToken,
     logLevel,
-    cacheTtlMs: integer(env, 'KEYHOLD_CACHE_TTL_MS', 5000, 0, 3_600_000, problems),
+    cacheTtlMs: integer(env, 'KEYHOLD_CACHE_TTL_MS', 5000, 100, 3_600_000, problems),
     sweepIntervalMs: integer(env, 'KEYHOLD_SWEEP_INTERVAL_MS', 60_000, 100, 86_400_000, problems),
     databaseTimeoutMs: integer(env, 'KEYHOLD_DATABASE_TIMEOUT_MS', 5000, 100, 120_000, problems),
   };

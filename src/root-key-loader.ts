@@ -68,12 +68,12 @@ export async function loadRootKey(
   }
 
   const rootKey = new LocalRootKey(secret);
-  if (known.length === 0) {
+  let recorded = known;
+  if (recorded.length === 0) {
     if (storeInUse) throw new StartupError('The store holds keys but records no root key; refusing to start.');
-    await repository.record({ id: rootKey.id, checkValue: rootKey.checkValue }, clock.now());
-    return rootKey;
+    recorded = await repository.recordIfFirst({ id: rootKey.id, checkValue: rootKey.checkValue }, clock.now());
   }
-  const match = known.find((entry) => entry.id === rootKey.id);
+  const match = recorded.find((entry) => entry.id === rootKey.id);
   if (
     match === undefined ||
     !timingSafeEqual(Buffer.from(match.checkValue, 'hex'), Buffer.from(rootKey.checkValue, 'hex'))

@@ -39,6 +39,11 @@ export function registerJsonBodyParser(app: FastifyInstance): void {
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
     const text = typeof body === 'string' ? body : body.toString('utf8');
+    // An empty body is no body: routes that need one say so in their schema; the others treat it as `{}`.
+    if (text.length === 0) {
+      done(null, undefined);
+      return;
+    }
     // Each level takes two characters, so a body this short cannot be too deep: most requests skip the scan.
     if (text.length > 2 * MAX_JSON_DEPTH && jsonNestingDepth(text, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) {
       done(new ValidationError(`The request body is nested deeper than ${MAX_JSON_DEPTH} levels`), undefined);

@@ -43,7 +43,7 @@ export const Ciphertext = Type.String({
 const timestamp = (description: string) => Type.Unsafe<Date>(Type.String({ format: 'date-time', description }));
 const nullableTimestamp = (description: string) => Type.Union([timestamp(description), Type.Null()]);
 
-export const Labels = Type.Record(Type.String(), Type.String({ maxLength: 256 }), {
+export const Labels = Type.Record(Type.String(), Type.String({ maxLength: 256, pattern: '^[^\\u0000]*$' }), {
   maxProperties: 64,
   propertyNames: { pattern: '^[a-z0-9]([a-z0-9._/-]{0,61}[a-z0-9])?$' },
   description: 'Free-form labels: lower-case keys of up to 63 characters, values of up to 256.',
@@ -83,6 +83,9 @@ export const Key = Type.Object(
 /** Routes refer to shared schemas by id, so `openapi.yaml` lists each once under components. */
 export const KeyRef = Type.Unsafe<KeyRecord>(Type.Ref('Key'));
 
+/** PostgreSQL text cannot hold NUL, so it is refused here as bad input rather than failing in the database. */
+const Description = Type.String({ maxLength: 1024, pattern: '^[^\\u0000]*$' });
+
 const RotationPeriod = Type.Union([Type.Integer({ minimum: 0 }), Type.Null()], {
   description: 'Seconds between scheduled rotations: 0 or null turns it off, otherwise at least 3600.',
 });
@@ -90,7 +93,7 @@ const RotationPeriod = Type.Union([Type.Integer({ minimum: 0 }), Type.Null()], {
 export const CreateKeyBody = Type.Object(
   {
     name: KeyName,
-    description: Type.Optional(Type.String({ maxLength: 1024 })),
+    description: Type.Optional(Description),
     labels: Type.Optional(Labels),
     rotationPeriodSeconds: Type.Optional(RotationPeriod),
   },
@@ -99,7 +102,7 @@ export const CreateKeyBody = Type.Object(
 
 export const UpdateKeyBody = Type.Object(
   {
-    description: Type.Optional(Type.String({ maxLength: 1024 })),
+    description: Type.Optional(Description),
     labels: Type.Optional(Labels),
     rotationPeriodSeconds: Type.Optional(RotationPeriod),
     minDecryptionVersion: Type.Optional(Type.Integer({ minimum: 1, maximum: 0xffffffff })),

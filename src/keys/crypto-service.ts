@@ -6,11 +6,16 @@ import { assertNoReservedContextKeys, type EncryptionContext } from '../crypto/e
 import { openWithKeyVersion, sealWithKeyVersion } from '../crypto/key-version-cipher.js';
 import { randomBytesPooled } from '../crypto/random.js';
 import type { SecretBytes } from '../crypto/secret-bytes.js';
-import { DecryptionFailedError, KeyholdError } from '../errors.js';
+import { DecryptionFailedError, KeyholdError, UnavailableError } from '../errors.js';
 import type { CachedKey, KeyCache } from './key-cache.js';
 import { checkCanDecrypt, checkCanEncrypt } from './lifecycle.js';
 
 export const MAX_ENCRYPT_PLAINTEXT_BYTES = 4096;
+/**
+ * How often a request fetches a key again when a concurrent write or refresh evicted (and zeroed) the entry it had
+ * just been given. Evictions that fast mean the key is changing under load; the caller gets 503 and retries.
+ */
+const MAX_KEY_FETCHES = 3;
 export const MIN_DATA_KEY_BYTES = 16;
 export const MAX_DATA_KEY_BYTES = 64;
 
@@ -40,6 +45,7 @@ export interface DataKeyInput {
 }
 
 export interface EncryptInput {
+  /** Zeroed once it is sealed: the caller hands it over. */
   readonly plaintext: Buffer;
   readonly context?: EncryptionContext | undefined;
 }
@@ -110,14 +116,18 @@ export class CryptoService {
       throw new KeyholdError('KH_ERR_VALIDATION', `plaintext must be at most ${MAX_ENCRYPT_PLAINTEXT_BYTES} bytes`);
     }
     const { cached, versionKey } = await this.#primaryFor(keyName);
-    const ciphertext = sealWithKeyVersion({
-      keyId: cached.key.id,
-      keyVersion: cached.key.primaryVersion,
-      versionKey,
-      plaintext: input.plaintext,
-      context: input.context,
-    });
-    return { keyId: cached.key.id, keyName: cached.key.name, keyVersion: cached.key.primaryVersion, ciphertext };
+    try {
+      const ciphertext = sealWithKeyVersion({
+        keyId: cached.key.id,
+        keyVersion: cached.key.primaryVersion,
+        versionKey,
+        plaintext: input.plaintext,
+        context: input.context,
+      });
+      return { keyId: cached.key.id, keyName: cached.key.name, keyVersion: cached.key.primaryVersion, ciphertext };
+    } finally {
+      input.plaintext.fill(0);
+    }
   }
 
   async decrypt(principal: Principal, input: DecryptInput): Promise<DecryptResult> {
@@ -135,9 +145,11 @@ export class CryptoService {
     this.#authorizer.authorize(principal, 'rewrap', { keyName }, destinationContext);
     assertNoReservedContextKeys(destinationContext);
     const destination = await this.#primaryFor(keyName);
-    // Both keys are in hand before any crypto runs, so nothing below awaits while material is borrowed.
-    if (source.versionKey.isZeroed || destination.versionKey.isZeroed) return this.rewrap(principal, keyName, input);
-    const plaintext = openWithKeyVersion(parsed, source.versionKey, input.context);
+    // Both keys are in hand before any crypto runs, so nothing below awaits while material is borrowed. The source
+    // is fetched again only if fetching the destination evicted it (the same key, refreshed in between).
+    const sourceKey = source.versionKey.isZeroed ? (await this.#sourceFor(principal, parsed, undefined, input.context)).versionKey : source.versionKey;
+    if (sourceKey.isZeroed || destination.versionKey.isZeroed) throw new UnavailableError('The key changed during the request; retry');
+    const plaintext = openWithKeyVersion(parsed, sourceKey, input.context);
     try {
       const ciphertext = sealWithKeyVersion({
         keyId: destination.cached.key.id,
@@ -159,13 +171,14 @@ export class CryptoService {
 
   async #primaryFor(keyName: string): Promise<{ cached: CachedKey; versionKey: SecretBytes }> {
     // An entry evicted (and zeroed) by a concurrent write between the cache's answer and our use is fetched again.
-    for (;;) {
+    for (let fetches = 1; ; fetches += 1) {
       const cached = await this.#cache.getByName(keyName);
       if (cached === undefined) throw new KeyholdError('KH_ERR_KEY_NOT_FOUND');
       checkCanEncrypt(cached.key, this.#clock.now());
       const versionKey = cached.versionKeys.get(cached.key.primaryVersion);
       if (versionKey === undefined) throw new KeyholdError('KH_ERR_INTERNAL');
       if (!versionKey.isZeroed) return { cached, versionKey };
+      if (fetches === MAX_KEY_FETCHES) throw new UnavailableError('The key changed during the request; retry');
     }
   }
 
@@ -175,7 +188,7 @@ export class CryptoService {
     expectedKeyName: string | undefined,
     context: EncryptionContext | undefined,
   ): Promise<{ cached: CachedKey; versionKey: SecretBytes }> {
-    for (;;) {
+    for (let fetches = 1; ; fetches += 1) {
       const cached = await this.#cache.getById(parsed.keyId);
       if (cached === undefined) throw new DecryptionFailedError();
       if (expectedKeyName !== undefined && cached.key.name !== expectedKeyName) throw new DecryptionFailedError();
@@ -185,6 +198,7 @@ export class CryptoService {
       const versionKey = cached.versionKeys.get(parsed.keyVersion);
       if (versionKey === undefined) throw new DecryptionFailedError();
       if (!versionKey.isZeroed) return { cached, versionKey };
+      if (fetches === MAX_KEY_FETCHES) throw new UnavailableError('The key changed during the request; retry');
     }
   }
 }

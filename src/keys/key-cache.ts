@@ -54,14 +54,19 @@ export class KeyCache {
     return this.#fresh(id) ?? this.#load(`id:${id}`, () => this.#options.repository.findById(id));
   }
 
-  /** Drops a key's entry and zeroes its material. Call after the write that changed it has committed. */
+  /**
+   * Drops a key's entry and zeroes its material. Call after the write that changed it has committed. Loads already
+   * running may have read the old row: they are neither stored nor joined by later callers.
+   */
   invalidate(keyId: string): void {
     this.#epoch += 1;
+    this.#inflight.clear();
     this.#evict(keyId);
   }
 
   clear(): void {
     this.#epoch += 1;
+    this.#inflight.clear();
     for (const id of [...this.#byId.keys()]) this.#evict(id);
   }
 
@@ -86,7 +91,9 @@ export class KeyCache {
       };
       if (epoch === this.#epoch) this.#store(entry);
       return entry;
-    })().finally(() => this.#inflight.delete(flightKey));
+    })().finally(() => {
+      if (this.#inflight.get(flightKey) === load) this.#inflight.delete(flightKey);
+    });
     this.#inflight.set(flightKey, load);
     return load;
   }

@@ -198,6 +198,17 @@ export class KeyRepository {
     return rows.map((row: { name: string }) => row.name);
   }
 
+  async findDueForRotation(now: Date, limit: number): Promise<string[]> {
+    const rows = await this.db('keys')
+      .select('name')
+      .where({ state: 'enabled' })
+      .whereNotNull('next_rotation_at')
+      .andWhere('next_rotation_at', '<=', now.getTime())
+      .orderBy('next_rotation_at')
+      .limit(limit);
+    return rows.map((row: { name: string }) => row.name);
+  }
+
   /**
    * Runs `fn` in a transaction that holds the key's row lock (`SELECT … FOR UPDATE` on PostgreSQL; SQLite
    * serialises writers), so concurrent rotations and state changes apply one after another. Returns undefined

@@ -171,14 +171,41 @@ export class KeyService {
 
   /** Adds a version and makes it primary, in one transaction under the key's row lock. */
   async rotate(principal: Principal, name: string): Promise<KeyRecord> {
-    return this.#mutate(principal, 'keys:rotate', name, 'rotate', async (key, writer, now) => {
-      const version = Math.max(0, ...key.versions.map((v) => v.version)) + 1;
-      await writer.insertVersion(await this.#newVersion(key.id, version, now));
-      await writer.updateKey({
-        primaryVersion: version,
-        nextRotationAt: nextRotationAfter(now, key.rotationPeriodSeconds),
-        updatedAt: now,
-      });
+    return this.#mutate(principal, 'keys:rotate', name, 'rotate', (key, writer, now) => this.#rotateLocked(key, writer, now));
+  }
+
+  /**
+   * Rotates every enabled key whose `nextRotationAt` has passed. Each rotation re-reads the key under its row lock
+   * and checks again, so replicas sweeping at the same time rotate a key once: the second sees the advanced
+   * `nextRotationAt`. A key that missed several periods (the service was down) rotates once. Returns how many rotated.
+   */
+  async rotateDueKeys(batchSize = 100): Promise<number> {
+    let rotated = 0;
+    for (;;) {
+      const names = await this.#repository.findDueForRotation(this.#clock.now(), batchSize);
+      for (const name of names) {
+        const outcome = await this.#repository.mutate(name, async (key, writer) => {
+          const now = this.#clock.now();
+          const due = key.state === 'enabled' && key.nextRotationAt !== null && key.nextRotationAt.getTime() <= now.getTime();
+          if (due) await this.#rotateLocked(key, writer, now);
+          return due;
+        });
+        if (outcome?.result === true) {
+          this.#cache.invalidate(outcome.key.id);
+          rotated += 1;
+        }
+      }
+      if (names.length < batchSize) return rotated;
+    }
+  }
+
+  async #rotateLocked(key: KeyRecord, writer: LockedKeyWriter, now: Date): Promise<void> {
+    const version = Math.max(0, ...key.versions.map((v) => v.version)) + 1;
+    await writer.insertVersion(await this.#newVersion(key.id, version, now));
+    await writer.updateKey({
+      primaryVersion: version,
+      nextRotationAt: nextRotationAfter(now, key.rotationPeriodSeconds),
+      updatedAt: now,
     });
   }
 

@@ -35,6 +35,7 @@ export function createDatabase(config: DatabaseConfig, options: DatabaseOptions)
       client: 'better-sqlite3',
       connection: { filename: config.filename },
       useNullAsDefault: true,
+      compileSqlOnError: false,
       acquireConnectionTimeout: options.acquireTimeoutMs,
       // better-sqlite3 is synchronous and serialises writes; one connection avoids SQLITE_BUSY between our own.
       pool: {
@@ -61,8 +62,17 @@ export function createDatabase(config: DatabaseConfig, options: DatabaseOptions)
       connectionString: config.url,
       types: pgTypes,
       connectionTimeoutMillis: options.acquireTimeoutMs,
+      // No statement may hang a request: the server cancels slow statements and lock waits, and the client gives
+      // up on a server that stopped answering altogether. Both surface as 503.
+      statement_timeout: options.acquireTimeoutMs,
+      lock_timeout: options.acquireTimeoutMs,
+      query_timeout: options.acquireTimeoutMs + 1000,
+      // A transaction left open by a stuck process must not hold key rows locked for ever.
+      idle_in_transaction_session_timeout: 60_000,
       application_name: 'keyhold',
     } as Knex.PgConnectionConfig,
+    // knex otherwise puts the statement, with its bound values, into error messages, and so into logs.
+    compileSqlOnError: false,
     searchPath: options.searchPath === undefined ? undefined : [options.searchPath],
     acquireConnectionTimeout: options.acquireTimeoutMs,
     pool: { min: 0, max: 10 },
@@ -70,12 +80,27 @@ export function createDatabase(config: DatabaseConfig, options: DatabaseOptions)
   });
 }
 
-/** Runs pending migrations under knex's migration lock, so concurrent replicas start safely. */
-export async function migrateToLatest(db: Database, searchPath?: string): Promise<void> {
-  if (searchPath !== undefined && db.client.config.client === 'pg') {
-    await db.raw('CREATE SCHEMA IF NOT EXISTS ??', [searchPath]);
+/**
+ * Runs pending migrations under knex's migration lock, so concurrent replicas start safely. On PostgreSQL they run
+ * over a connection of their own without the request timeouts: a migration may rightly take longer than a request.
+ */
+export async function migrateToLatest(db: Database): Promise<void> {
+  if (!isPostgres(db)) {
+    await db.migrate.latest();
+    return;
   }
-  await db.migrate.latest();
+  const config = db.client.config as Knex.Config;
+  const connection = config.connection as Knex.PgConnectionConfig & Record<string, unknown>;
+  const migrator = knexFactory({
+    ...config,
+    connection: { ...connection, statement_timeout: 0, lock_timeout: 0, query_timeout: undefined } as Knex.PgConnectionConfig,
+    pool: { min: 0, max: 2 },
+  });
+  try {
+    await migrator.migrate.latest();
+  } finally {
+    await migrator.destroy();
+  }
 }
 
 /** True when every known migration has run. */

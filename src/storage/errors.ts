@@ -5,11 +5,20 @@ const { KnexTimeoutError } = knex;
 const UNAVAILABLE_NET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH']);
 
 /**
- * PostgreSQL SQLSTATE classes that mean "the server cannot serve now", not "the query is wrong": 08 connection
- * exception, 53 insufficient resources, 57P0x operator intervention (shutdown), 40001/40P01 conflicts.
+ * PostgreSQL SQLSTATEs that mean "the server cannot serve now, retry", not "the query is wrong": 08 connection
+ * exception, 53 insufficient resources, 57P0x operator intervention (shutdown), 57014 a statement cancelled by
+ * statement_timeout, 55P03 a lock wait cut by lock_timeout, 40001/40P01 serialisation failure and deadlock.
  */
 function isUnavailableSqlState(code: string): boolean {
-  return code.startsWith('08') || code.startsWith('53') || /^57P0[1-4]$/.test(code);
+  return (
+    code.startsWith('08') ||
+    code.startsWith('53') ||
+    /^57P0[1-4]$/.test(code) ||
+    code === '57014' ||
+    code === '55P03' ||
+    code === '40001' ||
+    code === '40P01'
+  );
 }
 
 /** True when `error` says the database cannot be reached or cannot serve right now. */
@@ -24,6 +33,8 @@ export function isDatabaseUnavailable(error: unknown): boolean {
   return (
     typeof message === 'string' &&
     (message.includes('Connection terminated') ||
+      // pg's client-side query_timeout: the server stopped answering.
+      message === 'Query read timeout' ||
       message.includes('timeout exceeded when trying to connect') ||
       // knex, when its pool is gone or cannot open a connection at all.
       message.startsWith('Unable to acquire a connection'))

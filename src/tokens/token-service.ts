@@ -60,6 +60,8 @@ export class TokenService {
    * constant time.
    */
   readonly #cache = new Map<string, CachedToken>();
+  /** Bumped by every revocation, so a lookup that read the store before it is not cached after it. */
+  #revocations = 0;
 
   constructor(options: TokenServiceOptions) {
     this.#repository = options.repository;
@@ -78,11 +80,13 @@ export class TokenService {
     const cached = this.#cachedToken(secret, now.getTime());
     if (cached !== undefined) return isLive(cached.token, now) ? cached.principal : undefined;
     const digest = hashSecret(secret);
+    const revocations = this.#revocations;
     return this.#repository.findByHash(digest.toString('hex')).then((token) => {
       // The lookup is by hash; the constant-time comparison guards against a store that matched loosely.
       if (token === undefined || !timingSafeEqual(Buffer.from(token.secretHash, 'hex'), digest)) return undefined;
-      const entry = this.#remember(secret, token, now.getTime());
-      return isLive(token, now) ? entry.principal : undefined;
+      const principal = principalOf(token);
+      if (revocations === this.#revocations) this.#remember(secret, token, principal, now.getTime());
+      return isLive(token, now) ? principal : undefined;
     });
   }
 
@@ -141,6 +145,7 @@ export class TokenService {
       throw new KeyholdError('KH_ERR_FORBIDDEN', 'Only an admin may revoke an admin token');
     }
     await this.#repository.revoke(id, this.#clock.now());
+    this.#revocations += 1;
     for (const [secret, entry] of this.#cache) if (entry.token.id === id) this.#cache.delete(secret);
   }
 
@@ -158,14 +163,12 @@ export class TokenService {
     return entry;
   }
 
-  #remember(secret: string, token: StoredToken, now: number): CachedToken {
-    const entry: CachedToken = { token, principal: principalOf(token), trustedUntil: now + this.#cacheTtlMs };
-    if (this.#cacheTtlMs === 0) return entry;
+  #remember(secret: string, token: StoredToken, principal: Principal, now: number): void {
+    const entry: CachedToken = { token, principal, trustedUntil: now + this.#cacheTtlMs };
     if (this.#cache.size >= MAX_CACHED_TOKENS) {
       const oldest = this.#cache.keys().next();
       if (!oldest.done) this.#cache.delete(oldest.value);
     }
     this.#cache.set(secret, entry);
-    return entry;
   }
 }

@@ -12,6 +12,7 @@ import {
   problems,
   RewrapBody,
 } from '../schemas.js';
+import { defaultEmptyBody } from '../empty-body.js';
 import { dataKeyView, decryptView } from '../views.js';
 
 const tags = ['crypto'];
@@ -23,6 +24,7 @@ export function cryptoRoutes(services: Services): FastifyPluginAsyncTypebox {
     const { crypto } = services;
 
     app.post('/v1/keys/:name/datakey', {
+      preValidation: defaultEmptyBody,
       schema: {
         operationId: 'generateDataKey',
         summary: 'Issue a data key: its plaintext (unless includePlaintext is false) and its wrapped form.',

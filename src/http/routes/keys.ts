@@ -1,8 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { FastifyRequest } from 'fastify';
 import type { Principal } from '../../auth/principal.js';
 import type { KeyRecord } from '../../keys/key-record.js';
 import type { Services } from '../../services.js';
+import { defaultEmptyBody } from '../empty-body.js';
 import {
   CreateKeyBody,
   EmptyBody,
@@ -19,10 +19,6 @@ import {
 
 const tags = ['keys'];
 
-/** State-change POSTs take an optional body; a missing one is the same as `{}`, and anything else is validated. */
-async function defaultEmptyBody(request: FastifyRequest): Promise<void> {
-  if (request.body === undefined || request.body === null) request.body = {};
-}
 const COMMON = [400, 401, 403, 404, 409, 503];
 
 /** Key administration: one schema and one service call per route. */

@@ -12,7 +12,14 @@ function encodeCursor(last: { name: string; id: string }): string {
 function decodeCursor(cursor: string): { name: string; id: string } {
   try {
     const value: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (Array.isArray(value) && value.length === 2 && typeof value[0] === 'string' && typeof value[1] === 'string') {
+    if (
+      Array.isArray(value) &&
+      value.length === 2 &&
+      typeof value[0] === 'string' &&
+      typeof value[1] === 'string' &&
+      /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(value[0]) &&
+      /^[0-9a-f-]{36}$/.test(value[1])
+    ) {
       return { name: value[0], id: value[1] };
     }
   } catch {

@@ -1,0 +1,59 @@
+import { afterEach, beforeEach, expect, it } from 'vitest';
+import { buildTestApp, describeEachDatabase, TEST_ADMIN_TOKEN, type TestApp } from '../helpers/app.js';
+import { expectProblem } from '../helpers/expect-problem.js';
+
+describeEachDatabase('bad input found in review', (kind) => {
+  let t: TestApp;
+  beforeEach(async () => {
+    t = await buildTestApp(kind);
+    await t.call('POST', '/v1/keys', { name: 'k' });
+  });
+  afterEach(async () => t.close());
+
+  it('a malformed URL is answered as a problem, not with fastify’s own body', async () => {
+    const response = await t.app.inject({ method: 'GET', url: '/v1/keys/%zz' });
+    expect(response.statusCode).toBe(400);
+    expect(response.headers['content-type']).toMatch(/^application\/problem\+json/);
+    expect(JSON.parse(response.body)).toMatchObject({ code: 'KH_ERR_VALIDATION', requestId: response.headers['x-request-id'] });
+  });
+
+  it('a NUL character in a description or label is a 400, not a database error', async () => {
+    expectProblem(await t.call('POST', '/v1/keys', { name: 'n', description: 'a\u0000b' }), 400, 'KH_ERR_VALIDATION');
+    expectProblem(await t.call('PATCH', '/v1/keys/k', { description: '\u0000' }), 400, 'KH_ERR_VALIDATION');
+    expectProblem(await t.call('PATCH', '/v1/keys/k', { labels: { team: '\u0000' } }), 400, 'KH_ERR_VALIDATION');
+  });
+
+  it('a token cursor holding a NUL or a foreign shape is a 400', async () => {
+    for (const value of [['a\u0000', 'x'], ['a', 'not-an-id'], { a: 1 }]) {
+      const cursor = Buffer.from(JSON.stringify(value)).toString('base64url');
+      expectProblem(await t.call('GET', `/v1/tokens?cursor=${cursor}`), 400, 'KH_ERR_VALIDATION');
+    }
+  });
+
+  it('datakey and state changes take a missing or empty body as {}', async () => {
+    expect((await t.call('POST', '/v1/keys/k/datakey')).status).toBe(200);
+    const empty = await t.app.inject({
+      method: 'POST',
+      url: '/v1/keys/k/rotate',
+      headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}`, 'content-type': 'application/json' },
+      payload: '',
+    });
+    expect(empty.statusCode).toBe(200);
+  });
+
+  it('a body that needs fields still refuses to be missing', async () => {
+    expectProblem(await t.call('POST', '/v1/keys/k/encrypt'), 400, 'KH_ERR_VALIDATION');
+  });
+
+  it('the encrypt input is zeroed once sealed, and the ciphertext still decrypts', async () => {
+    const plaintext = Buffer.from('zero me after use');
+    const sealed = await t.app.keyhold.services.crypto.encrypt(
+      (await t.app.keyhold.services.tokens.authenticate(TEST_ADMIN_TOKEN))!,
+      'k',
+      { plaintext },
+    );
+    expect(plaintext.every((byte) => byte === 0)).toBe(true);
+    const opened = await t.call('POST', '/v1/decrypt', { ciphertext: sealed.ciphertext });
+    expect(Buffer.from(opened.body.plaintext, 'base64').toString()).toBe('zero me after use');
+  });
+});

@@ -1,0 +1,83 @@
+import { describe, expect, it } from 'vitest';
+import { AdminOnlyAuthorizer } from '../../../src/auth/authorizer.js';
+import type { StoredToken, TokenRepository } from '../../../src/tokens/token-repository.js';
+import { principalOf, TokenService } from '../../../src/tokens/token-service.js';
+import { ManualClock } from '../../helpers/clock.js';
+
+function fakeRepository() {
+  const tokens: StoredToken[] = [];
+  let hold: Promise<void> | undefined;
+  let lookups = 0;
+  const repository = {
+    insert: async (token: StoredToken) => void tokens.push(token),
+    findByHash: async (hash: string) => {
+      lookups += 1;
+      const found = tokens.find((t) => t.secretHash === hash);
+      const snapshot = found === undefined ? undefined : { ...found };
+      if (hold !== undefined) await hold;
+      return snapshot;
+    },
+    findById: async (id: string) => tokens.find((t) => t.id === id),
+    revoke: async (id: string, at: Date) => {
+      const token = tokens.find((t) => t.id === id);
+      if (token !== undefined) Object.assign(token, { revokedAt: at });
+      return token !== undefined;
+    },
+  } as unknown as TokenRepository;
+  return {
+    repository,
+    lookups: () => lookups,
+    holdLookups(): () => void {
+      let release!: () => void;
+      hold = new Promise((resolve) => (release = resolve));
+      return () => {
+        hold = undefined;
+        release();
+      };
+    },
+  };
+}
+
+describe('TokenService', () => {
+  const admin = principalOf({ id: 'a', name: 'root', admin: true, createdAt: new Date(), expiresAt: null, revokedAt: null });
+
+  it('answers a verified token from memory, without another lookup', async () => {
+    const store = fakeRepository();
+    const tokens = new TokenService({ repository: store.repository, authorizer: new AdminOnlyAuthorizer(), clock: new ManualClock(), cacheTtlMs: 5000 });
+    const issued = await tokens.issue('app', false);
+    expect((await tokens.authenticate(issued.token))?.id).toBe('token:app');
+    expect(tokens.authenticate(issued.token)).toMatchObject({ id: 'token:app' });
+    expect(store.lookups()).toBe(1);
+  });
+
+  it('a lookup that read the store before a revocation is not cached after it', async () => {
+    const store = fakeRepository();
+    const tokens = new TokenService({ repository: store.repository, authorizer: new AdminOnlyAuthorizer(), clock: new ManualClock(), cacheTtlMs: 5000 });
+    const issued = await tokens.issue('app', false);
+    const release = store.holdLookups();
+    const racing = tokens.authenticate(issued.token);
+    await tokens.revoke(admin, issued.id);
+    release();
+    await racing;
+    expect(await tokens.authenticate(issued.token)).toBeUndefined();
+  });
+
+  it('a revoked token stops working at once on this replica', async () => {
+    const store = fakeRepository();
+    const tokens = new TokenService({ repository: store.repository, authorizer: new AdminOnlyAuthorizer(), clock: new ManualClock(), cacheTtlMs: 5000 });
+    const issued = await tokens.issue('app', false);
+    await tokens.authenticate(issued.token);
+    await tokens.revoke(admin, issued.id);
+    expect(await tokens.authenticate(issued.token)).toBeUndefined();
+  });
+
+  it('an expired token is refused even from the cache', async () => {
+    const clock = new ManualClock();
+    const store = fakeRepository();
+    const tokens = new TokenService({ repository: store.repository, authorizer: new AdminOnlyAuthorizer(), clock, cacheTtlMs: 3_600_000 });
+    const issued = await tokens.issue('app', false, 60);
+    expect(await tokens.authenticate(issued.token)).toBeDefined();
+    clock.advance(60_000);
+    expect(await tokens.authenticate(issued.token)).toBeUndefined();
+  });
+});
