@@ -6,23 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { aesGcmOpen, aesGcmSeal, GCM_IV_BYTES, GCM_TAG_BYTES } from '../../../src/crypto/aes-gcm.js';
 import { DecryptionFailedError } from '../../../src/errors.js';
 
-/** The one message every decryption failure carries (RFC 7516 §11.5: no oracle). */
-const DECRYPTION_FAILED_MESSAGE = 'The ciphertext could not be decrypted';
-
-function thrownBy(action: () => unknown): unknown {
-  try {
-    action();
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected the action to throw');
-}
-
-function expectDecryptionFailed(action: () => unknown): void {
-  const error = thrownBy(action);
-  expect(error).toBeInstanceOf(DecryptionFailedError);
-  expect(error).toMatchObject({ code: 'KH_ERR_DECRYPTION_FAILED', status: 400, message: DECRYPTION_FAILED_MESSAGE });
-}
+import { DECRYPTION_FAILED_MESSAGE, expectDecryptionFailed, thrownBy } from '../../helpers/expect-error.js';
 
 const key = randomBytes(32);
 const iv = randomBytes(GCM_IV_BYTES);

@@ -13,22 +13,7 @@ import {
 } from '../../../src/crypto/ciphertext-format.js';
 import { DecryptionFailedError } from '../../../src/errors.js';
 
-const DECRYPTION_FAILED_MESSAGE = 'The ciphertext could not be decrypted';
-
-function thrownBy(action: () => unknown): unknown {
-  try {
-    action();
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected the action to throw');
-}
-
-function expectDecryptionFailed(action: () => unknown): void {
-  const error = thrownBy(action);
-  expect(error).toBeInstanceOf(DecryptionFailedError);
-  expect(error).toMatchObject({ code: 'KH_ERR_DECRYPTION_FAILED', status: 400, message: DECRYPTION_FAILED_MESSAGE });
-}
+import { DECRYPTION_FAILED_MESSAGE, expectDecryptionFailed, thrownBy } from '../../helpers/expect-error.js';
 
 const KEY_ID = '0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0';
 

@@ -6,22 +6,7 @@ import { keyVersionWrapAad, openWithKeyVersion, sealWithKeyVersion } from '../..
 import { SecretBytes } from '../../../src/crypto/secret-bytes.js';
 import { DecryptionFailedError, ValidationError } from '../../../src/errors.js';
 
-const DECRYPTION_FAILED_MESSAGE = 'The ciphertext could not be decrypted';
-
-function thrownBy(action: () => unknown): unknown {
-  try {
-    action();
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected the action to throw');
-}
-
-function expectDecryptionFailed(action: () => unknown): void {
-  const error = thrownBy(action);
-  expect(error).toBeInstanceOf(DecryptionFailedError);
-  expect(error).toMatchObject({ code: 'KH_ERR_DECRYPTION_FAILED', status: 400, message: DECRYPTION_FAILED_MESSAGE });
-}
+import { DECRYPTION_FAILED_MESSAGE, expectDecryptionFailed, thrownBy } from '../../helpers/expect-error.js';
 
 const KEY_ID = '6f9619ff-8b86-4011-b42d-00c04fc964ff';
 const OTHER_KEY_ID = '6f9619ff-8b86-4011-b42d-00c04fc96500';

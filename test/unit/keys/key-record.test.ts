@@ -1,29 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { findVersion, KEY_NAME_PATTERN, type KeyRecord, type KeyVersionRecord } from '../../../src/keys/key-record.js';
-
-const T0 = new Date('2026-01-01T00:00:00Z');
-
-function version(number: number): KeyVersionRecord {
-  return { version: number, state: 'enabled', rootKeyId: '0123456789abcdef', createdAt: T0, updatedAt: T0, destroyedAt: null };
-}
+import { findVersion, KEY_NAME_PATTERN, type KeyRecord } from '../../../src/keys/key-record.js';
+import { keyRecord, versionRecord } from '../../helpers/key-fixtures.js';
 
 function keyWithVersions(numbers: readonly number[]): KeyRecord {
-  return {
-    id: '6f9619ff-8b86-4011-b42d-00c04fc964ff',
-    name: 'payments',
-    description: '',
-    labels: {},
-    state: 'enabled',
-    primaryVersion: numbers.at(-1) ?? 1,
-    minDecryptionVersion: 1,
-    rotationPeriodSeconds: null,
-    nextRotationAt: null,
-    deletionDate: null,
-    createdAt: T0,
-    updatedAt: T0,
-    destroyedAt: null,
-    versions: numbers.map(version),
-  };
+  return keyRecord({ primaryVersion: numbers.at(-1) ?? 1, versions: numbers.map((n) => versionRecord(n)) });
 }
 
 describe('findVersion', () => {

@@ -5,7 +5,6 @@ import {
   KEY_VERSION_STATES,
   type KeyRecord,
   type KeyState,
-  type KeyVersionRecord,
   type KeyVersionState,
 } from '../../../src/keys/key-record.js';
 import {
@@ -23,40 +22,9 @@ import {
   type Verdict,
   type VersionOperation,
 } from '../../../src/keys/lifecycle.js';
+import { keyRecord, T0, versionRecord } from '../../helpers/key-fixtures.js';
 
-const T0 = new Date('2026-01-01T00:00:00Z');
-
-function version(number: number, state: KeyVersionState = 'enabled'): KeyVersionRecord {
-  return {
-    version: number,
-    state,
-    rootKeyId: '0123456789abcdef',
-    createdAt: T0,
-    updatedAt: T0,
-    destroyedAt: state === 'destroyed' ? T0 : null,
-  };
-}
-
-/** A key with versions 1..3, all enabled, primary 3, minimum decryption version 1, unless overridden. */
-function keyRecord(overrides: Partial<KeyRecord> = {}): KeyRecord {
-  return {
-    id: '6f9619ff-8b86-4011-b42d-00c04fc964ff',
-    name: 'payments',
-    description: '',
-    labels: {},
-    state: 'enabled',
-    primaryVersion: 3,
-    minDecryptionVersion: 1,
-    rotationPeriodSeconds: null,
-    nextRotationAt: null,
-    deletionDate: null,
-    createdAt: T0,
-    updatedAt: T0,
-    destroyedAt: null,
-    versions: [version(1), version(2), version(3)],
-    ...overrides,
-  };
-}
+const version = versionRecord;
 
 function thrownBy(action: () => unknown): unknown {
   try {
