@@ -147,8 +147,12 @@ export class CryptoService {
     const destination = await this.#primaryFor(keyName);
     // Both keys are in hand before any crypto runs, so nothing below awaits while material is borrowed. The source
     // is fetched again only if fetching the destination evicted it (the same key, refreshed in between).
-    const sourceKey = source.versionKey.isZeroed ? (await this.#sourceFor(principal, parsed, undefined, input.context)).versionKey : source.versionKey;
-    if (sourceKey.isZeroed || destination.versionKey.isZeroed) throw new UnavailableError('The key changed during the request; retry');
+    const sourceKey = source.versionKey.isZeroed
+      ? (await this.#sourceFor(principal, parsed, undefined, input.context)).versionKey
+      : source.versionKey;
+    if (sourceKey.isZeroed || destination.versionKey.isZeroed) {
+      throw new UnavailableError('The key changed during the request; retry');
+    }
     const plaintext = openWithKeyVersion(parsed, sourceKey, input.context);
     try {
       const ciphertext = sealWithKeyVersion({
