@@ -110,11 +110,16 @@ export const UpdateKeyBody = Type.Object(
   { additionalProperties: false, minProperties: 1 },
 );
 
+/** Query parameters may be present but empty (`?prefix=`), which means the same as absent. */
+const PageLimit = Type.String({ pattern: '^(?:[1-9][0-9]?|[1-4][0-9]{2}|500)?$', description: 'Page size, 1 to 500; default 100.' });
+const pageCursor = (maxLength: number) =>
+  Type.String({ pattern: `^[A-Za-z0-9_-]{0,${maxLength}}$`, description: 'The nextCursor of the previous page.' });
+
 export const ListKeysQuery = Type.Object(
   {
-    prefix: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9._-]{1,128}$', description: 'Only names that start with this.' })),
-    limit: Type.Optional(Type.String({ pattern: '^(?:[1-9][0-9]?|[1-4][0-9]{2}|500)$', description: 'Page size, 1 to 500; default 100.' })),
-    cursor: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{1,200}$', description: 'The nextCursor of the previous page.' })),
+    prefix: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9._-]{0,128}$', description: 'Only names that start with this.' })),
+    limit: Type.Optional(PageLimit),
+    cursor: Type.Optional(pageCursor(200)),
   },
   { additionalProperties: false },
 );
@@ -253,8 +258,8 @@ export const TokenList = Type.Object(
 );
 export const ListTokensQuery = Type.Object(
   {
-    limit: Type.Optional(Type.String({ pattern: '^(?:[1-9][0-9]?|[1-4][0-9]{2}|500)$' })),
-    cursor: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{1,400}$' })),
+    limit: Type.Optional(PageLimit),
+    cursor: Type.Optional(pageCursor(400)),
   },
   { additionalProperties: false },
 );

@@ -57,3 +57,19 @@ describeEachDatabase('bad input found in review', (kind) => {
     expect(Buffer.from(opened.body.plaintext, 'base64').toString()).toBe('zero me after use');
   });
 });
+
+describeEachDatabase('empty query parameters mean absent', (kind) => {
+  it('GET /v1/keys?prefix=&limit=&cursor= lists from the start with the default page size', async () => {
+    const t = await buildTestApp(kind);
+    try {
+      await t.call('POST', '/v1/keys', { name: 'a' });
+      await t.call('POST', '/v1/keys', { name: 'b' });
+      const response = await t.call('GET', '/v1/keys?prefix=&limit=&cursor=');
+      expect(response.status).toBe(200);
+      expect(response.body.keys.map((k: { name: string }) => k.name)).toEqual(['a', 'b']);
+      expect((await t.call('GET', '/v1/tokens?limit=&cursor=')).status).toBe(200);
+    } finally {
+      await t.close();
+    }
+  });
+});

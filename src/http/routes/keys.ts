@@ -3,6 +3,7 @@ import type { Principal } from '../../auth/principal.js';
 import type { KeyRecord } from '../../keys/key-record.js';
 import type { Services } from '../../services.js';
 import { defaultEmptyBody } from '../empty-body.js';
+import { given, pageLimit } from '../pagination.js';
 import {
   CreateKeyBody,
   EmptyBody,
@@ -46,9 +47,9 @@ export function keyRoutes(services: Services): FastifyPluginAsyncTypebox {
       },
     }, async (request) =>
       keys.list(request.principal, {
-        prefix: request.query.prefix,
-        cursor: request.query.cursor,
-        limit: request.query.limit === undefined ? 100 : Number(request.query.limit),
+        prefix: given(request.query.prefix),
+        cursor: given(request.query.cursor),
+        limit: pageLimit(request.query.limit),
       }),
     );
 

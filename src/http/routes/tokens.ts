@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { ValidationError } from '../../errors.js';
 import type { Services } from '../../services.js';
+import { given, pageLimit } from '../pagination.js';
 import { CreateTokenBody, IssuedToken, json, ListTokensQuery, problems, TokenIdParams, TokenList } from '../schemas.js';
 
 const tags = ['tokens'];
@@ -51,8 +52,9 @@ export function tokenRoutes(services: Services): FastifyPluginAsyncTypebox {
         response: { 200: json(TokenList, 'A page of tokens.'), ...problems(400, 401, 403, 503) },
       },
     }, async (request) => {
-      const limit = request.query.limit === undefined ? 100 : Number(request.query.limit);
-      const after = request.query.cursor === undefined ? undefined : decodeCursor(request.query.cursor);
+      const limit = pageLimit(request.query.limit);
+      const cursor = given(request.query.cursor);
+      const after = cursor === undefined ? undefined : decodeCursor(cursor);
       const page = await tokens.list(request.principal, { after, limit });
       const last = page.tokens[page.tokens.length - 1];
       return page.hasMore && last !== undefined ? { tokens: page.tokens, nextCursor: encodeCursor(last) } : { tokens: page.tokens };
