@@ -15,7 +15,6 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
   FST_ERR_CTP_INVALID_JSON_BODY: 'KH_ERR_VALIDATION',
   FST_ERR_VALIDATION: 'KH_ERR_VALIDATION',
   FST_ERR_BAD_URL: 'KH_ERR_VALIDATION',
-  FST_ERR_ASYNC_CONSTRAINT: 'KH_ERR_VALIDATION',
 };
 
 /** Turns any error into the problem the caller sees. Only KeyholdError messages are shown; 5xx are masked. */
@@ -60,7 +59,7 @@ export function registerProblemHandlers(app: FastifyInstance): void {
   app.setErrorHandler((error, request, reply) => {
     const problem = problemOf(error, request.id);
     if (problem.status >= 500) {
-      request.log.error({ err: error, code: problem.code, reqId: request.id }, 'request failed');
+      request.log.error({ err: error, code: problem.code, requestId: request.id }, 'request failed');
     }
     if (problem.code === 'KH_ERR_UNAVAILABLE') void reply.header('retry-after', RETRY_AFTER_SECONDS);
     if (problem.code === 'KH_ERR_UNAUTHENTICATED') void reply.header('www-authenticate', 'Bearer realm="keyhold"');

@@ -92,39 +92,42 @@ export class CryptoService {
     if (!Number.isInteger(bytes) || bytes < MIN_DATA_KEY_BYTES || bytes > MAX_DATA_KEY_BYTES) {
       throw new KeyholdError('KH_ERR_VALIDATION', `bytes must be between ${MIN_DATA_KEY_BYTES} and ${MAX_DATA_KEY_BYTES}`);
     }
-    const { cached, versionKey } = await this.#primaryFor(keyName);
-    const plaintext = randomBytesPooled(bytes);
-    const ciphertext = sealWithKeyVersion({
-      keyId: cached.key.id,
-      keyVersion: cached.key.primaryVersion,
-      versionKey,
-      plaintext,
-      context: input.context,
+    return this.#withPrimary(keyName, ({ key }, versionKey) => {
+      const plaintext = randomBytesPooled(bytes);
+      const ciphertext = sealWithKeyVersion({
+        keyId: key.id,
+        keyVersion: key.primaryVersion,
+        versionKey,
+        plaintext,
+        context: input.context,
+      });
+      if (input.includePlaintext === false) {
+        plaintext.fill(0);
+        return { keyId: key.id, keyName: key.name, keyVersion: key.primaryVersion, ciphertext };
+      }
+      return { keyId: key.id, keyName: key.name, keyVersion: key.primaryVersion, ciphertext, plaintext };
     });
-    const { id, name, primaryVersion } = cached.key;
-    if (input.includePlaintext === false) {
-      plaintext.fill(0);
-      return { keyId: id, keyName: name, keyVersion: primaryVersion, ciphertext };
-    }
-    return { keyId: id, keyName: name, keyVersion: primaryVersion, ciphertext, plaintext };
   }
 
   async encrypt(principal: Principal, keyName: string, input: EncryptInput): Promise<CiphertextResult> {
-    this.#authorizer.authorize(principal, 'encrypt', { keyName }, input.context);
-    assertNoReservedContextKeys(input.context);
-    if (input.plaintext.length > MAX_ENCRYPT_PLAINTEXT_BYTES) {
-      throw new KeyholdError('KH_ERR_VALIDATION', `plaintext must be at most ${MAX_ENCRYPT_PLAINTEXT_BYTES} bytes`);
-    }
-    const { cached, versionKey } = await this.#primaryFor(keyName);
     try {
-      const ciphertext = sealWithKeyVersion({
-        keyId: cached.key.id,
-        keyVersion: cached.key.primaryVersion,
-        versionKey,
-        plaintext: input.plaintext,
-        context: input.context,
-      });
-      return { keyId: cached.key.id, keyName: cached.key.name, keyVersion: cached.key.primaryVersion, ciphertext };
+      this.#authorizer.authorize(principal, 'encrypt', { keyName }, input.context);
+      assertNoReservedContextKeys(input.context);
+      if (input.plaintext.length > MAX_ENCRYPT_PLAINTEXT_BYTES) {
+        throw new KeyholdError('KH_ERR_VALIDATION', `plaintext must be at most ${MAX_ENCRYPT_PLAINTEXT_BYTES} bytes`);
+      }
+      return await this.#withPrimary(keyName, ({ key }, versionKey) => ({
+        keyId: key.id,
+        keyName: key.name,
+        keyVersion: key.primaryVersion,
+        ciphertext: sealWithKeyVersion({
+          keyId: key.id,
+          keyVersion: key.primaryVersion,
+          versionKey,
+          plaintext: input.plaintext,
+          context: input.context,
+        }),
+      }));
     } finally {
       input.plaintext.fill(0);
     }
@@ -132,66 +135,69 @@ export class CryptoService {
 
   async decrypt(principal: Principal, input: DecryptInput): Promise<DecryptResult> {
     const parsed = parseCiphertext(input.ciphertext);
-    const source = await this.#sourceFor(principal, parsed, input.keyName, input.context);
-    const plaintext = openWithKeyVersion(parsed, source.versionKey, input.context);
-    return { keyId: source.cached.key.id, keyName: source.cached.key.name, keyVersion: parsed.keyVersion, plaintext };
+    return this.#withSource(principal, parsed, input.keyName, input.context, ({ key }, versionKey) => ({
+      keyId: key.id,
+      keyName: key.name,
+      keyVersion: parsed.keyVersion,
+      plaintext: openWithKeyVersion(parsed, versionKey, input.context),
+    }));
   }
 
   /** Decrypts and encrypts again under the destination's primary version; the plaintext never leaves the server. */
   async rewrap(principal: Principal, keyName: string, input: RewrapInput): Promise<CiphertextResult> {
     const destinationContext = input.destinationContext ?? input.context;
     const parsed = parseCiphertext(input.ciphertext);
-    const source = await this.#sourceFor(principal, parsed, undefined, input.context);
+    // Authorise and check the source before anything about the destination is revealed.
+    await this.#withSource(principal, parsed, undefined, input.context, () => undefined);
     this.#authorizer.authorize(principal, 'rewrap', { keyName }, destinationContext);
     assertNoReservedContextKeys(destinationContext);
-    const destination = await this.#primaryFor(keyName);
-    // Both keys are in hand before any crypto runs, so nothing below awaits while material is borrowed. The source
-    // is fetched again only if fetching the destination evicted it (the same key, refreshed in between).
-    const sourceKey = source.versionKey.isZeroed
-      ? (await this.#sourceFor(principal, parsed, undefined, input.context)).versionKey
-      : source.versionKey;
-    if (sourceKey.isZeroed || destination.versionKey.isZeroed) {
-      throw new UnavailableError('The key changed during the request; retry');
-    }
-    const plaintext = openWithKeyVersion(parsed, sourceKey, input.context);
-    try {
-      const ciphertext = sealWithKeyVersion({
-        keyId: destination.cached.key.id,
-        keyVersion: destination.cached.key.primaryVersion,
-        versionKey: destination.versionKey,
-        plaintext,
-        context: destinationContext,
-      });
-      return {
-        keyId: destination.cached.key.id,
-        keyName: destination.cached.key.name,
-        keyVersion: destination.cached.key.primaryVersion,
-        ciphertext,
-      };
-    } finally {
-      plaintext.fill(0);
-    }
+    return this.#withPrimary(keyName, ({ key: destination }, destinationKey) =>
+      // Fetched again, and used in the same synchronous step as the destination key, so neither can be evicted
+      // between its check and its use; the source is in the cache from the check above.
+      this.#withSource(principal, parsed, undefined, input.context, (_source, sourceKey) => {
+        if (destinationKey.isZeroed) throw new UnavailableError('The key changed during the request; retry');
+        const plaintext = openWithKeyVersion(parsed, sourceKey, input.context);
+        try {
+          const ciphertext = sealWithKeyVersion({
+            keyId: destination.id,
+            keyVersion: destination.primaryVersion,
+            versionKey: destinationKey,
+            plaintext,
+            context: destinationContext,
+          });
+          return { keyId: destination.id, keyName: destination.name, keyVersion: destination.primaryVersion, ciphertext };
+        } finally {
+          plaintext.fill(0);
+        }
+      }),
+    );
   }
 
-  async #primaryFor(keyName: string): Promise<{ cached: CachedKey; versionKey: SecretBytes }> {
-    // An entry evicted (and zeroed) by a concurrent write between the cache's answer and our use is fetched again.
+  /**
+   * Runs `use` with the key's primary version, synchronously right after checking that its material is intact: an
+   * entry evicted (and zeroed) by a concurrent write or refresh while the cache answered is fetched again, a few
+   * times at most.
+   */
+  async #withPrimary<T>(keyName: string, use: (cached: CachedKey, versionKey: SecretBytes) => T): Promise<Awaited<T>> {
     for (let fetches = 1; ; fetches += 1) {
       const cached = await this.#cache.getByName(keyName);
       if (cached === undefined) throw new KeyholdError('KH_ERR_KEY_NOT_FOUND');
       checkCanEncrypt(cached.key, this.#clock.now());
       const versionKey = cached.versionKeys.get(cached.key.primaryVersion);
       if (versionKey === undefined) throw new KeyholdError('KH_ERR_INTERNAL');
-      if (!versionKey.isZeroed) return { cached, versionKey };
+      if (!versionKey.isZeroed) return await use(cached, versionKey);
       if (fetches === MAX_KEY_FETCHES) throw new UnavailableError('The key changed during the request; retry');
     }
   }
 
-  async #sourceFor(
+  /** As {@link #withPrimary}, for the key and version a ciphertext names, after authorising decrypt on that key. */
+  async #withSource<T>(
     principal: Principal,
     parsed: ParsedCiphertext,
     expectedKeyName: string | undefined,
     context: EncryptionContext | undefined,
-  ): Promise<{ cached: CachedKey; versionKey: SecretBytes }> {
+    use: (cached: CachedKey, versionKey: SecretBytes) => T,
+  ): Promise<Awaited<T>> {
     for (let fetches = 1; ; fetches += 1) {
       const cached = await this.#cache.getById(parsed.keyId);
       if (cached === undefined) throw new DecryptionFailedError();
@@ -201,7 +207,7 @@ export class CryptoService {
       if (checkCanDecrypt(cached.key, parsed.keyVersion, this.#clock.now()) === 'unknown-version') throw new DecryptionFailedError();
       const versionKey = cached.versionKeys.get(parsed.keyVersion);
       if (versionKey === undefined) throw new DecryptionFailedError();
-      if (!versionKey.isZeroed) return { cached, versionKey };
+      if (!versionKey.isZeroed) return await use(cached, versionKey);
       if (fetches === MAX_KEY_FETCHES) throw new UnavailableError('The key changed during the request; retry');
     }
   }

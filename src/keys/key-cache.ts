@@ -37,7 +37,11 @@ export class KeyCache {
   readonly #byId = new Map<string, Entry>();
   readonly #idByName = new Map<string, string>();
   readonly #inflight = new Map<string, Promise<Entry | undefined>>();
+  /** Counts invalidations; a load remembers the count it started at. */
   #epoch = 0;
+  /** Key id → the count at its last invalidation; a load of that key that started earlier is not kept. */
+  readonly #invalidatedAt = new Map<string, number>();
+  #clearedAt = 0;
 
   constructor(options: KeyCacheOptions) {
     this.#options = options;
@@ -55,17 +59,21 @@ export class KeyCache {
   }
 
   /**
-   * Drops a key's entry and zeroes its material. Call after the write that changed it has committed. Loads already
-   * running may have read the old row: they are neither stored nor joined by later callers.
+   * Drops a key's entry and zeroes its material. Call after the write that changed it has committed. Loads of this
+   * key already running may have read the old row: they are neither stored nor joined by later callers. Loads of
+   * other keys are unaffected.
    */
-  invalidate(keyId: string): void {
+  invalidate(key: { readonly id: string; readonly name: string }): void {
     this.#epoch += 1;
-    this.#inflight.clear();
-    this.#evict(keyId);
+    this.#invalidatedAt.set(key.id, this.#epoch);
+    this.#inflight.delete(`id:${key.id}`);
+    this.#inflight.delete(`name:${key.name}`);
+    this.#evict(key.id);
   }
 
   clear(): void {
     this.#epoch += 1;
+    this.#clearedAt = this.#epoch;
     this.#inflight.clear();
     for (const id of [...this.#byId.keys()]) this.#evict(id);
   }
@@ -80,7 +88,7 @@ export class KeyCache {
   #load(flightKey: string, find: () => Promise<KeyRecord | undefined>): Promise<Entry | undefined> {
     const running = this.#inflight.get(flightKey);
     if (running !== undefined) return running;
-    const epoch = this.#epoch;
+    const started = this.#epoch;
     const load = (async () => {
       const key = await find();
       if (key === undefined) return undefined;
@@ -89,7 +97,8 @@ export class KeyCache {
         versionKeys: await this.#unwrapUsable(key),
         loadedAt: this.#options.clock.now().getTime(),
       };
-      if (epoch === this.#epoch) this.#store(entry);
+      const invalidatedAt = Math.max(this.#clearedAt, this.#invalidatedAt.get(key.id) ?? 0);
+      if (invalidatedAt <= started) this.#store(entry);
       return entry;
     })().finally(() => {
       if (this.#inflight.get(flightKey) === load) this.#inflight.delete(flightKey);

@@ -191,7 +191,7 @@ export class KeyService {
           return due;
         });
         if (outcome?.result === true) {
-          this.#cache.invalidate(outcome.key.id);
+          this.#cache.invalidate(outcome.key);
           rotated += 1;
         }
       }
@@ -263,7 +263,7 @@ export class KeyService {
     const now = this.#clock.now();
     const outcome = await this.#repository.mutate(name, (key, writer) => destroyIfDueLocked(key, writer, now));
     if (outcome === undefined || !outcome.result) return undefined;
-    this.#cache.invalidate(outcome.key.id);
+    this.#cache.invalidate(outcome.key);
     return outcome.key;
   }
 
@@ -304,7 +304,7 @@ export class KeyService {
 
   #afterWrite(outcome: { key: KeyRecord; result: typeof DESTROYED | undefined } | undefined): KeyRecord {
     if (outcome === undefined) throw new KeyholdError('KH_ERR_KEY_NOT_FOUND');
-    this.#cache.invalidate(outcome.key.id);
+    this.#cache.invalidate(outcome.key);
     // A deletion date that had passed was carried out, and committed, before the refusal.
     if (outcome.result === DESTROYED) throw new KeyholdError('KH_ERR_KEY_DESTROYED');
     return outcome.key;

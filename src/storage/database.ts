@@ -10,10 +10,12 @@ export type Database = Knex;
 export interface DatabaseOptions {
   /** How long a query waits for a pooled connection before it fails. */
   readonly acquireTimeoutMs: number;
-  /** PostgreSQL only: the schema to use, created if missing. Tests isolate themselves with it. */
+  /** PostgreSQL only: the schema to use, which must exist. Tests isolate themselves with it. */
   readonly searchPath?: string;
 }
 
+/** An arbitrary, fixed advisory-lock id for migrations ("khmigr" in ASCII). */
+const MIGRATION_LOCK_ID = 0x6b686d696772;
 const PG_INT8 = 20;
 const PG_NUMERIC = 1700;
 
@@ -62,20 +64,28 @@ export function createDatabase(config: DatabaseConfig, options: DatabaseOptions)
       connectionString: config.url,
       types: pgTypes,
       connectionTimeoutMillis: options.acquireTimeoutMs,
-      // No statement may hang a request: the server cancels slow statements and lock waits, and the client gives
-      // up on a server that stopped answering altogether. Both surface as 503.
-      statement_timeout: options.acquireTimeoutMs,
-      lock_timeout: options.acquireTimeoutMs,
+      // The client gives up on a server that stopped answering altogether (503).
       query_timeout: options.acquireTimeoutMs + 1000,
-      // A transaction left open by a stuck process must not hold key rows locked for ever.
-      idle_in_transaction_session_timeout: 60_000,
       application_name: 'keyhold',
     } as Knex.PgConnectionConfig,
     // knex otherwise puts the statement, with its bound values, into error messages, and so into logs.
     compileSqlOnError: false,
     searchPath: options.searchPath === undefined ? undefined : [options.searchPath],
     acquireConnectionTimeout: options.acquireTimeoutMs,
-    pool: { min: 0, max: 10 },
+    pool: {
+      min: 0,
+      max: 10,
+      // Set per session rather than as startup parameters, which connection poolers such as PgBouncer refuse. No
+      // statement may hang a request: the server cancels slow statements and lock waits (503), and a transaction
+      // left open by a stuck process cannot hold key rows locked for ever.
+      afterCreate(connection: pg.Client, done: (err: Error | null, conn: pg.Client) => void) {
+        const ms = Math.trunc(options.acquireTimeoutMs);
+        connection.query(
+          `SET statement_timeout = ${ms}; SET lock_timeout = ${ms}; SET idle_in_transaction_session_timeout = 60000`,
+          (err: Error | null) => done(err, connection),
+        );
+      },
+    },
     migrations: { migrationSource },
   });
 }
@@ -90,15 +100,24 @@ export async function migrateToLatest(db: Database): Promise<void> {
     return;
   }
   const config = db.client.config as Knex.Config;
-  const connection = config.connection as Knex.PgConnectionConfig & Record<string, unknown>;
+  const connection = config.connection as Knex.PgConnectionConfig;
   const migrator = knexFactory({
     ...config,
-    connection: { ...connection, statement_timeout: 0, lock_timeout: 0, query_timeout: undefined } as Knex.PgConnectionConfig,
+    connection: { ...connection, query_timeout: undefined } as Knex.PgConnectionConfig,
     pool: { min: 0, max: 2 },
   });
+  // knex's own lock table cannot protect its creation: replicas that boot together on an empty database race to
+  // create it. A session advisory lock, held on one connection while the other migrates, serialises them.
+  const lockConnection = (await migrator.client.acquireConnection()) as pg.Client;
   try {
-    await migrator.migrate.latest();
+    await lockConnection.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_ID]);
+    try {
+      await migrator.migrate.latest();
+    } finally {
+      await lockConnection.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_ID]);
+    }
   } finally {
+    await migrator.client.releaseConnection(lockConnection);
     await migrator.destroy();
   }
 }

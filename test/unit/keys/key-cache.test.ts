@@ -46,13 +46,26 @@ function controlledRepository(wrapped: WrappedKeyVersion[]) {
 }
 
 describe('KeyCache', () => {
+  it('a write to one key does not discard loads of another', async () => {
+    const store = controlledRepository([]);
+    const cache = new KeyCache({ repository: store.repository, rootKey, clock: new ManualClock(), ttlMs: 5000 });
+    const first = cache.getByName('k');
+    cache.invalidate({ id: '00000000-0000-4000-8000-000000000000', name: 'other' });
+    const joined = cache.getByName('k');
+    expect(store.reads()).toBe(1);
+    store.pending[0]!(record('disabled'));
+    expect(await joined).toBe(await first);
+    expect(await cache.getByName('k')).toBe(await first);
+    expect(store.reads()).toBe(1);
+  });
+
   it('a caller arriving after an invalidation does not join a load that started before it', async () => {
     const material = await rootKey.wrap(Buffer.alloc(32, 1), keyVersionWrapAad(KEY_ID, 1));
     const store = controlledRepository([{ version: 1, rootKeyId: rootKey.id, material }]);
     const cache = new KeyCache({ repository: store.repository, rootKey, clock: new ManualClock(), ttlMs: 5000 });
 
     const before = cache.getByName('k');
-    cache.invalidate(KEY_ID);
+    cache.invalidate({ id: KEY_ID, name: 'k' });
     const after = cache.getByName('k');
     expect(store.reads()).toBe(2);
 
@@ -91,7 +104,7 @@ describe('KeyCache', () => {
     store.pending[0]!(record('enabled'));
     const versionKey = (await load)!.versionKeys.get(1)!;
     expect(versionKey.isZeroed).toBe(false);
-    cache.invalidate(KEY_ID);
+    cache.invalidate({ id: KEY_ID, name: 'k' });
     expect(versionKey.isZeroed).toBe(true);
   });
 });
