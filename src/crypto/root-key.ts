@@ -44,11 +44,6 @@ export class LocalRootKey implements RootKey {
     const buffer = Buffer.from(wrapped.buffer, wrapped.byteOffset, wrapped.byteLength);
     return this.#key.use((key) => aesGcmOpen(key, buffer.subarray(0, GCM_IV_BYTES), buffer.subarray(GCM_IV_BYTES), aad));
   }
-
-  /** Derives a subkey for another purpose (for example the audit chain), so the root key itself is used once. */
-  deriveSubkey(label: string): SecretBytes {
-    return SecretBytes.adopt(this.#key.use((bytes) => createHmac('sha256', bytes).update(`keyhold/subkey/${label}`).digest()));
-  }
 }
 
 /** Parses the base64 text form of a root key (environment variable or key file). */

@@ -9,9 +9,9 @@ function base64AndZero(bytes: Buffer): string {
 
 // Built field by field: object rest and spread fall to V8's slow generic copy on this, the hottest path.
 export function dataKeyView(result: DataKeyResult) {
-  const view = { keyId: result.keyId, keyName: result.keyName, keyVersion: result.keyVersion, ciphertext: result.ciphertext };
-  if (result.plaintext === undefined) return view;
-  return { keyId: view.keyId, keyName: view.keyName, keyVersion: view.keyVersion, ciphertext: view.ciphertext, plaintext: base64AndZero(result.plaintext) };
+  const { keyId, keyName, keyVersion, ciphertext, plaintext } = result;
+  if (plaintext === undefined) return { keyId, keyName, keyVersion, ciphertext };
+  return { keyId, keyName, keyVersion, ciphertext, plaintext: base64AndZero(plaintext) };
 }
 
 export function decryptView(result: DecryptResult) {

@@ -108,20 +108,6 @@ describe('LocalRootKey', () => {
   it('has an id and check value that differ from each other', () => {
     expect(rootKey().checkValue.startsWith(rootKey().id)).toBe(false);
   });
-
-  it('derives the same subkey for the same label', () => {
-    expect(rootKey().deriveSubkey('audit').copyInsecure()).toEqual(rootKey().deriveSubkey('audit').copyInsecure());
-  });
-
-  it('derives different subkeys for different labels', () => {
-    expect(rootKey().deriveSubkey('audit').copyInsecure()).not.toEqual(rootKey().deriveSubkey('tokens').copyInsecure());
-  });
-
-  it('derives 32-byte subkeys that are not the root key', () => {
-    const subkey = rootKey().deriveSubkey('audit').copyInsecure();
-    expect(subkey).toHaveLength(32);
-    expect(subkey.equals(KEY_A)).toBe(false);
-  });
 });
 
 describe('parseRootKeyText', () => {
