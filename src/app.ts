@@ -1,13 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import pino, { type DestinationStream, type Logger } from 'pino';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config.js';
 import { registerAuthentication } from './http/authentication.js';
 import { registerJsonBodyParser } from './http/json-body.js';
-import { PROBLEM_CONTENT_TYPE, problemOf, registerProblemHandlers } from './http/problem.js';
+import { registerProblemHandlers, sendProblem } from './http/problem.js';
 import { SHARED_SCHEMAS } from './http/schemas.js';
 import { batchRoutes } from './http/routes/batch.js';
 import { cryptoRoutes } from './http/routes/crypto.js';
@@ -79,12 +79,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     requestTimeout: 30_000,
     // Errors fastify raises before routing (a malformed URL, say) are answered as problems too.
     frameworkErrors: (error, request, reply) => {
-      const problem = problemOf(error, request.id);
-      void (reply as unknown as FastifyReply)
-        .code(problem.status)
-        .header('x-request-id', request.id)
-        .type(PROBLEM_CONTENT_TYPE)
-        .send(problem);
+      void sendProblem(error, request as FastifyRequest, reply as unknown as FastifyReply);
     },
     ajv: {
       // Unknown fields are refused, not silently dropped; types are not coerced.

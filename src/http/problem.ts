@@ -1,4 +1,4 @@
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ERROR_CODES, KeyholdError, type ErrorCode } from '../errors.js';
 import { isDatabaseUnavailable } from '../storage/errors.js';
 import type { ProblemBody } from './schemas.js';
@@ -52,21 +52,27 @@ function classify(error: unknown): { code: ErrorCode; detail: string } {
 }
 
 /**
+ * Answers `error` as a problem: the one place that logs 5xx (masked for the caller), sets the headers a status
+ * calls for, and sends the body. The error handler, the not-found handler and fastify's framework errors use it.
+ */
+export function sendProblem(error: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const problem = problemOf(error, request.id);
+  if (problem.status >= 500) {
+    request.log.error({ err: error, code: problem.code, requestId: request.id }, 'request failed');
+  }
+  if (problem.code === 'KH_ERR_UNAVAILABLE') void reply.header('retry-after', RETRY_AFTER_SECONDS);
+  if (problem.code === 'KH_ERR_UNAUTHENTICATED') void reply.header('www-authenticate', 'Bearer realm="keyhold"');
+  return reply.code(problem.status).header('x-request-id', request.id).type(PROBLEM_CONTENT_TYPE).send(problem);
+}
+
+/**
  * Replaces fastify's default handlers, which echo `err.message` for 5xx, with RFC 9457 problems. Every 5xx is
  * logged with its request id; its detail never reaches the caller.
  */
 export function registerProblemHandlers(app: FastifyInstance): void {
-  app.setErrorHandler((error, request, reply) => {
-    const problem = problemOf(error, request.id);
-    if (problem.status >= 500) {
-      request.log.error({ err: error, code: problem.code, requestId: request.id }, 'request failed');
-    }
-    if (problem.code === 'KH_ERR_UNAVAILABLE') void reply.header('retry-after', RETRY_AFTER_SECONDS);
-    if (problem.code === 'KH_ERR_UNAUTHENTICATED') void reply.header('www-authenticate', 'Bearer realm="keyhold"');
-    return reply.code(problem.status).type(PROBLEM_CONTENT_TYPE).send(problem);
-  });
+  app.setErrorHandler((error, request, reply) => sendProblem(error, request, reply));
   app.setNotFoundHandler((request, reply) => {
-    const problem = problemOf(new KeyholdError('KH_ERR_ROUTE_NOT_FOUND', `No route for ${request.method} ${(request.url.split('?')[0] ?? '').slice(0, 200)}`), request.id);
-    return reply.code(404).type(PROBLEM_CONTENT_TYPE).send(problem);
+    const path = (request.url.split('?')[0] ?? '').slice(0, 200);
+    return sendProblem(new KeyholdError('KH_ERR_ROUTE_NOT_FOUND', `No route for ${request.method} ${path}`), request, reply);
   });
 }
