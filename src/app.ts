@@ -6,6 +6,7 @@ import pino, { type DestinationStream, type Logger } from 'pino';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config.js';
 import { registerAuthentication } from './http/authentication.js';
+import { tlsServerOptions } from './identity/tls.js';
 import { registerJsonBodyParser } from './http/json-body.js';
 import { registerProblemHandlers, sendProblem } from './http/problem.js';
 import { SHARED_SCHEMAS } from './http/schemas.js';
@@ -24,6 +25,7 @@ declare module 'fastify' {
 }
 
 export const BODY_LIMIT_BYTES = 1024 * 1024;
+const MAX_HEADER_BYTES = 32 * 1024;
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
 /**
@@ -61,6 +63,8 @@ export function createLogger(config: Config, stream?: DestinationStream): Logger
 export async function buildApp(config: Config, deps: AppDeps = {}): Promise<FastifyInstance> {
   const clock = deps.clock ?? systemClock;
   const logger = createLogger(config, deps.logStream);
+  // Read before the store is opened, so a missing certificate fails start-up without leaving anything open.
+  const tlsOptions = config.tls === undefined ? undefined : tlsServerOptions(config.tls);
   const keyhold = await openKeyhold(config, { clock, logger, database: deps.database });
 
   const app = Fastify({
@@ -77,6 +81,11 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
     },
     requestTimeout: 30_000,
+    // Node's default 16 KiB would answer an oversized credential with a bare 431; this leaves room for the
+    // authentication hook to refuse it as a 401 problem, while still bounding what a connection may send.
+    ...(tlsOptions === undefined
+      ? { http: { maxHeaderSize: MAX_HEADER_BYTES } }
+      : { https: { ...tlsOptions, maxHeaderSize: MAX_HEADER_BYTES } }),
     // Errors fastify raises before routing (a malformed URL, say) are answered as problems too.
     frameworkErrors: (error, request, reply) => {
       void sendProblem(error, request as FastifyRequest, reply as unknown as FastifyReply);
@@ -118,7 +127,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       return { schema: transformed as typeof schema, url };
     },
   });
-  registerAuthentication(app, keyhold.services.tokens);
+  registerAuthentication(app, { authenticators: keyhold.services.authenticators });
   for (const schema of SHARED_SCHEMAS) app.addSchema(schema);
 
   const { services } = keyhold;

@@ -27,6 +27,16 @@ export interface Config {
   readonly sweepIntervalMs: number;
   /** How long a request waits for a database connection before it is answered with 503. */
   readonly databaseTimeoutMs: number;
+  /** `KEYHOLD_AUTH_CONFIG`: the file naming Kubernetes issuers and SPIFFE trust domains, read at start-up. */
+  readonly authConfigPath: string | undefined;
+  /** TLS is on when a certificate and key are configured; a client CA adds client-certificate (SPIFFE) checking. */
+  readonly tls: TlsConfig | undefined;
+}
+
+export interface TlsConfig {
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly clientCaFile: string | undefined;
 }
 
 export type Environment = Readonly<Record<string, string | undefined>>;
@@ -64,6 +74,25 @@ function parseDatabase(raw: string | undefined, dataDir: string, problems: strin
   }
   problems.push('KEYHOLD_DATABASE_URL must start with postgres://, postgresql:// or sqlite:');
   return { client: 'sqlite', filename: join(dataDir, 'keyhold.sqlite') };
+}
+
+function parseTls(env: Environment, problems: string[]): TlsConfig | undefined {
+  const certFile = env.KEYHOLD_TLS_CERT_FILE || undefined;
+  const keyFile = env.KEYHOLD_TLS_KEY_FILE || undefined;
+  const clientCaFile = env.KEYHOLD_TLS_CLIENT_CA_FILE || undefined;
+  if (certFile === undefined && keyFile === undefined) {
+    if (clientCaFile !== undefined) problems.push('KEYHOLD_TLS_CLIENT_CA_FILE needs KEYHOLD_TLS_CERT_FILE and KEYHOLD_TLS_KEY_FILE');
+    return undefined;
+  }
+  if (certFile === undefined || keyFile === undefined) {
+    problems.push('Set both KEYHOLD_TLS_CERT_FILE and KEYHOLD_TLS_KEY_FILE to turn TLS on');
+    return undefined;
+  }
+  return Object.freeze({
+    certFile: resolve(certFile),
+    keyFile: resolve(keyFile),
+    clientCaFile: clientCaFile === undefined ? undefined : resolve(clientCaFile),
+  });
 }
 
 function parseRootKey(env: Environment, dataDir: string, problems: string[]): RootKeySource {
@@ -110,6 +139,8 @@ export function loadConfig(env: Environment): Config {
     cacheTtlMs: integer(env, 'KEYHOLD_CACHE_TTL_MS', 5000, 100, 3_600_000, problems),
     sweepIntervalMs: integer(env, 'KEYHOLD_SWEEP_INTERVAL_MS', 60_000, 100, 86_400_000, problems),
     databaseTimeoutMs: integer(env, 'KEYHOLD_DATABASE_TIMEOUT_MS', 5000, 100, 120_000, problems),
+    authConfigPath: env.KEYHOLD_AUTH_CONFIG ? resolve(env.KEYHOLD_AUTH_CONFIG) : undefined,
+    tls: parseTls(env, problems),
   };
   if (problems.length > 0) {
     throw new StartupError(`Invalid configuration:\n  - ${problems.join('\n  - ')}`);

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { AdminOnlyAuthorizer, type Authorizer } from './auth/authorizer.js';
+import { AdminOnlyAuthorizer, type Authorizer } from './policy/authorizer.js';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
 import type { RootKey } from './crypto/root-key.js';
@@ -15,6 +15,11 @@ import { isUniqueViolation } from './storage/errors.js';
 import { RootKeyRepository } from './storage/root-key-repository.js';
 import { TokenRepository } from './tokens/token-repository.js';
 import { TokenService } from './tokens/token-service.js';
+import { readAuthConfig } from './identity/auth-config.js';
+import { AuthenticatorChain, type Authenticator } from './identity/authenticator.js';
+import { createKubernetesAuthenticator } from './identity/kubernetes.js';
+import { SpiffeAuthenticator } from './identity/spiffe.js';
+import { TokenAuthenticator } from './identity/token-authenticator.js';
 
 export interface ReadinessChecks {
   readonly database: boolean;
@@ -28,6 +33,8 @@ export interface Services {
   readonly crypto: CryptoService;
   readonly batch: BatchService;
   readonly tokens: TokenService;
+  /** Kubernetes service-account tokens, then SPIFFE client certificates, then API tokens. */
+  readonly authenticators: AuthenticatorChain;
   readiness(): Promise<ReadinessChecks>;
 }
 
@@ -101,11 +108,23 @@ export async function openKeyhold(config: Config, deps: KeyholdDeps): Promise<Ke
       clock: deps.clock,
       cacheTtlMs: config.cacheTtlMs,
     });
+    const authConfig = readAuthConfig(config.authConfigPath);
+    const authenticators: Authenticator[] = [];
+    if (authConfig.kubernetesIssuers.length > 0) {
+      authenticators.push(
+        await createKubernetesAuthenticator({ issuers: authConfig.kubernetesIssuers, clock: deps.clock, logger: deps.logger }),
+      );
+    }
+    if (config.tls?.clientCaFile !== undefined) {
+      authenticators.push(new SpiffeAuthenticator({ trustDomains: authConfig.spiffeTrustDomains }));
+    }
+    authenticators.push(new TokenAuthenticator(tokens));
     const services: Services = {
       keys: new KeyService({ repository, cache, rootKey, authorizer, clock: deps.clock }),
       crypto,
       batch: new BatchService(crypto),
       tokens,
+      authenticators: new AuthenticatorChain(authenticators),
       async readiness() {
         const [database, migrations] = await Promise.all([
           withTimeout(db.raw('select 1'), READINESS_TIMEOUT_MS).then(() => true, () => false),

@@ -1,7 +1,7 @@
+import type { TLSSocket } from 'node:tls';
 import type { FastifyInstance, FastifyRequest, onRequestHookHandler } from 'fastify';
-import type { Principal } from '../auth/principal.js';
-import { KeyholdError } from '../errors.js';
-import type { TokenService } from '../tokens/token-service.js';
+import { AuthenticationFailedError, type AuthenticatorChain, type Credentials, type PeerCertificate } from '../identity/authenticator.js';
+import type { Principal } from '../identity/principal.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -14,14 +14,53 @@ declare module 'fastify' {
   }
 }
 
-/** Longer than any token we issue or any JWT we would accept; refused before hashing. */
-const MAX_CREDENTIAL_LENGTH = 8192;
+/** Longer than any token we issue or any projected service-account JWT; refused before hashing or parsing. */
+export const MAX_CREDENTIAL_LENGTH = 8192;
 const BEARER = /^Bearer ([\x21-\x7e]+)$/;
 
-function bearerOf(request: FastifyRequest): string | undefined {
+/** The client certificate is fixed for the life of a TLS connection, so it is read once per socket. */
+const peerCertificates = new WeakMap<TLSSocket, PeerCertificate | null>();
+
+function peerCertificateOf(request: FastifyRequest): PeerCertificate | undefined {
+  const socket = request.raw.socket as TLSSocket;
+  if (socket.encrypted !== true) return undefined;
+  let peer = peerCertificates.get(socket);
+  if (peer === undefined) {
+    const leaf = socket.getPeerX509Certificate();
+    const error = socket.authorizationError as Error | string | null | undefined;
+    peer =
+      leaf === undefined
+        ? null
+        : Object.freeze({
+            leaf,
+            chainVerified: socket.authorized,
+            verifyError: error == null ? undefined : typeof error === 'string' ? error : ((error as NodeJS.ErrnoException).code ?? error.message),
+          });
+    peerCertificates.set(socket, peer);
+  }
+  return peer ?? undefined;
+}
+
+/** Reads the credentials once; an `Authorization` header that is not a well-formed bearer counts as malformed. */
+function credentialsOf(request: FastifyRequest): Credentials {
   const header = request.headers.authorization;
-  if (typeof header !== 'string' || header.length > MAX_CREDENTIAL_LENGTH + 7) return undefined;
-  return BEARER.exec(header)?.[1];
+  let bearer: string | undefined;
+  if (header !== undefined) {
+    const match = typeof header === 'string' && header.length <= MAX_CREDENTIAL_LENGTH + 7 ? BEARER.exec(header) : null;
+    if (match === null) throw new AuthenticationFailedError('malformed');
+    bearer = match[1];
+  }
+  return { bearer, peerCertificate: peerCertificateOf(request) };
+}
+
+export interface AuthenticationHooks {
+  readonly authenticators: AuthenticatorChain;
+  /**
+   * Runs after a principal is established and before the body is read: brings per-request state (the policy
+   * snapshot) up to date, so that authorisation later in the request is a synchronous lookup. May return nothing
+   * when there is nothing to wait for.
+   */
+  readonly beforeHandling?: () => void | Promise<void>;
 }
 
 /**
@@ -29,31 +68,30 @@ function bearerOf(request: FastifyRequest): string | undefined {
  * registered, before the body is read: a request without valid credentials costs no parsing. Handlers see
  * `request.principal` and never parse credentials themselves. Call this before any route is registered.
  */
-export function registerAuthentication(app: FastifyInstance, tokens: TokenService): void {
+export function registerAuthentication(app: FastifyInstance, hooks: AuthenticationHooks): void {
   app.decorateRequest('principal', null as unknown as Principal);
 
   const authenticate: onRequestHookHandler = (request, _reply, done) => {
-    const secret = bearerOf(request);
-    if (secret === undefined) {
-      done(new KeyholdError('KH_ERR_UNAUTHENTICATED', 'A bearer token is required'));
-      return;
-    }
-    const accept = (principal: Principal | undefined): void => {
-      if (principal === undefined) {
-        done(new KeyholdError('KH_ERR_UNAUTHENTICATED', 'The credentials are not valid'));
+    const accept = (principal: Principal): void => {
+      request.principal = principal;
+      let ready: void | Promise<void>;
+      try {
+        ready = hooks.beforeHandling?.();
+      } catch (error) {
+        done(error as Error);
         return;
       }
-      request.principal = principal;
-      done();
+      if (ready instanceof Promise) ready.then(() => done(), (error: Error) => done(error));
+      else done();
     };
-    let outcome: ReturnType<TokenService['authenticate']>;
+    let outcome: Principal | Promise<Principal>;
     try {
-      outcome = tokens.authenticate(secret);
+      outcome = hooks.authenticators.authenticate(credentialsOf(request));
     } catch (error) {
       done(error as Error);
       return;
     }
-    // A verified token is answered from memory synchronously; only a cache miss waits for the store.
+    // A verified credential is answered from memory synchronously; only a cache miss waits.
     if (outcome instanceof Promise) outcome.then(accept, (error: Error) => done(error));
     else accept(outcome);
   };

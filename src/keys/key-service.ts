@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import type { Authorizer } from '../auth/authorizer.js';
-import type { Action, Principal } from '../auth/principal.js';
+import type { Authorizer } from '../policy/authorizer.js';
+import type { Principal } from '../identity/principal.js';
+import type { Action } from '../policy/actions.js';
 import type { Clock } from '../clock.js';
 import { AES_256_KEY_BYTES } from '../crypto/aes-gcm.js';
 import { keyVersionWrapAad } from '../crypto/key-version-cipher.js';

@@ -1,8 +1,8 @@
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { Clock } from '../clock.js';
 import { KeyholdError } from '../errors.js';
-import type { Authorizer } from '../auth/authorizer.js';
-import type { Principal } from '../auth/principal.js';
+import type { Authorizer } from '../policy/authorizer.js';
+import type { Principal } from '../identity/principal.js';
 import { isUniqueViolation } from '../storage/errors.js';
 import type { StoredToken, TokenRecord, TokenRepository } from './token-repository.js';
 

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { Principal } from '../../auth/principal.js';
+import type { Principal } from '../../identity/principal.js';
 import type { KeyRecord } from '../../keys/key-record.js';
 import type { Services } from '../../services.js';
 import { defaultEmptyBody } from '../empty-body.js';

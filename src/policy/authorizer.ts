@@ -1,6 +1,7 @@
 import { KeyholdError } from '../errors.js';
 import type { EncryptionContext } from '../crypto/encryption-context.js';
-import type { Action, Principal, Resource } from './principal.js';
+import type { Principal } from '../identity/principal.js';
+import type { Action, Resource } from './actions.js';
 
 /**
  * The one seam every authorisation decision goes through. Per-workload policies plug in here; services call it

@@ -1,13 +1,4 @@
-/** Who is calling, as established by an authenticator. */
-export interface Principal {
-  /** `token:NAME` for API tokens; other authenticators add their own prefixes. */
-  readonly id: string;
-  readonly type: 'token';
-  readonly attributes: Readonly<Record<string, string>>;
-  /** Admin principals may do everything; policies never apply to them. */
-  readonly admin: boolean;
-}
-
+/** Everything a principal can be allowed to do. Policies name these, or `*` for all of them. */
 export const ACTIONS = [
   'datakey',
   'encrypt',
@@ -28,6 +19,21 @@ export const ACTIONS = [
 ] as const;
 
 export type Action = (typeof ACTIONS)[number];
+
+/** Actions done to one key. The others are not about a key, and only statements whose `keys` include `*` grant them. */
+export const KEY_ACTIONS: ReadonlySet<Action> = new Set<Action>([
+  'datakey',
+  'encrypt',
+  'decrypt',
+  'rewrap',
+  'keys:create',
+  'keys:read',
+  'keys:update',
+  'keys:rotate',
+  'keys:disable',
+  'keys:enable',
+  'keys:delete',
+]);
 
 /** What an action is done to. Key actions name the key; on decrypt it is the key named inside the ciphertext. */
 export interface Resource {

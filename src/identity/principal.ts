@@ -1,0 +1,35 @@
+/** How a principal proved who it is. */
+export type PrincipalType = 'token' | 'kubernetes' | 'spiffe';
+
+/**
+ * Who is calling, as established by an authenticator. Principals are frozen and shared by every request that
+ * presents the same credential, so nothing may change them.
+ */
+export interface Principal {
+  /** `token:NAME`, `k8s:NAMESPACE:SERVICEACCOUNT`, or the SPIFFE ID. Policies match globs over it. */
+  readonly id: string;
+  readonly type: PrincipalType;
+  /**
+   * What the authenticator vouches for: `namespace`, `serviceAccount`, `podName`, `podUid`, `issuer` (Kubernetes);
+   * `trustDomain`, `path`, and `namespace`/`serviceAccount` for `/ns/X/sa/Y` paths (SPIFFE); `tokenId`,
+   * `tokenName` (API tokens). Policy variables and bound encryption contexts read them.
+   */
+  readonly attributes: Readonly<Record<string, string>>;
+  /** Admin principals may do everything; policies never apply to them. Only API tokens can be admins. */
+  readonly admin: boolean;
+}
+
+/** Every attribute an authenticator may set: the names policy variables and `boundContext` may refer to. */
+export const PRINCIPAL_ATTRIBUTES = [
+  'namespace',
+  'serviceAccount',
+  'podName',
+  'podUid',
+  'issuer',
+  'trustDomain',
+  'path',
+  'tokenId',
+  'tokenName',
+] as const;
+
+export type PrincipalAttribute = (typeof PRINCIPAL_ATTRIBUTES)[number];

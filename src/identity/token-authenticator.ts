@@ -1,0 +1,26 @@
+import type { TokenService } from '../tokens/token-service.js';
+import { AuthenticationFailedError, type Authenticator, type Credentials } from './authenticator.js';
+import type { Principal } from './principal.js';
+
+function accept(principal: Principal | undefined): Principal {
+  if (principal === undefined) throw new AuthenticationFailedError('unknown-token');
+  return principal;
+}
+
+/** API tokens: any bearer credential that an earlier authenticator did not claim. */
+export class TokenAuthenticator implements Authenticator {
+  readonly #tokens: TokenService;
+
+  constructor(tokens: TokenService) {
+    this.#tokens = tokens;
+  }
+
+  applies(credentials: Credentials): boolean {
+    return credentials.bearer !== undefined;
+  }
+
+  authenticate(credentials: Credentials): Principal | Promise<Principal> {
+    const outcome = this.#tokens.authenticate(credentials.bearer as string);
+    return outcome instanceof Promise ? outcome.then(accept) : accept(outcome);
+  }
+}
