@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import * as initial from './20261128000000_initial.js';
+import * as policies from './20261129000000_policies.js';
 
 interface Migration {
   readonly name: string;
@@ -11,7 +12,10 @@ interface Migration {
  * Migrations in the order they run. They are listed, not discovered from the file system, so that the compiled
  * server and the TypeScript tests run exactly the same set.
  */
-const MIGRATIONS: readonly Migration[] = [{ name: '20261128000000_initial', ...initial }];
+const MIGRATIONS: readonly Migration[] = [
+  { name: '20261128000000_initial', ...initial },
+  { name: '20261129000000_policies', ...policies },
+];
 
 export const migrationSource: Knex.MigrationSource<Migration> = {
   async getMigrations() {

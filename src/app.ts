@@ -13,6 +13,7 @@ import { SHARED_SCHEMAS } from './http/schemas.js';
 import { batchRoutes } from './http/routes/batch.js';
 import { cryptoRoutes } from './http/routes/crypto.js';
 import { keyRoutes } from './http/routes/keys.js';
+import { policyRoutes } from './http/routes/policies.js';
 import { systemRoutes } from './http/routes/system.js';
 import { tokenRoutes } from './http/routes/tokens.js';
 import { openKeyhold, type Keyhold } from './services.js';
@@ -127,7 +128,11 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       return { schema: transformed as typeof schema, url };
     },
   });
-  registerAuthentication(app, { authenticators: keyhold.services.authenticators });
+  registerAuthentication(app, {
+    authenticators: keyhold.services.authenticators,
+    // Admins bypass policies, so only workloads wait for a stale policy set to be read again.
+    beforeHandling: (principal) => (principal.admin ? undefined : keyhold.services.policyStore.ensureFresh()),
+  });
   for (const schema of SHARED_SCHEMAS) app.addSchema(schema);
 
   const { services } = keyhold;
@@ -136,6 +141,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   await app.register(cryptoRoutes(services));
   await app.register(batchRoutes(services));
   await app.register(tokenRoutes(services));
+  await app.register(policyRoutes(services));
 
   app.get('/openapi.yaml', {
     config: { public: true },

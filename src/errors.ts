@@ -11,6 +11,7 @@ export const ERROR_CODES = {
   KH_ERR_KEY_NOT_FOUND: { status: 404, title: 'No such key' },
   KH_ERR_KEY_VERSION_NOT_FOUND: { status: 404, title: 'No such key version' },
   KH_ERR_TOKEN_NOT_FOUND: { status: 404, title: 'No such token' },
+  KH_ERR_POLICY_NOT_FOUND: { status: 404, title: 'No such policy' },
   KH_ERR_KEY_EXISTS: { status: 409, title: 'A key with this name already exists' },
   KH_ERR_TOKEN_EXISTS: { status: 409, title: 'An active token with this name already exists' },
   KH_ERR_KEY_DISABLED: { status: 409, title: 'The key is disabled' },
@@ -21,6 +22,10 @@ export const ERROR_CODES = {
   KH_ERR_KEY_VERSION_BELOW_MINIMUM: {
     status: 409,
     title: 'The key version is below the minimum decryption version',
+  },
+  KH_ERR_POLICY_REVISION_MISMATCH: {
+    status: 412,
+    title: 'The policy is not at the revision given in If-Match',
   },
   KH_ERR_ILLEGAL_TRANSITION: { status: 409, title: 'The state does not allow this transition' },
   KH_ERR_PAYLOAD_TOO_LARGE: { status: 413, title: 'The request body is too large' },

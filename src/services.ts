@@ -1,6 +1,9 @@
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { AdminOnlyAuthorizer, type Authorizer } from './policy/authorizer.js';
+import { PolicyAuthorizer } from './policy/authorizer.js';
+import { PolicyRepository } from './policy/policy-repository.js';
+import { PolicyService } from './policy/policy-service.js';
+import { PolicyStore } from './policy/policy-store.js';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
 import type { RootKey } from './crypto/root-key.js';
@@ -35,6 +38,9 @@ export interface Services {
   readonly tokens: TokenService;
   /** Kubernetes service-account tokens, then SPIFFE client certificates, then API tokens. */
   readonly authenticators: AuthenticatorChain;
+  readonly policies: PolicyService;
+  /** The compiled policy set; requests bring it up to date before they are handled. */
+  readonly policyStore: PolicyStore;
   readiness(): Promise<ReadinessChecks>;
 }
 
@@ -98,7 +104,10 @@ export async function openKeyhold(config: Config, deps: KeyholdDeps): Promise<Ke
   try {
     await migrateToLatest(db);
     const rootKey = await loadRootKey(config.rootKey, new RootKeyRepository(db), deps.clock, deps.logger);
-    const authorizer: Authorizer = new AdminOnlyAuthorizer();
+    const policyRepository = new PolicyRepository(db);
+    const policyStore = new PolicyStore({ repository: policyRepository, clock: deps.clock, ttlMs: config.cacheTtlMs });
+    await policyStore.reload();
+    const authorizer = new PolicyAuthorizer(() => policyStore.current());
     const repository = new KeyRepository(db);
     const cache = new KeyCache({ repository, rootKey, clock: deps.clock, ttlMs: config.cacheTtlMs });
     const crypto = new CryptoService({ cache, authorizer, clock: deps.clock });
@@ -125,6 +134,8 @@ export async function openKeyhold(config: Config, deps: KeyholdDeps): Promise<Ke
       batch: new BatchService(crypto),
       tokens,
       authenticators: new AuthenticatorChain(authenticators),
+      policies: new PolicyService({ repository: policyRepository, store: policyStore, authorizer, clock: deps.clock }),
+      policyStore,
       async readiness() {
         const [database, migrations] = await Promise.all([
           withTimeout(db.raw('select 1'), READINESS_TIMEOUT_MS).then(() => true, () => false),

@@ -60,7 +60,7 @@ export interface AuthenticationHooks {
    * snapshot) up to date, so that authorisation later in the request is a synchronous lookup. May return nothing
    * when there is nothing to wait for.
    */
-  readonly beforeHandling?: () => void | Promise<void>;
+  readonly beforeHandling?: (principal: Principal) => void | Promise<void>;
 }
 
 /**
@@ -76,7 +76,7 @@ export function registerAuthentication(app: FastifyInstance, hooks: Authenticati
       request.principal = principal;
       let ready: void | Promise<void>;
       try {
-        ready = hooks.beforeHandling?.();
+        ready = hooks.beforeHandling?.(principal);
       } catch (error) {
         done(error as Error);
         return;

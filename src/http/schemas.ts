@@ -1,6 +1,8 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { ERROR_CODE_LIST, ERROR_CODES } from '../errors.js';
-import { KEY_NAME_PATTERN, KEY_STATES, KEY_VERSION_STATES, type KeyRecord } from '../keys/key-record.js';
+import { BOUND_ATTRIBUTES, KEY_NAME_PATTERN, KEY_STATES, KEY_VERSION_STATES, type KeyRecord } from '../keys/key-record.js';
+import { ACTIONS } from '../policy/actions.js';
+import { MAX_STATEMENTS } from '../policy/policy.js';
 import { MAX_CONTEXT_PAIRS } from '../crypto/encryption-context.js';
 import {
   MAX_DATA_KEY_BYTES,
@@ -49,6 +51,14 @@ export const Labels = Type.Record(Type.String(), Type.String({ maxLength: 256, p
   description: 'Free-form labels: lower-case keys of up to 63 characters, values of up to 256.',
 });
 
+const BoundContext = Type.Array(Type.Union(BOUND_ATTRIBUTES.map((a) => Type.Literal(a))), {
+  maxItems: BOUND_ATTRIBUTES.length,
+  uniqueItems: true,
+  description:
+    'Caller attributes bound into every encryption context of this key as "kh.ATTRIBUTE": a ciphertext made by one ' +
+    'namespace (say) never decrypts for another, whatever the policies allow. Set at creation; it cannot change.',
+});
+
 export const KeyVersion = Type.Object(
   {
     version: Type.Integer({ minimum: 1 }),
@@ -67,6 +77,7 @@ export const Key = Type.Object(
     name: KeyName,
     description: Type.String(),
     labels: Labels,
+    boundContext: BoundContext,
     state: Type.Union(KEY_STATES.map((s) => Type.Literal(s))),
     primaryVersion: Type.Integer({ minimum: 1, description: 'The version that encrypts and issues data keys.' }),
     minDecryptionVersion: Type.Integer({ minimum: 1, description: 'Older versions refuse to decrypt.' }),
@@ -96,6 +107,7 @@ export const CreateKeyBody = Type.Object(
     description: Type.Optional(Description),
     labels: Type.Optional(Labels),
     rotationPeriodSeconds: Type.Optional(RotationPeriod),
+    boundContext: Type.Optional(BoundContext),
   },
   { additionalProperties: false },
 );
@@ -212,8 +224,6 @@ export const Problem = Type.Object(
 export type ProblemBody = Static<typeof Problem>;
 export const ProblemRef = Type.Unsafe<ProblemBody>(Type.Ref('Problem'));
 
-/** Registered with `app.addSchema` before any route refers to them. */
-export const SHARED_SCHEMAS: readonly TSchema[] = [Problem, Key];
 
 export const BatchResult = Type.Object(
   {
@@ -268,9 +278,123 @@ export const TokenIdParams = Type.Object({ id: Type.String({ format: 'uuid' }) }
 export const Whoami = Type.Object(
   {
     id: Type.String(),
-    type: Type.String(),
+    type: Type.Union([Type.Literal('token'), Type.Literal('kubernetes'), Type.Literal('spiffe')]),
     admin: Type.Boolean(),
     attributes: Type.Record(Type.String(), Type.String()),
+  },
+  { additionalProperties: false },
+);
+
+const PolicyName = Type.String({ pattern: KEY_NAME_PATTERN, description: 'The policy name.' });
+export const PolicyNameParams = Type.Object({ name: PolicyName }, { additionalProperties: false });
+const NoNul = '^[^\\u0000]*$';
+const PolicyAction = Type.Union([...ACTIONS, '*'].map((action) => Type.Literal(action)));
+
+const Statement = Type.Object(
+  {
+    sid: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9._-]{1,64}$', description: 'A statement id, shown in decisions.' })),
+    effect: Type.Union([Type.Literal('allow'), Type.Literal('deny')]),
+    principals: Type.Array(Type.String({ maxLength: 512 }), {
+      minItems: 1,
+      maxItems: 64,
+      description: 'Globs over principal ids ("*" matches any run of characters): k8s:NS:SA, spiffe://…, token:NAME.',
+    }),
+    actions: Type.Array(PolicyAction, { minItems: 1, maxItems: 32 }),
+    keys: Type.Array(Type.String({ maxLength: 256 }), {
+      minItems: 1,
+      maxItems: 64,
+      description:
+        'Globs over key names; may use ${principal.ATTRIBUTE}. Actions not about a key (tokens, policies, audit) ' +
+        'are granted only by statements that list "*".',
+    }),
+    conditions: Type.Optional(
+      Type.Object(
+        {
+          context: Type.Optional(
+            Type.Record(Type.String({ minLength: 1, maxLength: 1024 }), Type.String({ maxLength: 1024, pattern: NoNul }), {
+              maxProperties: 32,
+              description: 'Encryption-context pairs the request must carry, exactly; values may use ${principal.ATTRIBUTE}.',
+            }),
+          ),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const PolicyDocumentBody = Type.Object(
+  {
+    description: Type.Optional(Type.String({ maxLength: 1024, pattern: NoNul })),
+    statements: Type.Array(Statement, { minItems: 1, maxItems: MAX_STATEMENTS }),
+  },
+  { additionalProperties: false },
+);
+
+export const Policy = Type.Object(
+  {
+    name: PolicyName,
+    description: Type.Optional(Type.String()),
+    statements: Type.Array(Statement),
+    revision: Type.Integer({ minimum: 1, description: 'Bumped on every change; the ETag, for If-Match.' }),
+    createdAt: timestamp('When the policy was created.'),
+    updatedAt: timestamp('When the policy last changed.'),
+  },
+  { $id: 'Policy', additionalProperties: false },
+);
+export const PolicyRef = Type.Ref('Policy');
+
+export const PolicyList = Type.Object(
+  { policies: Type.Array(PolicyRef), nextCursor: Type.Optional(Type.String()) },
+  { additionalProperties: false },
+);
+export const ListPoliciesQuery = Type.Object(
+  {
+    prefix: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9._-]{0,128}$', description: 'Only names that start with this.' })),
+    limit: Type.Optional(PageLimit),
+    cursor: Type.Optional(pageCursor(200)),
+  },
+  { additionalProperties: false },
+);
+
+const PrincipalAttributes = Type.Record(Type.String({ pattern: '^[A-Za-z][A-Za-z0-9]{0,63}$' }), Type.String({ maxLength: 1024 }), {
+  maxProperties: 32,
+});
+
+export const SimulationBody = Type.Object(
+  {
+    principal: Type.Object(
+      {
+        id: Type.String({ minLength: 1, maxLength: 512 }),
+        type: Type.Optional(Type.Union([Type.Literal('token'), Type.Literal('kubernetes'), Type.Literal('spiffe')])),
+        attributes: Type.Optional(PrincipalAttributes),
+      },
+      { additionalProperties: false },
+    ),
+    action: Type.Union(ACTIONS.map((action) => Type.Literal(action))),
+    key: Type.Optional(KeyName),
+    context: Type.Optional(EncryptionContext),
+  },
+  { additionalProperties: false },
+);
+
+export const SimulationResult = Type.Object(
+  {
+    decision: Type.Union([Type.Literal('allow'), Type.Literal('deny')]),
+    matched: Type.Array(
+      Type.Object(
+        {
+          policy: Type.String(),
+          statement: Type.Integer({ minimum: 0, description: 'The index in the policy\'s statements.' }),
+          sid: Type.Optional(Type.String()),
+          effect: Type.Union([Type.Literal('allow'), Type.Literal('deny')]),
+        },
+        { additionalProperties: false },
+      ),
+      { description: 'The deny statements that matched when denied explicitly, otherwise every allow that matched.' },
+    ),
+    reason: Type.String(),
   },
   { additionalProperties: false },
 );
@@ -306,3 +430,6 @@ export function problems(...statuses: number[]): Record<number, TSchema> {
 export function json<T extends TSchema>(schema: T, description: string): T {
   return { ...schema, description };
 }
+
+/** Registered with `app.addSchema` before any route refers to them. */
+export const SHARED_SCHEMAS: readonly TSchema[] = [Problem, Key, Policy];

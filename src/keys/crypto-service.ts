@@ -7,6 +7,7 @@ import { openWithKeyVersion, sealWithKeyVersion } from '../crypto/key-version-ci
 import { randomBytesPooled } from '../crypto/random.js';
 import type { SecretBytes } from '../crypto/secret-bytes.js';
 import { DecryptionFailedError, KeyholdError, UnavailableError } from '../errors.js';
+import { boundContextOf } from './bound-context.js';
 import type { CachedKey, KeyCache } from './key-cache.js';
 import { checkCanDecrypt, checkCanEncrypt } from './lifecycle.js';
 
@@ -93,13 +94,14 @@ export class CryptoService {
       throw new KeyholdError('KH_ERR_VALIDATION', `bytes must be between ${MIN_DATA_KEY_BYTES} and ${MAX_DATA_KEY_BYTES}`);
     }
     return this.#withPrimary(keyName, ({ key }, versionKey) => {
+      const context = boundContextOf(key, principal, 'datakey', input.context);
       const plaintext = randomBytesPooled(bytes);
       const ciphertext = sealWithKeyVersion({
         keyId: key.id,
         keyVersion: key.primaryVersion,
         versionKey,
         plaintext,
-        context: input.context,
+        context,
       });
       if (input.includePlaintext === false) {
         plaintext.fill(0);
@@ -125,7 +127,7 @@ export class CryptoService {
           keyVersion: key.primaryVersion,
           versionKey,
           plaintext: input.plaintext,
-          context: input.context,
+          context: boundContextOf(key, principal, 'encrypt', input.context),
         }),
       }));
     } finally {
@@ -139,7 +141,7 @@ export class CryptoService {
       keyId: key.id,
       keyName: key.name,
       keyVersion: parsed.keyVersion,
-      plaintext: openWithKeyVersion(parsed, versionKey, input.context),
+      plaintext: openWithKeyVersion(parsed, versionKey, boundContextOf(key, principal, 'decrypt', input.context)),
     }));
   }
 
@@ -154,16 +156,17 @@ export class CryptoService {
     return this.#withPrimary(keyName, ({ key: destination }, destinationKey) =>
       // Fetched again, and used in the same synchronous step as the destination key, so neither can be evicted
       // between its check and its use; the source is in the cache from the check above.
-      this.#withSource(principal, parsed, undefined, input.context, (_source, sourceKey) => {
+      this.#withSource(principal, parsed, undefined, input.context, ({ key: source }, sourceKey) => {
         if (destinationKey.isZeroed) throw new UnavailableError('The key changed during the request; retry');
-        const plaintext = openWithKeyVersion(parsed, sourceKey, input.context);
+        const sealContext = boundContextOf(destination, principal, 'rewrap', destinationContext);
+        const plaintext = openWithKeyVersion(parsed, sourceKey, boundContextOf(source, principal, 'decrypt', input.context));
         try {
           const ciphertext = sealWithKeyVersion({
             keyId: destination.id,
             keyVersion: destination.primaryVersion,
             versionKey: destinationKey,
             plaintext,
-            context: destinationContext,
+            context: sealContext,
           });
           return { keyId: destination.id, keyName: destination.name, keyVersion: destination.primaryVersion, ciphertext };
         } finally {

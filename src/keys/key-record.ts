@@ -6,6 +6,10 @@ export type KeyState = (typeof KEY_STATES)[number];
 export const KEY_VERSION_STATES = ['enabled', 'disabled', 'destroyed'] as const;
 export type KeyVersionState = (typeof KEY_VERSION_STATES)[number];
 
+/** What a key may bind: the caller's id, or one of the attributes that name where a workload runs. */
+export const BOUND_ATTRIBUTES = ['id', 'namespace', 'serviceAccount', 'trustDomain', 'issuer', 'tokenName'] as const;
+export type BoundAttribute = (typeof BOUND_ATTRIBUTES)[number];
+
 export const KEY_NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$';
 
 export interface KeyVersionRecord {
@@ -22,6 +26,11 @@ export interface KeyRecord {
   readonly name: string;
   readonly description: string;
   readonly labels: Readonly<Record<string, string>>;
+  /**
+   * Principal attributes bound into every encryption context of this key (`kh.ATTRIBUTE=<caller's value>`), so a
+   * ciphertext made by one namespace never decrypts for another. Fixed at creation; empty for unbound keys.
+   */
+  readonly boundContext: readonly BoundAttribute[];
   readonly state: KeyState;
   readonly primaryVersion: number;
   readonly minDecryptionVersion: number;

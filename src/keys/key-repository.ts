@@ -1,13 +1,14 @@
 import type { Knex } from 'knex';
 import type { Database } from '../storage/database.js';
 import { isPostgres } from '../storage/database.js';
-import type { KeyRecord, KeyState, KeyVersionRecord, KeyVersionState, WrappedKeyVersion } from './key-record.js';
+import type { BoundAttribute, KeyRecord, KeyState, KeyVersionRecord, KeyVersionState, WrappedKeyVersion } from './key-record.js';
 
 interface KeyRow {
   id: string;
   name: string;
   description: string;
   labels: string;
+  bound_context: string;
   state: string;
   primary_version: number;
   min_decryption_version: number;
@@ -51,6 +52,7 @@ function toKey(row: KeyRow, versions: VersionRow[]): KeyRecord {
     name: row.name,
     description: row.description,
     labels: JSON.parse(row.labels) as Record<string, string>,
+    boundContext: JSON.parse(row.bound_context) as BoundAttribute[],
     state: row.state as KeyState,
     primaryVersion: Number(row.primary_version),
     minDecryptionVersion: Number(row.min_decryption_version),
@@ -126,6 +128,7 @@ export class KeyRepository {
         name: key.name,
         description: key.description,
         labels: JSON.stringify(key.labels),
+        bound_context: JSON.stringify(key.boundContext),
         state: key.state,
         primary_version: key.primaryVersion,
         min_decryption_version: key.minDecryptionVersion,

@@ -10,7 +10,7 @@ import { SecretBytes } from '../crypto/secret-bytes.js';
 import { KeyholdError, ValidationError } from '../errors.js';
 import { isUniqueViolation } from '../storage/errors.js';
 import type { KeyCache } from './key-cache.js';
-import type { KeyRecord } from './key-record.js';
+import type { BoundAttribute, KeyRecord } from './key-record.js';
 import type { KeyChanges, KeyRepository, LockedKeyWriter, NewVersion } from './key-repository.js';
 import {
   checkKeyOperation,
@@ -28,6 +28,7 @@ export interface CreateKeyInput {
   readonly description?: string | undefined;
   readonly labels?: Readonly<Record<string, string>> | undefined;
   readonly rotationPeriodSeconds?: number | null | undefined;
+  readonly boundContext?: readonly BoundAttribute[] | undefined;
 }
 
 export interface UpdateKeyInput {
@@ -52,6 +53,8 @@ export interface KeyServiceOptions {
 }
 
 const DAY_MS = 24 * 3600 * 1000;
+const LIST_SCAN_BATCH = 200;
+const MAX_KEYS_SCANNED_PER_PAGE = 5000;
 const DESTROYED = Symbol('destroyed');
 
 /** Carries out a deletion whose date has passed, under the key's row lock. Returns whether it did. */
@@ -109,6 +112,7 @@ export class KeyService {
       name: input.name,
       description: input.description ?? '',
       labels: input.labels ?? {},
+      boundContext: [...new Set(input.boundContext ?? [])],
       state: 'enabled',
       primaryVersion: 1,
       minDecryptionVersion: 1,
@@ -142,12 +146,31 @@ export class KeyService {
     principal: Principal,
     query: { prefix?: string | undefined; cursor?: string | undefined; limit: number },
   ): Promise<KeyPage> {
-    this.#authorizer.authorize(principal, 'keys:read', {});
-    const after = query.cursor === undefined ? undefined : decodeKeyCursor(query.cursor);
-    const rows = await this.#repository.list({ prefix: query.prefix, after, limit: query.limit + 1 });
-    const keys = rows.slice(0, query.limit);
-    const last = keys[keys.length - 1];
-    return rows.length > query.limit && last !== undefined ? { keys, nextCursor: encodeKeyCursor(last.name) } : { keys };
+    let after = query.cursor === undefined ? undefined : decodeKeyCursor(query.cursor);
+    if (principal.admin) {
+      const rows = await this.#repository.list({ prefix: query.prefix, after, limit: query.limit + 1 });
+      const keys = rows.slice(0, query.limit);
+      const last = keys[keys.length - 1];
+      return rows.length > query.limit && last !== undefined ? { keys, nextCursor: encodeKeyCursor(last.name) } : { keys };
+    }
+    // A workload sees the keys it may read. Scanning is bounded per page: a page may come back short, with a
+    // cursor to go on from, rather than one request reading the whole table.
+    const keys: KeyRecord[] = [];
+    for (let scanned = 0; scanned < MAX_KEYS_SCANNED_PER_PAGE; ) {
+      const batch = await this.#repository.list({ prefix: query.prefix, after, limit: LIST_SCAN_BATCH });
+      for (const key of batch) {
+        scanned += 1;
+        after = key.name;
+        if (this.#authorizer.isAllowed(principal, 'keys:read', { keyName: key.name })) keys.push(key);
+        if (keys.length === query.limit) break;
+      }
+      if (keys.length === query.limit) {
+        const more = await this.#repository.list({ prefix: query.prefix, after, limit: 1 });
+        return more.length > 0 ? { keys, nextCursor: encodeKeyCursor(after as string) } : { keys };
+      }
+      if (batch.length < LIST_SCAN_BATCH) return { keys };
+    }
+    return { keys, nextCursor: encodeKeyCursor(after as string) };
   }
 
   async update(principal: Principal, name: string, input: UpdateKeyInput): Promise<KeyRecord> {

@@ -2,24 +2,44 @@ import { KeyholdError } from '../errors.js';
 import type { EncryptionContext } from '../crypto/encryption-context.js';
 import type { Principal } from '../identity/principal.js';
 import type { Action, Resource } from './actions.js';
+import { ADMIN_DECISION, evaluate, type Decision, type PolicySet } from './evaluate.js';
 
 /**
- * The one seam every authorisation decision goes through. Per-workload policies plug in here; services call it
- * before they act, with the resource the action really touches.
+ * The one seam every authorisation decision goes through. Services call it before they act, with the resource the
+ * action really touches (on decrypt, the key the ciphertext names).
  */
 export interface Authorizer {
-  /** Throws {@link KeyholdError} `KH_ERR_FORBIDDEN` when the principal may not act. */
-  authorize(principal: Principal, action: Action, resource: Resource, context?: EncryptionContext): void;
+  /** The decision when allowed; throws {@link KeyholdError} `KH_ERR_FORBIDDEN` when not. */
+  authorize(principal: Principal, action: Action, resource: Resource, context?: EncryptionContext): Decision;
+  /** Whether the principal may act, without throwing: for filtering lists. */
+  isAllowed(principal: Principal, action: Action, resource: Resource): boolean;
 }
 
+/** The 403 names the action and the key, never a policy or its text. */
 export function forbidden(action: Action, resource: Resource): KeyholdError {
   const target = resource.keyName === undefined ? '' : ` on key ${JSON.stringify(resource.keyName)}`;
   return new KeyholdError('KH_ERR_FORBIDDEN', `Not allowed to ${action}${target}`);
 }
 
-/** Until policies exist: admins may do everything, everyone else nothing (deny by default). */
-export class AdminOnlyAuthorizer implements Authorizer {
-  authorize(principal: Principal, action: Action, resource: Resource): void {
-    if (!principal.admin) throw forbidden(action, resource);
+/**
+ * Admins bypass policies; every other principal is evaluated against the current policy set, deny by default.
+ * `policies` returns the snapshot the request runs under; it is brought up to date before the request is handled.
+ */
+export class PolicyAuthorizer implements Authorizer {
+  readonly #policies: () => PolicySet;
+
+  constructor(policies: () => PolicySet) {
+    this.#policies = policies;
+  }
+
+  authorize(principal: Principal, action: Action, resource: Resource, context?: EncryptionContext): Decision {
+    if (principal.admin) return ADMIN_DECISION;
+    const decision = evaluate(this.#policies(), principal, action, resource, context);
+    if (!decision.allowed) throw forbidden(action, resource);
+    return decision;
+  }
+
+  isAllowed(principal: Principal, action: Action, resource: Resource): boolean {
+    return principal.admin || evaluate(this.#policies(), principal, action, resource, undefined).allowed;
   }
 }

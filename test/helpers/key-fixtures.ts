@@ -21,6 +21,7 @@ export function keyRecord(overrides: Partial<KeyRecord> = {}): KeyRecord {
     name: 'payments',
     description: '',
     labels: {},
+    boundContext: [],
     state: 'enabled',
     primaryVersion: 3,
     minDecryptionVersion: 1,

@@ -150,7 +150,6 @@ describeEachDatabase('API tokens', (kind) => {
 
     it.each([
       ['create a key', 'POST', '/v1/keys', { name: 'mine' }],
-      ['list keys', 'GET', '/v1/keys', undefined],
       ['read a key', 'GET', '/v1/keys/orders', undefined],
       ['update a key', 'PATCH', '/v1/keys/orders', { description: 'x' }],
       ['rotate a key', 'POST', '/v1/keys/orders/rotate', undefined],
@@ -164,6 +163,12 @@ describeEachDatabase('API tokens', (kind) => {
       ['issue a token', 'POST', '/v1/tokens', { name: 'other' }],
     ])('is refused to %s with 403 KH_ERR_FORBIDDEN', async (_label, method, url, body) => {
       expectProblem(await t.call(method, url, body, worker.token), 403, 'KH_ERR_FORBIDDEN');
+    });
+
+    it('lists no keys: a workload sees only the keys it may read', async () => {
+      const response = await t.call('GET', '/v1/keys', undefined, worker.token);
+      expect(response.status).toBe(200);
+      expect(response.body).toEqual({ keys: [] });
     });
 
     it.each([

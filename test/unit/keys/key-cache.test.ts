@@ -17,6 +17,7 @@ function record(state: KeyRecord['state']): KeyRecord {
     name: 'k',
     description: '',
     labels: {},
+    boundContext: [],
     state,
     primaryVersion: 1,
     minDecryptionVersion: 1,

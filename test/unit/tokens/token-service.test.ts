@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { AdminOnlyAuthorizer } from '../../../src/auth/authorizer.js';
+import { PolicyAuthorizer } from '../../../src/policy/authorizer.js';
+import { EMPTY_POLICY_SET } from '../../../src/policy/evaluate.js';
 import type { StoredToken, TokenRepository } from '../../../src/tokens/token-repository.js';
 import { principalOf, TokenService } from '../../../src/tokens/token-service.js';
 import { ManualClock } from '../../helpers/clock.js';
@@ -43,7 +44,7 @@ describe('TokenService', () => {
 
   it('answers a verified token from memory, without another lookup', async () => {
     const store = fakeRepository();
-    const tokens = new TokenService({ repository: store.repository, authorizer: new AdminOnlyAuthorizer(), clock: new ManualClock(), cacheTtlMs: 5000 });
+    const tokens = new TokenService({ repository: store.repository, authorizer: new PolicyAuthorizer(() => EMPTY_POLICY_SET), clock: new ManualClock(), cacheTtlMs: 5000 });
     const issued = await tokens.issue('app', false);
     expect((await tokens.authenticate(issued.token))?.id).toBe('token:app');
     expect(tokens.authenticate(issued.token)).toMatchObject({ id: 'token:app' });
@@ -52,7 +53,7 @@ describe('TokenService', () => {
 
   it('a lookup that read the store before a revocation is not cached after it', async () => {
     const store = fakeRepository();
-    const tokens = new TokenService({ repository: store.repository, authorizer: new AdminOnlyAuthorizer(), clock: new ManualClock(), cacheTtlMs: 5000 });
+    const tokens = new TokenService({ repository: store.repository, authorizer: new PolicyAuthorizer(() => EMPTY_POLICY_SET), clock: new ManualClock(), cacheTtlMs: 5000 });
     const issued = await tokens.issue('app', false);
     const release = store.holdLookups();
     const racing = tokens.authenticate(issued.token);
@@ -64,7 +65,7 @@ describe('TokenService', () => {
 
   it('a revoked token stops working at once on this replica', async () => {
     const store = fakeRepository();
-    const tokens = new TokenService({ repository: store.repository, authorizer: new AdminOnlyAuthorizer(), clock: new ManualClock(), cacheTtlMs: 5000 });
+    const tokens = new TokenService({ repository: store.repository, authorizer: new PolicyAuthorizer(() => EMPTY_POLICY_SET), clock: new ManualClock(), cacheTtlMs: 5000 });
     const issued = await tokens.issue('app', false);
     await tokens.authenticate(issued.token);
     await tokens.revoke(admin, issued.id);
@@ -74,7 +75,7 @@ describe('TokenService', () => {
   it('an expired token is refused even from the cache', async () => {
     const clock = new ManualClock();
     const store = fakeRepository();
-    const tokens = new TokenService({ repository: store.repository, authorizer: new AdminOnlyAuthorizer(), clock, cacheTtlMs: 3_600_000 });
+    const tokens = new TokenService({ repository: store.repository, authorizer: new PolicyAuthorizer(() => EMPTY_POLICY_SET), clock, cacheTtlMs: 3_600_000 });
     const issued = await tokens.issue('app', false, 60);
     expect(await tokens.authenticate(issued.token)).toBeDefined();
     clock.advance(60_000);

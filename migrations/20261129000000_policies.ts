@@ -1,0 +1,27 @@
+import type { Knex } from 'knex';
+
+/** Access policies, and the principal attributes a key binds into every encryption context. */
+export async function up(knex: Knex): Promise<void> {
+  const postgres = knex.client.config.client === 'pg';
+
+  await knex.schema.createTable('policies', (table) => {
+    // Byte-wise order, as for key names, so pagination is the same on both databases.
+    if (postgres) table.specificType('name', 'varchar(128) COLLATE "C"').primary();
+    else table.string('name', 128).primary();
+    // The document as written (JSON); it is validated and compiled whenever it is loaded.
+    table.text('document').notNullable();
+    table.integer('revision').notNullable();
+    table.bigInteger('created_at').notNullable();
+    table.bigInteger('updated_at').notNullable();
+  });
+
+  await knex.schema.alterTable('keys', (table) => {
+    // A JSON array of principal attribute names; fixed when the key is created.
+    table.text('bound_context').notNullable().defaultTo('[]');
+  });
+}
+
+export async function down(knex: Knex): Promise<void> {
+  await knex.schema.alterTable('keys', (table) => table.dropColumn('bound_context'));
+  await knex.schema.dropTable('policies');
+}

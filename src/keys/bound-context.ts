@@ -1,0 +1,32 @@
+import { RESERVED_CONTEXT_PREFIX, type EncryptionContext } from '../crypto/encryption-context.js';
+import { KeyholdError } from '../errors.js';
+import type { Principal } from '../identity/principal.js';
+import type { Action } from '../policy/actions.js';
+import type { KeyRecord } from './key-record.js';
+
+/**
+ * The encryption context a key's ciphertexts are really bound to: the caller's context plus, for a key with
+ * `boundContext`, `kh.ATTRIBUTE=<the caller's own value>` for each bound attribute. The server adds these from the
+ * authenticated identity on every operation, so a ciphertext made by namespace A fails to decrypt for namespace B
+ * even under a policy that lets both use the key. Callers cannot set `kh.` keys themselves.
+ */
+export function boundContextOf(
+  key: KeyRecord,
+  principal: Principal,
+  action: Action,
+  context: EncryptionContext | undefined,
+): EncryptionContext | undefined {
+  if (key.boundContext.length === 0) return context;
+  const bound: Record<string, string> = context === undefined ? {} : { ...context };
+  for (const attribute of key.boundContext) {
+    const value = attribute === 'id' ? principal.id : principal.attributes[attribute];
+    if (value === undefined) {
+      throw new KeyholdError(
+        'KH_ERR_FORBIDDEN',
+        `Not allowed to ${action} on key ${JSON.stringify(key.name)}: it is bound to the caller's ${attribute}, and the caller has none`,
+      );
+    }
+    bound[`${RESERVED_CONTEXT_PREFIX}${attribute}`] = value;
+  }
+  return bound;
+}

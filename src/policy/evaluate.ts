@@ -1,0 +1,103 @@
+import type { EncryptionContext } from '../crypto/encryption-context.js';
+import type { Principal } from '../identity/principal.js';
+import { ACTIONS, KEY_ACTIONS, type Action, type Resource } from './actions.js';
+import { matchGlob } from './glob.js';
+import { contextConditionsHold, type CompiledPolicy, type CompiledStatement, type Effect } from './policy.js';
+
+/** A statement that decided (or took part in) a decision. */
+export interface MatchedStatement {
+  readonly policy: string;
+  readonly statement: number;
+  readonly sid?: string;
+  readonly effect: Effect;
+}
+
+export type DecisionReason = 'admin' | 'allowed' | 'explicit-deny' | 'no-matching-allow';
+
+export interface Decision {
+  readonly allowed: boolean;
+  readonly reason: DecisionReason;
+  /** The deny statements that matched when denied explicitly, else the allow statements that matched. */
+  readonly matched: readonly MatchedStatement[];
+}
+
+export const ADMIN_DECISION: Decision = Object.freeze({ allowed: true, reason: 'admin', matched: Object.freeze([]) });
+const IMPLICIT_DENY: Decision = Object.freeze({ allowed: false, reason: 'no-matching-allow', matched: Object.freeze([]) });
+
+/**
+ * Every stored policy, compiled, with statements indexed by action: a request looks only at the statements that
+ * could apply to what it does. Immutable; a policy change builds a new set.
+ */
+export class PolicySet {
+  readonly policies: readonly CompiledPolicy[];
+  readonly #byAction: ReadonlyMap<Action, readonly CompiledStatement[]>;
+
+  constructor(policies: readonly CompiledPolicy[]) {
+    this.policies = Object.freeze([...policies]);
+    const byAction = new Map<Action, CompiledStatement[]>(ACTIONS.map((action) => [action, []]));
+    for (const policy of policies) {
+      for (const statement of policy.statements) {
+        for (const action of ACTIONS) {
+          if (statement.actions === 'all' || statement.actions.has(action)) byAction.get(action)?.push(statement);
+        }
+      }
+    }
+    this.#byAction = byAction;
+  }
+
+  statementsFor(action: Action): readonly CompiledStatement[] {
+    return this.#byAction.get(action) ?? [];
+  }
+}
+
+export const EMPTY_POLICY_SET = new PolicySet([]);
+
+function statementApplies(
+  statement: CompiledStatement,
+  principal: Principal,
+  action: Action,
+  resource: Resource,
+  context: EncryptionContext | undefined,
+): boolean {
+  if (!statement.principals.some((glob) => matchGlob(glob, principal.id, principal))) return false;
+  if (KEY_ACTIONS.has(action)) {
+    const keyName = resource.keyName;
+    if (keyName === undefined) return false;
+    if (!statement.keys.some((glob) => matchGlob(glob, keyName, principal))) return false;
+  } else if (!statement.allKeys) {
+    // A grant scoped to some keys never reaches tokens, policies or the audit log.
+    return false;
+  }
+  return contextConditionsHold(statement, context, principal);
+}
+
+function matchedOf(statement: CompiledStatement): MatchedStatement {
+  return statement.sid === undefined
+    ? { policy: statement.policy, statement: statement.statement, effect: statement.effect }
+    : { policy: statement.policy, statement: statement.statement, sid: statement.sid, effect: statement.effect };
+}
+
+/**
+ * Deny by default; an explicit deny wins over any allow. Admins are not evaluated here: callers short-cut them.
+ * `complete` collects every matching allow (for simulation); otherwise the scan stops at denies only, and the first
+ * matching allow is reported.
+ */
+export function evaluate(
+  policies: PolicySet,
+  principal: Principal,
+  action: Action,
+  resource: Resource,
+  context: EncryptionContext | undefined,
+  complete = false,
+): Decision {
+  const allows: MatchedStatement[] = [];
+  const denies: MatchedStatement[] = [];
+  for (const statement of policies.statementsFor(action)) {
+    if (statement.effect === 'allow' && allows.length > 0 && !complete) continue;
+    if (!statementApplies(statement, principal, action, resource, context)) continue;
+    (statement.effect === 'deny' ? denies : allows).push(matchedOf(statement));
+  }
+  if (denies.length > 0) return { allowed: false, reason: 'explicit-deny', matched: denies };
+  if (allows.length > 0) return { allowed: true, reason: 'allowed', matched: allows };
+  return IMPLICIT_DENY;
+}

@@ -1,0 +1,98 @@
+import type { Database } from '../storage/database.js';
+import { isUniqueViolation } from '../storage/errors.js';
+import type { PolicyDocument } from './policy.js';
+
+export interface StoredPolicy {
+  readonly name: string;
+  readonly document: PolicyDocument;
+  /** 1 when created, +1 on every replacement; the ETag of the policy. */
+  readonly revision: number;
+  readonly createdAt: Date;
+  readonly updatedAt: Date;
+}
+
+interface PolicyRow {
+  name: string;
+  document: string;
+  revision: number;
+  created_at: number | string;
+  updated_at: number | string;
+}
+
+function toPolicy(row: PolicyRow): StoredPolicy {
+  return {
+    name: row.name,
+    document: JSON.parse(row.document) as PolicyDocument,
+    revision: Number(row.revision),
+    createdAt: new Date(Number(row.created_at)),
+    updatedAt: new Date(Number(row.updated_at)),
+  };
+}
+
+export type PutOutcome = { readonly kind: 'created' | 'replaced'; readonly policy: StoredPolicy } | { readonly kind: 'revision-mismatch' };
+
+export class PolicyRepository {
+  constructor(private readonly db: Database) {}
+
+  async all(): Promise<StoredPolicy[]> {
+    return ((await this.db<PolicyRow>('policies').orderBy('name')) as PolicyRow[]).map(toPolicy);
+  }
+
+  async find(name: string): Promise<StoredPolicy | undefined> {
+    const row = (await this.db<PolicyRow>('policies').where({ name }).first()) as PolicyRow | undefined;
+    return row === undefined ? undefined : toPolicy(row);
+  }
+
+  async list(query: { prefix?: string | undefined; after?: string | undefined; limit: number }): Promise<StoredPolicy[]> {
+    const builder = this.db<PolicyRow>('policies').orderBy('name').limit(query.limit);
+    if (query.prefix !== undefined && query.prefix !== '') {
+      // Names are [A-Za-z0-9._-]: a range on the byte-wise order needs no LIKE escaping.
+      builder.where('name', '>=', query.prefix).andWhere('name', '<', `${query.prefix}\u007f`);
+    }
+    if (query.after !== undefined) builder.andWhere('name', '>', query.after);
+    return ((await builder) as PolicyRow[]).map(toPolicy);
+  }
+
+  /**
+   * Creates or replaces a policy under a row lock. With `expectedRevision`, only that revision is replaced (0: only
+   * create), so two writers editing the same policy cannot silently overwrite each other.
+   */
+  async put(name: string, document: PolicyDocument, now: Date, expectedRevision: number | undefined): Promise<PutOutcome> {
+    try {
+      return await this.#put(name, document, now, expectedRevision);
+    } catch (error) {
+      // Two first writes of one name both found no row to lock; the loser runs again and sees the winner's row.
+      if (!isUniqueViolation(error)) throw error;
+      return this.#put(name, document, now, expectedRevision);
+    }
+  }
+
+  async #put(name: string, document: PolicyDocument, now: Date, expectedRevision: number | undefined): Promise<PutOutcome> {
+    return this.db.transaction(async (trx) => {
+      const current = (await trx<PolicyRow>('policies').where({ name }).forUpdate().first()) as PolicyRow | undefined;
+      const currentRevision = current === undefined ? 0 : Number(current.revision);
+      if (expectedRevision !== undefined && expectedRevision !== currentRevision) return { kind: 'revision-mismatch' };
+      const row: PolicyRow = {
+        name,
+        document: JSON.stringify(document),
+        revision: currentRevision + 1,
+        created_at: current === undefined ? now.getTime() : Number(current.created_at),
+        updated_at: now.getTime(),
+      };
+      if (current === undefined) await trx('policies').insert(row);
+      else await trx('policies').where({ name }).update(row);
+      return { kind: current === undefined ? 'created' : 'replaced', policy: toPolicy(row) };
+    });
+  }
+
+  /** Deletes a policy; false when it does not exist (or is not at `expectedRevision`). */
+  async delete(name: string, expectedRevision: number | undefined): Promise<'deleted' | 'not-found' | 'revision-mismatch'> {
+    return this.db.transaction(async (trx) => {
+      const current = (await trx<PolicyRow>('policies').where({ name }).forUpdate().first()) as PolicyRow | undefined;
+      if (current === undefined) return 'not-found';
+      if (expectedRevision !== undefined && expectedRevision !== Number(current.revision)) return 'revision-mismatch';
+      await trx('policies').where({ name }).delete();
+      return 'deleted';
+    });
+  }
+}

@@ -1,0 +1,70 @@
+import type { Clock } from '../clock.js';
+import { UnavailableError } from '../errors.js';
+import { EMPTY_POLICY_SET, PolicySet } from './evaluate.js';
+import { compilePolicy } from './policy.js';
+import type { PolicyRepository } from './policy-repository.js';
+
+export interface PolicyStoreOptions {
+  readonly repository: PolicyRepository;
+  readonly clock: Clock;
+  /** How long the compiled set is trusted before it is read again, which is how other replicas' writes arrive. */
+  readonly ttlMs: number;
+}
+
+/**
+ * The compiled policy set every decision reads, in memory. It is reloaded (once for all waiting requests) when it
+ * is older than the TTL, and right after this replica writes a policy, so a change takes effect on this replica's
+ * next request. A load that started before a newer one finished is discarded.
+ */
+export class PolicyStore {
+  readonly #repository: PolicyRepository;
+  readonly #clock: Clock;
+  readonly #ttlMs: number;
+  #current: PolicySet = EMPTY_POLICY_SET;
+  #loadedAt = Number.NEGATIVE_INFINITY;
+  #loading: Promise<void> | undefined;
+  #started = 0;
+  #applied = 0;
+
+  constructor(options: PolicyStoreOptions) {
+    this.#repository = options.repository;
+    this.#clock = options.clock;
+    this.#ttlMs = options.ttlMs;
+  }
+
+  /** The set decisions use now. Call {@link ensureFresh} first in the request. */
+  current(): PolicySet {
+    return this.#current;
+  }
+
+  /** Nothing to wait for while the set is fresh (the hot path); otherwise the reload in flight. */
+  ensureFresh(): void | Promise<void> {
+    if (this.#clock.now().getTime() - this.#loadedAt < this.#ttlMs) return undefined;
+    this.#loading ??= this.reload().finally(() => {
+      this.#loading = undefined;
+    });
+    return this.#loading;
+  }
+
+  /**
+   * Reads and compiles every policy. A stored policy that no longer compiles fails the load: skipping it could
+   * drop a deny, so requests fail closed (503) until it is fixed.
+   */
+  async reload(): Promise<void> {
+    this.#started += 1;
+    const sequence = this.#started;
+    const startedAt = this.#clock.now().getTime();
+    let set: PolicySet;
+    try {
+      const stored = await this.#repository.all();
+      set = new PolicySet(stored.map((policy) => compilePolicy(policy.name, policy.document)));
+    } catch (error) {
+      throw new UnavailableError('The access policies cannot be loaded; retry later', { cause: error });
+    }
+    if (sequence > this.#applied) {
+      this.#applied = sequence;
+      this.#current = set;
+      this.#loadedAt = startedAt;
+    }
+  }
+}
