@@ -19,6 +19,7 @@ import { RootKeyRepository } from './storage/root-key-repository.js';
 import { TokenRepository } from './tokens/token-repository.js';
 import { TokenService } from './tokens/token-service.js';
 import { readAuthConfig } from './identity/auth-config.js';
+import { StartupError } from './errors.js';
 import { AuthenticatorChain, type Authenticator } from './identity/authenticator.js';
 import { createKubernetesAuthenticator } from './identity/kubernetes.js';
 import { SpiffeAuthenticator } from './identity/spiffe.js';
@@ -125,7 +126,12 @@ export async function openKeyhold(config: Config, deps: KeyholdDeps): Promise<Ke
       );
     }
     if (config.tls?.clientCaFile !== undefined) {
-      authenticators.push(new SpiffeAuthenticator({ trustDomains: authConfig.spiffeTrustDomains }));
+      if (authConfig.spiffeTrustDomains.length === 0) {
+        throw new StartupError(
+          'KEYHOLD_TLS_CLIENT_CA_FILE is set but KEYHOLD_AUTH_CONFIG lists no spiffe.trustDomains: every client certificate would be refused',
+        );
+      }
+      authenticators.push(new SpiffeAuthenticator({ trustDomains: authConfig.spiffeTrustDomains, clock: deps.clock }));
     }
     authenticators.push(new TokenAuthenticator(tokens));
     const services: Services = {

@@ -61,6 +61,7 @@ describeEachDatabase('key administration', (kind) => {
         name: 'orders',
         description: '',
         labels: {},
+        boundContext: [],
         state: 'enabled',
         primaryVersion: 1,
         minDecryptionVersion: 1,
