@@ -127,6 +127,8 @@ export function loadConfig(env: Environment): Config {
   if (bootstrapToken !== undefined && !/^[\x21-\x7e]+$/.test(bootstrapToken)) {
     problems.push('KEYHOLD_BOOTSTRAP_TOKEN must be printable ASCII without spaces');
   }
+  // A bearer shaped like a JWT is judged by the Kubernetes authenticator and would never reach the token store.
+  if (bootstrapToken?.startsWith('eyJ') === true) problems.push('KEYHOLD_BOOTSTRAP_TOKEN must not start with "eyJ" (JWTs do)');
   const host = env.KEYHOLD_HOST || '127.0.0.1';
   const config: Config = {
     host,

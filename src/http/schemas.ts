@@ -316,6 +316,14 @@ const Statement = Type.Object(
               description: 'Encryption-context pairs the request must carry, exactly; values may use ${principal.ATTRIBUTE}.',
             }),
           ),
+          principal: Type.Optional(
+            Type.Record(Type.String({ minLength: 1, maxLength: 64 }), Type.String({ maxLength: 1024, pattern: NoNul }), {
+              maxProperties: 16,
+              description:
+                'Principal attributes (id, type, namespace, issuer, trustDomain, …) that must equal these values exactly; ' +
+                'for example the issuer of one cluster when several share namespace names.',
+            }),
+          ),
         },
         { additionalProperties: false },
       ),

@@ -2,7 +2,7 @@ import type { EncryptionContext } from '../crypto/encryption-context.js';
 import type { Principal } from '../identity/principal.js';
 import { ACTIONS, KEY_ACTIONS, type Action, type Resource } from './actions.js';
 import { matchGlob } from './glob.js';
-import { contextConditionsHold, type CompiledPolicy, type CompiledStatement, type Effect } from './policy.js';
+import { contextConditionsHold, principalConditionsHold, type CompiledPolicy, type CompiledStatement, type Effect } from './policy.js';
 
 /** A statement that decided (or took part in) a decision. */
 export interface MatchedStatement {
@@ -68,7 +68,7 @@ function statementApplies(
     // A grant scoped to some keys never reaches tokens, policies or the audit log.
     return false;
   }
-  return contextConditionsHold(statement, context, principal);
+  return principalConditionsHold(statement, principal) && contextConditionsHold(statement, context, principal);
 }
 
 function matchedOf(statement: CompiledStatement): MatchedStatement {

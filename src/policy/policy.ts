@@ -1,6 +1,7 @@
 import { RESERVED_CONTEXT_PREFIX, type EncryptionContext } from '../crypto/encryption-context.js';
 import { ACTIONS, type Action } from './actions.js';
-import { compileGlob, GlobSyntaxError, substitute, type Glob } from './glob.js';
+import { PRINCIPAL_ATTRIBUTES, type Principal } from '../identity/principal.js';
+import { compileGlob, GlobSyntaxError, principalVariable, substitute, type Glob } from './glob.js';
 
 export type Effect = 'allow' | 'deny';
 
@@ -20,7 +21,13 @@ export interface StatementDocument {
   readonly actions: readonly string[];
   /** Globs over key names. Actions that are not about a key are granted only by statements that list `*`. */
   readonly keys: readonly string[];
-  readonly conditions?: { readonly context?: Readonly<Record<string, string>> | undefined } | undefined;
+  readonly conditions?:
+    | {
+        readonly context?: Readonly<Record<string, string>> | undefined;
+        /** Principal attributes that must equal these values, such as the `issuer` of one cluster. */
+        readonly principal?: Readonly<Record<string, string>> | undefined;
+      }
+    | undefined;
 }
 
 export const MAX_STATEMENTS = 100;
@@ -44,6 +51,8 @@ export interface CompiledStatement {
   readonly allKeys: boolean;
   /** Required context entries: key → value parts (literal or `${principal.…}`). */
   readonly context: readonly (readonly [string, Part])[];
+  /** Required principal attributes: name (`id`, `type` or an attribute) → exact value. */
+  readonly principalConditions: readonly (readonly [string, string])[];
 }
 
 export interface CompiledPolicy {
@@ -63,6 +72,7 @@ export class PolicyDocumentError extends Error {
 }
 
 const KNOWN_ACTIONS = new Set<string>(ACTIONS);
+const CONDITION_ATTRIBUTES: ReadonlySet<string> = new Set(['id', 'type', ...PRINCIPAL_ATTRIBUTES]);
 
 /**
  * Validates a policy document beyond its JSON schema (actions, globs, variables) and compiles it for evaluation.
@@ -101,6 +111,12 @@ export function compilePolicy(name: string, document: PolicyDocument): CompiledP
       if (value.includes('*')) problems.push(`${at}/conditions/context/${key}: context values are matched exactly; "*" is not allowed`);
       return [key, compiled?.pieces[0] ?? []];
     });
+    const principalConditions = Object.entries(statement.conditions?.principal ?? {}).map(([attribute, value]): [string, string] => {
+      if (!CONDITION_ATTRIBUTES.has(attribute)) {
+        problems.push(`${at}/conditions/principal/${attribute}: unknown principal attribute; known: ${[...CONDITION_ATTRIBUTES].join(', ')}`);
+      }
+      return [attribute, value];
+    });
     return {
       policy: name,
       statement: index,
@@ -111,17 +127,26 @@ export function compilePolicy(name: string, document: PolicyDocument): CompiledP
       keys: keys.filter((g): g is Glob => g !== undefined),
       allKeys: statement.keys.includes('*'),
       context,
+      principalConditions,
     };
   });
   if (problems.length > 0) throw new PolicyDocumentError(problems);
   return Object.freeze({ name, statements: Object.freeze(statements) });
 }
 
+/** Whether the principal has every required attribute value. */
+export function principalConditionsHold(statement: CompiledStatement, principal: Principal): boolean {
+  for (const [attribute, value] of statement.principalConditions) {
+    if (principalVariable(principal, attribute) !== value) return false;
+  }
+  return true;
+}
+
 /** Whether the request context holds every required entry, with variables taken from the principal. */
 export function contextConditionsHold(
   statement: CompiledStatement,
   context: EncryptionContext | undefined,
-  principal: Parameters<typeof substitute>[1],
+  principal: Principal,
 ): boolean {
   for (const [key, parts] of statement.context) {
     if (context === undefined || !Object.hasOwn(context, key)) return false;

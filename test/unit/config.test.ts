@@ -224,6 +224,38 @@ describe('loadConfig bootstrap token', () => {
   });
 });
 
+describe('loadConfig bootstrap token shape', () => {
+  it('refuses a token shaped like a JWT, which the Kubernetes authenticator would claim', () => {
+    expect(startupError({ KEYHOLD_BOOTSTRAP_TOKEN: `eyJ${TOKEN}` }).message).toContain('must not start with "eyJ"');
+  });
+});
+
+describe('loadConfig TLS', () => {
+  it('turns TLS on with a certificate and a key, resolved to absolute paths', () => {
+    expect(loadConfig({ KEYHOLD_TLS_CERT_FILE: 'tls/cert.pem', KEYHOLD_TLS_KEY_FILE: 'tls/key.pem' }).tls).toEqual({
+      certFile: resolve('tls/cert.pem'),
+      keyFile: resolve('tls/key.pem'),
+      clientCaFile: undefined,
+    });
+  });
+
+  it('leaves TLS off without a certificate and key', () => {
+    expect(loadConfig({}).tls).toBeUndefined();
+  });
+
+  it('refuses a certificate without a key', () => {
+    expect(startupError({ KEYHOLD_TLS_CERT_FILE: 'cert.pem' }).message).toContain(
+      'Set both KEYHOLD_TLS_CERT_FILE and KEYHOLD_TLS_KEY_FILE',
+    );
+  });
+
+  it('refuses a client CA without TLS', () => {
+    expect(startupError({ KEYHOLD_TLS_CLIENT_CA_FILE: 'ca.pem' }).message).toContain(
+      'KEYHOLD_TLS_CLIENT_CA_FILE needs KEYHOLD_TLS_CERT_FILE and KEYHOLD_TLS_KEY_FILE',
+    );
+  });
+});
+
 describe('loadConfig errors', () => {
   it('reports every invalid value together in one StartupError', () => {
     const error = startupError({
