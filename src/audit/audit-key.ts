@@ -1,0 +1,62 @@
+import { createHmac } from 'node:crypto';
+import { hkdfSha256 } from '../crypto/hkdf.js';
+import { SecretBytes } from '../crypto/secret-bytes.js';
+
+/** The HKDF `info` that derives the audit key from the root key. A new label means a new, unrelated key. */
+export const AUDIT_KEY_INFO = 'keyhold/audit/v1';
+
+/** The audit key is an HMAC-SHA256 key of one hash length (RFC 2104 §3: shorter keys weaken it). */
+export const AUDIT_KEY_BYTES = 32;
+
+/** The smallest secret the audit key may be derived from. The root key is 32 bytes. */
+const MIN_SECRET_BYTES = 32;
+
+const KEY_ID_LABEL = 'keyhold/audit/key-id/v1';
+const KEY_ID_HEX_CHARS = 16;
+const EMPTY_SALT = Buffer.alloc(0);
+
+/** The audit key as the audit modules accept it: wrapped, or raw bytes in tests and in `SecretBytes.use` callbacks. */
+export type AuditKeyMaterial = SecretBytes | Uint8Array;
+
+/**
+ * Derives the audit key from the root key's secret bytes: HKDF-SHA256 (RFC 5869) with an empty salt and the info
+ * label {@link AUDIT_KEY_INFO}. The root key is uniformly random, so no salt is needed (RFC 5869 §3.1), and the
+ * derivation is deterministic, so every replica and the `keyhold audit verify` command derive the same key.
+ *
+ * The audit key is derived, not stored: someone with the database alone cannot recompute the chain. The
+ * `RootKey` interface only wraps and unwraps, so the root key implementation calls this with its own bytes; a
+ * root key that never shows its bytes (an HSM) computes the same HKDF inside the device instead.
+ */
+export function deriveAuditKeyFromSecret(secret: Uint8Array): SecretBytes {
+  if (!(secret instanceof Uint8Array)) throw new TypeError('The audit key is derived from bytes');
+  if (secret.length < MIN_SECRET_BYTES) {
+    throw new RangeError(`The audit key is derived from a secret of at least ${MIN_SECRET_BYTES} bytes`);
+  }
+  return SecretBytes.adopt(hkdfSha256(secret, EMPTY_SALT, Buffer.from(AUDIT_KEY_INFO, 'ascii'), AUDIT_KEY_BYTES));
+}
+
+/**
+ * HMAC-SHA256 under the audit key over the concatenation of `parts`. Every message the audit modules MAC starts
+ * with its own fixed prefix (a 32-byte previous hash for chain links, an ASCII label for everything else), so a
+ * MAC computed for one purpose is never valid for another.
+ */
+export function auditHmac(auditKey: AuditKeyMaterial, parts: ReadonlyArray<Uint8Array | string>): Buffer {
+  const compute = (key: Uint8Array): Buffer => {
+    if (key.length !== AUDIT_KEY_BYTES) throw new RangeError(`The audit key must be ${AUDIT_KEY_BYTES} bytes`);
+    const mac = createHmac('sha256', key);
+    for (const part of parts) mac.update(part);
+    return mac.digest();
+  };
+  if (auditKey instanceof SecretBytes) return auditKey.use(compute);
+  if (auditKey instanceof Uint8Array) return compute(auditKey);
+  throw new TypeError('The audit key must be SecretBytes or bytes');
+}
+
+/**
+ * A public name for an audit key: the first 16 hex characters of HMAC(auditKey, "keyhold/audit/key-id/v1"). Stored
+ * beside records and checkpoints, it tells a verifier holding the wrong root key that the key is wrong, rather than
+ * that every record was tampered with. It reveals nothing about the key (HMAC is a PRF).
+ */
+export function auditKeyId(auditKey: AuditKeyMaterial): string {
+  return auditHmac(auditKey, [KEY_ID_LABEL]).toString('hex').slice(0, KEY_ID_HEX_CHARS);
+}

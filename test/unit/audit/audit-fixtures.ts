@@ -1,0 +1,67 @@
+import type { AuditEvent, AuditRecord } from '../../../src/audit/audit-record.js';
+import { chainAuditEvent, genesisHead, type ChainHead } from '../../../src/audit/chain.js';
+
+export const AUDIT_KEY = Buffer.alloc(32, 0x61);
+export const OTHER_AUDIT_KEY = Buffer.alloc(32, 0x62);
+export const REPLICA = 'replica-a';
+
+/** A datakey request by a Kubernetes workload that a policy allowed. */
+export function auditEvent(overrides: Partial<AuditEvent> = {}): AuditEvent {
+  return {
+    time: new Date('2026-11-28T17:23:47.123Z'),
+    requestId: 'req-0001',
+    replicaId: REPLICA,
+    principalId: 'k8s:payments:api',
+    principalType: 'kubernetes',
+    tokenId: null,
+    sourceAddress: '10.0.0.7',
+    method: 'POST',
+    route: '/v1/keys/:name/datakey',
+    action: 'datakey',
+    keyName: 'payments',
+    keyId: '0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0',
+    keyVersion: 3,
+    contextKeys: ['kh.namespace', 'tenant'],
+    decision: 'allow',
+    decisionReason: 'allowed',
+    policy: 'payments-api',
+    statement: 0,
+    outcome: 'ok',
+    status: 200,
+    latencyMs: 1.2345,
+    ...overrides,
+  };
+}
+
+/** `count` chained records of `replicaId`, continuing from `head` (the genesis head by default). */
+export function buildChain(
+  count: number,
+  options: { key?: Buffer; replicaId?: string; head?: ChainHead } = {},
+): AuditRecord[] {
+  const key = options.key ?? AUDIT_KEY;
+  const replicaId = options.replicaId ?? REPLICA;
+  let head = options.head ?? genesisHead(key, replicaId);
+  const records: AuditRecord[] = [];
+  for (let i = 0; i < count; i += 1) {
+    const sequence = head.sequence + 1;
+    const record = chainAuditEvent(
+      key,
+      auditEvent({
+        replicaId,
+        requestId: `req-${sequence}`,
+        time: new Date(Date.UTC(2026, 10, 28, 17, 0, 0, sequence)),
+        keyVersion: 1 + (sequence % 3),
+        latencyMs: sequence / 7,
+      }),
+      head,
+    );
+    records.push(record);
+    head = record;
+  }
+  return records;
+}
+
+/** A record with some fields replaced, as an attacker with write access to the table would leave it. */
+export function edited(record: AuditRecord, changes: Partial<AuditRecord>): AuditRecord {
+  return { ...record, ...changes };
+}
