@@ -13,6 +13,8 @@ export async function up(knex: Knex): Promise<void> {
     table.integer('revision').notNullable();
     table.bigInteger('created_at').notNullable();
     table.bigInteger('updated_at').notNullable();
+    // A deleted policy stays as a tombstone, so a name created again never reuses a revision (an ETag) it had.
+    table.bigInteger('deleted_at').nullable();
   });
 
   await knex.schema.alterTable('keys', (table) => {

@@ -136,6 +136,7 @@ export class CryptoService {
   }
 
   async decrypt(principal: Principal, input: DecryptInput): Promise<DecryptResult> {
+    assertNoReservedContextKeys(input.context);
     const parsed = parseCiphertext(input.ciphertext);
     return this.#withSource(principal, parsed, input.keyName, input.context, ({ key }, versionKey) => ({
       keyId: key.id,
@@ -148,6 +149,7 @@ export class CryptoService {
   /** Decrypts and encrypts again under the destination's primary version; the plaintext never leaves the server. */
   async rewrap(principal: Principal, keyName: string, input: RewrapInput): Promise<CiphertextResult> {
     const destinationContext = input.destinationContext ?? input.context;
+    assertNoReservedContextKeys(input.context);
     const parsed = parseCiphertext(input.ciphertext);
     // Authorise and check the source before anything about the destination is revealed.
     await this.#withSource(principal, parsed, undefined, input.context, () => undefined);

@@ -17,6 +17,7 @@ interface PolicyRow {
   revision: number;
   created_at: number | string;
   updated_at: number | string;
+  deleted_at: number | string | null;
 }
 
 function toPolicy(row: PolicyRow): StoredPolicy {
@@ -35,16 +36,16 @@ export class PolicyRepository {
   constructor(private readonly db: Database) {}
 
   async all(): Promise<StoredPolicy[]> {
-    return ((await this.db<PolicyRow>('policies').orderBy('name')) as PolicyRow[]).map(toPolicy);
+    return ((await this.db<PolicyRow>('policies').whereNull('deleted_at').orderBy('name')) as PolicyRow[]).map(toPolicy);
   }
 
   async find(name: string): Promise<StoredPolicy | undefined> {
-    const row = (await this.db<PolicyRow>('policies').where({ name }).first()) as PolicyRow | undefined;
+    const row = (await this.db<PolicyRow>('policies').where({ name }).whereNull('deleted_at').first()) as PolicyRow | undefined;
     return row === undefined ? undefined : toPolicy(row);
   }
 
   async list(query: { prefix?: string | undefined; after?: string | undefined; limit: number }): Promise<StoredPolicy[]> {
-    const builder = this.db<PolicyRow>('policies').orderBy('name').limit(query.limit);
+    const builder = this.db<PolicyRow>('policies').whereNull('deleted_at').orderBy('name').limit(query.limit);
     if (query.prefix !== undefined && query.prefix !== '') {
       // Names are [A-Za-z0-9._-]: a range on the byte-wise order needs no LIKE escaping.
       builder.where('name', '>=', query.prefix).andWhere('name', '<', `${query.prefix}\u007f`);
@@ -69,29 +70,37 @@ export class PolicyRepository {
 
   async #put(name: string, document: PolicyDocument, now: Date, expectedRevision: number | undefined): Promise<PutOutcome> {
     return this.db.transaction(async (trx) => {
-      const current = (await trx<PolicyRow>('policies').where({ name }).forUpdate().first()) as PolicyRow | undefined;
-      const currentRevision = current === undefined ? 0 : Number(current.revision);
-      if (expectedRevision !== undefined && expectedRevision !== currentRevision) return { kind: 'revision-mismatch' };
+      const stored = (await trx<PolicyRow>('policies').where({ name }).forUpdate().first()) as PolicyRow | undefined;
+      const live = stored !== undefined && stored.deleted_at === null ? stored : undefined;
+      if (expectedRevision !== undefined && expectedRevision !== (live === undefined ? 0 : Number(live.revision))) {
+        return { kind: 'revision-mismatch' };
+      }
       const row: PolicyRow = {
         name,
         document: JSON.stringify(document),
-        revision: currentRevision + 1,
-        created_at: current === undefined ? now.getTime() : Number(current.created_at),
+        // Counted on from a tombstone too: a revision, and so an ETag, is never given to two versions of a name.
+        revision: (stored === undefined ? 0 : Number(stored.revision)) + 1,
+        created_at: live === undefined ? now.getTime() : Number(live.created_at),
         updated_at: now.getTime(),
+        deleted_at: null,
       };
-      if (current === undefined) await trx('policies').insert(row);
+      if (stored === undefined) await trx('policies').insert(row);
       else await trx('policies').where({ name }).update(row);
-      return { kind: current === undefined ? 'created' : 'replaced', policy: toPolicy(row) };
+      return { kind: live === undefined ? 'created' : 'replaced', policy: toPolicy(row) };
     });
   }
 
-  /** Deletes a policy; false when it does not exist (or is not at `expectedRevision`). */
-  async delete(name: string, expectedRevision: number | undefined): Promise<'deleted' | 'not-found' | 'revision-mismatch'> {
+  /** Deletes a policy, leaving a tombstone that keeps its revision count. */
+  async delete(
+    name: string,
+    expectedRevision: number | undefined,
+    now: Date,
+  ): Promise<'deleted' | 'not-found' | 'revision-mismatch'> {
     return this.db.transaction(async (trx) => {
       const current = (await trx<PolicyRow>('policies').where({ name }).forUpdate().first()) as PolicyRow | undefined;
-      if (current === undefined) return 'not-found';
+      if (current === undefined || current.deleted_at !== null) return 'not-found';
       if (expectedRevision !== undefined && expectedRevision !== Number(current.revision)) return 'revision-mismatch';
-      await trx('policies').where({ name }).delete();
+      await trx('policies').where({ name }).update({ deleted_at: now.getTime(), updated_at: now.getTime() });
       return 'deleted';
     });
   }

@@ -100,7 +100,7 @@ export class PolicyService {
 
   async delete(principal: Principal, name: string, expectedRevision: number | undefined): Promise<void> {
     this.#authorizer.authorize(principal, 'policies:write', {});
-    const outcome = await this.#repository.delete(name, expectedRevision);
+    const outcome = await this.#repository.delete(name, expectedRevision, this.#clock.now());
     if (outcome === 'not-found') throw new KeyholdError('KH_ERR_POLICY_NOT_FOUND');
     if (outcome === 'revision-mismatch') throw new KeyholdError('KH_ERR_POLICY_REVISION_MISMATCH');
     await this.#store.reload();

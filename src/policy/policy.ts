@@ -74,6 +74,11 @@ export class PolicyDocumentError extends Error {
 const KNOWN_ACTIONS = new Set<string>(ACTIONS);
 const CONDITION_ATTRIBUTES: ReadonlySet<string> = new Set(['id', 'type', ...PRINCIPAL_ATTRIBUTES]);
 
+/** A property name as a JSON pointer token (RFC 6901 §3): `~` and `/` are escaped. */
+function jsonPointerToken(name: string): string {
+  return name.replaceAll('~', '~0').replaceAll('/', '~1');
+}
+
 /**
  * Validates a policy document beyond its JSON schema (actions, globs, variables) and compiles it for evaluation.
  * Every problem is reported, each with the JSON pointer of its place.
@@ -103,17 +108,17 @@ export function compilePolicy(name: string, document: PolicyDocument): CompiledP
     );
     const keys = statement.keys.map((source, i) => glob(source, `${at}/keys/${i}`, KEY_CHARSET, true, 256));
     const context = Object.entries(statement.conditions?.context ?? {}).map(([key, value]): [string, Part] => {
+      const place = `${at}/conditions/context/${jsonPointerToken(key)}`;
       if (key.startsWith(RESERVED_CONTEXT_PREFIX)) {
-        problems.push(`${at}/conditions/context/${key}: keys starting with "${RESERVED_CONTEXT_PREFIX}" are reserved`);
+        problems.push(`${place}: keys starting with "${RESERVED_CONTEXT_PREFIX}" are reserved`);
       }
-      const compiled =
-        value === '' ? undefined : glob(value.replaceAll('*', ''), `${at}/conditions/context/${key}`, CONTEXT_VALUE_CHARSET, true, 1024);
-      if (value.includes('*')) problems.push(`${at}/conditions/context/${key}: context values are matched exactly; "*" is not allowed`);
+      const compiled = value === '' || value.includes('*') ? undefined : glob(value, place, CONTEXT_VALUE_CHARSET, true, 1024);
+      if (value.includes('*')) problems.push(`${place}: context values are matched exactly; "*" is not allowed`);
       return [key, compiled?.pieces[0] ?? []];
     });
     const principalConditions = Object.entries(statement.conditions?.principal ?? {}).map(([attribute, value]): [string, string] => {
       if (!CONDITION_ATTRIBUTES.has(attribute)) {
-        problems.push(`${at}/conditions/principal/${attribute}: unknown principal attribute; known: ${[...CONDITION_ATTRIBUTES].join(', ')}`);
+        problems.push(`${at}/conditions/principal/${jsonPointerToken(attribute)}: unknown principal attribute; known: ${[...CONDITION_ATTRIBUTES].join(', ')}`);
       }
       return [attribute, value];
     });

@@ -102,7 +102,7 @@ export function policyRoutes(services: Services): FastifyPluginAsyncTypebox {
         response: { 204: { description: 'Deleted.', type: 'null' }, ...problems(400, 401, 403, 404, 412, 503) },
       },
     }, async (request, reply) => {
-      await policies.delete(request.principal, request.params.name, expectedRevision(request.headers));
+      await policies.delete(request.principal, request.params.name, expectedRevision({ 'if-match': request.headers['if-match'] }));
       return reply.code(204).send();
     });
 
