@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import * as initial from './20261128000000_initial.js';
 import * as policies from './20261129000000_policies.js';
+import * as audit from './20261129000001_audit.js';
 
 interface Migration {
   readonly name: string;
@@ -15,6 +16,7 @@ interface Migration {
 const MIGRATIONS: readonly Migration[] = [
   { name: '20261128000000_initial', ...initial },
   { name: '20261129000000_policies', ...policies },
+  { name: '20261129000001_audit', ...audit },
 ];
 
 export const migrationSource: Knex.MigrationSource<Migration> = {

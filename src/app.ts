@@ -5,11 +5,13 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRepl
 import pino, { type DestinationStream, type Logger } from 'pino';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config.js';
+import { answerFrameworkError, registerAuditHook } from './http/audit-hook.js';
 import { registerAuthentication } from './http/authentication.js';
 import { tlsServerOptions } from './identity/tls.js';
 import { registerJsonBodyParser } from './http/json-body.js';
 import { registerProblemHandlers, sendProblem } from './http/problem.js';
 import { SHARED_SCHEMAS } from './http/schemas.js';
+import { auditRoutes } from './http/routes/audit.js';
 import { batchRoutes } from './http/routes/batch.js';
 import { cryptoRoutes } from './http/routes/crypto.js';
 import { keyRoutes } from './http/routes/keys.js';
@@ -87,10 +89,13 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     ...(tlsOptions === undefined
       ? { http: { maxHeaderSize: MAX_HEADER_BYTES } }
       : { https: { ...tlsOptions, maxHeaderSize: MAX_HEADER_BYTES } }),
-    // Errors fastify raises before routing (a malformed URL, say) are answered as problems too.
+    // Errors fastify raises before routing (a malformed URL, say) are answered as problems too, and audited: they
+    // are answered on a context without the onSend hooks.
     frameworkErrors: (error, request, reply) => {
-      void sendProblem(error, request as FastifyRequest, reply as unknown as FastifyReply);
+      void answerFrameworkError(error, request as FastifyRequest, reply as unknown as FastifyReply, keyhold.auditWriter, clock);
     },
+    // Key names may be 128 characters; fastify's default bound on a path parameter is 100.
+    routerOptions: { maxParamLength: 512 },
     ajv: {
       // Unknown fields are refused, not silently dropped; types are not coerced.
       customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false },
@@ -105,6 +110,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   app.addHook('onClose', async () => keyhold.close());
 
   registerProblemHandlers(app);
+  if (keyhold.auditWriter !== undefined) registerAuditHook(app, keyhold.auditWriter, clock);
   registerJsonBodyParser(app);
   await app.register(swagger, {
     openapi: {
@@ -142,6 +148,24 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   await app.register(batchRoutes(services));
   await app.register(tokenRoutes(services));
   await app.register(policyRoutes(services));
+  await app.register(auditRoutes(services));
+
+  app.get('/metrics', {
+    config: { public: true },
+    schema: { hide: true },
+  }, async (_request, reply) => {
+    const metrics = keyhold.auditWriter?.metrics;
+    const lines =
+      metrics === undefined
+        ? ['# Keyhold: the audit log is off (KEYHOLD_AUDIT=off)']
+        : [
+            ['keyhold_audit_records_total', 'Audit records committed to the database.', metrics.records],
+            ['keyhold_audit_commits_total', 'Audit group commits.', metrics.commits],
+            ['keyhold_audit_commit_failures_total', 'Audit group commits that failed; their requests got 503.', metrics.commitFailures],
+            ['keyhold_audit_file_failures_total', 'Writes to KEYHOLD_AUDIT_FILE that failed.', metrics.fileFailures],
+          ].flatMap(([name, help, value]) => [`# HELP ${name} ${help}`, `# TYPE ${name} counter`, `${name} ${value}`]);
+    return reply.type('text/plain; version=0.0.4').send(`${lines.join('\n')}\n`);
+  });
 
   app.get('/openapi.yaml', {
     config: { public: true },
@@ -153,6 +177,15 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     const timer = setInterval(() => {
       keys.destroyDueKeys().catch((error: unknown) => logger.error({ err: error }, 'deletion sweep failed'));
       keys.rotateDueKeys().catch((error: unknown) => logger.error({ err: error }, 'rotation sweep failed'));
+      const { retentionDays } = config.audit;
+      if (retentionDays !== undefined) {
+        keyhold.services.audit
+          .purgeOlderThan(retentionDays)
+          .then((purged) => {
+            for (const { replicaId, deleted } of purged) logger.info({ replicaId, deleted }, 'audit records past retention purged');
+          })
+          .catch((error: unknown) => logger.error({ err: error }, 'audit retention purge failed'));
+      }
     }, config.sweepIntervalMs);
     timer.unref();
     app.addHook('onClose', async () => clearInterval(timer));

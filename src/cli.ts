@@ -1,12 +1,15 @@
 #!/usr/bin/env node
 import { StartupError } from './errors.js';
-import { renderOpenApi, startServer } from './server.js';
+import { renderOpenApi, startServer, verifyAuditFromEnvironment } from './server.js';
 
 const USAGE = `Usage: keyhold <command>
 
 Commands:
   server    Run the Keyhold server (configured by KEYHOLD_* environment variables; see README.md).
   openapi   Print the OpenAPI document generated from the route schemas.
+  audit verify
+            Walk every audit chain in the configured store and report, per replica, the first missing or
+            altered record. Exits 0 when every chain is intact, 1 otherwise.
 `;
 
 async function main(argv: string[]): Promise<void> {
@@ -17,6 +20,14 @@ async function main(argv: string[]): Promise<void> {
       return;
     case 'openapi':
       process.stdout.write(await renderOpenApi());
+      return;
+    case 'audit':
+      if (argv[1] !== 'verify') {
+        process.stderr.write(`Unknown audit command: ${argv[1] ?? '(none)'}\n\n${USAGE}`);
+        process.exitCode = 2;
+        return;
+      }
+      process.exitCode = (await verifyAuditFromEnvironment()) ? 0 : 1;
       return;
     case undefined:
     case 'help':

@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { StartupError } from './errors.js';
 import { parseRootKeyText } from './crypto/root-key.js';
@@ -31,6 +32,20 @@ export interface Config {
   readonly authConfigPath: string | undefined;
   /** TLS is on when a certificate and key are configured; a client CA adds client-certificate (SPIFFE) checking. */
   readonly tls: TlsConfig | undefined;
+  readonly audit: AuditConfig;
+}
+
+export interface AuditConfig {
+  /** `KEYHOLD_AUDIT=off` turns the database audit log off: for benchmarks only, never in production. */
+  readonly enabled: boolean;
+  /** Names this process's audit chain, with a random suffix per start: the pod name, say. */
+  readonly replicaName: string;
+  /** `KEYHOLD_AUDIT_FILE`: a JSON-lines copy of every committed record. */
+  readonly filePath: string | undefined;
+  /** Records older than this many days are purged (with a checkpoint of the cut); undefined keeps them all. */
+  readonly retentionDays: number | undefined;
+  /** How long a group commit may take before its requests are answered with 503. */
+  readonly timeoutMs: number;
 }
 
 export interface TlsConfig {
@@ -74,6 +89,24 @@ function parseDatabase(raw: string | undefined, dataDir: string, problems: strin
   }
   problems.push('KEYHOLD_DATABASE_URL must start with postgres://, postgresql:// or sqlite:');
   return { client: 'sqlite', filename: join(dataDir, 'keyhold.sqlite') };
+}
+
+function parseAudit(env: Environment, problems: string[]): AuditConfig {
+  const switchValue = env.KEYHOLD_AUDIT || 'on';
+  if (switchValue !== 'on' && switchValue !== 'off') problems.push('KEYHOLD_AUDIT must be on or off');
+  const replicaName = env.KEYHOLD_REPLICA_ID || hostname();
+  if (!/^[A-Za-z0-9._:-]{1,64}$/.test(replicaName)) {
+    problems.push('KEYHOLD_REPLICA_ID must be 1 to 64 of A-Z a-z 0-9 . _ : -');
+  }
+  return Object.freeze({
+    enabled: switchValue !== 'off',
+    replicaName: /^[A-Za-z0-9._:-]{1,64}$/.test(replicaName) ? replicaName : 'keyhold',
+    filePath: env.KEYHOLD_AUDIT_FILE ? resolve(env.KEYHOLD_AUDIT_FILE) : undefined,
+    retentionDays: env.KEYHOLD_AUDIT_RETENTION_DAYS
+      ? integer(env, 'KEYHOLD_AUDIT_RETENTION_DAYS', 0, 1, 36_500, problems)
+      : undefined,
+    timeoutMs: integer(env, 'KEYHOLD_AUDIT_TIMEOUT_MS', 2000, 50, 60_000, problems),
+  });
 }
 
 function parseTls(env: Environment, problems: string[]): TlsConfig | undefined {
@@ -143,6 +176,7 @@ export function loadConfig(env: Environment): Config {
     databaseTimeoutMs: integer(env, 'KEYHOLD_DATABASE_TIMEOUT_MS', 5000, 100, 120_000, problems),
     authConfigPath: env.KEYHOLD_AUTH_CONFIG ? resolve(env.KEYHOLD_AUTH_CONFIG) : undefined,
     tls: parseTls(env, problems),
+    audit: parseAudit(env, problems),
   };
   if (problems.length > 0) {
     throw new StartupError(`Invalid configuration:\n  - ${problems.join('\n  - ')}`);

@@ -1,4 +1,9 @@
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import { deriveAuditKeyFromSecret } from './audit/audit-key.js';
+import { AuditRepository } from './audit/audit-repository.js';
+import { AuditService } from './audit/audit-service.js';
+import { AuditWriter } from './audit/audit-writer.js';
 import type { Logger } from 'pino';
 import { PolicyAuthorizer } from './policy/authorizer.js';
 import { PolicyRepository } from './policy/policy-repository.js';
@@ -42,6 +47,7 @@ export interface Services {
   readonly policies: PolicyService;
   /** The compiled policy set; requests bring it up to date before they are handled. */
   readonly policyStore: PolicyStore;
+  readonly audit: AuditService;
   readiness(): Promise<ReadinessChecks>;
 }
 
@@ -49,6 +55,8 @@ export interface Keyhold {
   readonly services: Services;
   readonly db: Database;
   readonly rootKey: RootKey;
+  /** Undefined only with `KEYHOLD_AUDIT=off`. */
+  readonly auditWriter: AuditWriter | undefined;
   readonly cache: KeyCache;
   /** Set when start-up generated the first admin token; the caller prints it once. */
   readonly generatedAdminToken: { token: string; path: string } | undefined;
@@ -109,6 +117,21 @@ export async function openKeyhold(config: Config, deps: KeyholdDeps): Promise<Ke
     const policyStore = new PolicyStore({ repository: policyRepository, clock: deps.clock, ttlMs: config.cacheTtlMs });
     await policyStore.reload();
     const authorizer = new PolicyAuthorizer(() => policyStore.current());
+    const auditKey = await rootKey.deriveKey(deriveAuditKeyFromSecret);
+    const auditRepository = new AuditRepository(db);
+    const auditWriter = config.audit.enabled
+      ? new AuditWriter({
+          repository: auditRepository,
+          auditKey,
+          // A chain per process start: the name says which replica, the suffix which run of it.
+          replicaId: `${config.audit.replicaName}-${randomBytes(4).toString('hex')}`,
+          clock: deps.clock,
+          logger: deps.logger,
+          timeoutMs: config.audit.timeoutMs,
+          filePath: config.audit.filePath,
+        })
+      : undefined;
+    if (auditWriter === undefined) deps.logger.warn('KEYHOLD_AUDIT=off: requests are not audited; never run production like this');
     const repository = new KeyRepository(db);
     const cache = new KeyCache({ repository, rootKey, clock: deps.clock, ttlMs: config.cacheTtlMs });
     const crypto = new CryptoService({ cache, authorizer, clock: deps.clock });
@@ -142,6 +165,7 @@ export async function openKeyhold(config: Config, deps: KeyholdDeps): Promise<Ke
       authenticators: new AuthenticatorChain(authenticators),
       policies: new PolicyService({ repository: policyRepository, store: policyStore, authorizer, clock: deps.clock }),
       policyStore,
+      audit: new AuditService({ repository: auditRepository, auditKey, authorizer, clock: deps.clock }),
       async readiness() {
         const [database, migrations] = await Promise.all([
           withTimeout(db.raw('select 1'), READINESS_TIMEOUT_MS).then(() => true, () => false),
@@ -156,8 +180,10 @@ export async function openKeyhold(config: Config, deps: KeyholdDeps): Promise<Ke
       db,
       rootKey,
       cache,
+      auditWriter,
       generatedAdminToken,
       async close() {
+        await auditWriter?.flush();
         cache.clear();
         if (ownsDatabase) await db.destroy();
       },

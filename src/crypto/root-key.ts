@@ -16,6 +16,12 @@ export interface RootKey {
   readonly checkValue: string;
   wrap(plaintext: Uint8Array, aad: Uint8Array): Promise<Buffer>;
   unwrap(wrapped: Uint8Array, aad: Uint8Array): Promise<Buffer>;
+  /**
+   * A key derived from the root key for one purpose (`derive` gets the root key's bytes inside the boundary and
+   * returns the subkey), so that holding the database alone never yields it. An HSM-backed root key runs the same
+   * KDF inside the device.
+   */
+  deriveKey(derive: (rootKey: Uint8Array) => SecretBytes): Promise<SecretBytes>;
 }
 
 const ID_LABEL = 'keyhold/root-key/id/v1';
@@ -38,6 +44,10 @@ export class LocalRootKey implements RootKey {
     const iv = randomBytes(GCM_IV_BYTES);
     const sealed = this.#key.use((key) => aesGcmSeal(key, iv, plaintext, aad));
     return Buffer.concat([iv, sealed]);
+  }
+
+  async deriveKey(derive: (rootKey: Uint8Array) => SecretBytes): Promise<SecretBytes> {
+    return this.#key.use(derive);
   }
 
   async unwrap(wrapped: Uint8Array, aad: Uint8Array): Promise<Buffer> {

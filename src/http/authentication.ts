@@ -1,12 +1,13 @@
 import type { TLSSocket } from 'node:tls';
 import type { FastifyInstance, FastifyRequest, onRequestHookHandler } from 'fastify';
 import { AuthenticationFailedError, type AuthenticatorChain, type Credentials, type PeerCertificate } from '../identity/authenticator.js';
+import { callerOf, type Caller } from '../audit/trail.js';
 import type { Principal } from '../identity/principal.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
-    /** Set by the authentication hook on every route that is not public. */
-    principal: Principal;
+    /** Set by the authentication hook on every route that is not public: the principal and its audit trail. */
+    caller: Caller;
   }
   interface FastifyContextConfig {
     /** Public routes (health, readiness, the OpenAPI document) need no credentials. */
@@ -69,11 +70,11 @@ export interface AuthenticationHooks {
  * `request.principal` and never parse credentials themselves. Call this before any route is registered.
  */
 export function registerAuthentication(app: FastifyInstance, hooks: AuthenticationHooks): void {
-  app.decorateRequest('principal', null as unknown as Principal);
+  app.decorateRequest('caller', null as unknown as Caller);
 
   const authenticate: onRequestHookHandler = (request, _reply, done) => {
     const accept = (principal: Principal): void => {
-      request.principal = principal;
+      request.caller = callerOf(principal);
       let ready: void | Promise<void>;
       try {
         ready = hooks.beforeHandling?.(principal);

@@ -1,7 +1,15 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ERROR_CODES, KeyholdError, type ErrorCode } from '../errors.js';
+import { AuthenticationFailedError } from '../identity/authenticator.js';
 import { isDatabaseUnavailable } from '../storage/errors.js';
 import type { ProblemBody } from './schemas.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The problem a request was answered with, for its audit record. */
+    answeredProblem: { readonly code: ErrorCode; readonly authenticationFailure: string | undefined } | undefined;
+  }
+}
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
 export const RETRY_AFTER_SECONDS = '5';
@@ -57,6 +65,10 @@ function classify(error: unknown): { code: ErrorCode; detail: string } {
  */
 export function sendProblem(error: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
   const problem = problemOf(error, request.id);
+  request.answeredProblem = {
+    code: problem.code,
+    authenticationFailure: error instanceof AuthenticationFailedError ? error.reason : undefined,
+  };
   if (problem.status >= 500) {
     request.log.error({ err: error, code: problem.code, requestId: request.id }, 'request failed');
   }
@@ -70,6 +82,7 @@ export function sendProblem(error: unknown, request: FastifyRequest, reply: Fast
  * logged with its request id; its detail never reaches the caller.
  */
 export function registerProblemHandlers(app: FastifyInstance): void {
+  app.decorateRequest('answeredProblem', undefined);
   app.setErrorHandler((error, request, reply) => sendProblem(error, request, reply));
   app.setNotFoundHandler((request, reply) => {
     const path = (request.url.split('?')[0] ?? '').slice(0, 200);

@@ -285,6 +285,78 @@ export const Whoami = Type.Object(
   { additionalProperties: false },
 );
 
+const NullableString = Type.Union([Type.String(), Type.Null()]);
+const NullableInteger = Type.Union([Type.Integer(), Type.Null()]);
+
+export const AuditRecordView = Type.Object(
+  {
+    replicaId: Type.String({ description: 'The chain: one per server process.' }),
+    sequence: Type.Integer({ minimum: 1 }),
+    time: timestamp('When the request was answered.'),
+    requestId: Type.String(),
+    principalId: NullableString,
+    principalType: NullableString,
+    tokenId: NullableString,
+    sourceAddress: NullableString,
+    method: Type.String(),
+    route: NullableString,
+    action: NullableString,
+    keyName: NullableString,
+    keyId: NullableString,
+    keyVersion: NullableInteger,
+    contextKeys: Type.Array(Type.String(), { description: 'The encryption context keys; values are never recorded.' }),
+    decision: Type.Union([Type.Literal('allow'), Type.Literal('deny'), Type.Null()]),
+    decisionReason: NullableString,
+    policy: NullableString,
+    statement: NullableInteger,
+    outcome: Type.String({ description: '"ok" or the error code answered.' }),
+    status: Type.Integer(),
+    latencyMs: Type.Number(),
+    hash: Type.String({ description: 'HMAC-SHA256 chain hash over the previous hash and this record.' }),
+  },
+  { additionalProperties: false },
+);
+
+const AuditTime = Type.String({ format: 'date-time', description: 'RFC 3339.' });
+export const AuditQueryString = Type.Object(
+  {
+    since: Type.Optional(AuditTime),
+    until: Type.Optional(AuditTime),
+    principal: Type.Optional(Type.String({ minLength: 1, maxLength: 512 })),
+    key: Type.Optional(KeyName),
+    action: Type.Optional(Type.String({ pattern: '^[a-z:]{1,32}$' })),
+    outcome: Type.Optional(Type.String({ pattern: '^(ok|KH_ERR_[A-Z_]{1,48}|HTTP_[0-9]{3})$' })),
+    limit: Type.Optional(PageLimit),
+    cursor: Type.Optional(pageCursor(400)),
+  },
+  { additionalProperties: false },
+);
+
+export const AuditPage = Type.Object(
+  { records: Type.Array(AuditRecordView), nextCursor: Type.Optional(Type.String()) },
+  { additionalProperties: false },
+);
+
+export const AuditVerification = Type.Object(
+  {
+    ok: Type.Boolean(),
+    chains: Type.Array(
+      Type.Object(
+        {
+          replicaId: Type.String(),
+          ok: Type.Boolean(),
+          records: Type.Integer({ minimum: 0 }),
+          lastSequence: Type.Optional(Type.Integer({ minimum: 0 })),
+          firstBadSequence: Type.Optional(Type.Integer({ minimum: 0 })),
+          problem: Type.Optional(Type.String()),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+
 const PolicyName = Type.String({ pattern: KEY_NAME_PATTERN, description: 'The policy name.' });
 export const PolicyNameParams = Type.Object({ name: PolicyName }, { additionalProperties: false });
 const NoNul = '^[^\\u0000]*$';

@@ -1,3 +1,4 @@
+import type { Caller } from '../audit/trail.js';
 import type { Principal } from '../identity/principal.js';
 import type { EncryptionContext } from '../crypto/encryption-context.js';
 import { KeyholdError } from '../errors.js';
@@ -23,28 +24,29 @@ export type BatchOutcome =
 export class BatchService {
   constructor(private readonly crypto: CryptoService) {}
 
-  async run(principal: Principal, items: readonly BatchItem[]): Promise<BatchOutcome[]> {
+  async run(caller: Caller, items: readonly BatchItem[]): Promise<BatchOutcome[]> {
     const outcomes: BatchOutcome[] = [];
     for (const item of items) {
       try {
-        outcomes.push(await this.#runOne(principal, item));
+        outcomes.push(await this.#runOne(caller, item));
       } catch (error) {
         if (!(error instanceof KeyholdError) && !isDatabaseUnavailable(error)) throw error;
         outcomes.push({ ok: false, error });
       }
     }
+    caller.trail.summariseBatch();
     return outcomes;
   }
 
-  async #runOne(principal: Principal, item: BatchItem): Promise<BatchOutcome> {
+  async #runOne(caller: Caller, item: BatchItem): Promise<BatchOutcome> {
     switch (item.op) {
       case 'datakey':
-        return { ok: true, op: item.op, result: await this.crypto.generateDataKey(principal, item.key, item) };
+        return { ok: true, op: item.op, result: await this.crypto.generateDataKey(caller, item.key, item) };
       case 'encrypt':
         return {
           ok: true,
           op: item.op,
-          result: await this.crypto.encrypt(principal, item.key, {
+          result: await this.crypto.encrypt(caller, item.key, {
             plaintext: Buffer.from(item.plaintext, 'base64'),
             context: item.context,
           }),
@@ -53,10 +55,10 @@ export class BatchService {
         return {
           ok: true,
           op: item.op,
-          result: await this.crypto.decrypt(principal, { ciphertext: item.ciphertext, context: item.context, keyName: item.key }),
+          result: await this.crypto.decrypt(caller, { ciphertext: item.ciphertext, context: item.context, keyName: item.key }),
         };
       case 'rewrap':
-        return { ok: true, op: item.op, result: await this.crypto.rewrap(principal, item.key, item) };
+        return { ok: true, op: item.op, result: await this.crypto.rewrap(caller, item.key, item) };
     }
   }
 }

@@ -1,3 +1,4 @@
+import type { Caller } from '../audit/trail.js';
 import type { Authorizer } from '../policy/authorizer.js';
 import type { Clock } from '../clock.js';
 import type { Principal } from '../identity/principal.js';
@@ -86,15 +87,15 @@ export class CryptoService {
     this.#clock = options.clock;
   }
 
-  async generateDataKey(principal: Principal, keyName: string, input: DataKeyInput): Promise<DataKeyResult> {
-    this.#authorizer.authorize(principal, 'datakey', { keyName }, input.context);
+  async generateDataKey(caller: Caller, keyName: string, input: DataKeyInput): Promise<DataKeyResult> {
+    this.#authorizer.authorize(caller, 'datakey', { keyName }, input.context);
     assertNoReservedContextKeys(input.context);
     const bytes = input.bytes ?? 32;
     if (!Number.isInteger(bytes) || bytes < MIN_DATA_KEY_BYTES || bytes > MAX_DATA_KEY_BYTES) {
       throw new KeyholdError('KH_ERR_VALIDATION', `bytes must be between ${MIN_DATA_KEY_BYTES} and ${MAX_DATA_KEY_BYTES}`);
     }
-    return this.#withPrimary(keyName, ({ key }, versionKey) => {
-      const context = boundContextOf(key, principal, 'datakey', input.context);
+    return this.#withPrimary(caller, keyName, ({ key }, versionKey) => {
+      const context = boundContextOf(key, caller.principal, 'datakey', input.context);
       const plaintext = randomBytesPooled(bytes);
       const ciphertext = sealWithKeyVersion({
         keyId: key.id,
@@ -111,14 +112,14 @@ export class CryptoService {
     });
   }
 
-  async encrypt(principal: Principal, keyName: string, input: EncryptInput): Promise<CiphertextResult> {
+  async encrypt(caller: Caller, keyName: string, input: EncryptInput): Promise<CiphertextResult> {
     try {
-      this.#authorizer.authorize(principal, 'encrypt', { keyName }, input.context);
+      this.#authorizer.authorize(caller, 'encrypt', { keyName }, input.context);
       assertNoReservedContextKeys(input.context);
       if (input.plaintext.length > MAX_ENCRYPT_PLAINTEXT_BYTES) {
         throw new KeyholdError('KH_ERR_VALIDATION', `plaintext must be at most ${MAX_ENCRYPT_PLAINTEXT_BYTES} bytes`);
       }
-      return await this.#withPrimary(keyName, ({ key }, versionKey) => ({
+      return await this.#withPrimary(caller, keyName, ({ key }, versionKey) => ({
         keyId: key.id,
         keyName: key.name,
         keyVersion: key.primaryVersion,
@@ -127,7 +128,7 @@ export class CryptoService {
           keyVersion: key.primaryVersion,
           versionKey,
           plaintext: input.plaintext,
-          context: boundContextOf(key, principal, 'encrypt', input.context),
+          context: boundContextOf(key, caller.principal, 'encrypt', input.context),
         }),
       }));
     } finally {
@@ -135,33 +136,33 @@ export class CryptoService {
     }
   }
 
-  async decrypt(principal: Principal, input: DecryptInput): Promise<DecryptResult> {
+  async decrypt(caller: Caller, input: DecryptInput): Promise<DecryptResult> {
     assertNoReservedContextKeys(input.context);
     const parsed = parseCiphertext(input.ciphertext);
-    return this.#withSource(principal, parsed, input.keyName, input.context, ({ key }, versionKey) => ({
+    return this.#withSource(caller, parsed, input.keyName, input.context, ({ key }, versionKey) => ({
       keyId: key.id,
       keyName: key.name,
       keyVersion: parsed.keyVersion,
-      plaintext: openWithKeyVersion(parsed, versionKey, boundContextOf(key, principal, 'decrypt', input.context)),
+      plaintext: openWithKeyVersion(parsed, versionKey, boundContextOf(key, caller.principal, 'decrypt', input.context)),
     }));
   }
 
   /** Decrypts and encrypts again under the destination's primary version; the plaintext never leaves the server. */
-  async rewrap(principal: Principal, keyName: string, input: RewrapInput): Promise<CiphertextResult> {
+  async rewrap(caller: Caller, keyName: string, input: RewrapInput): Promise<CiphertextResult> {
     const destinationContext = input.destinationContext ?? input.context;
     assertNoReservedContextKeys(input.context);
     const parsed = parseCiphertext(input.ciphertext);
     // Authorise and check the source before anything about the destination is revealed.
-    await this.#withSource(principal, parsed, undefined, input.context, () => undefined);
-    this.#authorizer.authorize(principal, 'rewrap', { keyName }, destinationContext);
+    await this.#withSource(caller, parsed, undefined, input.context, () => undefined);
+    const rewrapDecision = this.#authorizer.authorize(caller, 'rewrap', { keyName }, destinationContext);
     assertNoReservedContextKeys(destinationContext);
-    return this.#withPrimary(keyName, ({ key: destination }, destinationKey) =>
+    return this.#withPrimary(caller, keyName, ({ key: destination }, destinationKey) =>
       // Fetched again, and used in the same synchronous step as the destination key, so neither can be evicted
       // between its check and its use; the source is in the cache from the check above.
-      this.#withSource(principal, parsed, undefined, input.context, ({ key: source }, sourceKey) => {
+      this.#withSource(caller, parsed, undefined, input.context, ({ key: source }, sourceKey) => {
         if (destinationKey.isZeroed) throw new UnavailableError('The key changed during the request; retry');
-        const sealContext = boundContextOf(destination, principal, 'rewrap', destinationContext);
-        const plaintext = openWithKeyVersion(parsed, sourceKey, boundContextOf(source, principal, 'decrypt', input.context));
+        const sealContext = boundContextOf(destination, caller.principal, 'rewrap', destinationContext);
+        const plaintext = openWithKeyVersion(parsed, sourceKey, boundContextOf(source, caller.principal, 'decrypt', input.context));
         try {
           const ciphertext = sealWithKeyVersion({
             keyId: destination.id,
@@ -170,6 +171,9 @@ export class CryptoService {
             plaintext,
             context: sealContext,
           });
+          // The source was authorised and noted again just above; the record is of the rewrap into the destination.
+          caller.trail.decided('rewrap', destination.name, rewrapDecision);
+          caller.trail.usedKey(destination.id, destination.name, destination.primaryVersion);
           return { keyId: destination.id, keyName: destination.name, keyVersion: destination.primaryVersion, ciphertext };
         } finally {
           plaintext.fill(0);
@@ -183,10 +187,15 @@ export class CryptoService {
    * entry evicted (and zeroed) by a concurrent write or refresh while the cache answered is fetched again, a few
    * times at most.
    */
-  async #withPrimary<T>(keyName: string, use: (cached: CachedKey, versionKey: SecretBytes) => T): Promise<Awaited<T>> {
+  async #withPrimary<T>(
+    caller: Caller,
+    keyName: string,
+    use: (cached: CachedKey, versionKey: SecretBytes) => T,
+  ): Promise<Awaited<T>> {
     for (let fetches = 1; ; fetches += 1) {
       const cached = await this.#cache.getByName(keyName);
       if (cached === undefined) throw new KeyholdError('KH_ERR_KEY_NOT_FOUND');
+      caller.trail.usedKey(cached.key.id, cached.key.name, cached.key.primaryVersion);
       checkCanEncrypt(cached.key, this.#clock.now());
       const versionKey = cached.versionKeys.get(cached.key.primaryVersion);
       if (versionKey === undefined) throw new KeyholdError('KH_ERR_INTERNAL');
@@ -197,7 +206,7 @@ export class CryptoService {
 
   /** As {@link #withPrimary}, for the key and version a ciphertext names, after authorising decrypt on that key. */
   async #withSource<T>(
-    principal: Principal,
+    caller: Caller,
     parsed: ParsedCiphertext,
     expectedKeyName: string | undefined,
     context: EncryptionContext | undefined,
@@ -208,7 +217,8 @@ export class CryptoService {
       if (cached === undefined) throw new DecryptionFailedError();
       if (expectedKeyName !== undefined && cached.key.name !== expectedKeyName) throw new DecryptionFailedError();
       // Authorise against the key the ciphertext names, never only the one in the URL.
-      this.#authorizer.authorize(principal, 'decrypt', { keyName: cached.key.name }, context);
+      this.#authorizer.authorize(caller, 'decrypt', { keyName: cached.key.name }, context);
+      caller.trail.usedKey(cached.key.id, cached.key.name, parsed.keyVersion);
       if (checkCanDecrypt(cached.key, parsed.keyVersion, this.#clock.now()) === 'unknown-version') throw new DecryptionFailedError();
       const versionKey = cached.versionKeys.get(parsed.keyVersion);
       if (versionKey === undefined) throw new DecryptionFailedError();

@@ -1,3 +1,4 @@
+import type { Caller } from '../audit/trail.js';
 import { randomUUID } from 'node:crypto';
 import type { Authorizer } from '../policy/authorizer.js';
 import type { Principal } from '../identity/principal.js';
@@ -101,8 +102,8 @@ export class KeyService {
     this.#clock = options.clock;
   }
 
-  async create(principal: Principal, input: CreateKeyInput): Promise<KeyRecord> {
-    this.#authorizer.authorize(principal, 'keys:create', { keyName: input.name });
+  async create(caller: Caller, input: CreateKeyInput): Promise<KeyRecord> {
+    this.#authorizer.authorize(caller, 'keys:create', { keyName: input.name });
     checkRotationPeriod(input.rotationPeriodSeconds);
     const now = this.#clock.now();
     const id = randomUUID();
@@ -133,21 +134,22 @@ export class KeyService {
     return this.#mustFind(input.name);
   }
 
-  async get(principal: Principal, name: string): Promise<KeyRecord> {
-    this.#authorizer.authorize(principal, 'keys:read', { keyName: name });
+  async get(caller: Caller, name: string): Promise<KeyRecord> {
+    this.#authorizer.authorize(caller, 'keys:read', { keyName: name });
     const key = await this.#repository.findByName(name);
     if (key === undefined) throw new KeyholdError('KH_ERR_KEY_NOT_FOUND');
+    caller.trail.usedKey(key.id, key.name, key.primaryVersion);
     // A deletion date that passed before the sweeper ran is carried out now, so no reader sees a stale state.
     if (isDueForDestruction(key, this.#clock.now())) return (await this.#destroyIfDue(name)) ?? key;
     return key;
   }
 
   async list(
-    principal: Principal,
+    caller: Caller,
     query: { prefix?: string | undefined; cursor?: string | undefined; limit: number },
   ): Promise<KeyPage> {
     let after = query.cursor === undefined ? undefined : decodeKeyCursor(query.cursor);
-    if (principal.admin) {
+    if (caller.principal.admin) {
       const rows = await this.#repository.list({ prefix: query.prefix, after, limit: query.limit + 1 });
       const keys = rows.slice(0, query.limit);
       const last = keys[keys.length - 1];
@@ -161,7 +163,7 @@ export class KeyService {
       for (const key of batch) {
         scanned += 1;
         after = key.name;
-        if (this.#authorizer.isAllowed(principal, 'keys:read', { keyName: key.name })) keys.push(key);
+        if (this.#authorizer.isAllowed(caller.principal, 'keys:read', { keyName: key.name })) keys.push(key);
         if (keys.length === query.limit) break;
       }
       if (keys.length === query.limit) {
@@ -173,9 +175,9 @@ export class KeyService {
     return { keys, nextCursor: encodeKeyCursor(after as string) };
   }
 
-  async update(principal: Principal, name: string, input: UpdateKeyInput): Promise<KeyRecord> {
+  async update(caller: Caller, name: string, input: UpdateKeyInput): Promise<KeyRecord> {
     checkRotationPeriod(input.rotationPeriodSeconds);
-    return this.#mutate(principal, 'keys:update', name, 'update', async (key, writer, now) => {
+    return this.#mutate(caller, 'keys:update', name, 'update', async (key, writer, now) => {
       const changes: { -readonly [K in keyof KeyChanges]: KeyChanges[K] } = { updatedAt: now };
       if (input.description !== undefined) changes.description = input.description;
       if (input.labels !== undefined) changes.labels = input.labels;
@@ -194,8 +196,8 @@ export class KeyService {
   }
 
   /** Adds a version and makes it primary, in one transaction under the key's row lock. */
-  async rotate(principal: Principal, name: string): Promise<KeyRecord> {
-    return this.#mutate(principal, 'keys:rotate', name, 'rotate', (key, writer, now) => this.#rotateLocked(key, writer, now));
+  async rotate(caller: Caller, name: string): Promise<KeyRecord> {
+    return this.#mutate(caller, 'keys:rotate', name, 'rotate', (key, writer, now) => this.#rotateLocked(key, writer, now));
   }
 
   /**
@@ -233,20 +235,20 @@ export class KeyService {
     });
   }
 
-  async disable(principal: Principal, name: string): Promise<KeyRecord> {
-    return this.#mutate(principal, 'keys:disable', name, 'disable', async (_key, writer, now) => {
+  async disable(caller: Caller, name: string): Promise<KeyRecord> {
+    return this.#mutate(caller, 'keys:disable', name, 'disable', async (_key, writer, now) => {
       await writer.updateKey({ state: 'disabled', updatedAt: now });
     });
   }
 
-  async enable(principal: Principal, name: string): Promise<KeyRecord> {
-    return this.#mutate(principal, 'keys:enable', name, 'enable', async (_key, writer, now) => {
+  async enable(caller: Caller, name: string): Promise<KeyRecord> {
+    return this.#mutate(caller, 'keys:enable', name, 'enable', async (_key, writer, now) => {
       await writer.updateKey({ state: 'enabled', updatedAt: now });
     });
   }
 
-  async scheduleDeletion(principal: Principal, name: string, pendingWindowDays = DEFAULT_PENDING_WINDOW_DAYS): Promise<KeyRecord> {
-    return this.#mutate(principal, 'keys:delete', name, 'schedule-deletion', async (_key, writer, now) => {
+  async scheduleDeletion(caller: Caller, name: string, pendingWindowDays = DEFAULT_PENDING_WINDOW_DAYS): Promise<KeyRecord> {
+    return this.#mutate(caller, 'keys:delete', name, 'schedule-deletion', async (_key, writer, now) => {
       await writer.updateKey({
         state: 'pending_deletion',
         deletionDate: new Date(now.getTime() + pendingWindowDays * DAY_MS),
@@ -256,19 +258,19 @@ export class KeyService {
   }
 
   /** Cancelling leaves the key disabled, as AWS KMS does: re-enabling it is a separate, deliberate step. */
-  async cancelDeletion(principal: Principal, name: string): Promise<KeyRecord> {
-    return this.#mutate(principal, 'keys:delete', name, 'cancel-deletion', async (_key, writer, now) => {
+  async cancelDeletion(caller: Caller, name: string): Promise<KeyRecord> {
+    return this.#mutate(caller, 'keys:delete', name, 'cancel-deletion', async (_key, writer, now) => {
       await writer.updateKey({ state: 'disabled', deletionDate: null, updatedAt: now });
     });
   }
 
   /** Revokes one version: nothing it encrypted decrypts until it is enabled again. */
-  async disableVersion(principal: Principal, name: string, version: number): Promise<KeyRecord> {
-    return this.#mutateVersion(principal, 'keys:disable', name, version, 'disable-version');
+  async disableVersion(caller: Caller, name: string, version: number): Promise<KeyRecord> {
+    return this.#mutateVersion(caller, 'keys:disable', name, version, 'disable-version');
   }
 
-  async enableVersion(principal: Principal, name: string, version: number): Promise<KeyRecord> {
-    return this.#mutateVersion(principal, 'keys:enable', name, version, 'enable-version');
+  async enableVersion(caller: Caller, name: string, version: number): Promise<KeyRecord> {
+    return this.#mutateVersion(caller, 'keys:enable', name, version, 'enable-version');
   }
 
   /** Destroys every key whose deletion date has passed. Returns how many were destroyed. */
@@ -292,13 +294,13 @@ export class KeyService {
   }
 
   async #mutateVersion(
-    principal: Principal,
+    caller: Caller,
     action: Action,
     name: string,
     version: number,
     operation: 'disable-version' | 'enable-version',
   ): Promise<KeyRecord> {
-    this.#authorizer.authorize(principal, action, { keyName: name });
+    this.#authorizer.authorize(caller, action, { keyName: name });
     const outcome = await this.#repository.mutate(name, async (key, writer) => {
       const now = this.#clock.now();
       if (await destroyIfDueLocked(key, writer, now)) return DESTROYED;
@@ -306,29 +308,32 @@ export class KeyService {
       await writer.setVersionState(version, operation === 'disable-version' ? 'disabled' : 'enabled', now);
       await writer.updateKey({ updatedAt: now });
     });
-    return this.#afterWrite(outcome);
+    const key = this.#afterWrite(caller, outcome);
+    caller.trail.usedKey(key.id, key.name, version);
+    return key;
   }
 
   async #mutate(
-    principal: Principal,
+    caller: Caller,
     action: Action,
     name: string,
     operation: KeyOperation,
     apply: (key: KeyRecord, writer: LockedKeyWriter, now: Date) => Promise<void>,
   ): Promise<KeyRecord> {
-    this.#authorizer.authorize(principal, action, { keyName: name });
+    this.#authorizer.authorize(caller, action, { keyName: name });
     const outcome = await this.#repository.mutate(name, async (key, writer) => {
       const now = this.#clock.now();
       if (await destroyIfDueLocked(key, writer, now)) return DESTROYED;
       if (checkKeyOperation(key, operation) === 'noop') return;
       await apply(key, writer, now);
     });
-    return this.#afterWrite(outcome);
+    return this.#afterWrite(caller, outcome);
   }
 
-  #afterWrite(outcome: { key: KeyRecord; result: typeof DESTROYED | undefined } | undefined): KeyRecord {
+  #afterWrite(caller: Caller, outcome: { key: KeyRecord; result: typeof DESTROYED | undefined } | undefined): KeyRecord {
     if (outcome === undefined) throw new KeyholdError('KH_ERR_KEY_NOT_FOUND');
     this.#cache.invalidate(outcome.key);
+    caller.trail.usedKey(outcome.key.id, outcome.key.name, outcome.key.primaryVersion);
     // A deletion date that had passed was carried out, and committed, before the refusal.
     if (outcome.result === DESTROYED) throw new KeyholdError('KH_ERR_KEY_DESTROYED');
     return outcome.key;

@@ -1,5 +1,6 @@
 import { KeyholdError } from '../errors.js';
 import type { EncryptionContext } from '../crypto/encryption-context.js';
+import type { Caller } from '../audit/trail.js';
 import type { Principal } from '../identity/principal.js';
 import type { Action, Resource } from './actions.js';
 import { ADMIN_DECISION, evaluate, type Decision, type PolicySet } from './evaluate.js';
@@ -9,8 +10,11 @@ import { ADMIN_DECISION, evaluate, type Decision, type PolicySet } from './evalu
  * action really touches (on decrypt, the key the ciphertext names).
  */
 export interface Authorizer {
-  /** The decision when allowed; throws {@link KeyholdError} `KH_ERR_FORBIDDEN` when not. */
-  authorize(principal: Principal, action: Action, resource: Resource, context?: EncryptionContext): Decision;
+  /**
+   * The decision when allowed; throws {@link KeyholdError} `KH_ERR_FORBIDDEN` when not. Either way the decision is
+   * noted in the caller's audit trail.
+   */
+  authorize(caller: Caller, action: Action, resource: Resource, context?: EncryptionContext): Decision;
   /** Whether the principal may act, without throwing: for filtering lists. */
   isAllowed(principal: Principal, action: Action, resource: Resource): boolean;
 }
@@ -32,9 +36,10 @@ export class PolicyAuthorizer implements Authorizer {
     this.#policies = policies;
   }
 
-  authorize(principal: Principal, action: Action, resource: Resource, context?: EncryptionContext): Decision {
-    if (principal.admin) return ADMIN_DECISION;
-    const decision = evaluate(this.#policies(), principal, action, resource, context);
+  authorize(caller: Caller, action: Action, resource: Resource, context?: EncryptionContext): Decision {
+    const { principal } = caller;
+    const decision = principal.admin ? ADMIN_DECISION : evaluate(this.#policies(), principal, action, resource, context);
+    caller.trail.decided(action, resource.keyName, decision);
     if (!decision.allowed) throw forbidden(action, resource);
     return decision;
   }

@@ -1,3 +1,4 @@
+import type { Caller } from '../audit/trail.js';
 import type { Clock } from '../clock.js';
 import type { EncryptionContext } from '../crypto/encryption-context.js';
 import { KeyholdError, ValidationError } from '../errors.js';
@@ -64,12 +65,12 @@ export class PolicyService {
   }
 
   async put(
-    principal: Principal,
+    caller: Caller,
     name: string,
     document: PolicyDocument,
     expectedRevision: number | undefined,
   ): Promise<{ created: boolean; policy: StoredPolicy }> {
-    this.#authorizer.authorize(principal, 'policies:write', {});
+    this.#authorizer.authorize(caller, 'policies:write', {});
     try {
       compilePolicy(name, document);
     } catch (error) {
@@ -82,24 +83,24 @@ export class PolicyService {
     return { created: outcome.kind === 'created', policy: outcome.policy };
   }
 
-  async get(principal: Principal, name: string): Promise<StoredPolicy> {
-    this.#authorizer.authorize(principal, 'policies:read', {});
+  async get(caller: Caller, name: string): Promise<StoredPolicy> {
+    this.#authorizer.authorize(caller, 'policies:read', {});
     const policy = await this.#repository.find(name);
     if (policy === undefined) throw new KeyholdError('KH_ERR_POLICY_NOT_FOUND');
     return policy;
   }
 
   async list(
-    principal: Principal,
+    caller: Caller,
     query: { prefix?: string | undefined; after?: string | undefined; limit: number },
   ): Promise<{ policies: StoredPolicy[]; hasMore: boolean }> {
-    this.#authorizer.authorize(principal, 'policies:read', {});
+    this.#authorizer.authorize(caller, 'policies:read', {});
     const rows = await this.#repository.list({ ...query, limit: query.limit + 1 });
     return { policies: rows.slice(0, query.limit), hasMore: rows.length > query.limit };
   }
 
-  async delete(principal: Principal, name: string, expectedRevision: number | undefined): Promise<void> {
-    this.#authorizer.authorize(principal, 'policies:write', {});
+  async delete(caller: Caller, name: string, expectedRevision: number | undefined): Promise<void> {
+    this.#authorizer.authorize(caller, 'policies:write', {});
     const outcome = await this.#repository.delete(name, expectedRevision, this.#clock.now());
     if (outcome === 'not-found') throw new KeyholdError('KH_ERR_POLICY_NOT_FOUND');
     if (outcome === 'revision-mismatch') throw new KeyholdError('KH_ERR_POLICY_REVISION_MISMATCH');
@@ -110,8 +111,8 @@ export class PolicyService {
    * Evaluates a hypothetical request against the stored policies, as a workload (never as an admin), and reports
    * every statement that matched. It runs on a fresh read, so it also shows what other replicas wrote.
    */
-  async simulate(principal: Principal, input: SimulationInput): Promise<SimulationResult> {
-    this.#authorizer.authorize(principal, 'policies:read', {});
+  async simulate(caller: Caller, input: SimulationInput): Promise<SimulationResult> {
+    this.#authorizer.authorize(caller, 'policies:read', {});
     const stored = await this.#repository.all();
     const set = new PolicySet(stored.map((policy) => compilePolicy(policy.name, policy.document)));
     const subject: Principal = {

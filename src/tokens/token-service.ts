@@ -1,3 +1,4 @@
+import type { Caller } from '../audit/trail.js';
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { Clock } from '../clock.js';
 import { KeyholdError } from '../errors.js';
@@ -91,12 +92,12 @@ export class TokenService {
   }
 
   async create(
-    principal: Principal,
+    caller: Caller,
     input: { name: string; admin?: boolean | undefined; ttlSeconds?: number | undefined },
   ): Promise<IssuedToken> {
-    this.#authorizer.authorize(principal, 'tokens:write', {});
+    this.#authorizer.authorize(caller, 'tokens:write', {});
     // Only an admin can mint an admin: a workload allowed tokens:write must not be able to escalate.
-    if (input.admin === true && !principal.admin) {
+    if (input.admin === true && !caller.principal.admin) {
       throw new KeyholdError('KH_ERR_FORBIDDEN', 'Only an admin may create an admin token');
     }
     return this.issue(input.name, input.admin === true, input.ttlSeconds);
@@ -126,10 +127,10 @@ export class TokenService {
   }
 
   async list(
-    principal: Principal,
+    caller: Caller,
     query: { after?: { name: string; id: string } | undefined; limit: number },
   ): Promise<{ tokens: TokenRecord[]; hasMore: boolean }> {
-    this.#authorizer.authorize(principal, 'tokens:read', {});
+    this.#authorizer.authorize(caller, 'tokens:read', {});
     const rows = await this.#repository.list({ after: query.after, limit: query.limit + 1 });
     return {
       tokens: rows.slice(0, query.limit).map(({ secretHash: _hash, ...record }) => record),
@@ -137,11 +138,11 @@ export class TokenService {
     };
   }
 
-  async revoke(principal: Principal, id: string): Promise<void> {
-    this.#authorizer.authorize(principal, 'tokens:write', {});
+  async revoke(caller: Caller, id: string): Promise<void> {
+    this.#authorizer.authorize(caller, 'tokens:write', {});
     const token = await this.#repository.findById(id);
     if (token === undefined || token.revokedAt !== null) throw new KeyholdError('KH_ERR_TOKEN_NOT_FOUND');
-    if (token.admin && !principal.admin) {
+    if (token.admin && !caller.principal.admin) {
       throw new KeyholdError('KH_ERR_FORBIDDEN', 'Only an admin may revoke an admin token');
     }
     await this.#repository.revoke(id, this.#clock.now());

@@ -1,3 +1,4 @@
+import { callerOf } from '../../src/audit/trail.js';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { buildTestApp, describeEachDatabase, TEST_ADMIN_TOKEN, type TestApp } from '../helpers/app.js';
 import { expectProblem } from '../helpers/expect-problem.js';
@@ -48,7 +49,7 @@ describeEachDatabase('bad input found in review', (kind) => {
   it('the encrypt input is zeroed once sealed, and the ciphertext still decrypts', async () => {
     const plaintext = Buffer.from('zero me after use');
     const sealed = await t.app.keyhold.services.crypto.encrypt(
-      (await t.app.keyhold.services.tokens.authenticate(TEST_ADMIN_TOKEN))!,
+      callerOf((await t.app.keyhold.services.tokens.authenticate(TEST_ADMIN_TOKEN))!),
       'k',
       { plaintext },
     );

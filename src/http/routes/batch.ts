@@ -19,7 +19,7 @@ export function batchRoutes(services: Services): FastifyPluginAsyncTypebox {
         },
       },
     }, async (request, reply) => {
-      const outcomes = await services.batch.run(request.principal, request.body.items);
+      const outcomes = await services.batch.run(request.caller, request.body.items);
       const results = outcomes.map((outcome) => {
         if (!outcome.ok) {
           const problem = problemOf(outcome.error, request.id);

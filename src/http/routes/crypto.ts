@@ -33,7 +33,7 @@ export function cryptoRoutes(services: Services): FastifyPluginAsyncTypebox {
         body: DataKeyBody,
         response: { 200: json(DataKeyResult, 'The data key.'), ...problems(...ERRORS) },
       },
-    }, async (request) => dataKeyView(await crypto.generateDataKey(request.principal, request.params.name, request.body)));
+    }, async (request) => dataKeyView(await crypto.generateDataKey(request.caller, request.params.name, request.body)));
 
     app.post('/v1/keys/:name/encrypt', {
       schema: {
@@ -45,7 +45,7 @@ export function cryptoRoutes(services: Services): FastifyPluginAsyncTypebox {
         response: { 200: json(CiphertextResult, 'The ciphertext.'), ...problems(...ERRORS) },
       },
     }, async (request) =>
-      crypto.encrypt(request.principal, request.params.name, {
+      crypto.encrypt(request.caller, request.params.name, {
         plaintext: Buffer.from(request.body.plaintext, 'base64'),
         context: request.body.context,
       }),
@@ -59,7 +59,7 @@ export function cryptoRoutes(services: Services): FastifyPluginAsyncTypebox {
         body: DecryptBody,
         response: { 200: json(DecryptResult, 'The plaintext.'), ...problems(...ERRORS) },
       },
-    }, async (request) => decryptView(await crypto.decrypt(request.principal, request.body)));
+    }, async (request) => decryptView(await crypto.decrypt(request.caller, request.body)));
 
     app.post('/v1/keys/:name/decrypt', {
       schema: {
@@ -70,7 +70,7 @@ export function cryptoRoutes(services: Services): FastifyPluginAsyncTypebox {
         body: DecryptBody,
         response: { 200: json(DecryptResult, 'The plaintext.'), ...problems(...ERRORS) },
       },
-    }, async (request) => decryptView(await crypto.decrypt(request.principal, { ...request.body, keyName: request.params.name })));
+    }, async (request) => decryptView(await crypto.decrypt(request.caller, { ...request.body, keyName: request.params.name })));
 
     app.post('/v1/keys/:name/rewrap', {
       schema: {
@@ -81,6 +81,6 @@ export function cryptoRoutes(services: Services): FastifyPluginAsyncTypebox {
         body: RewrapBody,
         response: { 200: json(CiphertextResult, 'The new ciphertext.'), ...problems(...ERRORS) },
       },
-    }, async (request) => crypto.rewrap(request.principal, request.params.name, request.body));
+    }, async (request) => crypto.rewrap(request.caller, request.params.name, request.body));
   };
 }

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { Principal } from '../../identity/principal.js';
+import type { Caller } from '../../audit/trail.js';
 import type { KeyRecord } from '../../keys/key-record.js';
 import type { Services } from '../../services.js';
 import { defaultEmptyBody } from '../empty-body.js';
@@ -35,7 +35,7 @@ export function keyRoutes(services: Services): FastifyPluginAsyncTypebox {
         body: CreateKeyBody,
         response: { 201: json(KeyRef, 'The new key.'), ...problems(400, 401, 403, 409, 503) },
       },
-    }, async (request, reply) => reply.code(201).send(await keys.create(request.principal, request.body)));
+    }, async (request, reply) => reply.code(201).send(await keys.create(request.caller, request.body)));
 
     app.get('/v1/keys', {
       schema: {
@@ -46,7 +46,7 @@ export function keyRoutes(services: Services): FastifyPluginAsyncTypebox {
         response: { 200: json(KeyList, 'A page of keys.'), ...problems(400, 401, 403, 503) },
       },
     }, async (request) =>
-      keys.list(request.principal, {
+      keys.list(request.caller, {
         prefix: given(request.query.prefix),
         cursor: given(request.query.cursor),
         limit: pageLimit(request.query.limit),
@@ -61,7 +61,7 @@ export function keyRoutes(services: Services): FastifyPluginAsyncTypebox {
         params: KeyNameParams,
         response: { 200: json(KeyRef, 'The key.'), ...problems(400, 401, 403, 404, 503) },
       },
-    }, async (request) => keys.get(request.principal, request.params.name));
+    }, async (request) => keys.get(request.caller, request.params.name));
 
     app.patch('/v1/keys/:name', {
       schema: {
@@ -72,9 +72,9 @@ export function keyRoutes(services: Services): FastifyPluginAsyncTypebox {
         body: UpdateKeyBody,
         response: { 200: json(KeyRef, 'The updated key.'), ...problems(...COMMON) },
       },
-    }, async (request) => keys.update(request.principal, request.params.name, request.body));
+    }, async (request) => keys.update(request.caller, request.params.name, request.body));
 
-    const transitions: ReadonlyArray<readonly [string, string, string, (p: Principal, n: string) => Promise<KeyRecord>]> = [
+    const transitions: ReadonlyArray<readonly [string, string, string, (p: Caller, n: string) => Promise<KeyRecord>]> = [
       ['rotate', 'rotateKey', 'Add a version and make it primary.', (p, n) => keys.rotate(p, n)],
       ['disable', 'disableKey', 'Disable the key: it refuses every cryptographic operation.', (p, n) => keys.disable(p, n)],
       ['enable', 'enableKey', 'Enable a disabled key.', (p, n) => keys.enable(p, n)],
@@ -92,7 +92,7 @@ export function keyRoutes(services: Services): FastifyPluginAsyncTypebox {
           body: EmptyBody,
           response: { 200: json(KeyRef, 'The key after the change.'), ...problems(...COMMON) },
         },
-      }, async (request) => run(request.principal, request.params.name));
+      }, async (request) => run(request.caller, request.params.name));
     }
 
     app.post('/v1/keys/:name/schedule-deletion', {
@@ -105,7 +105,7 @@ export function keyRoutes(services: Services): FastifyPluginAsyncTypebox {
         body: ScheduleDeletionBody,
         response: { 200: json(KeyRef, 'The key, pending deletion.'), ...problems(...COMMON) },
       },
-    }, async (request) => keys.scheduleDeletion(request.principal, request.params.name, request.body.pendingWindowDays));
+    }, async (request) => keys.scheduleDeletion(request.caller, request.params.name, request.body.pendingWindowDays));
 
     for (const [path, operationId, summary] of [
       ['disable', 'disableKeyVersion', 'Revoke one version: it refuses to decrypt until enabled again.'],
@@ -124,8 +124,8 @@ export function keyRoutes(services: Services): FastifyPluginAsyncTypebox {
       }, async (request) => {
         const { name, version } = request.params;
         return path === 'disable'
-          ? keys.disableVersion(request.principal, name, Number(version))
-          : keys.enableVersion(request.principal, name, Number(version));
+          ? keys.disableVersion(request.caller, name, Number(version))
+          : keys.enableVersion(request.caller, name, Number(version));
       });
     }
   };

@@ -71,7 +71,7 @@ export function policyRoutes(services: Services): FastifyPluginAsyncTypebox {
       },
     }, async (request, reply) => {
       const { created, policy } = await policies.put(
-        request.principal,
+        request.caller,
         request.params.name,
         request.body,
         expectedRevision(request.headers),
@@ -88,7 +88,7 @@ export function policyRoutes(services: Services): FastifyPluginAsyncTypebox {
         response: { 200: json(PolicyRef, 'The policy.'), ...problems(400, 401, 403, 404, 503) },
       },
     }, async (request, reply) => {
-      const policy = await policies.get(request.principal, request.params.name);
+      const policy = await policies.get(request.caller, request.params.name);
       return reply.header('etag', etag(policy.revision)).send(policyView(policy));
     });
 
@@ -102,7 +102,7 @@ export function policyRoutes(services: Services): FastifyPluginAsyncTypebox {
         response: { 204: { description: 'Deleted.', type: 'null' }, ...problems(400, 401, 403, 404, 412, 503) },
       },
     }, async (request, reply) => {
-      await policies.delete(request.principal, request.params.name, expectedRevision({ 'if-match': request.headers['if-match'] }));
+      await policies.delete(request.caller, request.params.name, expectedRevision({ 'if-match': request.headers['if-match'] }));
       return reply.code(204).send();
     });
 
@@ -116,7 +116,7 @@ export function policyRoutes(services: Services): FastifyPluginAsyncTypebox {
       },
     }, async (request) => {
       const cursor = given(request.query.cursor);
-      const page = await policies.list(request.principal, {
+      const page = await policies.list(request.caller, {
         prefix: given(request.query.prefix),
         after: cursor === undefined ? undefined : decodeKeyCursor(cursor),
         limit: pageLimit(request.query.limit),
@@ -135,7 +135,7 @@ export function policyRoutes(services: Services): FastifyPluginAsyncTypebox {
         response: { 200: json(SimulationResult, 'The decision and the statements that made it.'), ...problems(400, 401, 403, 503) },
       },
     }, async (request) => {
-      const result = await policies.simulate(request.principal, request.body);
+      const result = await policies.simulate(request.caller, request.body);
       return { ...result, matched: [...result.matched] };
     });
   };

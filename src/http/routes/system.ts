@@ -35,6 +35,6 @@ export function systemRoutes(services: Services): FastifyPluginAsyncTypebox {
         tags: ['system'],
         response: { 200: json(Whoami, 'The caller.'), ...problems(401) },
       },
-    }, async (request) => request.principal);
+    }, async (request) => request.caller.principal);
   };
 }

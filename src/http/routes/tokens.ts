@@ -41,7 +41,7 @@ export function tokenRoutes(services: Services): FastifyPluginAsyncTypebox {
         body: CreateTokenBody,
         response: { 201: json(IssuedToken, 'The token, with its secret.'), ...problems(400, 401, 403, 409, 503) },
       },
-    }, async (request, reply) => reply.code(201).send(await tokens.create(request.principal, request.body)));
+    }, async (request, reply) => reply.code(201).send(await tokens.create(request.caller, request.body)));
 
     app.get('/v1/tokens', {
       schema: {
@@ -55,7 +55,7 @@ export function tokenRoutes(services: Services): FastifyPluginAsyncTypebox {
       const limit = pageLimit(request.query.limit);
       const cursor = given(request.query.cursor);
       const after = cursor === undefined ? undefined : decodeCursor(cursor);
-      const page = await tokens.list(request.principal, { after, limit });
+      const page = await tokens.list(request.caller, { after, limit });
       const last = page.tokens[page.tokens.length - 1];
       return page.hasMore && last !== undefined ? { tokens: page.tokens, nextCursor: encodeCursor(last) } : { tokens: page.tokens };
     });
@@ -69,7 +69,7 @@ export function tokenRoutes(services: Services): FastifyPluginAsyncTypebox {
         response: { 204: { description: 'Revoked.', type: 'null' }, ...problems(400, 401, 403, 404, 503) },
       },
     }, async (request, reply) => {
-      await tokens.revoke(request.principal, request.params.id);
+      await tokens.revoke(request.caller, request.params.id);
       return reply.code(204).send();
     });
   };

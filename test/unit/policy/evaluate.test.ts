@@ -1,3 +1,4 @@
+import { callerOf } from '../../../src/audit/trail.js';
 import { describe, expect, it } from 'vitest';
 import type { EncryptionContext } from '../../../src/crypto/encryption-context.js';
 import { KeyholdError } from '../../../src/errors.js';
@@ -332,7 +333,7 @@ describe('PolicyAuthorizer', () => {
 
   it('lets an admin do everything, even under a policy that denies everyone everything', () => {
     const authorizer = new PolicyAuthorizer(() => DENY_ALL);
-    for (const action of ACTIONS) expect(authorizer.authorize(ADMIN, action, { keyName: 'payments-db' })).toBe(ADMIN_DECISION);
+    for (const action of ACTIONS) expect(authorizer.authorize(callerOf(ADMIN), action, { keyName: 'payments-db' })).toBe(ADMIN_DECISION);
   });
 
   it('reports an admin decision with the reason "admin" and no statements', () => {
@@ -345,7 +346,7 @@ describe('PolicyAuthorizer', () => {
 
   it('returns the decision when a workload is allowed', () => {
     const authorizer = new PolicyAuthorizer(() => policies({ p: [{ sid: 's' }] }));
-    expect(authorizer.authorize(PAYMENTS_API, 'encrypt', { keyName: 'payments-db' })).toEqual({
+    expect(authorizer.authorize(callerOf(PAYMENTS_API), 'encrypt', { keyName: 'payments-db' })).toEqual({
       allowed: true,
       reason: 'allowed',
       matched: [{ policy: 'p', statement: 0, sid: 's', effect: 'allow' }],
@@ -353,12 +354,12 @@ describe('PolicyAuthorizer', () => {
   });
 
   it('throws 403 KH_ERR_FORBIDDEN when a workload is denied by default', () => {
-    const error = refusalOf(() => new PolicyAuthorizer(() => EMPTY_POLICY_SET).authorize(PAYMENTS_API, 'encrypt', { keyName: 'payments-db' }));
+    const error = refusalOf(() => new PolicyAuthorizer(() => EMPTY_POLICY_SET).authorize(callerOf(PAYMENTS_API), 'encrypt', { keyName: 'payments-db' }));
     expect({ code: error.code, status: error.status }).toEqual({ code: 'KH_ERR_FORBIDDEN', status: 403 });
   });
 
   it('names the action and the key in the refusal', () => {
-    const error = refusalOf(() => new PolicyAuthorizer(() => EMPTY_POLICY_SET).authorize(PAYMENTS_API, 'decrypt', { keyName: 'payments-db' }));
+    const error = refusalOf(() => new PolicyAuthorizer(() => EMPTY_POLICY_SET).authorize(callerOf(PAYMENTS_API), 'decrypt', { keyName: 'payments-db' }));
     expect(error.message).toBe('Not allowed to decrypt on key "payments-db"');
   });
 
@@ -368,7 +369,7 @@ describe('PolicyAuthorizer', () => {
 
   it('never names the denying policy, its statement or its text in the refusal', () => {
     const set = policies({ 'secret-policy-name': [{ sid: 'secret-sid', effect: 'deny', principals: ['k8s:payments:*'], keys: ['payments-*'] }] });
-    const error = refusalOf(() => new PolicyAuthorizer(() => set).authorize(PAYMENTS_API, 'encrypt', { keyName: 'payments-db' }));
+    const error = refusalOf(() => new PolicyAuthorizer(() => set).authorize(callerOf(PAYMENTS_API), 'encrypt', { keyName: 'payments-db' }));
     expect(error.message).toBe('Not allowed to encrypt on key "payments-db"');
     expect(JSON.stringify({ ...error, message: error.message })).not.toMatch(/secret-policy-name|secret-sid|k8s:payments:\*|payments-\*/);
   });
@@ -383,7 +384,7 @@ describe('PolicyAuthorizer', () => {
 
   it('passes the encryption context to the decision', () => {
     const authorizer = new PolicyAuthorizer(() => policies({ p: [{ conditions: { context: { env: 'prod' } } }] }));
-    expect(() => authorizer.authorize(PAYMENTS_API, 'encrypt', { keyName: 'k' }, { env: 'prod' })).not.toThrow();
-    expect(() => authorizer.authorize(PAYMENTS_API, 'encrypt', { keyName: 'k' }, { env: 'dev' })).toThrow(KeyholdError);
+    expect(() => authorizer.authorize(callerOf(PAYMENTS_API), 'encrypt', { keyName: 'k' }, { env: 'prod' })).not.toThrow();
+    expect(() => authorizer.authorize(callerOf(PAYMENTS_API), 'encrypt', { keyName: 'k' }, { env: 'dev' })).toThrow(KeyholdError);
   });
 });

@@ -1,3 +1,4 @@
+import { callerOf } from '../../../src/audit/trail.js';
 import { describe, expect, it } from 'vitest';
 import { PolicyAuthorizer } from '../../../src/policy/authorizer.js';
 import { EMPTY_POLICY_SET } from '../../../src/policy/evaluate.js';
@@ -57,7 +58,7 @@ describe('TokenService', () => {
     const issued = await tokens.issue('app', false);
     const release = store.holdLookups();
     const racing = tokens.authenticate(issued.token);
-    await tokens.revoke(admin, issued.id);
+    await tokens.revoke(callerOf(admin), issued.id);
     release();
     await racing;
     expect(await tokens.authenticate(issued.token)).toBeUndefined();
@@ -68,7 +69,7 @@ describe('TokenService', () => {
     const tokens = new TokenService({ repository: store.repository, authorizer: new PolicyAuthorizer(() => EMPTY_POLICY_SET), clock: new ManualClock(), cacheTtlMs: 5000 });
     const issued = await tokens.issue('app', false);
     await tokens.authenticate(issued.token);
-    await tokens.revoke(admin, issued.id);
+    await tokens.revoke(callerOf(admin), issued.id);
     expect(await tokens.authenticate(issued.token)).toBeUndefined();
   });
 

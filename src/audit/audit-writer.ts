@@ -1,0 +1,163 @@
+import { appendFile } from 'node:fs/promises';
+import type { Logger } from 'pino';
+import type { Clock } from '../clock.js';
+import { UnavailableError } from '../errors.js';
+import type { AuditKeyMaterial } from './audit-key.js';
+import { toJsonLine, type AuditEvent, type AuditRecord } from './audit-record.js';
+import { MAX_AUDIT_BATCH, type AuditRepository } from './audit-repository.js';
+import { chainAuditEvent, createCheckpoint, genesisHead, type AuditCheckpoint, type ChainHead } from './chain.js';
+
+export interface AuditWriterOptions {
+  readonly repository: AuditRepository;
+  readonly auditKey: AuditKeyMaterial;
+  /** This process's chain. A new one per process start, so a restart never has to trust the stored tail. */
+  readonly replicaId: string;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  /** How long a group commit may take before its requests are failed with 503. */
+  readonly timeoutMs: number;
+  /** `KEYHOLD_AUDIT_FILE`: JSON lines appended after each commit, for SIEM pipelines. */
+  readonly filePath?: string | undefined;
+}
+
+interface Pending {
+  readonly event: AuditEvent;
+  readonly resolve: () => void;
+  readonly reject: (error: Error) => void;
+}
+
+export interface AuditMetrics {
+  records: number;
+  commits: number;
+  commitFailures: number;
+  fileFailures: number;
+}
+
+/**
+ * Group commit of audit records. A request's answer waits for its record to be committed; records that arrive
+ * while a commit runs go together into the next one: a single statement that inserts them and moves the chain's
+ * head checkpoint, applied only if the head is where the writer left it. One commit runs at a time, so the chain is
+ * extended strictly in order. When a commit fails or times out, its requests fail with 503 and the head is read back
+ * from the database before the next commit: a commit that timed out but landed is continued from, not overwritten.
+ */
+export class AuditWriter {
+  readonly replicaId: string;
+  readonly metrics: AuditMetrics = { records: 0, commits: 0, commitFailures: 0, fileFailures: 0 };
+  readonly #repository: AuditRepository;
+  readonly #auditKey: AuditKeyMaterial;
+  readonly #clock: Clock;
+  readonly #logger: Logger;
+  readonly #timeoutMs: number;
+  readonly #filePath: string | undefined;
+  #head: ChainHead;
+  #queue: Pending[] = [];
+  #committing: Promise<void> | undefined;
+  /** Whether the stored head must be read back (and recorded) before the next commit: at start and after a failure. */
+  #headUnknown = true;
+  #fileWrites: Promise<void> = Promise.resolve();
+
+  constructor(options: AuditWriterOptions) {
+    this.replicaId = options.replicaId;
+    this.#repository = options.repository;
+    this.#auditKey = options.auditKey;
+    this.#clock = options.clock;
+    this.#logger = options.logger;
+    this.#timeoutMs = options.timeoutMs;
+    this.#filePath = options.filePath;
+    this.#head = genesisHead(options.auditKey, options.replicaId);
+  }
+
+  /** The chain's last committed record. */
+  get head(): ChainHead {
+    return this.#head;
+  }
+
+  /** Resolves once the event's record is committed; rejects with 503 when it could not be. */
+  append(event: AuditEvent): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.#queue.push({ event, resolve, reject });
+      // Records of the same tick go into one commit.
+      this.#committing ??= new Promise<void>((started) => setImmediate(started)).then(() => this.#drain());
+    });
+  }
+
+  /** Waits for every queued record to be committed or failed, and for the file sink to catch up. */
+  async flush(): Promise<void> {
+    while (this.#committing !== undefined) await this.#committing;
+    await this.#fileWrites;
+  }
+
+  async #drain(): Promise<void> {
+    try {
+      while (this.#queue.length > 0) await this.#commit(this.#queue.splice(0, MAX_AUDIT_BATCH));
+    } finally {
+      this.#committing = undefined;
+    }
+  }
+
+  async #commit(batch: Pending[]): Promise<void> {
+    let records: AuditRecord[] = [];
+    try {
+      await this.#withTimeout(async () => {
+        if (this.#headUnknown) {
+          // A new chain starts at its genesis; after a failure, it goes on from what the database holds.
+          // Only ever forwards: a commit that timed out but landed is continued from, while a stored tail shorter than
+          // what this writer committed (deleted rows) must not become the head, or a truncation would verify.
+          const stored = await this.#repository.lastRecord(this.replicaId);
+          if (stored !== undefined && stored.sequence > this.#head.sequence) this.#head = stored;
+          await this.#repository.startChain(this.#checkpoint(this.#head), this.#clock.now());
+          this.#headUnknown = false;
+        }
+        const previous = this.#head;
+        let head = previous;
+        records = batch.map(({ event }) => {
+          const record = chainAuditEvent(this.#auditKey, event, head);
+          head = record;
+          return record;
+        });
+        const applied = await this.#repository.append(records, this.#checkpoint(head), previous.sequence, this.#clock.now());
+        if (!applied) throw new Error('the stored chain head moved: another writer, or a commit that timed out, landed');
+      });
+    } catch (error) {
+      this.#headUnknown = true;
+      this.metrics.commitFailures += 1;
+      this.#logger.error({ err: error, records: batch.length }, 'audit records could not be committed; failing their requests');
+      const failure = new UnavailableError('The audit log cannot be written; retry later', { cause: error });
+      for (const pending of batch) pending.reject(failure);
+      return;
+    }
+    const last = records[records.length - 1];
+    if (last !== undefined) this.#head = { sequence: last.sequence, hash: last.hash };
+    this.metrics.records += records.length;
+    this.metrics.commits += 1;
+    for (const pending of batch) pending.resolve();
+    if (this.#filePath !== undefined) this.#writeFile(this.#filePath, records);
+  }
+
+  #checkpoint(head: ChainHead): AuditCheckpoint {
+    return createCheckpoint(this.#auditKey, { replicaId: this.replicaId, kind: 'head', sequence: head.sequence, hash: head.hash });
+  }
+
+  /** The second sink: best effort, in commit order. A failure is logged and counted; requests are not failed. */
+  #writeFile(path: string, records: readonly AuditRecord[]): void {
+    const lines = records.map(toJsonLine).join('');
+    this.#fileWrites = this.#fileWrites.then(() =>
+      appendFile(path, lines, { mode: 0o600 }).catch((error: unknown) => {
+        this.metrics.fileFailures += 1;
+        this.#logger.error({ err: error, path }, 'audit file sink failed');
+      }),
+    );
+  }
+
+  async #withTimeout<T>(work: () => Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`audit commit timed out after ${this.#timeoutMs} ms`)), this.#timeoutMs);
+    });
+    try {
+      return await Promise.race([work(), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}

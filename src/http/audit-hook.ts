@@ -1,0 +1,96 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { auditContextKeys, type AuditEvent } from '../audit/audit-record.js';
+import type { AuditWriter } from '../audit/audit-writer.js';
+import type { Clock } from '../clock.js';
+import { problemOf, PROBLEM_CONTENT_TYPE, RETRY_AFTER_SECONDS, sendProblem } from './problem.js';
+
+function contextOf(body: unknown): Readonly<Record<string, string>> | undefined {
+  if (typeof body !== 'object' || body === null) return undefined;
+  const context = (body as { context?: unknown }).context;
+  return typeof context === 'object' && context !== null && !Array.isArray(context) ? (context as Record<string, string>) : undefined;
+}
+
+/** The audit event of an answered request: identifiers, names and outcomes; never a secret or a context value. */
+export function auditEventOf(request: FastifyRequest, reply: FastifyReply, replicaId: string, now: Date): AuditEvent {
+  const caller = request.caller as FastifyRequest['caller'] | null;
+  const trail = caller?.trail;
+  const decision = trail?.decision;
+  const decided = decision?.matched[0];
+  const problem = request.answeredProblem;
+  const params = request.params as { name?: unknown } | undefined;
+  const route = request.routeOptions.url;
+  const keyFromUrl = route?.startsWith('/v1/keys/:name') === true && typeof params?.name === 'string' ? params.name : null;
+  return {
+    time: now,
+    requestId: request.id,
+    replicaId,
+    principalId: caller?.principal.id ?? null,
+    principalType: caller?.principal.type ?? null,
+    tokenId: caller?.principal.attributes.tokenId ?? null,
+    sourceAddress: request.ip ?? null,
+    method: request.method,
+    route: route ?? null,
+    action: trail?.action ?? null,
+    keyName: trail?.keyName ?? keyFromUrl,
+    keyId: trail?.keyId ?? null,
+    keyVersion: trail?.keyVersion ?? null,
+    contextKeys: auditContextKeys(contextOf(request.body)),
+    decision: decision === undefined ? null : decision.allowed ? 'allow' : 'deny',
+    decisionReason: problem?.authenticationFailure ?? decision?.reason ?? null,
+    policy: decided?.policy ?? null,
+    statement: decided?.statement ?? null,
+    outcome: reply.statusCode < 400 ? 'ok' : (problem?.code ?? `HTTP_${reply.statusCode}`),
+    status: reply.statusCode,
+    latencyMs: reply.elapsedTime,
+  };
+}
+
+/**
+ * Answers an error fastify raised before routing (a malformed URL, an over-long parameter). Those are sent on a
+ * context without onSend hooks, so the record is written here first; if it cannot be, the answer is a 503.
+ */
+export async function answerFrameworkError(
+  error: unknown,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  writer: AuditWriter | undefined,
+  clock: Clock,
+): Promise<void> {
+  if (writer === undefined) {
+    sendProblem(error, request, reply);
+    return;
+  }
+  const problem = problemOf(error, request.id);
+  request.answeredProblem = { code: problem.code, authenticationFailure: undefined };
+  void reply.code(problem.status);
+  try {
+    await writer.append(auditEventOf(request, reply, writer.replicaId, clock.now()));
+  } catch (auditError) {
+    sendProblem(auditError, request, reply);
+    return;
+  }
+  sendProblem(error, request, reply);
+}
+
+/**
+ * Every answer waits for its audit record to be committed (group commit), so no data key or plaintext leaves
+ * before the record of its release is durable. When the record cannot be committed, the answer is replaced by a
+ * 503 problem: fail closed. Liveness and readiness probes and the OpenAPI document (public routes) are not audited.
+ */
+export function registerAuditHook(app: FastifyInstance, writer: AuditWriter, clock: Clock): void {
+  app.addHook('onSend', async (request, reply, payload) => {
+    if (request.routeOptions.config?.public === true) return payload;
+    try {
+      await writer.append(auditEventOf(request, reply, writer.replicaId, clock.now()));
+      return payload;
+    } catch (error) {
+      const problem = problemOf(error, request.id);
+      void reply
+        .code(problem.status)
+        .header('content-type', PROBLEM_CONTENT_TYPE)
+        .header('retry-after', RETRY_AFTER_SECONDS)
+        .removeHeader('etag');
+      return JSON.stringify(problem);
+    }
+  });
+}

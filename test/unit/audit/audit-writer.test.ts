@@ -1,0 +1,288 @@
+import pino from 'pino';
+import { describe, expect, it } from 'vitest';
+import type { AuditEvent, AuditRecord } from '../../../src/audit/audit-record.js';
+import { MAX_AUDIT_BATCH, type AuditRepository } from '../../../src/audit/audit-repository.js';
+import { AuditWriter } from '../../../src/audit/audit-writer.js';
+import { chainAuditEvent, createCheckpoint, verifyChain, verifyCheckpoint, type AuditCheckpoint } from '../../../src/audit/chain.js';
+import { UnavailableError } from '../../../src/errors.js';
+import { ManualClock } from '../../helpers/clock.js';
+import { AUDIT_KEY, REPLICA, auditEvent } from './audit-fixtures.js';
+
+/** What the writer may do to storage, and how a test makes it fail. */
+type AppendBehaviour = 'store' | 'fail' | 'store-then-fail' | 'hang';
+
+/**
+ * An in-memory AuditRepository with the writer's view of storage: `startChain`, a compare-and-set `append` that
+ * moves the head checkpoint only from where the writer says it is, and `lastRecord`. Every append call is kept, so
+ * a test sees how records were grouped into commits.
+ */
+class FakeAuditRepository {
+  readonly calls: Array<{ records: readonly AuditRecord[]; head: AuditCheckpoint; previousSequence: number }> = [];
+  readonly stored: AuditRecord[] = [];
+  /** The stored head checkpoint; deleting it (`undefined`) is what an attacker with the database can do. */
+  head: AuditCheckpoint | undefined;
+  lastRecordCalls = 0;
+  /** Behaviours for the next append calls, in order; `store` once they run out. */
+  readonly script: AppendBehaviour[] = [];
+  /** Set to hold the next append until `release` is called. */
+  gate: Promise<void> | undefined;
+
+  async startChain(head: AuditCheckpoint): Promise<void> {
+    this.head = head;
+  }
+
+  async append(records: readonly AuditRecord[], head: AuditCheckpoint, previousSequence: number): Promise<boolean> {
+    this.calls.push({ records: [...records], head, previousSequence });
+    const behaviour = this.script.shift() ?? 'store';
+    if (this.gate !== undefined) {
+      const gate = this.gate;
+      this.gate = undefined;
+      await gate;
+    }
+    if (behaviour === 'hang') return new Promise<boolean>(() => undefined);
+    if (behaviour === 'fail') throw new Error('insert failed');
+    if (this.head === undefined || this.head.sequence !== previousSequence) return false;
+    this.stored.push(...records);
+    this.head = head;
+    // The commit landed, but its answer was lost: the writer cannot know.
+    if (behaviour === 'store-then-fail') throw new Error('connection reset after commit');
+    return true;
+  }
+
+  async lastRecord(replicaId: string): Promise<{ sequence: number; hash: string } | undefined> {
+    this.lastRecordCalls += 1;
+    const last = this.stored.filter((record) => record.replicaId === replicaId).at(-1);
+    return last === undefined ? undefined : { sequence: last.sequence, hash: last.hash };
+  }
+}
+
+function gated(repository: FakeAuditRepository): () => void {
+  let release!: () => void;
+  repository.gate = new Promise<void>((resolve) => (release = resolve));
+  return release;
+}
+
+function writerOver(repository: FakeAuditRepository, timeoutMs = 1000): AuditWriter {
+  return new AuditWriter({
+    repository: repository as unknown as AuditRepository,
+    auditKey: AUDIT_KEY,
+    replicaId: REPLICA,
+    clock: new ManualClock(),
+    logger: pino({ level: 'silent' }),
+    timeoutMs,
+  });
+}
+
+function events(count: number, from = 1): AuditEvent[] {
+  return Array.from({ length: count }, (_, i) => auditEvent({ requestId: `req-${from + i}` }));
+}
+
+/** Settles every promise and reports each as `ok` or the error it rejected with. */
+async function outcomes(promises: Array<Promise<void>>): Promise<Array<'ok' | unknown>> {
+  return (await Promise.allSettled(promises)).map((result) => (result.status === 'fulfilled' ? 'ok' : result.reason));
+}
+
+function expectIntactChain(repository: FakeAuditRepository): void {
+  const verdict = verifyChain(repository.stored, { auditKey: AUDIT_KEY, replicaId: REPLICA, checkpoint: repository.head });
+  expect(verdict).toMatchObject({ ok: true, count: repository.stored.length, lastSequence: repository.stored.length });
+}
+
+describe('AuditWriter', () => {
+  it('puts the records of one tick into one append call', async () => {
+    const repository = new FakeAuditRepository();
+    const writer = writerOver(repository);
+    await Promise.all(events(3).map((event) => writer.append(event)));
+    expect(repository.calls).toHaveLength(1);
+    expect(repository.calls[0]!.records.map((record) => record.requestId)).toEqual(['req-1', 'req-2', 'req-3']);
+    expect(writer.metrics).toEqual({ records: 3, commits: 1, commitFailures: 0, fileFailures: 0 });
+  });
+
+  it('groups records that arrive during a commit into the next commit', async () => {
+    const repository = new FakeAuditRepository();
+    const writer = writerOver(repository);
+    const release = gated(repository);
+    const first = writer.append(auditEvent({ requestId: 'req-1' }));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(repository.calls).toHaveLength(1);
+    const later = events(2, 2).map((event) => writer.append(event));
+    release();
+    await Promise.all([first, ...later]);
+    expect(repository.calls.map((call) => call.records.map((record) => record.requestId))).toEqual([['req-1'], ['req-2', 'req-3']]);
+  });
+
+  it('chains records in arrival order with dense sequence numbers, and moves the head checkpoint with each commit', async () => {
+    const repository = new FakeAuditRepository();
+    const writer = writerOver(repository);
+    await Promise.all(events(2).map((event) => writer.append(event)));
+    await Promise.all(events(3, 3).map((event) => writer.append(event)));
+    expect(repository.stored.map((record) => [record.sequence, record.requestId])).toEqual([
+      [1, 'req-1'],
+      [2, 'req-2'],
+      [3, 'req-3'],
+      [4, 'req-4'],
+      [5, 'req-5'],
+    ]);
+    for (const { records, head } of repository.calls) {
+      const last = records.at(-1)!;
+      expect(head).toMatchObject({ replicaId: REPLICA, kind: 'head', sequence: last.sequence, hash: last.hash });
+      expect(verifyCheckpoint(AUDIT_KEY, head)).toBe(true);
+    }
+    expect(writer.head).toEqual({ sequence: 5, hash: repository.stored[4]!.hash });
+    expectIntactChain(repository);
+  });
+
+  it('splits a queue longer than one batch into several appends, in order', async () => {
+    const repository = new FakeAuditRepository();
+    const writer = writerOver(repository);
+    await Promise.all(events(MAX_AUDIT_BATCH + 1).map((event) => writer.append(event)));
+    expect(repository.calls.map((call) => call.records.length)).toEqual([MAX_AUDIT_BATCH, 1]);
+    expectIntactChain(repository);
+  });
+
+  it('rejects every request waiting on a failed append with KH_ERR_UNAVAILABLE', async () => {
+    const repository = new FakeAuditRepository();
+    repository.script.push('fail');
+    const writer = writerOver(repository);
+    const results = await outcomes(events(3).map((event) => writer.append(event)));
+    expect(repository.calls).toHaveLength(1);
+    for (const result of results) {
+      expect(result).toBeInstanceOf(UnavailableError);
+      expect(result).toMatchObject({ code: 'KH_ERR_UNAVAILABLE', status: 503 });
+    }
+    expect(writer.metrics).toMatchObject({ records: 0, commits: 0, commitFailures: 1 });
+  });
+
+  it('after a failed append that did not land, reads the head back and reuses the sequence numbers', async () => {
+    const repository = new FakeAuditRepository();
+    const writer = writerOver(repository);
+    await writer.append(auditEvent({ requestId: 'req-1' }));
+    const readsBefore = repository.lastRecordCalls;
+    repository.script.push('fail');
+    await expect(writer.append(auditEvent({ requestId: 'lost' }))).rejects.toBeInstanceOf(UnavailableError);
+    await writer.append(auditEvent({ requestId: 'req-2' }));
+    expect(repository.lastRecordCalls).toBe(readsBefore + 1);
+    expect(repository.stored.map((record) => [record.sequence, record.requestId])).toEqual([
+      [1, 'req-1'],
+      [2, 'req-2'],
+    ]);
+    expectIntactChain(repository);
+  });
+
+  it('after a failed append that did land, reads the head back and continues after it rather than overwriting it', async () => {
+    const repository = new FakeAuditRepository();
+    repository.script.push('store-then-fail');
+    const writer = writerOver(repository);
+    await expect(writer.append(auditEvent({ requestId: 'landed' }))).rejects.toMatchObject({ code: 'KH_ERR_UNAVAILABLE' });
+    const readsBefore = repository.lastRecordCalls;
+    await writer.append(auditEvent({ requestId: 'next' }));
+    expect(repository.lastRecordCalls).toBe(readsBefore + 1);
+    expect(repository.stored.map((record) => [record.sequence, record.requestId])).toEqual([
+      [1, 'landed'],
+      [2, 'next'],
+    ]);
+    expectIntactChain(repository);
+    // Once resynchronised, the head is trusted again: no more reads.
+    await writer.append(auditEvent({ requestId: 'after' }));
+    expect(repository.lastRecordCalls).toBe(readsBefore + 1);
+  });
+
+  it('a failed commit fails only its own batch: records queued behind it are committed', async () => {
+    const repository = new FakeAuditRepository();
+    repository.script.push('fail');
+    const writer = writerOver(repository);
+    const release = gated(repository);
+    const doomed = writer.append(auditEvent({ requestId: 'doomed' }));
+    await new Promise((resolve) => setImmediate(resolve));
+    const queued = events(2).map((event) => writer.append(event));
+    release();
+    expect(await outcomes([doomed, ...queued])).toEqual([expect.any(UnavailableError), 'ok', 'ok']);
+    expect(repository.stored.map((record) => record.requestId)).toEqual(['req-1', 'req-2']);
+    expectIntactChain(repository);
+  });
+
+  it('a hanging append times out: its requests are rejected with KH_ERR_UNAVAILABLE, and the next commit resyncs', async () => {
+    const repository = new FakeAuditRepository();
+    repository.script.push('hang');
+    const writer = writerOver(repository, 20);
+    const results = await outcomes(events(2).map((event) => writer.append(event)));
+    for (const result of results) expect(result).toMatchObject({ code: 'KH_ERR_UNAVAILABLE' });
+    expect(writer.metrics.commitFailures).toBe(1);
+    const readsBefore = repository.lastRecordCalls;
+    await writer.append(auditEvent({ requestId: 'after-hang' }));
+    expect(repository.lastRecordCalls).toBe(readsBefore + 1);
+    expect(repository.stored.map((record) => [record.sequence, record.requestId])).toEqual([[1, 'after-hang']]);
+  });
+
+  it('a hanging head read-back times out too', async () => {
+    const repository = new FakeAuditRepository();
+    repository.script.push('fail');
+    const writer = writerOver(repository, 20);
+    await expect(writer.append(auditEvent())).rejects.toMatchObject({ code: 'KH_ERR_UNAVAILABLE' });
+    repository.lastRecord = () => new Promise(() => undefined);
+    await expect(writer.append(auditEvent())).rejects.toMatchObject({ code: 'KH_ERR_UNAVAILABLE' });
+    expect(repository.calls).toHaveLength(1);
+  });
+
+  it('starts a new chain by recording its genesis head, and commits only from where that head is', async () => {
+    const repository = new FakeAuditRepository();
+    const writer = writerOver(repository);
+    await writer.append(auditEvent({ requestId: 'req-1' }));
+    expect(repository.calls[0]!.previousSequence).toBe(0);
+    expect(repository.head).toMatchObject({ kind: 'head', sequence: 1 });
+    await writer.append(auditEvent({ requestId: 'req-2' }));
+    expect(repository.calls[1]!.previousSequence).toBe(1);
+  });
+
+  it('a stored head that moved under it (a late commit landed) fails the batch closed; the writer then continues after it', async () => {
+    const repository = new FakeAuditRepository();
+    const writer = writerOver(repository);
+    await writer.append(auditEvent({ requestId: 'req-1' }));
+    // A commit of this chain that was given up on lands after all, behind the writer's back.
+    const late = chainAuditEvent(AUDIT_KEY, auditEvent({ requestId: 'late' }), writer.head);
+    repository.stored.push(late);
+    repository.head = createCheckpoint(AUDIT_KEY, { replicaId: REPLICA, kind: 'head', sequence: late.sequence, hash: late.hash });
+    await expect(writer.append(auditEvent({ requestId: 'refused' }))).rejects.toMatchObject({ code: 'KH_ERR_UNAVAILABLE' });
+    await writer.append(auditEvent({ requestId: 'req-3' }));
+    expect(repository.stored.map((record) => [record.sequence, record.requestId])).toEqual([
+      [1, 'req-1'],
+      [2, 'late'],
+      [3, 'req-3'],
+    ]);
+    expectIntactChain(repository);
+  });
+
+  it('never re-anchors the chain below what it committed, so a truncated tail stays evident', async () => {
+    const repository = new FakeAuditRepository();
+    const writer = writerOver(repository);
+    await Promise.all(events(3).map((event) => writer.append(event)));
+    // The attacker deletes records 2 and 3 and the head checkpoint.
+    repository.stored.splice(1);
+    repository.head = undefined;
+    await outcomes([writer.append(auditEvent({ requestId: 'after-1' }))]);
+    await outcomes([writer.append(auditEvent({ requestId: 'after-2' }))]);
+    const verdict = verifyChain(repository.stored, { auditKey: AUDIT_KEY, replicaId: REPLICA, checkpoint: repository.head });
+    expect(verdict.ok).toBe(false);
+  });
+
+  it('flush() waits until every queued record is committed', async () => {
+    const repository = new FakeAuditRepository();
+    const writer = writerOver(repository);
+    const release = gated(repository);
+    const pending = events(2).map((event) => writer.append(event));
+    await new Promise((resolve) => setImmediate(resolve));
+    pending.push(...events(2, 3).map((event) => writer.append(event)));
+    let flushed = false;
+    const flushing = writer.flush().then(() => (flushed = true));
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(flushed).toBe(false);
+    release();
+    await flushing;
+    expect(repository.stored).toHaveLength(4);
+    await Promise.all(pending);
+  });
+
+  it('flush() on an idle writer returns at once', async () => {
+    const writer = writerOver(new FakeAuditRepository());
+    await expect(writer.flush()).resolves.toBeUndefined();
+  });
+});
