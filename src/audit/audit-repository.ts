@@ -297,6 +297,10 @@ export class AuditRepository {
   }
 }
 
+/**
+ * Records a checkpoint, only ever forwards: a head read back while a commit that timed out was still landing, or a
+ * replayed purge, must not move a checkpoint below what it already vouches for.
+ */
 async function upsertCheckpoint(trx: Knex.Transaction, checkpoint: AuditCheckpoint, now: Date): Promise<void> {
   await trx('audit_checkpoints')
     .insert({
@@ -308,5 +312,6 @@ async function upsertCheckpoint(trx: Knex.Transaction, checkpoint: AuditCheckpoi
       updated_at: now.getTime(),
     })
     .onConflict(['replica_id', 'kind'])
-    .merge(['sequence', 'hash', 'mac', 'updated_at']);
+    .merge(['sequence', 'hash', 'mac', 'updated_at'])
+    .where('audit_checkpoints.sequence', '<', checkpoint.sequence);
 }

@@ -69,7 +69,9 @@ export class AuditService {
     const chains: ChainReport[] = [];
     for (const replicaId of await this.#repository.replicas()) {
       const { head, purge } = await this.#repository.checkpoints(replicaId);
-      const result = await verifyChainAsync(this.#repository.chain(replicaId, purge?.sequence ?? 0), {
+      // Read from the very start, not from the purge cut: a row at or below the cut (forged, or left behind) must
+      // reach the verifier to be reported.
+      const result = await verifyChainAsync(this.#repository.chain(replicaId, Number.MIN_SAFE_INTEGER), {
         auditKey: this.#auditKey,
         replicaId,
         start: purge,
@@ -77,7 +79,7 @@ export class AuditService {
       });
       if (!result.ok) {
         chains.push({ replicaId, ok: false, records: 0, firstBadSequence: result.firstBadSequence, problem: result.problem });
-      } else if (head === undefined && result.count > 0) {
+      } else if (head === undefined && (result.count > 0 || purge !== undefined)) {
         chains.push({ replicaId, ok: false, records: result.count, firstBadSequence: result.lastSequence, problem: 'missing-head' });
       } else {
         chains.push({ replicaId, ok: true, records: result.count, lastSequence: result.lastSequence });

@@ -16,6 +16,11 @@ export class AuditTrail {
 
   decided(action: Action, keyName: string | undefined, decision: Decision): void {
     if (this.decision !== undefined && !this.decision.allowed) return;
+    if (keyName !== this.keyName) {
+      // A key used before belongs to another decision; the record must not pair this key's name with its id.
+      this.keyId = undefined;
+      this.keyVersion = undefined;
+    }
     this.action = action;
     this.keyName = keyName;
     this.decision = decision;
@@ -34,6 +39,7 @@ export class AuditTrail {
   }
 
   usedKey(keyId: string, keyName: string, keyVersion: number): void {
+    if (this.decision !== undefined && !this.decision.allowed) return;
     this.keyId = keyId;
     this.keyName ??= keyName;
     this.keyVersion = keyVersion;

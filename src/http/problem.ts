@@ -23,6 +23,7 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
   FST_ERR_CTP_INVALID_JSON_BODY: 'KH_ERR_VALIDATION',
   FST_ERR_VALIDATION: 'KH_ERR_VALIDATION',
   FST_ERR_BAD_URL: 'KH_ERR_VALIDATION',
+  FST_ERR_MAX_PARAM_LENGTH: 'KH_ERR_VALIDATION',
 };
 
 /** Turns any error into the problem the caller sees. Only KeyholdError messages are shown; 5xx are masked. */

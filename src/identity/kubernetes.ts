@@ -215,7 +215,12 @@ export class KubernetesAuthenticator implements Authenticator {
       if (error instanceof AuthenticationFailedError) throw this.#rejected(error.reason, issuer);
       if (error instanceof KeyholdError) throw error;
       const reason = failureOf(error);
-      if (reason === undefined) throw error;
+      if (reason === undefined) {
+        // Not a JOSE verdict: most likely a key from a remote key set that jose cannot use (an RSA key under 2048
+        // bits throws a TypeError). The token is refused, not answered with a 500, and the cause is logged.
+        this.#logger.warn({ err: error, issuer: issuer.config.issuer }, 'a service-account token could not be verified');
+        throw this.#rejected('unknown-key', issuer);
+      }
       throw this.#rejected(reason, issuer);
     }
 

@@ -18,6 +18,10 @@ export function boundContextOf(
 ): EncryptionContext | undefined {
   if (key.boundContext.length === 0) return context;
   const bound: Record<string, string> = context === undefined ? {} : { ...context };
+  // Names are only unique within their authority: namespace "payments" exists in every cluster and under every
+  // SPIFFE trust domain. The kind of identity and its authority are always bound with them.
+  bound[`${RESERVED_CONTEXT_PREFIX}type`] = principal.type;
+  bound[`${RESERVED_CONTEXT_PREFIX}authority`] = principal.attributes.issuer ?? principal.attributes.trustDomain ?? 'keyhold';
   for (const attribute of key.boundContext) {
     const value = attribute === 'id' ? principal.id : principal.attributes[attribute];
     if (value === undefined) {

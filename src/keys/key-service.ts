@@ -55,7 +55,6 @@ export interface KeyServiceOptions {
 
 const DAY_MS = 24 * 3600 * 1000;
 const LIST_SCAN_BATCH = 200;
-const MAX_KEYS_SCANNED_PER_PAGE = 5000;
 const DESTROYED = Symbol('destroyed');
 
 /** Carries out a deletion whose date has passed, under the key's row lock. Returns whether it did. */
@@ -155,24 +154,22 @@ export class KeyService {
       const last = keys[keys.length - 1];
       return rows.length > query.limit && last !== undefined ? { keys, nextCursor: encodeKeyCursor(last.name) } : { keys };
     }
-    // A workload sees the keys it may read. Scanning is bounded per page: a page may come back short, with a
-    // cursor to go on from, rather than one request reading the whole table.
+    // A workload sees the keys it may read. The scan goes on until the page is full or the keys run out: a cursor
+    // always names a key the caller may read, so paging never reveals the name of one it may not.
     const keys: KeyRecord[] = [];
-    for (let scanned = 0; scanned < MAX_KEYS_SCANNED_PER_PAGE; ) {
+    for (;;) {
       const batch = await this.#repository.list({ prefix: query.prefix, after, limit: LIST_SCAN_BATCH });
       for (const key of batch) {
-        scanned += 1;
         after = key.name;
-        if (this.#authorizer.isAllowed(caller.principal, 'keys:read', { keyName: key.name })) keys.push(key);
-        if (keys.length === query.limit) break;
-      }
-      if (keys.length === query.limit) {
-        const more = await this.#repository.list({ prefix: query.prefix, after, limit: 1 });
-        return more.length > 0 ? { keys, nextCursor: encodeKeyCursor(after as string) } : { keys };
+        if (!this.#authorizer.isAllowed(caller.principal, 'keys:read', { keyName: key.name })) continue;
+        keys.push(key);
+        if (keys.length === query.limit) {
+          const more = await this.#repository.list({ prefix: query.prefix, after, limit: 1 });
+          return more.length > 0 ? { keys, nextCursor: encodeKeyCursor(key.name) } : { keys };
+        }
       }
       if (batch.length < LIST_SCAN_BATCH) return { keys };
     }
-    return { keys, nextCursor: encodeKeyCursor(after as string) };
   }
 
   async update(caller: Caller, name: string, input: UpdateKeyInput): Promise<KeyRecord> {

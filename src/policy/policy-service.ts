@@ -1,7 +1,7 @@
 import type { Caller } from '../audit/trail.js';
 import type { Clock } from '../clock.js';
 import type { EncryptionContext } from '../crypto/encryption-context.js';
-import { KeyholdError, ValidationError } from '../errors.js';
+import { KeyholdError, UnavailableError, ValidationError } from '../errors.js';
 import type { Principal, PrincipalType } from '../identity/principal.js';
 import type { Action } from './actions.js';
 import type { Authorizer } from './authorizer.js';
@@ -114,7 +114,12 @@ export class PolicyService {
   async simulate(caller: Caller, input: SimulationInput): Promise<SimulationResult> {
     this.#authorizer.authorize(caller, 'policies:read', {});
     const stored = await this.#repository.all();
-    const set = new PolicySet(stored.map((policy) => compilePolicy(policy.name, policy.document)));
+    let set: PolicySet;
+    try {
+      set = new PolicySet(stored.map((policy) => compilePolicy(policy.name, policy.document)));
+    } catch (error) {
+      throw new UnavailableError('The access policies cannot be loaded; retry later', { cause: error });
+    }
     const subject: Principal = {
       id: input.principal.id,
       type: input.principal.type ?? typeOf(input.principal.id),

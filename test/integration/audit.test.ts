@@ -1120,6 +1120,33 @@ describeEachDatabase('audit log', (kind) => {
       expect(await chainReport(t)).toMatchObject({ ok: false, firstBadSequence: first.sequence, problem: 'checkpoint-invalid' });
     });
 
+    it('a row forged below the purge cut is reported, though no query walks there', async () => {
+      await open();
+      await createKey(t, 'k');
+      await t.call('POST', '/v1/keys/k/datakey');
+      t.clock.advance(10 * DAY_MS);
+      await t.call('POST', '/v1/keys/k/datakey');
+      await t.app.keyhold.services.audit.purgeOlderThan(5);
+      const replicaId = replicaOf(t);
+      const survivor = (await auditRows(t))[0]!;
+      await t.app.keyhold.db('audit_records').insert({ ...survivor, sequence: 0, request_id: 'forged', outcome: 'ok' });
+      expect(await chainReport(t)).toMatchObject({ replicaId, ok: false });
+    });
+
+    it('deleting the head checkpoint and every record after the purge cut is reported', async () => {
+      await open();
+      await createKey(t, 'k');
+      await t.call('POST', '/v1/keys/k/datakey');
+      t.clock.advance(10 * DAY_MS);
+      await t.call('POST', '/v1/keys/k/datakey');
+      await t.app.keyhold.services.audit.purgeOlderThan(5);
+      await t.app.keyhold.auditWriter!.flush();
+      const replicaId = replicaOf(t);
+      await t.app.keyhold.db('audit_records').where({ replica_id: replicaId }).delete();
+      await t.app.keyhold.db('audit_checkpoints').where({ replica_id: replicaId, kind: 'head' }).delete();
+      expect(await verifyDirectly(t)).toMatchObject({ ok: false, chains: [{ replicaId, ok: false, problem: 'missing-head' }] });
+    });
+
     it('a purge does not carry away evidence: a chain tampered with before the cut is not purged', async () => {
       await open();
       await createKey(t, 'k');
