@@ -11,8 +11,6 @@ export const AUDIT_KEY_BYTES = 32;
 /** The smallest secret the audit key may be derived from. The root key is 32 bytes. */
 const MIN_SECRET_BYTES = 32;
 
-const KEY_ID_LABEL = 'keyhold/audit/key-id/v1';
-const KEY_ID_HEX_CHARS = 16;
 const EMPTY_SALT = Buffer.alloc(0);
 
 /** The audit key as the audit modules accept it: wrapped, or raw bytes in tests and in `SecretBytes.use` callbacks. */
@@ -50,13 +48,4 @@ export function auditHmac(auditKey: AuditKeyMaterial, parts: ReadonlyArray<Uint8
   if (auditKey instanceof SecretBytes) return auditKey.use(compute);
   if (auditKey instanceof Uint8Array) return compute(auditKey);
   throw new TypeError('The audit key must be SecretBytes or bytes');
-}
-
-/**
- * A public name for an audit key: the first 16 hex characters of HMAC(auditKey, "keyhold/audit/key-id/v1"). Stored
- * beside records and checkpoints, it tells a verifier holding the wrong root key that the key is wrong, rather than
- * that every record was tampered with. It reveals nothing about the key (HMAC is a PRF).
- */
-export function auditKeyId(auditKey: AuditKeyMaterial): string {
-  return auditHmac(auditKey, [KEY_ID_LABEL]).toString('hex').slice(0, KEY_ID_HEX_CHARS);
 }

@@ -20,20 +20,11 @@ export const ACTIONS = [
 
 export type Action = (typeof ACTIONS)[number];
 
-/** Actions done to one key. The others are not about a key, and only statements whose `keys` include `*` grant them. */
-export const KEY_ACTIONS: ReadonlySet<Action> = new Set<Action>([
-  'datakey',
-  'encrypt',
-  'decrypt',
-  'rewrap',
-  'keys:create',
-  'keys:read',
-  'keys:update',
-  'keys:rotate',
-  'keys:disable',
-  'keys:enable',
-  'keys:delete',
-]);
+/** Actions that are not about one key: only statements whose `keys` include `*` grant them. */
+const NON_KEY_ACTIONS: ReadonlySet<Action> = new Set<Action>(['policies:read', 'policies:write', 'tokens:read', 'tokens:write', 'audit:read']);
+
+/** Actions done to one key, named in the resource. */
+export const KEY_ACTIONS: ReadonlySet<Action> = new Set(ACTIONS.filter((action) => !NON_KEY_ACTIONS.has(action)));
 
 /** What an action is done to. Key actions name the key; on decrypt it is the key named inside the ciphertext. */
 export interface Resource {

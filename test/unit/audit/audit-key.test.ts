@@ -1,7 +1,7 @@
 import { createHmac, hkdfSync } from 'node:crypto';
 import { inspect } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { AUDIT_KEY_INFO, auditHmac, auditKeyId, deriveAuditKeyFromSecret } from '../../../src/audit/audit-key.js';
+import { AUDIT_KEY_INFO, auditHmac, deriveAuditKeyFromSecret } from '../../../src/audit/audit-key.js';
 import { SecretBytes } from '../../../src/crypto/secret-bytes.js';
 
 const ROOT_SECRET = Buffer.alloc(32, 0x01);
@@ -48,23 +48,6 @@ describe('deriveAuditKeyFromSecret', () => {
   });
 });
 
-describe('auditKeyId', () => {
-  it('is the first 16 hex characters of HMAC(auditKey, "keyhold/audit/key-id/v1")', () => {
-    const key = Buffer.alloc(32, 0x61);
-    const expected = createHmac('sha256', key).update('keyhold/audit/key-id/v1').digest('hex').slice(0, 16);
-    expect(auditKeyId(key)).toBe(expected);
-    expect(auditKeyId(key)).toMatch(/^[0-9a-f]{16}$/);
-  });
-
-  it('is the same for SecretBytes and raw bytes of one key', () => {
-    const key = Buffer.alloc(32, 0x61);
-    expect(auditKeyId(SecretBytes.adopt(Buffer.from(key)))).toBe(auditKeyId(key));
-  });
-
-  it('tells two audit keys apart', () => {
-    expect(auditKeyId(Buffer.alloc(32, 0x61))).not.toBe(auditKeyId(Buffer.alloc(32, 0x62)));
-  });
-});
 
 describe('auditHmac', () => {
   it('refuses a key that is not 32 bytes', () => {
