@@ -9,7 +9,7 @@ import { answerFrameworkError, registerAuditHook } from './http/audit-hook.js';
 import { registerAuthentication } from './http/authentication.js';
 import { tlsServerOptions } from './identity/tls.js';
 import { registerJsonBodyParser } from './http/json-body.js';
-import { registerProblemHandlers, sendProblem } from './http/problem.js';
+import { registerProblemHandlers } from './http/problem.js';
 import { SHARED_SCHEMAS } from './http/schemas.js';
 import { auditRoutes } from './http/routes/audit.js';
 import { batchRoutes } from './http/routes/batch.js';

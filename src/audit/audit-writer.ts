@@ -2,6 +2,7 @@ import { appendFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import { UnavailableError } from '../errors.js';
+import { withTimeout } from '../timeout.js';
 import type { AuditKeyMaterial } from './audit-key.js';
 import { toJsonLine, type AuditEvent, type AuditRecord } from './audit-record.js';
 import { MAX_AUDIT_BATCH, type AuditRepository } from './audit-repository.js';
@@ -149,15 +150,7 @@ export class AuditWriter {
     );
   }
 
-  async #withTimeout<T>(work: () => Promise<T>): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`audit commit timed out after ${this.#timeoutMs} ms`)), this.#timeoutMs);
-    });
-    try {
-      return await Promise.race([work(), timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
+  #withTimeout<T>(work: () => Promise<T>): Promise<T> {
+    return withTimeout(work(), this.#timeoutMs, `audit commit timed out after ${this.#timeoutMs} ms`);
   }
 }

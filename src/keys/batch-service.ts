@@ -1,5 +1,4 @@
 import type { Caller } from '../audit/trail.js';
-import type { Principal } from '../identity/principal.js';
 import type { EncryptionContext } from '../crypto/encryption-context.js';
 import { KeyholdError } from '../errors.js';
 import { isDatabaseUnavailable } from '../storage/errors.js';

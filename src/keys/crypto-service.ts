@@ -1,7 +1,6 @@
 import type { Caller } from '../audit/trail.js';
 import type { Authorizer } from '../policy/authorizer.js';
 import type { Clock } from '../clock.js';
-import type { Principal } from '../identity/principal.js';
 import { parseCiphertext, type ParsedCiphertext } from '../crypto/ciphertext-format.js';
 import { assertNoReservedContextKeys, type EncryptionContext } from '../crypto/encryption-context.js';
 import { openWithKeyVersion, sealWithKeyVersion } from '../crypto/key-version-cipher.js';

@@ -1,7 +1,6 @@
 import type { Caller } from '../audit/trail.js';
 import { randomUUID } from 'node:crypto';
 import type { Authorizer } from '../policy/authorizer.js';
-import type { Principal } from '../identity/principal.js';
 import type { Action } from '../policy/actions.js';
 import type { Clock } from '../clock.js';
 import { AES_256_KEY_BYTES } from '../crypto/aes-gcm.js';

@@ -22,13 +22,6 @@ export type KeyOperation =
 /** `ok`: allowed; `noop`: allowed and already in the target state; otherwise the error code to refuse with. */
 export type Verdict = 'ok' | 'noop' | ErrorCode;
 
-const STATE_REFUSAL: Record<KeyState, ErrorCode> = {
-  enabled: 'KH_ERR_ILLEGAL_TRANSITION',
-  disabled: 'KH_ERR_KEY_DISABLED',
-  pending_deletion: 'KH_ERR_KEY_PENDING_DELETION',
-  destroyed: 'KH_ERR_KEY_DESTROYED',
-};
-
 export const KEY_OPERATION_TABLE: Record<KeyState, Record<KeyOperation, Verdict>> = {
   enabled: {
     read: 'ok',

@@ -1,11 +1,11 @@
 import type { Caller } from '../audit/trail.js';
 import type { Clock } from '../clock.js';
 import type { EncryptionContext } from '../crypto/encryption-context.js';
-import { KeyholdError, UnavailableError, ValidationError } from '../errors.js';
+import { KeyholdError, ValidationError } from '../errors.js';
 import type { Principal, PrincipalType } from '../identity/principal.js';
 import type { Action } from './actions.js';
 import type { Authorizer } from './authorizer.js';
-import { evaluate, PolicySet, type Decision } from './evaluate.js';
+import { evaluate, type Decision } from './evaluate.js';
 import { compilePolicy, PolicyDocumentError, type PolicyDocument } from './policy.js';
 import type { PolicyRepository, StoredPolicy } from './policy-repository.js';
 import type { PolicyStore } from './policy-store.js';
@@ -113,13 +113,7 @@ export class PolicyService {
    */
   async simulate(caller: Caller, input: SimulationInput): Promise<SimulationResult> {
     this.#authorizer.authorize(caller, 'policies:read', {});
-    const stored = await this.#repository.all();
-    let set: PolicySet;
-    try {
-      set = new PolicySet(stored.map((policy) => compilePolicy(policy.name, policy.document)));
-    } catch (error) {
-      throw new UnavailableError('The access policies cannot be loaded; retry later', { cause: error });
-    }
+    const set = await this.#store.read();
     const subject: Principal = {
       id: input.principal.id,
       type: input.principal.type ?? typeOf(input.principal.id),

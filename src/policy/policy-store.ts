@@ -46,21 +46,25 @@ export class PolicyStore {
     return this.#loading;
   }
 
+  /** Reads and compiles every stored policy, without touching the set in use: 503 when that cannot be done. */
+  async read(): Promise<PolicySet> {
+    try {
+      const stored = await this.#repository.all();
+      return new PolicySet(stored.map((policy) => compilePolicy(policy.name, policy.document)));
+    } catch (error) {
+      throw new UnavailableError('The access policies cannot be loaded; retry later', { cause: error });
+    }
+  }
+
   /**
-   * Reads and compiles every policy. A stored policy that no longer compiles fails the load: skipping it could
+   * Reloads the set in use. A stored policy that no longer compiles fails the load: skipping it could
    * drop a deny, so requests fail closed (503) until it is fixed.
    */
   async reload(): Promise<void> {
     this.#started += 1;
     const sequence = this.#started;
     const startedAt = this.#clock.now().getTime();
-    let set: PolicySet;
-    try {
-      const stored = await this.#repository.all();
-      set = new PolicySet(stored.map((policy) => compilePolicy(policy.name, policy.document)));
-    } catch (error) {
-      throw new UnavailableError('The access policies cannot be loaded; retry later', { cause: error });
-    }
+    const set = await this.read();
     if (sequence > this.#applied) {
       this.#applied = sequence;
       this.#current = set;
