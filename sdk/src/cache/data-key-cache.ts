@@ -1,0 +1,272 @@
+import { createHash } from 'node:crypto';
+import { InvalidArgumentError, KeyholdSdkError } from '../errors.js';
+import type { CanonicalContext } from '../format/encryption-context.js';
+import type { Suite } from '../format/suites.js';
+import type { DataKey, DataKeySource, GenerateOptions, SourceCallOptions, UnwrappedDataKey } from '../keys/data-key-source.js';
+import { wrappedKeyId } from '../keys/wrapped-key.js';
+
+/** Limits of the data-key cache. Every limit is a bound on how much one data key protects, and for how long. */
+export interface CacheOptions {
+  /** How long a data key is used to encrypt, and an unwrapped key kept, in milliseconds. Default 5 minutes. */
+  readonly maxAgeMs?: number;
+  /** How many messages one cached data key encrypts. Default 2^32. */
+  readonly maxMessages?: number;
+  /** How many plaintext bytes one cached data key encrypts. Default 2^53 − 1. */
+  readonly maxBytes?: number;
+  /** How many entries each side (encrypt, decrypt) keeps; the least recently used goes first. Default 1,000. */
+  readonly maxEntries?: number;
+}
+
+/** Counters, for metrics and tests. */
+export interface CacheStats {
+  readonly encryptEntries: number;
+  readonly decryptEntries: number;
+  readonly hits: number;
+  readonly misses: number;
+}
+
+interface Entry {
+  readonly keyName: string;
+  readonly keyId: string;
+  /** The cache's own copy, handed out only as copies and zeroed when the entry goes. */
+  readonly plaintext: Buffer;
+  readonly createdAt: number;
+  /**
+   * `cached` while in a map; `detached` when a purge raced its request, so it serves only that request's callers;
+   * `zeroed` once gone. Callers that waited on a shared request check this before copying the key out.
+   */
+  state: 'cached' | 'detached' | 'zeroed';
+}
+
+interface EncryptEntry extends Entry {
+  readonly keyVersion: number;
+  readonly wrapped: Uint8Array;
+  messages: number;
+  bytes: number;
+}
+
+/** Service errors after which cached keys of that key must not be used again. */
+const PURGING_CODES = new Set(['KH_SDK_ACCESS_DENIED', 'KH_SDK_KEY_STATE', 'KH_SDK_KEY_NOT_FOUND', 'KH_SDK_UNAUTHENTICATED']);
+
+function ownCopy(bytes: Uint8Array): Buffer {
+  const copy = Buffer.alloc(bytes.length);
+  copy.set(bytes);
+  return copy;
+}
+
+function positiveInteger(value: number | undefined, fallback: number, name: string): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value < 1) throw new InvalidArgumentError(`cache.${name} must be a positive integer`);
+  return value;
+}
+
+/**
+ * A bounded cache of data keys in front of a source: the main cost the SDK saves.
+ *
+ * - Encrypt side: one data key per (suite, key name, context) is reused until it is `maxAgeMs` old or has encrypted
+ *   `maxMessages` messages or `maxBytes` bytes.
+ * - Decrypt side: unwrapped keys by SHA-256 of the wrapped key and the context, for `maxAgeMs`.
+ *
+ * The context is part of every cache key, so an entry made under one context never serves another. Concurrent
+ * misses for one entry share one request. Entries are zeroed when they go. A service answer that the caller may no
+ * longer use a key (403, key state, unknown key) purges that key's entries, and `purge` lets revocation events do
+ * the same.
+ */
+export class DataKeyCache implements DataKeySource {
+  readonly #maxAgeMs: number;
+  readonly #maxMessages: number;
+  readonly #maxBytes: number;
+  readonly #maxEntries: number;
+  readonly #encrypt = new Map<string, EncryptEntry>();
+  readonly #decrypt = new Map<string, Entry>();
+  readonly #pendingEncrypt = new Map<string, Promise<EncryptEntry>>();
+  readonly #pendingDecrypt = new Map<string, Promise<Entry>>();
+  /** Bumped by every purge, so a request that started before a purge does not put its answer back in. */
+  #generation = 0;
+  #hits = 0;
+  #misses = 0;
+
+  constructor(
+    private readonly source: DataKeySource,
+    private readonly suite: Suite,
+    options: CacheOptions = {},
+    private readonly now: () => number = Date.now,
+  ) {
+    this.#maxAgeMs = positiveInteger(options.maxAgeMs, 5 * 60_000, 'maxAgeMs');
+    this.#maxMessages = positiveInteger(options.maxMessages, 2 ** 32, 'maxMessages');
+    this.#maxBytes = positiveInteger(options.maxBytes, Number.MAX_SAFE_INTEGER, 'maxBytes');
+    this.#maxEntries = positiveInteger(options.maxEntries, 1000, 'maxEntries');
+  }
+
+  async generate(keyName: string, context: CanonicalContext, options: GenerateOptions = {}): Promise<DataKey> {
+    const length = options.plaintextLength;
+    // A message larger than a key may ever protect gets a key of its own that no other message shares.
+    if (length !== undefined && length > this.#maxBytes) return this.source.generate(keyName, context, options);
+    const partition = `${this.suite.id}\u0000${keyName}\u0000${context.key}`;
+    for (;;) {
+      const entry = this.#encrypt.get(partition);
+      if (entry !== undefined) {
+        if (this.#usable(entry, length)) {
+          this.#hits += 1;
+          this.#touch(this.#encrypt, partition, entry);
+          return this.#handOut(entry, length);
+        }
+        this.#remove(this.#encrypt, partition);
+      }
+      this.#misses += 1;
+      let pending = this.#pendingEncrypt.get(partition);
+      if (pending === undefined) {
+        pending = this.#fetchEncrypt(partition, keyName, context, options);
+        this.#pendingEncrypt.set(partition, pending);
+      }
+      const fetched = await pending;
+      // Shared with concurrent callers: take it only while it is live and within its limits; otherwise go round.
+      // Age is not checked here: a key fetched for this very call is fresh, whatever the clock did meanwhile.
+      if (fetched.state !== 'zeroed' && this.#withinUsage(fetched, length)) return this.#handOut(fetched, length);
+    }
+  }
+
+  async unwrap(wrapped: Uint8Array, context: CanonicalContext, options: SourceCallOptions = {}): Promise<UnwrappedDataKey> {
+    const id = createHash('sha256').update(wrapped).update(context.encoded).digest('base64');
+    const entry = this.#decrypt.get(id);
+    if (entry !== undefined) {
+      if (this.now() - entry.createdAt < this.#maxAgeMs) {
+        this.#hits += 1;
+        this.#touch(this.#decrypt, id, entry);
+        return { keyName: entry.keyName, keyId: entry.keyId, plaintext: ownCopy(entry.plaintext) };
+      }
+      this.#remove(this.#decrypt, id);
+    }
+    this.#misses += 1;
+    let pending = this.#pendingDecrypt.get(id);
+    if (pending === undefined) {
+      pending = this.#fetchDecrypt(id, wrapped, context, options);
+      this.#pendingDecrypt.set(id, pending);
+    }
+    const fetched = await pending;
+    // Evicted between the answer and this continuation (a tiny cache under load): ask again.
+    if (fetched.state === 'zeroed') return this.unwrap(wrapped, context, options);
+    return { keyName: fetched.keyName, keyId: fetched.keyId, plaintext: ownCopy(fetched.plaintext) };
+  }
+
+  /** Drops, and zeroes, every entry of `keyName` (a name or a key id), or every entry when none is given. */
+  purge(keyName?: string): void {
+    this.#generation += 1;
+    for (const map of [this.#encrypt, this.#decrypt] as Array<Map<string, Entry>>) {
+      for (const [id, entry] of map) {
+        if (keyName === undefined || entry.keyName === keyName || entry.keyId === keyName) this.#remove(map, id);
+      }
+    }
+  }
+
+  stats(): CacheStats {
+    return { encryptEntries: this.#encrypt.size, decryptEntries: this.#decrypt.size, hits: this.#hits, misses: this.#misses };
+  }
+
+  async #fetchEncrypt(partition: string, keyName: string, context: CanonicalContext, options: GenerateOptions): Promise<EncryptEntry> {
+    const generation = this.#generation;
+    try {
+      // The request is shared, so it does not take one caller's abort signal with it.
+      const key = await this.source.generate(keyName, context, { timeoutMs: options.timeoutMs });
+      const entry: EncryptEntry = {
+        keyName: key.keyName,
+        keyId: key.keyId,
+        keyVersion: key.keyVersion,
+        wrapped: key.wrapped,
+        plaintext: ownCopy(key.plaintext),
+        createdAt: this.now(),
+        state: 'cached',
+        messages: 0,
+        bytes: 0,
+      };
+      key.plaintext.fill(0);
+      this.#settle(this.#encrypt, partition, entry, generation);
+      return entry;
+    } catch (error) {
+      this.#purgeAfter(error, keyName);
+      throw error;
+    } finally {
+      this.#pendingEncrypt.delete(partition);
+    }
+  }
+
+  async #fetchDecrypt(id: string, wrapped: Uint8Array, context: CanonicalContext, options: SourceCallOptions): Promise<Entry> {
+    const generation = this.#generation;
+    try {
+      const key = await this.source.unwrap(wrapped, context, { timeoutMs: options.timeoutMs });
+      const entry: Entry = { keyName: key.keyName, keyId: key.keyId, plaintext: ownCopy(key.plaintext), createdAt: this.now(), state: 'cached' };
+      key.plaintext.fill(0);
+      this.#settle(this.#decrypt, id, entry, generation);
+      return entry;
+    } catch (error) {
+      this.#purgeAfter(error, wrappedKeyId(wrapped));
+      throw error;
+    } finally {
+      this.#pendingDecrypt.delete(id);
+    }
+  }
+
+  #purgeAfter(error: unknown, key: string | undefined): void {
+    if (key !== undefined && error instanceof KeyholdSdkError && PURGING_CODES.has(error.code)) this.purge(key);
+  }
+
+  #usable(entry: EncryptEntry, length: number | undefined): boolean {
+    return this.now() - entry.createdAt < this.#maxAgeMs && this.#withinUsage(entry, length);
+  }
+
+  #withinUsage(entry: EncryptEntry, length: number | undefined): boolean {
+    return entry.messages < this.#maxMessages
+      && (length === undefined ? entry.bytes < this.#maxBytes : entry.bytes + length <= this.#maxBytes);
+  }
+
+  #handOut(entry: EncryptEntry, length: number | undefined): DataKey {
+    entry.messages += 1;
+    entry.bytes += length ?? 0;
+    const key: DataKey = {
+      keyName: entry.keyName,
+      keyId: entry.keyId,
+      keyVersion: entry.keyVersion,
+      wrapped: entry.wrapped,
+      plaintext: ownCopy(entry.plaintext),
+      ...(length === undefined ? { charge: (bytes: number) => { entry.bytes += bytes; } } : {}),
+    };
+    return key;
+  }
+
+  /**
+   * Caches a fetched entry, unless a purge came while it was being fetched: then it serves only the callers already
+   * waiting, who copy it out in the microtasks that follow the answer, and is zeroed after them.
+   */
+  #settle<T extends Entry>(map: Map<string, T>, id: string, entry: T, generation: number): void {
+    if (generation === this.#generation) {
+      this.#insert(map, id, entry);
+      return;
+    }
+    entry.state = 'detached';
+    setImmediate(() => {
+      entry.state = 'zeroed';
+      entry.plaintext.fill(0);
+    });
+  }
+
+  #insert<T extends Entry>(map: Map<string, T>, id: string, entry: T): void {
+    const previous = map.get(id);
+    if (previous !== undefined && previous !== entry) this.#remove(map, id);
+    map.set(id, entry);
+    while (map.size > this.#maxEntries) this.#remove(map, map.keys().next().value as string);
+  }
+
+  /** Moves an entry to the young end of the map's insertion order, which is the LRU order. */
+  #touch<T extends Entry>(map: Map<string, T>, id: string, entry: T): void {
+    map.delete(id);
+    map.set(id, entry);
+  }
+
+  #remove<T extends Entry>(map: Map<string, T>, id: string): void {
+    const entry = map.get(id);
+    if (entry === undefined) return;
+    map.delete(id);
+    entry.state = 'zeroed';
+    entry.plaintext.fill(0);
+  }
+}

@@ -1,0 +1,239 @@
+import { Duplex } from 'node:stream';
+import type { TransformStream } from 'node:stream/web';
+import type { AuthProvider } from './auth/auth-provider.js';
+import { DataKeyCache, type CacheOptions, type CacheStats } from './cache/data-key-cache.js';
+import { defaultBackend } from './crypto/backend.js';
+import { encryptMessage, decryptMessage, startMessage, type MessageParameters } from './envelope/one-shot.js';
+import { createDecryptStream, createEncryptStream } from './envelope/streams.js';
+import { clientOptionsFromEnv } from './env.js';
+import { ClientClosedError, ConfigurationError, InvalidArgumentError } from './errors.js';
+import { canonicalContext, type CanonicalContext, type EncryptionContext } from './format/encryption-context.js';
+import { DEFAULT_SEGMENT_SIZE, isValidSegmentSize, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, type MessageHeader } from './format/header.js';
+import { DEFAULT_SUITE } from './format/suites.js';
+import type { DataKeySource } from './keys/data-key-source.js';
+import { ServiceDataKeySource } from './keys/service-source.js';
+import { createHttpTransport, type Transport } from './transport/http-transport.js';
+
+/** The options of {@link createClient}. */
+export interface ClientOptions {
+  /** The service's base URL, such as `https://keyhold.keyhold.svc:7780`. */
+  readonly url: string | URL;
+  /** How the workload proves who it is: `kubernetesServiceAccount()`, `spiffeMtls(…)` or `apiToken(…)`. */
+  readonly auth: AuthProvider;
+  /** The deadline of each call to the service, over all its retries, in milliseconds. Default 10,000. */
+  readonly timeoutMs?: number;
+  /** Retries after the first attempt, for network errors, 5xx and 429 only. Default 3. */
+  readonly retries?: number;
+  /** Data-key cache limits, or `false` to ask the service for every message. */
+  readonly cache?: CacheOptions | false;
+  /** PEM of the CA that issued the service's certificate, when it is not a public one. */
+  readonly ca?: string | Buffer;
+  /** Plaintext bytes per segment of new messages. Default 65,536. */
+  readonly segmentSize?: number;
+  /** Replaces the HTTP transport; for tests and for embedding. */
+  readonly transport?: Transport;
+  /** The clock of the cache, in epoch milliseconds; for tests. */
+  readonly now?: () => number;
+}
+
+/** Per-call options of {@link KeyholdClient.encrypt} and {@link KeyholdClient.encryptStream}. */
+export interface EncryptOptions {
+  /**
+   * Pairs bound to the message as authenticated data, and to its data key by the service. They are stored in the
+   * clear in the header; never put secrets in them.
+   */
+  readonly context?: EncryptionContext;
+  /** The deadline of the service call this needs, if any. */
+  readonly timeoutMs?: number;
+  readonly signal?: AbortSignal;
+}
+
+/** Per-call options of {@link KeyholdClient.decrypt} and {@link KeyholdClient.decryptStream}. */
+export interface DecryptOptions {
+  /** Pairs the message's context must contain, with these values; otherwise decryption fails. */
+  readonly expectedContext?: EncryptionContext;
+  readonly timeoutMs?: number;
+  readonly signal?: AbortSignal;
+}
+
+/** Who the service says the workload is (`GET /v1/whoami`). */
+export interface Principal {
+  readonly id: string;
+  readonly type: string;
+  readonly attributes?: Readonly<Record<string, string>>;
+}
+
+/** The data-key cache of a client. */
+export interface ClientCache {
+  /** Drops and zeroes the cached data keys of `keyName` (a key name or id), or all of them. */
+  purge(keyName?: string): void;
+  stats(): CacheStats;
+}
+
+/** A Keyhold client. Create one per process with {@link createClient} and share it. */
+export interface KeyholdClient {
+  /**
+   * Resolves once the service is ready and accepts this workload's credential; for start-up and readiness probes.
+   * Rejects with the SDK's error otherwise.
+   */
+  ready(options?: { readonly timeoutMs?: number; readonly signal?: AbortSignal }): Promise<Principal>;
+  /** Encrypts `data` (bytes, or a string as UTF-8) under a data key of `keyName`: one self-contained message. */
+  encrypt(keyName: string, data: Uint8Array | string, options?: EncryptOptions): Promise<Buffer>;
+  /** Decrypts a message from {@link encrypt} or {@link encryptStream}. Every failure is a `DecryptionError`. */
+  decrypt(message: Uint8Array, options?: DecryptOptions): Promise<Buffer>;
+  /** A Web Streams transform that encrypts what is written to it, in constant memory. */
+  encryptStream(keyName: string, options?: EncryptOptions): TransformStream<Uint8Array, Uint8Array>;
+  /**
+   * A Web Streams transform that decrypts. It releases each segment only once that segment authenticates; a
+   * truncated or altered stream errors at the point where it fails.
+   */
+  decryptStream(options?: DecryptOptions): TransformStream<Uint8Array, Uint8Array>;
+  /** {@link encryptStream} as a Node.js Duplex, for `pipeline(source, client.encryptNodeStream(…), sink)`. */
+  encryptNodeStream(keyName: string, options?: EncryptOptions): Duplex;
+  /** {@link decryptStream} as a Node.js Duplex. */
+  decryptNodeStream(options?: DecryptOptions): Duplex;
+  readonly cache: ClientCache;
+  /** Zeroes the cache, closes connections and refuses further calls. */
+  close(): Promise<void>;
+}
+
+const KEY_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const DEFAULT_TIMEOUT_MS = 10_000;
+const DEFAULT_RETRIES = 3;
+
+function checkKeyName(keyName: unknown): string {
+  if (typeof keyName !== 'string' || !KEY_NAME.test(keyName)) throw new InvalidArgumentError('keyName must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$');
+  return keyName;
+}
+
+function toBytes(data: unknown): Uint8Array {
+  if (typeof data === 'string') return Buffer.from(data, 'utf8');
+  if (data instanceof Uint8Array) return data;
+  throw new InvalidArgumentError('data must be a Uint8Array, a Buffer or a string');
+}
+
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+class Client implements KeyholdClient {
+  readonly cache: ClientCache;
+  readonly #transport: Transport;
+  readonly #source: DataKeySource;
+  readonly #segmentSize: number;
+  #closed = false;
+
+  constructor(options: ClientOptions) {
+    if (options === null || typeof options !== 'object') throw new ConfigurationError('createClient needs options, or KEYHOLD_URL in the environment');
+    if (options.auth === undefined && options.transport === undefined) throw new ConfigurationError('auth is required');
+    const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    const retries = options.retries ?? DEFAULT_RETRIES;
+    if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1) throw new ConfigurationError('timeoutMs must be a positive integer');
+    if (!Number.isSafeInteger(retries) || retries < 0 || retries > 10) throw new ConfigurationError('retries must be an integer from 0 to 10');
+    this.#segmentSize = options.segmentSize ?? DEFAULT_SEGMENT_SIZE;
+    if (!isValidSegmentSize(this.#segmentSize)) {
+      throw new ConfigurationError(`segmentSize must be an integer from ${MIN_SEGMENT_SIZE} to ${MAX_SEGMENT_SIZE}`);
+    }
+    this.#transport = options.transport ?? createHttpTransport({
+      url: options.url,
+      auth: options.auth,
+      timeoutMs,
+      retry: { retries, baseDelayMs: 100, maxDelayMs: 5_000 },
+      ...(options.ca === undefined ? {} : { ca: options.ca }),
+    });
+    const service = new ServiceDataKeySource(this.#transport);
+    if (options.cache === false) {
+      this.#source = service;
+      this.cache = { purge: () => {}, stats: () => ({ encryptEntries: 0, decryptEntries: 0, hits: 0, misses: 0 }) };
+    } else {
+      const cache = new DataKeyCache(service, DEFAULT_SUITE, options.cache ?? {}, options.now);
+      this.#source = cache;
+      this.cache = { purge: (keyName) => cache.purge(keyName), stats: () => cache.stats() };
+    }
+  }
+
+  async ready(options: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<Principal> {
+    this.#assertOpen();
+    await this.#transport.request('GET', '/readyz', undefined, options);
+    return this.#transport.request<Principal>('GET', '/v1/whoami', undefined, options);
+  }
+
+  async encrypt(keyName: string, data: Uint8Array | string, options: EncryptOptions = {}): Promise<Buffer> {
+    this.#assertOpen();
+    checkKeyName(keyName);
+    const plaintext = toBytes(data);
+    const parameters = this.#parameters(canonicalContext(options.context));
+    const [backend, dataKey] = await Promise.all([
+      defaultBackend(),
+      this.#source.generate(keyName, parameters.context, { plaintextLength: plaintext.length, timeoutMs: options.timeoutMs, signal: options.signal }),
+    ]);
+    let message;
+    try {
+      message = await startMessage(backend, dataKey, parameters);
+    } finally {
+      dataKey.plaintext.fill(0);
+    }
+    return asBuffer(await encryptMessage(message, plaintext));
+  }
+
+  async decrypt(message: Uint8Array, options: DecryptOptions = {}): Promise<Buffer> {
+    this.#assertOpen();
+    if (!(message instanceof Uint8Array)) throw new InvalidArgumentError('message must be a Uint8Array or a Buffer');
+    const expected = options.expectedContext === undefined ? undefined : canonicalContext(options.expectedContext);
+    const backend = await defaultBackend();
+    const { plaintext } = await decryptMessage(backend, message, (header) => this.#unwrap(header, options), expected);
+    return asBuffer(plaintext);
+  }
+
+  encryptStream(keyName: string, options: EncryptOptions = {}): TransformStream<Uint8Array, Uint8Array> {
+    this.#assertOpen();
+    checkKeyName(keyName);
+    const parameters = this.#parameters(canonicalContext(options.context));
+    return createEncryptStream(defaultBackend(), () => this.#source.generate(keyName, parameters.context, {
+      timeoutMs: options.timeoutMs,
+      signal: options.signal,
+    }), parameters);
+  }
+
+  decryptStream(options: DecryptOptions = {}): TransformStream<Uint8Array, Uint8Array> {
+    this.#assertOpen();
+    const expected = options.expectedContext === undefined ? undefined : canonicalContext(options.expectedContext);
+    return createDecryptStream(defaultBackend(), (header) => this.#unwrap(header, options), expected);
+  }
+
+  encryptNodeStream(keyName: string, options?: EncryptOptions): Duplex {
+    return Duplex.fromWeb(this.encryptStream(keyName, options) as Parameters<typeof Duplex.fromWeb>[0]);
+  }
+
+  decryptNodeStream(options?: DecryptOptions): Duplex {
+    return Duplex.fromWeb(this.decryptStream(options) as Parameters<typeof Duplex.fromWeb>[0]);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.cache.purge();
+    await this.#transport.close();
+  }
+
+  async #unwrap(header: MessageHeader, options: DecryptOptions): Promise<Uint8Array> {
+    const key = await this.#source.unwrap(header.wrappedKey, header.context, { timeoutMs: options.timeoutMs, signal: options.signal });
+    return key.plaintext;
+  }
+
+  #parameters(context: CanonicalContext): MessageParameters {
+    return { suite: DEFAULT_SUITE, segmentSize: this.#segmentSize, context };
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new ClientClosedError();
+  }
+}
+
+/**
+ * A client for the Keyhold service. Without options, it is configured from the environment (`KEYHOLD_URL`,
+ * `KEYHOLD_TOKEN_PATH`, …; see `clientOptionsFromEnv`).
+ */
+export function createClient(options: ClientOptions = clientOptionsFromEnv()): KeyholdClient {
+  return new Client(options);
+}

@@ -1,0 +1,109 @@
+import type { CryptoBackend } from '../crypto/backend.js';
+import { DecryptionError } from '../errors.js';
+import { contextIncludes, type CanonicalContext } from '../format/encryption-context.js';
+import { decodeHeader, encodeHeader, MESSAGE_ID_BYTES, type MessageHeader } from '../format/header.js';
+import type { Suite } from '../format/suites.js';
+import type { DataKey } from '../keys/data-key-source.js';
+import { deriveMessageKeys, MessageCipher } from './message-cipher.js';
+
+/** What a new message needs besides its plaintext. */
+export interface MessageParameters {
+  readonly suite: Suite;
+  readonly segmentSize: number;
+  readonly context: CanonicalContext;
+}
+
+/**
+ * Starts a message under a data key: a fresh message id, the derived content key and commitment, the header. The
+ * data key is not kept; the caller zeroes its copy.
+ */
+export async function startMessage(backend: CryptoBackend, dataKey: DataKey, parameters: MessageParameters): Promise<MessageCipher> {
+  const messageId = backend.randomBytes(MESSAGE_ID_BYTES);
+  const { contentKey, commitment } = await deriveMessageKeys(backend, parameters.suite, dataKey.plaintext, messageId);
+  try {
+    const header = encodeHeader({
+      suite: parameters.suite,
+      messageId,
+      segmentSize: parameters.segmentSize,
+      wrappedKey: dataKey.wrapped,
+      context: parameters.context,
+      commitment,
+    });
+    return await MessageCipher.forEncryption(backend, header, contentKey);
+  } finally {
+    contentKey.fill(0);
+  }
+}
+
+/** Encrypts a whole message held in memory. */
+export async function encryptMessage(message: MessageCipher, plaintext: Uint8Array): Promise<Uint8Array> {
+  const { segmentSize } = message.header;
+  const parts: Uint8Array[] = [message.header.bytes];
+  let length = message.header.bytes.length;
+  try {
+    let offset = 0;
+    do {
+      const end = Math.min(plaintext.length, offset + segmentSize);
+      const sealed = await message.seal(plaintext.subarray(offset, end), end === plaintext.length);
+      parts.push(sealed);
+      length += sealed.length;
+      offset = end;
+    } while (offset < plaintext.length);
+  } finally {
+    message.dispose();
+  }
+  const out = new Uint8Array(length);
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}
+
+/** Unwraps the data key of a parsed header: the service or a cache behind it. */
+export type DataKeyUnwrapper = (header: MessageHeader) => Promise<Uint8Array>;
+
+/**
+ * Decrypts a whole message held in memory. The header is parsed and the expected context checked before the data
+ * key is asked for; the commitment is checked before any segment is opened; the plaintext is returned only after
+ * every segment, the last one included, has authenticated.
+ */
+export async function decryptMessage(
+  backend: CryptoBackend,
+  blob: Uint8Array,
+  unwrap: DataKeyUnwrapper,
+  expectedContext: CanonicalContext | undefined,
+): Promise<{ header: MessageHeader; plaintext: Uint8Array }> {
+  const header = decodeHeader(blob);
+  if (expectedContext !== undefined && !contextIncludes(header.context, expectedContext)) throw new DecryptionError();
+  const body = blob.subarray(header.bytes.length);
+  const sealedSegment = header.segmentSize + header.suite.tagBytes;
+  const segments = Math.max(1, Math.ceil(body.length / sealedSegment));
+  const lastLength = body.length - (segments - 1) * sealedSegment;
+  // The encryptor writes an empty last segment only for an empty message, so any other one is not canonical.
+  if (lastLength < header.suite.tagBytes || (segments > 1 && lastLength === header.suite.tagBytes)) throw new DecryptionError();
+
+  const dataKey = await unwrap(header);
+  let message: MessageCipher;
+  try {
+    message = await MessageCipher.forDecryption(backend, header, dataKey);
+  } finally {
+    dataKey.fill(0);
+  }
+  const plaintext = new Uint8Array(body.length - segments * header.suite.tagBytes);
+  try {
+    for (let index = 0; index < segments; index++) {
+      const start = index * sealedSegment;
+      const opened = await message.open(body.subarray(start, Math.min(body.length, start + sealedSegment)), index === segments - 1);
+      plaintext.set(opened, index * header.segmentSize);
+      opened.fill(0);
+    }
+  } catch (error) {
+    plaintext.fill(0);
+    throw error;
+  } finally {
+    message.dispose();
+  }
+  return { header, plaintext };
+}

@@ -1,0 +1,122 @@
+import { TransformStream } from 'node:stream/web';
+import type { CryptoBackend } from '../crypto/backend.js';
+import { DecryptionError } from '../errors.js';
+import { contextIncludes, type CanonicalContext } from '../format/encryption-context.js';
+import { decodeHeader, HEADER_PREFIX_BYTES, headerLength } from '../format/header.js';
+import type { DataKey } from '../keys/data-key-source.js';
+import { ByteQueue } from './byte-queue.js';
+import { MessageCipher } from './message-cipher.js';
+import { startMessage, type DataKeyUnwrapper, type MessageParameters } from './one-shot.js';
+
+/**
+ * An encrypting transform. The data key is fetched when the stream starts; the header goes out first, then one
+ * sealed segment whenever more than a segment of plaintext is queued, so memory stays at about one segment plus the
+ * chunk being read, whatever the message size.
+ */
+export function createEncryptStream(
+  backend: CryptoBackend | Promise<CryptoBackend>,
+  dataKey: () => Promise<DataKey>,
+  parameters: MessageParameters,
+): TransformStream<Uint8Array, Uint8Array> {
+  const queue = new ByteQueue();
+  let message: MessageCipher | undefined;
+  const release = () => message?.dispose();
+  return new TransformStream<Uint8Array, Uint8Array>({
+    async start(controller) {
+      const key = await dataKey();
+      try {
+        message = await startMessage(await backend, key, parameters);
+      } finally {
+        key.plaintext.fill(0);
+      }
+      controller.enqueue(message.header.bytes);
+    },
+    async transform(chunk, controller) {
+      queue.push(toBytes(chunk));
+      try {
+        // Strictly more than a segment: the segment sealed here is then known not to be the last.
+        while (queue.length > parameters.segmentSize) {
+          controller.enqueue(await message!.seal(queue.take(parameters.segmentSize), false));
+        }
+      } catch (error) {
+        release();
+        throw error;
+      }
+    },
+    async flush(controller) {
+      try {
+        controller.enqueue(await message!.seal(queue.take(queue.length), true));
+      } finally {
+        release();
+      }
+    },
+    cancel: release,
+  } as ConstructorParameters<typeof TransformStream<Uint8Array, Uint8Array>>[0]);
+}
+
+/**
+ * A decrypting transform. It parses the header, checks the expected context, unwraps the data key and checks the
+ * commitment before opening anything; it releases a segment's plaintext only after that segment's tag verifies. A
+ * truncated stream is detected at its end: the last segment received is opened as the last one and fails unless it
+ * was sealed as such. The stream then errors with the decryption error, after the segments that did authenticate.
+ */
+export function createDecryptStream(
+  backend: CryptoBackend | Promise<CryptoBackend>,
+  unwrap: DataKeyUnwrapper,
+  expectedContext: CanonicalContext | undefined,
+): TransformStream<Uint8Array, Uint8Array> {
+  const queue = new ByteQueue();
+  let message: MessageCipher | undefined;
+  let headerBytes = 0;
+  const release = () => message?.dispose();
+
+  async function readHeader(): Promise<boolean> {
+    if (headerBytes === 0) {
+      if (queue.length < HEADER_PREFIX_BYTES) return false;
+      headerBytes = headerLength(queue.peek(HEADER_PREFIX_BYTES));
+    }
+    if (queue.length < headerBytes) return false;
+    const header = decodeHeader(queue.take(headerBytes));
+    if (expectedContext !== undefined && !contextIncludes(header.context, expectedContext)) throw new DecryptionError();
+    const dataKey = await unwrap(header);
+    try {
+      message = await MessageCipher.forDecryption(await backend, header, dataKey);
+    } finally {
+      dataKey.fill(0);
+    }
+    return true;
+  }
+
+  return new TransformStream<Uint8Array, Uint8Array>({
+    async transform(chunk, controller) {
+      queue.push(toBytes(chunk));
+      try {
+        if (message === undefined && !(await readHeader())) return;
+        const sealedSegment = message!.header.segmentSize + message!.header.suite.tagBytes;
+        while (queue.length > sealedSegment) {
+          controller.enqueue(await message!.open(queue.take(sealedSegment), false));
+        }
+      } catch (error) {
+        release();
+        throw error;
+      }
+    },
+    async flush(controller) {
+      try {
+        if (message === undefined && !(await readHeader())) throw new DecryptionError();
+        const { tagBytes } = message!.header.suite;
+        const rest = queue.length;
+        if (rest < tagBytes || (message!.segmentsDone > 0 && rest === tagBytes)) throw new DecryptionError();
+        controller.enqueue(await message!.open(queue.take(rest), true));
+      } finally {
+        release();
+      }
+    },
+    cancel: release,
+  } as ConstructorParameters<typeof TransformStream<Uint8Array, Uint8Array>>[0]);
+}
+
+function toBytes(chunk: unknown): Uint8Array {
+  if (chunk instanceof Uint8Array) return chunk;
+  throw new TypeError('stream chunks must be Uint8Array or Buffer');
+}

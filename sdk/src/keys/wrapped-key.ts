@@ -1,0 +1,22 @@
+const PREFIX = 'kh1:';
+const BASE64URL = /^[A-Za-z0-9_-]+$/;
+const KEY_ID_OFFSET = 1;
+const KEY_ID_BYTES = 16;
+
+/** The binary form of a service ciphertext (`kh1:` + unpadded base64url), or undefined if it is not one. */
+export function decodeWrappedKey(text: string): Uint8Array | undefined {
+  if (!text.startsWith(PREFIX) || !BASE64URL.test(text.slice(PREFIX.length))) return undefined;
+  const bytes = Buffer.from(text.slice(PREFIX.length), 'base64url');
+  return bytes.length > KEY_ID_OFFSET + KEY_ID_BYTES ? new Uint8Array(bytes) : undefined;
+}
+
+export function encodeWrappedKey(wrapped: Uint8Array): string {
+  return PREFIX + Buffer.from(wrapped.buffer, wrapped.byteOffset, wrapped.byteLength).toString('base64url');
+}
+
+/** The id of the service key a wrapped data key names (docs/ciphertext-format.md: bytes 1–16), as a UUID. */
+export function wrappedKeyId(wrapped: Uint8Array): string | undefined {
+  if (wrapped.length < KEY_ID_OFFSET + KEY_ID_BYTES) return undefined;
+  const hex = Buffer.from(wrapped.subarray(KEY_ID_OFFSET, KEY_ID_OFFSET + KEY_ID_BYTES)).toString('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}

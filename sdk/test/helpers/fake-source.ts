@@ -1,0 +1,60 @@
+import { createCipheriv, createDecipheriv, randomBytes, randomUUID } from 'node:crypto';
+import { DecryptionError, ServiceError, sdkCodeForService } from '../../src/errors.js';
+import type { CanonicalContext } from '../../src/format/encryption-context.js';
+import type { DataKey, DataKeySource, GenerateOptions, UnwrappedDataKey } from '../../src/keys/data-key-source.js';
+
+/**
+ * A data-key source without a service: data keys are wrapped locally with AES-256-GCM under a key-encryption key,
+ * bound to the context, in the service's `kh1` layout (version byte, 16-byte key id, …). It counts calls and can be
+ * told to refuse, so cache tests can see every request that reaches "the service".
+ */
+export class FakeDataKeySource implements DataKeySource {
+  readonly kek = randomBytes(32);
+  readonly keyId = randomUUID();
+  generateCalls = 0;
+  unwrapCalls = 0;
+  /** When set, every call fails with this service status and code. */
+  refuse: { status: number; code: string } | undefined;
+  /** Makes calls wait until released, to test single flight. */
+  gate: Promise<void> | undefined;
+
+  async generate(keyName: string, context: CanonicalContext, _options?: GenerateOptions): Promise<DataKey> {
+    this.generateCalls += 1;
+    await this.gate;
+    this.#maybeRefuse();
+    const plaintext = randomBytes(32);
+    return { keyName, keyId: this.keyId, keyVersion: 1, wrapped: this.#wrap(plaintext, context), plaintext };
+  }
+
+  async unwrap(wrapped: Uint8Array, context: CanonicalContext): Promise<UnwrappedDataKey> {
+    this.unwrapCalls += 1;
+    await this.gate;
+    this.#maybeRefuse();
+    const bytes = Buffer.from(wrapped);
+    if (bytes.length !== 1 + 16 + 12 + 32 + 16 || bytes[0] !== 1 || bytes.subarray(1, 17).toString('hex') !== this.keyId.replaceAll('-', '')) {
+      throw new DecryptionError();
+    }
+    const decipher = createDecipheriv('aes-256-gcm', this.kek, bytes.subarray(17, 29));
+    decipher.setAAD(Buffer.concat([bytes.subarray(0, 29), context.encoded]));
+    decipher.setAuthTag(bytes.subarray(61));
+    try {
+      const plaintext = Buffer.concat([decipher.update(bytes.subarray(29, 61)), decipher.final()]);
+      return { keyName: 'fake', keyId: this.keyId, plaintext };
+    } catch {
+      throw new DecryptionError();
+    }
+  }
+
+  #wrap(plaintext: Buffer, context: CanonicalContext): Uint8Array {
+    const head = Buffer.concat([Buffer.from([1]), Buffer.from(this.keyId.replaceAll('-', ''), 'hex'), randomBytes(12)]);
+    const cipher = createCipheriv('aes-256-gcm', this.kek, head.subarray(17));
+    cipher.setAAD(Buffer.concat([head, context.encoded]));
+    return Buffer.concat([head, cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
+  }
+
+  #maybeRefuse(): void {
+    if (this.refuse !== undefined) {
+      throw new ServiceError(sdkCodeForService(this.refuse.status, this.refuse.code), { status: this.refuse.status, serviceCode: this.refuse.code });
+    }
+  }
+}
