@@ -1,3 +1,4 @@
+import { Crypto as PeculiarCrypto } from '@peculiar/webcrypto';
 import { ReadableStream } from 'node:stream/web';
 import type { CryptoBackend } from '../../src/crypto/backend.js';
 import { nodeBackend } from '../../src/crypto/node-backend.js';
@@ -9,9 +10,11 @@ import { DEFAULT_SEGMENT_SIZE } from '../../src/format/header.js';
 import { DEFAULT_SUITE } from '../../src/format/suites.js';
 import { FakeDataKeySource } from './fake-source.js';
 
+/** node:crypto, the runtime's WebCrypto, and `@peculiar/webcrypto`, the fallback for runtimes with neither. */
 export const BACKENDS: ReadonlyArray<readonly [string, CryptoBackend]> = [
   ['node', nodeBackend],
   ['webcrypto', webCryptoBackend(globalThis.crypto as unknown as Parameters<typeof webCryptoBackend>[0])],
+  ['@peculiar/webcrypto', webCryptoBackend(new PeculiarCrypto() as unknown as Parameters<typeof webCryptoBackend>[0])],
 ];
 
 export interface SealOptions {

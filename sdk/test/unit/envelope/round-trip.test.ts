@@ -5,11 +5,13 @@ import { BACKENDS, open, openStream, pipeThrough, seal, sealStream } from '../..
 
 const SEGMENT = 65_536;
 const SIZES = [0, 1, SEGMENT - 1, SEGMENT, SEGMENT + 1, 3 * SEGMENT, 10 * 1024 * 1024];
+/** @peculiar/webcrypto is pure JavaScript GHASH over a native cipher; 10 MiB through it takes long for no new coverage. */
+const SLOW_BACKEND_MAX = 3 * SEGMENT;
 
 describe('envelope round trips', () => {
   for (const [name, backend] of BACKENDS) {
     describe(`on the ${name} backend`, () => {
-      for (const size of SIZES) {
+      for (const size of SIZES.filter((size) => name !== '@peculiar/webcrypto' || size <= SLOW_BACKEND_MAX)) {
         it(`one-shot: ${size} bytes decrypt to themselves`, async () => {
           const source = new FakeDataKeySource();
           const plaintext = randomBytes(size);
@@ -20,13 +22,13 @@ describe('envelope round trips', () => {
     });
   }
 
-  it('a message sealed on one backend opens on the other', async () => {
+  it('a message sealed on any backend opens on every other', async () => {
     const source = new FakeDataKeySource();
     const plaintext = randomBytes(SEGMENT * 2 + 5);
-    const [, node] = BACKENDS[0]!;
-    const [, web] = BACKENDS[1]!;
-    expect(Buffer.from(await open(source, await seal(source, plaintext, { backend: node }), { backend: web })).equals(plaintext)).toBe(true);
-    expect(Buffer.from(await open(source, await seal(source, plaintext, { backend: web }), { backend: node })).equals(plaintext)).toBe(true);
+    for (const [, sealer] of BACKENDS) {
+      const blob = await seal(source, plaintext, { backend: sealer });
+      for (const [, opener] of BACKENDS) expect(Buffer.from(await open(source, blob, { backend: opener })).equals(plaintext)).toBe(true);
+    }
   });
 
   for (const size of SIZES) {
