@@ -61,6 +61,8 @@ export interface Principal {
   readonly id: string;
   readonly type: string;
   readonly attributes?: Readonly<Record<string, string>>;
+  /** True for the service's administrators. */
+  readonly admin?: boolean;
 }
 
 /** The data-key cache of a client. */
@@ -121,6 +123,7 @@ class Client implements KeyholdClient {
   readonly #transport: Transport;
   readonly #source: DataKeySource;
   readonly #segmentSize: number;
+  #closeCache: () => void = () => {};
   #closed = false;
 
   constructor(options: ClientOptions) {
@@ -149,6 +152,7 @@ class Client implements KeyholdClient {
       const cache = new DataKeyCache(service, DEFAULT_SUITE, options.cache ?? {}, options.now);
       this.#source = cache;
       this.cache = { purge: (keyName) => cache.purge(keyName), stats: () => cache.stats() };
+      this.#closeCache = () => cache.close();
     }
   }
 
@@ -212,7 +216,7 @@ class Client implements KeyholdClient {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.cache.purge();
+    this.#closeCache();
     await this.#transport.close();
   }
 

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { InvalidArgumentError, KeyholdSdkError } from '../errors.js';
+import { DeadlineExceededError, InvalidArgumentError, KeyholdSdkError } from '../errors.js';
 import type { CanonicalContext } from '../format/encryption-context.js';
 import type { Suite } from '../format/suites.js';
 import type { DataKey, DataKeySource, GenerateOptions, SourceCallOptions, UnwrappedDataKey } from '../keys/data-key-source.js';
@@ -85,6 +85,7 @@ export class DataKeyCache implements DataKeySource {
   #generation = 0;
   #hits = 0;
   #misses = 0;
+  #sweep: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
     private readonly source: DataKeySource,
@@ -143,7 +144,7 @@ export class DataKeyCache implements DataKeySource {
       pending = this.#fetchDecrypt(id, wrapped, context, options);
       this.#pendingDecrypt.set(id, pending);
     }
-    const fetched = await pending;
+    const fetched = await waitAsCaller(pending, options);
     // Evicted between the answer and this continuation (a tiny cache under load): ask again.
     if (fetched.state === 'zeroed') return this.unwrap(wrapped, context, options);
     return { keyName: fetched.keyName, keyId: fetched.keyId, plaintext: ownCopy(fetched.plaintext) };
@@ -254,6 +255,41 @@ export class DataKeyCache implements DataKeySource {
     if (previous !== undefined && previous !== entry) this.#remove(map, id);
     map.set(id, entry);
     while (map.size > this.#maxEntries) this.#remove(map, map.keys().next().value as string);
+    this.#scheduleSweep();
+  }
+
+  /**
+   * Expired entries are refused on lookup, but a key looked up once would otherwise stay in memory until evicted.
+   * A timer, which never keeps the process alive, zeroes each entry once it is `maxAgeMs` old.
+   */
+  #scheduleSweep(): void {
+    if (this.#sweep !== undefined || (this.#encrypt.size === 0 && this.#decrypt.size === 0)) return;
+    let oldest = Number.POSITIVE_INFINITY;
+    for (const map of [this.#encrypt, this.#decrypt] as Array<Map<string, Entry>>) {
+      for (const entry of map.values()) oldest = Math.min(oldest, entry.createdAt);
+    }
+    const delay = Math.max(0, oldest + this.#maxAgeMs - this.now()) + 1;
+    this.#sweep = setTimeout(() => {
+      this.#sweep = undefined;
+      this.sweep();
+      this.#scheduleSweep();
+    }, Math.min(delay, 2 ** 31 - 1));
+    this.#sweep.unref();
+  }
+
+  /** Zeroes and drops every entry older than `maxAgeMs`. */
+  sweep(): void {
+    const now = this.now();
+    for (const map of [this.#encrypt, this.#decrypt] as Array<Map<string, Entry>>) {
+      for (const [id, entry] of map) if (now - entry.createdAt >= this.#maxAgeMs) this.#remove(map, id);
+    }
+  }
+
+  /** Drops every entry and stops the sweep timer. */
+  close(): void {
+    this.purge();
+    clearTimeout(this.#sweep);
+    this.#sweep = undefined;
   }
 
   /** Moves an entry to the young end of the map's insertion order, which is the LRU order. */
@@ -269,4 +305,29 @@ export class DataKeyCache implements DataKeySource {
     entry.state = 'zeroed';
     entry.plaintext.fill(0);
   }
+}
+
+/**
+ * Waits for a request that other callers may share, within this caller's own signal and deadline. The request
+ * itself goes on for the others; only this caller stops waiting.
+ */
+function waitAsCaller<T>(pending: Promise<T>, options: SourceCallOptions): Promise<T> {
+  const { signal, timeoutMs } = options;
+  if (signal === undefined && timeoutMs === undefined) return pending;
+  return new Promise<T>((resolve, reject) => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const onAbort = () => finish(() => reject(signal!.reason));
+    const finish = (settle: () => void) => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      settle();
+    };
+    if (signal?.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    signal?.addEventListener('abort', onAbort, { once: true });
+    if (timeoutMs !== undefined) timer = setTimeout(() => finish(() => reject(new DeadlineExceededError(timeoutMs))), timeoutMs);
+    pending.then((value) => finish(() => resolve(value)), (error: unknown) => finish(() => reject(error)));
+  });
 }
