@@ -81,7 +81,10 @@ export interface KeyholdClient {
   ready(options?: { readonly timeoutMs?: number; readonly signal?: AbortSignal }): Promise<Principal>;
   /** Encrypts `data` (bytes, or a string as UTF-8) under a data key of `keyName`: one self-contained message. */
   encrypt(keyName: string, data: Uint8Array | string, options?: EncryptOptions): Promise<Buffer>;
-  /** Decrypts a message from {@link encrypt} or {@link encryptStream}. Every failure is a `DecryptionError`. */
+  /**
+   * Decrypts a message from {@link encrypt} or {@link encryptStream}. Every failure about the message itself is the
+   * same `DecryptionError`; a `ServiceError` says the workload may not use the key (403, key state) or could not ask.
+   */
   decrypt(message: Uint8Array, options?: DecryptOptions): Promise<Buffer>;
   /** A Web Streams transform that encrypts what is written to it, in constant memory. */
   encryptStream(keyName: string, options?: EncryptOptions): TransformStream<Uint8Array, Uint8Array>;

@@ -102,7 +102,14 @@ export class DataKeyCache implements DataKeySource {
   async generate(keyName: string, context: CanonicalContext, options: GenerateOptions = {}): Promise<DataKey> {
     const length = options.plaintextLength;
     // A message larger than a key may ever protect gets a key of its own that no other message shares.
-    if (length !== undefined && length > this.#maxBytes) return this.source.generate(keyName, context, options);
+    if (length !== undefined && length > this.#maxBytes) {
+      try {
+        return await this.source.generate(keyName, context, options);
+      } catch (error) {
+        this.#purgeAfter(error, keyName);
+        throw error;
+      }
+    }
     const partition = `${this.suite.id}\u0000${keyName}\u0000${context.key}`;
     for (;;) {
       const entry = this.#encrypt.get(partition);
@@ -120,7 +127,7 @@ export class DataKeyCache implements DataKeySource {
         pending = this.#fetchEncrypt(partition, keyName, context, options);
         this.#pendingEncrypt.set(partition, pending);
       }
-      const fetched = await pending;
+      const fetched = await waitAsCaller(pending, options);
       // Shared with concurrent callers: take it only while it is live and within its limits; otherwise go round.
       // Age is not checked here: a key fetched for this very call is fresh, whatever the clock did meanwhile.
       if (fetched.state !== 'zeroed' && this.#withinUsage(fetched, length)) return this.#handOut(fetched, length);
@@ -128,7 +135,10 @@ export class DataKeyCache implements DataKeySource {
   }
 
   async unwrap(wrapped: Uint8Array, context: CanonicalContext, options: SourceCallOptions = {}): Promise<UnwrappedDataKey> {
-    const id = createHash('sha256').update(wrapped).update(context.encoded).digest('base64');
+    const wrappedLength = Buffer.alloc(2);
+    wrappedLength.writeUInt16BE(wrapped.length);
+    // The wrapped key's length first, so no other split of the same bytes into key and context has this id.
+    const id = createHash('sha256').update(wrappedLength).update(wrapped).update(context.encoded).digest('base64');
     const entry = this.#decrypt.get(id);
     if (entry !== undefined) {
       if (this.now() - entry.createdAt < this.#maxAgeMs) {

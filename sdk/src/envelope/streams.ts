@@ -20,10 +20,12 @@ export function createEncryptStream(
 ): TransformStream<Uint8Array, Uint8Array> {
   const queue = new ByteQueue();
   let message: MessageCipher | undefined;
+  let charge: ((bytes: number) => void) | undefined;
   const release = () => message?.dispose();
   return new TransformStream<Uint8Array, Uint8Array>({
     async start(controller) {
       const key = await dataKey();
+      charge = key.charge;
       try {
         message = await startMessage(await backend, key, parameters);
       } finally {
@@ -37,6 +39,7 @@ export function createEncryptStream(
         // Strictly more than a segment: the segment sealed here is then known not to be the last.
         while (queue.length > parameters.segmentSize) {
           controller.enqueue(await message!.seal(queue.take(parameters.segmentSize), false));
+          charge?.(parameters.segmentSize);
         }
       } catch (error) {
         release();
@@ -45,7 +48,9 @@ export function createEncryptStream(
     },
     async flush(controller) {
       try {
-        controller.enqueue(await message!.seal(queue.take(queue.length), true));
+        const rest = queue.length;
+        controller.enqueue(await message!.seal(queue.take(rest), true));
+        charge?.(rest);
       } finally {
         release();
       }

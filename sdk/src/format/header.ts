@@ -1,6 +1,6 @@
 import { DecryptionError } from '../errors.js';
 import type { CanonicalContext } from './encryption-context.js';
-import { compareBytes, RESERVED_CONTEXT_PREFIX } from './encryption-context.js';
+import { compareBytes, MAX_CONTEXT_BYTES, MAX_CONTEXT_PAIRS, RESERVED_CONTEXT_PREFIX } from './encryption-context.js';
 import { suiteById, type Suite } from './suites.js';
 
 /**
@@ -124,6 +124,8 @@ export function decodeHeader(input: Uint8Array): MessageHeader {
   const contextStart = offset;
   if (offset + 2 > bodyEnd) throw new DecryptionError();
   const count = view.getUint16(offset);
+  // The service's own limits (docs/envelope-format.md): a larger context never came from a real message.
+  if (count > MAX_CONTEXT_PAIRS || bodyEnd - contextStart > MAX_CONTEXT_BYTES) throw new DecryptionError();
   offset += 2;
   const pairs: Array<readonly [string, string]> = [];
   let previous: Uint8Array | undefined;
