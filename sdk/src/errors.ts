@@ -29,6 +29,7 @@ export const SDK_ERROR_CODES = {
   KH_SDK_CLIENT_CLOSED: 'The client is closed',
 } as const;
 
+/** A stable error code of the SDK. */
 export type SdkErrorCode = keyof typeof SDK_ERROR_CODES;
 
 /** The base of every error the SDK throws on purpose. */

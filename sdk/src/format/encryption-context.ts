@@ -5,6 +5,7 @@ export type EncryptionContext = Readonly<Record<string, string>>;
 
 /** The same limits as the service, so a context the SDK accepts is never refused there. */
 export const MAX_CONTEXT_PAIRS = 64;
+/** See {@link MAX_CONTEXT_PAIRS}. */
 export const MAX_CONTEXT_BYTES = 8192;
 /** The service sets keys under this prefix from the caller's identity; callers may not. */
 export const RESERVED_CONTEXT_PREFIX = 'kh.';

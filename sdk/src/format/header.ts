@@ -22,16 +22,24 @@ import { suiteById, type Suite } from './suites.js';
  * The whole header is the AAD of every segment, so changing any header byte fails every segment.
  */
 export const MAGIC = Uint8Array.from([0x4b, 0x48, 0x45, 0x4d]);
+/** The format version this SDK writes and reads. */
 export const FORMAT_VERSION = 0x01;
+/** A 256-bit random message id: the HKDF salt, so content keys never repeat across messages. */
 export const MESSAGE_ID_BYTES = 32;
 /** Magic, version, suite and length: enough to know how many bytes the rest of the header needs. */
 export const HEADER_PREFIX_BYTES = 9;
+/** The header length field is a u16. */
 export const MAX_HEADER_BYTES = 0xffff;
+/** Segment sizes a reader accepts: small enough to bound its memory, large enough to bound the tag overhead. */
 export const MIN_SEGMENT_SIZE = 256;
+/** See {@link MIN_SEGMENT_SIZE}. */
 export const MAX_SEGMENT_SIZE = 1 << 24;
+/** The segment size new messages use: 64 KiB. */
 export const DEFAULT_SEGMENT_SIZE = 1 << 16;
+/** Far above a `kh1` ciphertext of a 32-byte key (113 bytes), and a bound on what a reader sends to the service. */
 export const MAX_WRAPPED_KEY_BYTES = 1024;
 
+/** A parsed or newly written header. */
 export interface MessageHeader {
   readonly suite: Suite;
   readonly messageId: Uint8Array;
@@ -43,8 +51,10 @@ export interface MessageHeader {
   readonly bytes: Uint8Array;
 }
 
+/** What a new header is made of. */
 export type HeaderFields = Omit<MessageHeader, 'bytes'>;
 
+/** True for an integer segment size in the range readers accept. */
 export function isValidSegmentSize(size: number): boolean {
   return Number.isInteger(size) && size >= MIN_SEGMENT_SIZE && size <= MAX_SEGMENT_SIZE;
 }

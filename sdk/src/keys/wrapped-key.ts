@@ -10,6 +10,7 @@ export function decodeWrappedKey(text: string): Uint8Array | undefined {
   return bytes.length > KEY_ID_OFFSET + KEY_ID_BYTES ? new Uint8Array(bytes) : undefined;
 }
 
+/** The service's text form of a wrapped data key. */
 export function encodeWrappedKey(wrapped: Uint8Array): string {
   return PREFIX + Buffer.from(wrapped.buffer, wrapped.byteOffset, wrapped.byteLength).toString('base64url');
 }
