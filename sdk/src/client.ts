@@ -2,7 +2,7 @@ import { Duplex } from 'node:stream';
 import type { TransformStream } from 'node:stream/web';
 import type { AuthProvider } from './auth/auth-provider.js';
 import { DataKeyCache, type CacheOptions, type CacheStats } from './cache/data-key-cache.js';
-import { defaultBackend } from './crypto/backend.js';
+import { chosenBackend, defaultBackend } from './crypto/backend.js';
 import { encryptMessage, decryptMessage, startMessage, type MessageParameters } from './envelope/one-shot.js';
 import { createDecryptStream, createEncryptStream } from './envelope/streams.js';
 import { clientOptionsFromEnv } from './env.js';
@@ -170,10 +170,12 @@ class Client implements KeyholdClient {
     checkKeyName(keyName);
     const plaintext = toBytes(data);
     const parameters = this.#parameters(canonicalContext(options.context));
-    const [backend, dataKey] = await Promise.all([
-      defaultBackend(),
-      this.#source.generate(keyName, parameters.context, { plaintextLength: plaintext.length, timeoutMs: options.timeoutMs, signal: options.signal }),
-    ]);
+    const backend = chosenBackend() ?? await defaultBackend();
+    const dataKey = await this.#source.generate(keyName, parameters.context, {
+      plaintextLength: plaintext.length,
+      timeoutMs: options.timeoutMs,
+      signal: options.signal,
+    });
     let message;
     try {
       message = await startMessage(backend, dataKey, parameters);
@@ -187,7 +189,7 @@ class Client implements KeyholdClient {
     this.#assertOpen();
     if (!(message instanceof Uint8Array)) throw new InvalidArgumentError('message must be a Uint8Array or a Buffer');
     const expected = options.expectedContext === undefined ? undefined : canonicalContext(options.expectedContext);
-    const backend = await defaultBackend();
+    const backend = chosenBackend() ?? await defaultBackend();
     const { plaintext } = await decryptMessage(backend, message, (header) => this.#unwrap(header, options), expected);
     return asBuffer(plaintext);
   }

@@ -24,6 +24,7 @@ export interface SegmentCipher {
 }
 
 let chosen: Promise<CryptoBackend> | undefined;
+let resolved: CryptoBackend | undefined;
 
 interface WebCryptoLike {
   readonly subtle: import('node:crypto').webcrypto.SubtleCrypto;
@@ -47,6 +48,11 @@ async function choose(): Promise<CryptoBackend> {
 
 /** The fastest backend this runtime has, chosen once. */
 export function defaultBackend(): Promise<CryptoBackend> {
-  chosen ??= choose();
+  chosen ??= choose().then((backend) => (resolved = backend));
   return chosen;
+}
+
+/** The chosen backend once `defaultBackend` has resolved, so hot paths need not await it again. */
+export function chosenBackend(): CryptoBackend | undefined {
+  return resolved;
 }
