@@ -42,6 +42,24 @@ export function canonicalContext(context: EncryptionContext | undefined): Canoni
   const names = Object.keys(context);
   if (names.length === 0) return EMPTY;
   if (names.length > MAX_CONTEXT_PAIRS) throw new InvalidArgumentError(`context has more than ${MAX_CONTEXT_PAIRS} pairs`);
+  // Applications pass the same few contexts again and again. Once every value is known to be a string, the JSON of
+  // the object names it exactly (JSON drops only undefined values and functions), so it can key a memo.
+  for (const name of names) {
+    if (typeof context[name] !== 'string') throw new InvalidArgumentError('context values must be strings');
+  }
+  const memoKey = JSON.stringify(context);
+  const memoised = memo.get(memoKey);
+  if (memoised !== undefined) return memoised;
+  const computed = encodeContext(context, names);
+  if (memo.size >= MAX_MEMOISED_CONTEXTS) memo.delete(memo.keys().next().value as string);
+  memo.set(memoKey, computed);
+  return computed;
+}
+
+const MAX_MEMOISED_CONTEXTS = 256;
+const memo = new Map<string, CanonicalContext>();
+
+function encodeContext(context: EncryptionContext, names: string[]): CanonicalContext {
   const entries: Array<{ name: string; value: string; nameBytes: Uint8Array; valueBytes: Uint8Array }> = [];
   let size = 2;
   for (const name of names) {
