@@ -64,6 +64,8 @@ class NodeSegmentCipher implements SegmentCipher {
 }
 
 const SHA256_BYTES = 32;
+/** The one-byte block counters of HKDF-Expand, made once rather than per block. */
+const BLOCK_COUNTERS = Array.from({ length: 256 }, (_, i) => Uint8Array.of(i));
 
 /**
  * HKDF-SHA256 (RFC 5869 §2.2–2.3) from HMACs. Same bytes as `hkdfSync`, which the tests check, but about 1.5× faster
@@ -74,12 +76,10 @@ function hkdfSha256(ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length:
   const prk = createHmac('sha256', salt.length === 0 ? Buffer.alloc(SHA256_BYTES) : salt).update(ikm).digest();
   const out = new Uint8Array(length);
   let previous: Buffer | undefined;
-  const counter = Buffer.alloc(1);
   for (let block = 1, offset = 0; offset < length; block++, offset += SHA256_BYTES) {
     const hmac = createHmac('sha256', prk);
     if (previous !== undefined) hmac.update(previous);
-    counter[0] = block;
-    previous = hmac.update(info).update(counter).digest();
+    previous = hmac.update(info).update(BLOCK_COUNTERS[block]!).digest();
     out.set(previous.subarray(0, Math.min(SHA256_BYTES, length - offset)), offset);
   }
   prk.fill(0);

@@ -14,7 +14,10 @@ export const MAX_SEGMENTS = 0xffffffff;
  */
 export function segmentNonce(index: number, final: boolean): Uint8Array {
   const nonce = new Uint8Array(12);
-  new DataView(nonce.buffer).setUint32(7, index);
+  nonce[7] = index >>> 24;
+  nonce[8] = (index >>> 16) & 0xff;
+  nonce[9] = (index >>> 8) & 0xff;
+  nonce[10] = index & 0xff;
   nonce[11] = final ? 1 : 0;
   return nonce;
 }
