@@ -856,6 +856,13 @@ async function main(): Promise<number> {
 
   const server = await startServer();
   const client = createClient({ url: server.url, auth: apiToken(server.adminToken) });
+  // Ctrl-C still removes the temporary data directory.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      process.stderr.write(`\nbench:sdk: ${signal}, stopping\n`);
+      void client.close().finally(() => server.close()).finally(() => process.exit(130));
+    });
+  }
   const results: Measurement[] = [];
   const rss: RssResult[] = [];
   const problems: string[] = [];
