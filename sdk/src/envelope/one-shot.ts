@@ -91,6 +91,14 @@ export async function decryptMessage(
   } finally {
     dataKey.fill(0);
   }
+  if (segments === 1) {
+    // The common small message: the opened segment is the plaintext, with no second buffer to fill and zero.
+    try {
+      return { header, plaintext: await message.open(body, true) };
+    } finally {
+      message.dispose();
+    }
+  }
   const plaintext = new Uint8Array(body.length - segments * header.suite.tagBytes);
   try {
     for (let index = 0; index < segments; index++) {
