@@ -2,6 +2,7 @@ import { open } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { ConfigurationError, CredentialsError } from '../errors.js';
 import type { AuthProvider, Credentials } from './auth-provider.js';
+import { refreshingProvider } from './refreshing-provider.js';
 
 /** Where a pod's projected service-account token for Keyhold is mounted, by convention (audience `keyhold`). */
 export const DEFAULT_KUBERNETES_TOKEN_PATH = '/var/run/secrets/tokens/keyhold';
@@ -71,10 +72,7 @@ export function kubernetesServiceAccount(options: KubernetesServiceAccountOption
   const readFile = options.readFile ?? readTokenFile;
   const now = options.now ?? (() => performance.now());
 
-  // Bumped by invalidate(): a token read before the last invalidate() is never taken as fresh.
-  let epoch = 0;
   let cached: { readonly credentials: Credentials; readonly readAt: number; readonly epoch: number } | undefined;
-  let reading: Promise<Credentials> | undefined;
 
   async function read(startEpoch: number): Promise<Credentials> {
     let raw: string | Buffer;
@@ -93,23 +91,6 @@ export function kubernetesServiceAccount(options: KubernetesServiceAccountOption
     return credentials;
   }
 
-  function credentials(): Promise<Credentials> {
-    if (cached !== undefined && cached.epoch === epoch && now() - cached.readAt < refreshIntervalMs) {
-      return Promise.resolve(cached.credentials);
-    }
-    if (reading === undefined) {
-      const pending = read(epoch).finally(() => {
-        if (reading === pending) reading = undefined;
-      });
-      reading = pending;
-    }
-    return reading;
-  }
-
-  return Object.freeze({
-    credentials,
-    invalidate: (): void => {
-      epoch += 1;
-    },
-  });
+  return refreshingProvider(read, (epoch) =>
+    cached !== undefined && cached.epoch === epoch && now() - cached.readAt < refreshIntervalMs ? cached.credentials : undefined);
 }

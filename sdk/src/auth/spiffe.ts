@@ -4,6 +4,7 @@ import { performance } from 'node:perf_hooks';
 import { createSecureContext } from 'node:tls';
 import { ConfigurationError, CredentialsError } from '../errors.js';
 import type { AuthProvider, Credentials, TlsIdentity } from './auth-provider.js';
+import { refreshingProvider } from './refreshing-provider.js';
 
 /** A certificate chain, key or bundle is a few KiB; a file far larger is the wrong file and is not read. */
 const MAX_PEM_FILE_BYTES = 1024 * 1024;
@@ -89,11 +90,9 @@ export function spiffeMtls(options: SpiffeMtlsOptions): AuthProvider {
 
   let loaded: Loaded | undefined;
   let generation = 0;
-  // Bumped by invalidate(): a check made before the last invalidate() does not count as recent.
-  let epoch = 0;
+  // The epoch of the last check: one made before the last invalidate() does not count as recent.
   let checkedAt = 0;
   let checkedEpoch = -1;
-  let checking: Promise<Credentials> | undefined;
 
   async function statAll(): Promise<FileVersion[]> {
     return Promise.all(
@@ -181,23 +180,6 @@ export function spiffeMtls(options: SpiffeMtlsOptions): AuthProvider {
     return loaded.credentials;
   }
 
-  function credentials(): Promise<Credentials> {
-    if (loaded !== undefined && checkedEpoch === epoch && now() - checkedAt < refreshIntervalMs) {
-      return Promise.resolve(loaded.credentials);
-    }
-    if (checking === undefined) {
-      const pending = check(epoch).finally(() => {
-        if (checking === pending) checking = undefined;
-      });
-      checking = pending;
-    }
-    return checking;
-  }
-
-  return Object.freeze({
-    credentials,
-    invalidate: (): void => {
-      epoch += 1;
-    },
-  });
+  return refreshingProvider(check, (epoch) =>
+    loaded !== undefined && checkedEpoch === epoch && now() - checkedAt < refreshIntervalMs ? loaded.credentials : undefined);
 }
