@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { StartupError } from './errors.js';
-import { renderOpenApi, startServer, verifyAuditFromEnvironment } from './server.js';
+import { parseArgs } from 'node:util';
+import { renderOpenApi, rotateRootKeyFromEnvironment, startServer, verifyAuditFromEnvironment } from './server.js';
 
 const USAGE = `Usage: keyhold <command>
 
@@ -10,7 +11,58 @@ Commands:
   audit verify
             Walk every audit chain in the configured store and report, per replica, the first missing or
             altered record. Exits 0 when every chain is intact, 1 otherwise.
+  root rotate --new-key-file PATH [--batch-size N] [--dry-run]
+            Record the root key in PATH and rewrap every key version and the audit key still wrapped under
+            another root key, N rows per transaction (default 500). It unwraps with the root keys configured as
+            for the server (KEYHOLD_ROOT_KEY[_FILE], KEYHOLD_PREVIOUS_ROOT_KEY_FILE). Every server must hold the
+            new key before this runs. Safe to interrupt and to run again; progress goes to stderr and a JSON
+            summary to stdout. Exits 0 when nothing is left under another root key, 1 otherwise. --dry-run
+            only counts.
 `;
+
+const DEFAULT_BATCH_SIZE = 500;
+const MAX_BATCH_SIZE = 10_000;
+
+function usageError(message: string): void {
+  process.stderr.write(`${message}\n\n${USAGE}`);
+  process.exitCode = 2;
+}
+
+async function rootCommand(args: string[]): Promise<void> {
+  if (args[0] !== 'rotate') {
+    usageError(`Unknown root command: ${args[0] ?? '(none)'}`);
+    return;
+  }
+  let values: { 'new-key-file'?: string; 'batch-size'?: string; 'dry-run'?: boolean };
+  try {
+    ({ values } = parseArgs({
+      args: args.slice(1),
+      options: {
+        'new-key-file': { type: 'string' },
+        'batch-size': { type: 'string' },
+        'dry-run': { type: 'boolean' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (error) {
+    usageError((error as Error).message);
+    return;
+  }
+  const newKeyFile = values['new-key-file'];
+  if (newKeyFile === undefined || newKeyFile === '') {
+    usageError('root rotate needs --new-key-file PATH');
+    return;
+  }
+  const batchText = values['batch-size'] ?? String(DEFAULT_BATCH_SIZE);
+  const batchSize = Number(batchText);
+  if (!/^\d+$/.test(batchText) || batchSize < 1 || batchSize > MAX_BATCH_SIZE) {
+    usageError(`--batch-size must be an integer from 1 to ${MAX_BATCH_SIZE}`);
+    return;
+  }
+  const done = await rotateRootKeyFromEnvironment({ newKeyFile, batchSize, dryRun: values['dry-run'] === true });
+  process.exitCode = done ? 0 : 1;
+}
 
 async function main(argv: string[]): Promise<void> {
   const [command] = argv;
@@ -20,6 +72,9 @@ async function main(argv: string[]): Promise<void> {
       return;
     case 'openapi':
       process.stdout.write(await renderOpenApi());
+      return;
+    case 'root':
+      await rootCommand(argv.slice(1));
       return;
     case 'audit':
       if (argv[1] !== 'verify') {

@@ -1,16 +1,19 @@
 import type { FastifyInstance } from 'fastify';
 import { buildApp, createLogger } from './app.js';
-import { deriveAuditKeyFromSecret } from './audit/audit-key.js';
 import { AuditRepository } from './audit/audit-repository.js';
 import { AuditService } from './audit/audit-service.js';
 import { systemClock } from './clock.js';
 import { StartupError } from './errors.js';
 import { PolicyAuthorizer } from './policy/authorizer.js';
 import { EMPTY_POLICY_SET } from './policy/evaluate.js';
-import { loadRootKey } from './root-key-loader.js';
+import { loadAuditKey, loadRootKeyring, proveConfiguredRootKeys, readRootKeyFile } from './root-key-loader.js';
+import { rotateRootKey } from './root-rotation.js';
 import { createDatabase, migrationsAreCurrent } from './storage/database.js';
 import { RootKeyRepository } from './storage/root-key-repository.js';
+import { RootRewrapRepository } from './storage/root-rewrap-repository.js';
+import { SystemSecretRepository } from './storage/system-secret-repository.js';
 import { loadConfig, type Config } from './config.js';
+import { LocalRootKey } from './crypto/root-key.js';
 import { SecretBytes } from './crypto/secret-bytes.js';
 
 /** The only place that reads `process.env` and listens. */
@@ -27,21 +30,42 @@ export async function startServer(): Promise<FastifyInstance> {
   }
   const address = await app.listen({ host: config.host, port: config.port });
   process.stdout.write(`Keyhold listening on ${address}\n`);
-  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-    process.once(signal, () => {
-      app.log.info({ signal }, 'shutting down');
-      app.close().then(
-        () => process.exit(0),
-        () => process.exit(1),
-      );
-    });
-  }
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => shutDown(app, signal, config.shutdownTimeoutMs));
   return app;
 }
 
+let shuttingDown = false;
+
 /**
- * `keyhold audit verify`: walks every audit chain in the configured store with the audit key derived from the
- * configured root key, prints the report as JSON, and resolves to whether every chain is intact.
+ * Stops listening, lets the requests in flight finish (their audit records are committed before they are answered),
+ * flushes the audit writer and closes the pool (`app.close()` runs the close hooks), and exits 0. An orchestrator
+ * sends SIGTERM on every rollout and SIGKILL after its grace period, so a shutdown that cannot finish within
+ * `timeoutMs` exits 1 on its own, and says so, rather than hang until it is killed.
+ */
+function shutDown(app: FastifyInstance, signal: NodeJS.Signals, timeoutMs: number): void {
+  if (shuttingDown) return;
+  shuttingDown = true;
+  app.log.info({ signal, timeoutMs }, 'shutting down');
+  const started = performance.now();
+  setTimeout(() => {
+    app.log.error({ timeoutMs }, 'shutdown did not finish in time; exiting with requests still in flight');
+    process.exit(1);
+  }, timeoutMs).unref();
+  app.close().then(
+    () => {
+      app.log.info({ ms: Math.round(performance.now() - started) }, 'shut down');
+      process.exit(0);
+    },
+    (error: unknown) => {
+      app.log.error({ err: error }, 'shutdown failed');
+      process.exit(1);
+    },
+  );
+}
+
+/**
+ * `keyhold audit verify`: walks every audit chain in the configured store with the stored audit key, unwrapped
+ * under the configured root key(s), prints the report as JSON, and resolves to whether every chain is intact.
  */
 export async function verifyAuditFromEnvironment(): Promise<boolean> {
   const config = loadConfig(process.env);
@@ -49,16 +73,64 @@ export async function verifyAuditFromEnvironment(): Promise<boolean> {
   const db = createDatabase(config.database, { acquireTimeoutMs: config.databaseTimeoutMs });
   try {
     if (!(await migrationsAreCurrent(db))) throw new StartupError('The store is not migrated; start the server once first');
-    const rootKey = await loadRootKey(config.rootKey, new RootKeyRepository(db), systemClock, logger);
+    const rootKeys = new RootKeyRepository(db);
+    const keyring = await loadRootKeyring(config.rootKey, config.previousRootKeyFile, rootKeys, systemClock, logger);
     const audit = new AuditService({
       repository: new AuditRepository(db),
-      auditKey: await rootKey.deriveKey(deriveAuditKeyFromSecret),
+      auditKey: await loadAuditKey(keyring, rootKeys, new SystemSecretRepository(db), systemClock),
       authorizer: new PolicyAuthorizer(() => EMPTY_POLICY_SET),
       clock: systemClock,
     });
     const report = await audit.verify();
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
     return report.ok;
+  } finally {
+    await db.destroy();
+  }
+}
+
+export interface RootRotateOptions {
+  readonly newKeyFile: string;
+  readonly batchSize: number;
+  readonly dryRun: boolean;
+}
+
+/**
+ * `keyhold root rotate`: records the new root key (by check value) unless it is recorded, then rewraps every key
+ * version and system secret still under another root key, unwrapping with the root key(s) configured in the
+ * environment. Progress goes to stderr, the JSON summary to stdout; it resolves to whether nothing is left under
+ * another root key. Never prints key material, only public root key ids.
+ */
+export async function rotateRootKeyFromEnvironment(options: RootRotateOptions): Promise<boolean> {
+  const config = loadConfig(process.env);
+  const logger = createLogger({ ...config, logLevel: config.logLevel === 'info' ? 'warn' : config.logLevel });
+  // Read before touching the store: a wrong path fails without side effects.
+  const newKey = new LocalRootKey(readRootKeyFile(options.newKeyFile, '--new-key-file'));
+  const db = createDatabase(config.database, { acquireTimeoutMs: config.databaseTimeoutMs });
+  try {
+    if (!(await migrationsAreCurrent(db))) throw new StartupError('The store is not migrated; start the server once first');
+    const rootKeys = new RootKeyRepository(db);
+    const configured = await proveConfiguredRootKeys(config.rootKey, config.previousRootKeyFile, rootKeys, systemClock, logger);
+    if (newKey.id !== configured.id) {
+      process.stderr.write(
+        `keyhold root rotate: --new-key-file is root key ${newKey.id}, not the configured primary ${configured.id}; ` +
+          'every server must hold it (as KEYHOLD_ROOT_KEY_FILE) before its keys move under it\n',
+      );
+    }
+    const summary = await rotateRootKey({
+      rootKeys,
+      secrets: new SystemSecretRepository(db),
+      rewrap: new RootRewrapRepository(db),
+      configured,
+      newKey,
+      clock: systemClock,
+      batchSize: options.batchSize,
+      dryRun: options.dryRun,
+      onProgress: ({ rewrapped, remaining }) =>
+        process.stderr.write(`keyhold root rotate: rewrapped ${rewrapped}, ${remaining} remaining\n`),
+    });
+    process.stdout.write(`${JSON.stringify(summary)}\n`);
+    return summary.remaining === 0;
   } finally {
     await db.destroy();
   }

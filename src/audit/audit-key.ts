@@ -21,9 +21,10 @@ export type AuditKeyMaterial = SecretBytes | Uint8Array;
  * label {@link AUDIT_KEY_INFO}. The root key is uniformly random, so no salt is needed (RFC 5869 §3.1), and the
  * derivation is deterministic, so every replica and the `keyhold audit verify` command derive the same key.
  *
- * The audit key is derived, not stored: someone with the database alone cannot recompute the chain. The
- * `RootKey` interface only wraps and unwraps, so the root key implementation calls this with its own bytes; a
- * root key that never shows its bytes (an HSM) computes the same HKDF inside the device instead.
+ * It is derived once, from the store's first root key, and then stored wrapped under the root key (see
+ * `loadAuditKey`), so a root key rotation rewraps it instead of changing it and every chain stays verifiable.
+ * Someone with the database alone cannot recompute the chain. The root key implementation calls this with its own
+ * bytes; a root key that never shows its bytes (an HSM) computes the same HKDF inside the device instead.
  */
 export function deriveAuditKeyFromSecret(secret: Uint8Array): SecretBytes {
   if (!(secret instanceof Uint8Array)) throw new TypeError('The audit key is derived from bytes');

@@ -1,5 +1,6 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { aesGcmOpen, aesGcmSeal, AES_256_KEY_BYTES, GCM_IV_BYTES } from './aes-gcm.js';
+import { KeyholdError } from '../errors.js';
 import { SecretBytes } from './secret-bytes.js';
 
 /**
@@ -14,8 +15,15 @@ export interface RootKey {
    * a root key whose check value differs, instead of unwrapping garbage.
    */
   readonly checkValue: string;
+  /** Wraps under the key named by {@link RootKey.id}: the id to record beside the result. */
   wrap(plaintext: Uint8Array, aad: Uint8Array): Promise<Buffer>;
   unwrap(wrapped: Uint8Array, aad: Uint8Array): Promise<Buffer>;
+  /**
+   * Unwraps material the store records as wrapped under the root key `rootKeyId`. The recorded id chooses the key,
+   * never trial decryption, so a key that is not held fails plainly instead of as a tampered ciphertext. A single
+   * key holds only its own id; a `RootKeyring` holds its primary and the previous keys of a rotation.
+   */
+  unwrapRecorded(rootKeyId: string, wrapped: Uint8Array, aad: Uint8Array): Promise<Buffer>;
   /**
    * A key derived from the root key for one purpose (`derive` gets the root key's bytes inside the boundary and
    * returns the subkey), so that holding the database alone never yields it. An HSM-backed root key runs the same
@@ -54,6 +62,20 @@ export class LocalRootKey implements RootKey {
     const buffer = Buffer.from(wrapped.buffer, wrapped.byteOffset, wrapped.byteLength);
     return this.#key.use((key) => aesGcmOpen(key, buffer.subarray(0, GCM_IV_BYTES), buffer.subarray(GCM_IV_BYTES), aad));
   }
+
+  async unwrapRecorded(rootKeyId: string, wrapped: Uint8Array, aad: Uint8Array): Promise<Buffer> {
+    if (rootKeyId !== this.id) throw rootKeyNotHeld(rootKeyId);
+    return this.unwrap(wrapped, aad);
+  }
+}
+
+/**
+ * Material recorded under a root key this process was not given. Start-up refuses such a store, so this only
+ * happens when another process moved rows to a key this one lacks: an operator error, hence internal (5xx), with
+ * the public id in the logged detail so the operator knows which key to configure.
+ */
+export function rootKeyNotHeld(rootKeyId: string): KeyholdError {
+  return new KeyholdError('KH_ERR_INTERNAL', `The material is wrapped under root key ${rootKeyId}, which this process does not hold`);
 }
 
 /** Parses the base64 text form of a root key (environment variable or key file). */

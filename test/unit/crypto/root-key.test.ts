@@ -74,6 +74,19 @@ describe('LocalRootKey', () => {
     await expectUnwrapFails(rootKey().unwrap(new Uint8Array(5), aad));
   });
 
+  it('unwraps material recorded under its own id', async () => {
+    const key = rootKey();
+    expect(await key.unwrapRecorded(key.id, await key.wrap(material, aad), aad)).toEqual(material);
+  });
+
+  it('refuses material recorded under another root key id, naming it, as an internal error', async () => {
+    const error = await rootKey(KEY_A)
+      .unwrapRecorded(rootKey(KEY_B).id, await rootKey(KEY_A).wrap(material, aad), aad)
+      .catch((reason: unknown) => reason);
+    expect(error).toMatchObject({ code: 'KH_ERR_INTERNAL' });
+    expect((error as Error).message).toContain(rootKey(KEY_B).id);
+  });
+
   it('refuses a key that is not 32 bytes', () => {
     expect(() => new LocalRootKey(SecretBytes.adopt(Buffer.alloc(16)))).toThrow(RangeError);
   });
