@@ -17,6 +17,8 @@ export const MAX_ENCRYPT_PLAINTEXT_BYTES = 4096;
  * just been given. Evictions that fast mean the key is changing under load; the caller gets 503 and retries.
  */
 const MAX_KEY_FETCHES = 3;
+/** A cached key younger than this is not read again for a ciphertext that names a newer version than it knows. */
+const STALE_VERSION_RELOAD_MS = 250;
 export const MIN_DATA_KEY_BYTES = 16;
 export const MAX_DATA_KEY_BYTES = 64;
 
@@ -218,7 +220,14 @@ export class CryptoService {
       // Authorise against the key the ciphertext names, never only the one in the URL.
       this.#authorizer.authorize(caller, 'decrypt', { keyName: cached.key.name }, context);
       caller.trail.usedKey(cached.key.id, cached.key.name, parsed.keyVersion);
-      if (checkCanDecrypt(cached.key, parsed.keyVersion, this.#clock.now()) === 'unknown-version') throw new DecryptionFailedError();
+      if (checkCanDecrypt(cached.key, parsed.keyVersion, this.#clock.now()) === 'unknown-version') {
+        // Another replica may have rotated after this one cached the key, and the change feed not yet told it.
+        if (fetches === 1 && parsed.keyVersion > cached.key.primaryVersion) {
+          this.#cache.invalidateIfOlderThan(cached.key, STALE_VERSION_RELOAD_MS);
+          continue;
+        }
+        throw new DecryptionFailedError();
+      }
       const versionKey = cached.versionKeys.get(parsed.keyVersion);
       if (versionKey === undefined) throw new DecryptionFailedError();
       if (!versionKey.isZeroed) return await use(cached, versionKey);

@@ -71,6 +71,17 @@ export class KeyCache {
     this.#evict(key.id);
   }
 
+  /**
+   * Drops a key's entry if it was loaded at least `minAgeMs` ago; a younger one is kept. For a request that suggests
+   * the entry is stale (a ciphertext under a version newer than the cached primary): the bound keeps made-up
+   * versions from turning every request into a query.
+   */
+  invalidateIfOlderThan(key: { readonly id: string; readonly name: string }, minAgeMs: number): void {
+    const entry = this.#byId.get(key.id);
+    if (entry !== undefined && this.#options.clock.now().getTime() - entry.loadedAt < minAgeMs) return;
+    this.invalidate(key);
+  }
+
   clear(): void {
     this.#epoch += 1;
     this.#clearedAt = this.#epoch;
@@ -114,7 +125,11 @@ export class KeyCache {
     const wrapped = await this.#options.repository.findWrappedVersions(key.id);
     for (const version of wrapped) {
       if (!usable.has(version.version)) continue;
-      const material = await this.#options.rootKey.unwrap(version.material, keyVersionWrapAad(key.id, version.version));
+      const material = await this.#options.rootKey.unwrapRecorded(
+        version.rootKeyId,
+        version.material,
+        keyVersionWrapAad(key.id, version.version),
+      );
       versionKeys.set(version.version, SecretBytes.adopt(material));
     }
     return versionKeys;

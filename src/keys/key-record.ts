@@ -35,6 +35,11 @@ export interface KeyRecord {
   readonly primaryVersion: number;
   readonly minDecryptionVersion: number;
   readonly rotationPeriodSeconds: number | null;
+  /**
+   * How many of the newest versions stay decryptable: each rotation raises `minDecryptionVersion` to keep this
+   * many. Null keeps every version. Retired versions keep their material, so lowering the minimum restores them.
+   */
+  readonly retainVersions: number | null;
   readonly nextRotationAt: Date | null;
   readonly deletionDate: Date | null;
   readonly createdAt: Date;

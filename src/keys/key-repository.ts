@@ -1,4 +1,6 @@
 import type { Knex } from 'knex';
+import type { ChangeAction } from '../changes/change.js';
+import { recordChange } from '../changes/change-repository.js';
 import type { Database } from '../storage/database.js';
 import { isPostgres } from '../storage/database.js';
 import type { BoundAttribute, KeyRecord, KeyState, KeyVersionRecord, KeyVersionState, WrappedKeyVersion } from './key-record.js';
@@ -13,6 +15,7 @@ interface KeyRow {
   primary_version: number;
   min_decryption_version: number;
   rotation_period_seconds: number | null;
+  retain_versions: number | null;
   next_rotation_at: number | null;
   deletion_date: number | null;
   created_at: number;
@@ -57,6 +60,7 @@ function toKey(row: KeyRow, versions: VersionRow[]): KeyRecord {
     primaryVersion: Number(row.primary_version),
     minDecryptionVersion: Number(row.min_decryption_version),
     rotationPeriodSeconds: row.rotation_period_seconds === null ? null : Number(row.rotation_period_seconds),
+    retainVersions: row.retain_versions === null ? null : Number(row.retain_versions),
     nextRotationAt: date(row.next_rotation_at),
     deletionDate: date(row.deletion_date),
     createdAt: new Date(Number(row.created_at)),
@@ -76,6 +80,7 @@ export type KeyChanges = Partial<
     | 'primaryVersion'
     | 'minDecryptionVersion'
     | 'rotationPeriodSeconds'
+    | 'retainVersions'
     | 'nextRotationAt'
     | 'deletionDate'
     | 'destroyedAt'
@@ -111,6 +116,7 @@ function keyColumns(changes: KeyChanges): Record<string, unknown> {
   if (changes.primaryVersion !== undefined) row.primary_version = changes.primaryVersion;
   if (changes.minDecryptionVersion !== undefined) row.min_decryption_version = changes.minDecryptionVersion;
   if (changes.rotationPeriodSeconds !== undefined) row.rotation_period_seconds = changes.rotationPeriodSeconds;
+  if (changes.retainVersions !== undefined) row.retain_versions = changes.retainVersions;
   if (changes.nextRotationAt !== undefined) row.next_rotation_at = ms(changes.nextRotationAt);
   if (changes.deletionDate !== undefined) row.deletion_date = ms(changes.deletionDate);
   if (changes.destroyedAt !== undefined) row.destroyed_at = ms(changes.destroyedAt);
@@ -133,6 +139,7 @@ export class KeyRepository {
         primary_version: key.primaryVersion,
         min_decryption_version: key.minDecryptionVersion,
         rotation_period_seconds: key.rotationPeriodSeconds,
+        retain_versions: key.retainVersions,
         next_rotation_at: ms(key.nextRotationAt),
         deletion_date: ms(key.deletionDate),
         created_at: key.createdAt.getTime(),
@@ -140,6 +147,7 @@ export class KeyRepository {
         destroyed_at: ms(key.destroyedAt),
       });
       await insertVersion(trx, key.id, firstVersion);
+      await recordChange(trx, { kind: 'key', action: 'create', subject: key.id, keyName: key.name, at: key.createdAt });
     });
   }
 
@@ -214,25 +222,37 @@ export class KeyRepository {
 
   /**
    * Runs `fn` in a transaction that holds the key's row lock (`SELECT … FOR UPDATE` on PostgreSQL; SQLite
-   * serialises writers), so concurrent rotations and state changes apply one after another. Returns undefined
-   * when no key has this name.
+   * serialises writers), so concurrent rotations and state changes apply one after another. If `fn` wrote, the
+   * same transaction records `action` (or `destroy`, when it destroyed the key) in the change feed. Returns
+   * undefined when no key has this name, or, with `skipLocked`, when another transaction holds its lock.
    */
   async mutate<T>(
     name: string,
+    action: ChangeAction,
     fn: (key: KeyRecord, writer: LockedKeyWriter) => Promise<T>,
+    options: { readonly skipLocked?: boolean } = {},
   ): Promise<{ result: T; key: KeyRecord } | undefined> {
     return this.db.transaction(async (trx) => {
-      const key = await this.findOne(trx, { name }, true);
+      const key = await this.findOne(trx, { name }, options.skipLocked === true ? 'skip-locked' : true);
       if (key === undefined) return undefined;
+      let recorded: { action: ChangeAction; at: Date } | undefined;
+      const wrote = (at: Date, destroyed = false) => {
+        recorded = { action: destroyed ? 'destroy' : (recorded?.action ?? action), at };
+      };
       const writer: LockedKeyWriter = {
         updateKey: async (changes) => {
           await trx('keys').where({ id: key.id }).update(keyColumns(changes));
+          wrote(changes.updatedAt);
         },
-        insertVersion: (version) => insertVersion(trx, key.id, version),
+        insertVersion: async (version) => {
+          await insertVersion(trx, key.id, version);
+          wrote(version.createdAt);
+        },
         setVersionState: async (version, state, at) => {
           await trx('key_versions')
             .where({ key_id: key.id, version })
             .update({ state, updated_at: at.getTime() });
+          wrote(at);
         },
         destroyAllVersions: async (at) => {
           await trx('key_versions').where({ key_id: key.id }).update({
@@ -241,9 +261,13 @@ export class KeyRepository {
             updated_at: at.getTime(),
             destroyed_at: at.getTime(),
           });
+          wrote(at, true);
         },
       };
       const result = await fn(key, writer);
+      if (recorded !== undefined) {
+        await recordChange(trx, { kind: 'key', action: recorded.action, subject: key.id, keyName: key.name, at: recorded.at });
+      }
       const updated = await this.findOne(trx, { id: key.id }, false);
       return { result, key: updated ?? key };
     });
@@ -252,10 +276,13 @@ export class KeyRepository {
   private async findOne(
     db: Knex | Knex.Transaction,
     where: { name: string } | { id: string },
-    forUpdate: boolean,
+    forUpdate: boolean | 'skip-locked',
   ): Promise<KeyRecord | undefined> {
     const query = db<KeyRow>('keys').select('*').where(where).first();
-    if (forUpdate && isPostgres(this.db)) query.forUpdate();
+    if (forUpdate !== false && isPostgres(this.db)) {
+      query.forUpdate();
+      if (forUpdate === 'skip-locked') query.skipLocked();
+    }
     const row = (await query) as KeyRow | undefined;
     if (row === undefined) return undefined;
     const versions = (await db('key_versions')

@@ -1,4 +1,5 @@
 import type { Caller } from '../audit/trail.js';
+import type { ChangeAction } from '../changes/change.js';
 import { randomUUID } from 'node:crypto';
 import type { Authorizer } from '../policy/authorizer.js';
 import type { Action } from '../policy/actions.js';
@@ -19,6 +20,7 @@ import {
   isDueForDestruction,
   MAX_ROTATION_PERIOD_SECONDS,
   MIN_ROTATION_PERIOD_SECONDS,
+  minDecryptionVersionAfterRotation,
   nextRotationAfter,
   type KeyOperation,
 } from './lifecycle.js';
@@ -28,6 +30,7 @@ export interface CreateKeyInput {
   readonly description?: string | undefined;
   readonly labels?: Readonly<Record<string, string>> | undefined;
   readonly rotationPeriodSeconds?: number | null | undefined;
+  readonly retainVersions?: number | null | undefined;
   readonly boundContext?: readonly BoundAttribute[] | undefined;
 }
 
@@ -35,6 +38,7 @@ export interface UpdateKeyInput {
   readonly description?: string | undefined;
   readonly labels?: Readonly<Record<string, string>> | undefined;
   readonly rotationPeriodSeconds?: number | null | undefined;
+  readonly retainVersions?: number | null | undefined;
   readonly minDecryptionVersion?: number | undefined;
 }
 
@@ -116,6 +120,7 @@ export class KeyService {
       primaryVersion: 1,
       minDecryptionVersion: 1,
       rotationPeriodSeconds,
+      retainVersions: input.retainVersions ?? null,
       nextRotationAt: nextRotationAfter(now, rotationPeriodSeconds),
       deletionDate: null,
       createdAt: now,
@@ -181,6 +186,8 @@ export class KeyService {
         changes.rotationPeriodSeconds = input.rotationPeriodSeconds || null;
         changes.nextRotationAt = nextRotationAfter(now, input.rotationPeriodSeconds);
       }
+      // Takes effect at the next rotation, like the period: setting it never retires a version by itself.
+      if (input.retainVersions !== undefined) changes.retainVersions = input.retainVersions;
       if (input.minDecryptionVersion !== undefined) {
         if (input.minDecryptionVersion < 1 || input.minDecryptionVersion > key.primaryVersion) {
           throw new ValidationError(`minDecryptionVersion must be between 1 and the primary version (${key.primaryVersion})`);
@@ -198,20 +205,21 @@ export class KeyService {
 
   /**
    * Rotates every enabled key whose `nextRotationAt` has passed. Each rotation re-reads the key under its row lock
-   * and checks again, so replicas sweeping at the same time rotate a key once: the second sees the advanced
-   * `nextRotationAt`. A key that missed several periods (the service was down) rotates once. Returns how many rotated.
+   * and checks again, so replicas sweeping at the same time rotate a key once: on PostgreSQL a replica skips a key
+   * another one has locked (`SKIP LOCKED`), and whoever comes later sees the advanced `nextRotationAt`. A key that
+   * missed several periods (the service was down) rotates once. Returns how many this call rotated.
    */
   async rotateDueKeys(batchSize = 100): Promise<number> {
     let rotated = 0;
     for (;;) {
       const names = await this.#repository.findDueForRotation(this.#clock.now(), batchSize);
       for (const name of names) {
-        const outcome = await this.#repository.mutate(name, async (key, writer) => {
+        const outcome = await this.#repository.mutate(name, 'rotate', async (key, writer) => {
           const now = this.#clock.now();
           const due = key.state === 'enabled' && key.nextRotationAt !== null && key.nextRotationAt.getTime() <= now.getTime();
           if (due) await this.#rotateLocked(key, writer, now);
           return due;
-        });
+        }, { skipLocked: true });
         if (outcome?.result === true) {
           this.#cache.invalidate(outcome.key);
           rotated += 1;
@@ -226,6 +234,7 @@ export class KeyService {
     await writer.insertVersion(await this.#newVersion(key.id, version, now));
     await writer.updateKey({
       primaryVersion: version,
+      minDecryptionVersion: minDecryptionVersionAfterRotation(key, version),
       nextRotationAt: nextRotationAfter(now, key.rotationPeriodSeconds),
       updatedAt: now,
     });
@@ -283,7 +292,7 @@ export class KeyService {
 
   async #destroyIfDue(name: string): Promise<KeyRecord | undefined> {
     const now = this.#clock.now();
-    const outcome = await this.#repository.mutate(name, (key, writer) => destroyIfDueLocked(key, writer, now));
+    const outcome = await this.#repository.mutate(name, 'destroy', (key, writer) => destroyIfDueLocked(key, writer, now));
     if (outcome === undefined || !outcome.result) return undefined;
     this.#cache.invalidate(outcome.key);
     return outcome.key;
@@ -297,7 +306,7 @@ export class KeyService {
     operation: 'disable-version' | 'enable-version',
   ): Promise<KeyRecord> {
     this.#authorizer.authorize(caller, action, { keyName: name });
-    const outcome = await this.#repository.mutate(name, async (key, writer) => {
+    const outcome = await this.#repository.mutate(name, operation, async (key, writer) => {
       const now = this.#clock.now();
       if (await destroyIfDueLocked(key, writer, now)) return DESTROYED;
       if (checkVersionOperation(key, version, operation) === 'noop') return;
@@ -313,11 +322,11 @@ export class KeyService {
     caller: Caller,
     action: Action,
     name: string,
-    operation: KeyOperation,
+    operation: KeyOperation & ChangeAction,
     apply: (key: KeyRecord, writer: LockedKeyWriter, now: Date) => Promise<void>,
   ): Promise<KeyRecord> {
     this.#authorizer.authorize(caller, action, { keyName: name });
-    const outcome = await this.#repository.mutate(name, async (key, writer) => {
+    const outcome = await this.#repository.mutate(name, operation, async (key, writer) => {
       const now = this.#clock.now();
       if (await destroyIfDueLocked(key, writer, now)) return DESTROYED;
       if (checkKeyOperation(key, operation) === 'noop') return;

@@ -154,6 +154,19 @@ export const DEFAULT_PENDING_WINDOW_DAYS = 30;
 /** 0 turns scheduled rotation off; otherwise at least an hour, at most ten years. */
 export const MIN_ROTATION_PERIOD_SECONDS = 3600;
 export const MAX_ROTATION_PERIOD_SECONDS = 10 * 365 * 24 * 3600;
+export const MAX_RETAIN_VERSIONS = 10_000;
+
+/**
+ * The minimum decryption version after `primaryVersion` became primary: raised so that only the newest
+ * `retainVersions` decrypt, and never lowered, since an operator may have raised it further by hand.
+ */
+export function minDecryptionVersionAfterRotation(
+  key: { readonly minDecryptionVersion: number; readonly retainVersions: number | null },
+  primaryVersion: number,
+): number {
+  if (key.retainVersions === null) return key.minDecryptionVersion;
+  return Math.max(key.minDecryptionVersion, primaryVersion - key.retainVersions + 1);
+}
 
 export function nextRotationAfter(now: Date, rotationPeriodSeconds: number | null): Date | null {
   if (rotationPeriodSeconds === null || rotationPeriodSeconds === 0) return null;

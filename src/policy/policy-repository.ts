@@ -1,3 +1,4 @@
+import { recordChange } from '../changes/change-repository.js';
 import type { Database } from '../storage/database.js';
 import { isUniqueViolation } from '../storage/errors.js';
 import type { PolicyDocument } from './policy.js';
@@ -86,6 +87,7 @@ export class PolicyRepository {
       };
       if (stored === undefined) await trx('policies').insert(row);
       else await trx('policies').where({ name }).update(row);
+      await recordChange(trx, { kind: 'policy', action: 'put', subject: name, at: now });
       return { kind: live === undefined ? 'created' : 'replaced', policy: toPolicy(row) };
     });
   }
@@ -101,6 +103,7 @@ export class PolicyRepository {
       if (current === undefined || current.deleted_at !== null) return 'not-found';
       if (expectedRevision !== undefined && expectedRevision !== Number(current.revision)) return 'revision-mismatch';
       await trx('policies').where({ name }).update({ deleted_at: now.getTime(), updated_at: now.getTime() });
+      await recordChange(trx, { kind: 'policy', action: 'delete', subject: name, at: now });
       return 'deleted';
     });
   }

@@ -12,9 +12,9 @@ export interface PolicyStoreOptions {
 }
 
 /**
- * The compiled policy set every decision reads, in memory. It is reloaded (once for all waiting requests) when it
- * is older than the TTL, and right after this replica writes a policy, so a change takes effect on this replica's
- * next request. A load that started before a newer one finished is discarded.
+ * The compiled policy set every decision reads, in memory. It is reloaded (once for all waiting requests) right
+ * after this replica writes a policy, when the change feed reports another replica's write, and when it is older
+ * than the TTL, a backstop. A load that started before a newer one finished is discarded.
  */
 export class PolicyStore {
   readonly #repository: PolicyRepository;
@@ -25,6 +25,8 @@ export class PolicyStore {
   #loading: Promise<void> | undefined;
   #started = 0;
   #applied = 0;
+  /** The load count when the set was last invalidated: loads up to it may have read the store before the write. */
+  #invalidatedAt = 0;
 
   constructor(options: PolicyStoreOptions) {
     this.#repository = options.repository;
@@ -40,10 +42,22 @@ export class PolicyStore {
   /** Nothing to wait for while the set is fresh (the hot path); otherwise the reload in flight. */
   ensureFresh(): void | Promise<void> {
     if (this.#clock.now().getTime() - this.#loadedAt < this.#ttlMs) return undefined;
-    this.#loading ??= this.reload().finally(() => {
-      this.#loading = undefined;
+    if (this.#loading !== undefined) return this.#loading;
+    const loading = this.reload().finally(() => {
+      if (this.#loading === loading) this.#loading = undefined;
     });
-    return this.#loading;
+    this.#loading = loading;
+    return loading;
+  }
+
+  /**
+   * Marks the set stale after a policy write on any replica: the next request reloads it and waits. A load that
+   * started before this call is applied but not trusted, since it may have read the store before the write.
+   */
+  invalidate(): void {
+    this.#invalidatedAt = this.#started;
+    this.#loadedAt = Number.NEGATIVE_INFINITY;
+    this.#loading = undefined;
   }
 
   /** Reads and compiles every stored policy, without touching the set in use: 503 when that cannot be done. */
@@ -68,7 +82,7 @@ export class PolicyStore {
     if (sequence > this.#applied) {
       this.#applied = sequence;
       this.#current = set;
-      this.#loadedAt = startedAt;
+      if (sequence > this.#invalidatedAt) this.#loadedAt = startedAt;
     }
   }
 }

@@ -1,3 +1,4 @@
+import { recordChange } from '../changes/change-repository.js';
 import type { Database } from '../storage/database.js';
 
 export interface TokenRecord {
@@ -76,9 +77,14 @@ export class TokenRepository {
     return ((await builder) as TokenRow[]).map(toToken);
   }
 
+  /** Revokes a live token and, in the same transaction, tells every replica to forget it. */
   async revoke(id: string, at: Date): Promise<boolean> {
-    const updated = await this.db('tokens').where({ id }).whereNull('revoked_at').update({ revoked_at: at.getTime() });
-    return updated > 0;
+    return this.db.transaction(async (trx) => {
+      const updated = await trx('tokens').where({ id }).whereNull('revoked_at').update({ revoked_at: at.getTime() });
+      if (updated === 0) return false;
+      await recordChange(trx, { kind: 'token', action: 'revoke', subject: id, at });
+      return true;
+    });
   }
 
   async hasLiveAdmin(now: Date): Promise<boolean> {

@@ -61,7 +61,7 @@ export class TokenService {
    * constant time.
    */
   readonly #cache = new Map<string, CachedToken>();
-  /** Bumped by every revocation, so a lookup that read the store before it is not cached after it. */
+  /** Bumped by every revocation or drop, so a lookup that read the store before it is not cached after it. */
   #revocations = 0;
 
   constructor(options: TokenServiceOptions) {
@@ -146,8 +146,19 @@ export class TokenService {
       throw new KeyholdError('KH_ERR_FORBIDDEN', 'Only an admin may revoke an admin token');
     }
     await this.#repository.revoke(id, this.#clock.now());
+    this.forget(id);
+  }
+
+  /** Drops the cached lookups of one token (revoked here or on another replica); lookups in flight are not kept. */
+  forget(tokenId: string): void {
     this.#revocations += 1;
-    for (const [secret, entry] of this.#cache) if (entry.token.id === id) this.#cache.delete(secret);
+    for (const [secret, entry] of this.#cache) if (entry.token.id === tokenId) this.#cache.delete(secret);
+  }
+
+  /** Drops every cached lookup: the replica cannot vouch for them. */
+  forgetAll(): void {
+    this.#revocations += 1;
+    this.#cache.clear();
   }
 
   async hasLiveAdmin(): Promise<boolean> {

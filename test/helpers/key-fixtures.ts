@@ -26,6 +26,7 @@ export function keyRecord(overrides: Partial<KeyRecord> = {}): KeyRecord {
     primaryVersion: 3,
     minDecryptionVersion: 1,
     rotationPeriodSeconds: null,
+    retainVersions: null,
     nextRotationAt: null,
     deletionDate: null,
     createdAt: T0,

@@ -66,6 +66,7 @@ describeEachDatabase('key administration', (kind) => {
         primaryVersion: 1,
         minDecryptionVersion: 1,
         rotationPeriodSeconds: null,
+        retainVersions: null,
         nextRotationAt: null,
         deletionDate: null,
         createdAt: iso(created),

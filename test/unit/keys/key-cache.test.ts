@@ -22,6 +22,7 @@ function record(state: KeyRecord['state']): KeyRecord {
     primaryVersion: 1,
     minDecryptionVersion: 1,
     rotationPeriodSeconds: null,
+    retainVersions: null,
     nextRotationAt: null,
     deletionDate: null,
     createdAt: at,

@@ -16,6 +16,7 @@ import {
   KEY_OPERATION_TABLE,
   MAX_ROTATION_PERIOD_SECONDS,
   MIN_ROTATION_PERIOD_SECONDS,
+  minDecryptionVersionAfterRotation,
   nextRotationAfter,
   VERSION_OPERATION_TABLE,
   type KeyOperation,
@@ -368,5 +369,17 @@ describe('isDueForDestruction', () => {
 
   it.each(['enabled', 'disabled', 'destroyed'] as const)('is false for a %s key, whatever its deletion date', (state) => {
     expect(isDueForDestruction(keyRecord({ state, deletionDate: T0 }), deletionDate)).toBe(false);
+  });
+});
+
+describe('minDecryptionVersionAfterRotation', () => {
+  it.each([
+    { min: 1, retain: null, primary: 9, expected: 1 },
+    { min: 1, retain: 1, primary: 9, expected: 9 },
+    { min: 1, retain: 3, primary: 9, expected: 7 },
+    { min: 1, retain: 3, primary: 2, expected: 1 },
+    { min: 8, retain: 3, primary: 9, expected: 8 },
+  ])('min $min, retain $retain, primary $primary → $expected', ({ min, retain, primary, expected }) => {
+    expect(minDecryptionVersionAfterRotation({ minDecryptionVersion: min, retainVersions: retain }, primary)).toBe(expected);
   });
 });

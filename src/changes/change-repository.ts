@@ -1,0 +1,88 @@
+import type { Knex } from 'knex';
+import { isPostgres, type Database } from '../storage/database.js';
+import type { Change, ChangeAction, ChangeKind } from './change.js';
+
+/** The PostgreSQL channel every replica LISTENs on. The payload is the sequence; readers re-read the table. */
+export const CHANGE_CHANNEL = 'keyhold_changes';
+
+export interface NewChange {
+  readonly kind: ChangeKind;
+  readonly action: ChangeAction;
+  readonly subject: string;
+  readonly keyName?: string | null;
+  readonly at: Date;
+}
+
+interface ChangeRow {
+  seq: number;
+  kind: string;
+  action: string;
+  subject: string;
+  key_name: string | null;
+  at: number;
+}
+
+function toChange(row: ChangeRow): Change {
+  return {
+    seq: Number(row.seq),
+    kind: row.kind as ChangeKind,
+    action: row.action as ChangeAction,
+    subject: row.subject,
+    keyName: row.key_name,
+    at: new Date(Number(row.at)),
+  };
+}
+
+/**
+ * Records a change inside the writer's transaction. Call it as the transaction's last statement: it locks the one
+ * sequence row until commit, which is what makes sequence order commit order. The NOTIFY is delivered at commit,
+ * and not at all on rollback.
+ */
+export async function recordChange(trx: Knex.Transaction, change: NewChange): Promise<number> {
+  const postgres = trx.client.config.client === 'pg';
+  let seq: number;
+  if (postgres) {
+    const rows = (await trx('change_sequence').where({ id: 1 }).increment('value', 1).returning('value')) as Array<{ value: number | string }>;
+    seq = Number(rows[0]!.value);
+  } else {
+    await trx('change_sequence').where({ id: 1 }).increment('value', 1);
+    const row = (await trx('change_sequence').where({ id: 1 }).first('value')) as { value: number };
+    seq = Number(row.value);
+  }
+  await trx('changes').insert({
+    seq,
+    kind: change.kind,
+    action: change.action,
+    subject: change.subject,
+    key_name: change.keyName ?? null,
+    at: change.at.getTime(),
+  });
+  if (postgres) await trx.raw('SELECT pg_notify(?, ?)', [CHANGE_CHANNEL, String(seq)]);
+  return seq;
+}
+
+/** Reads the change feed. Writers record through {@link recordChange}, in their own transactions. */
+export class ChangeRepository {
+  constructor(private readonly db: Database) {}
+
+  get postgres(): boolean {
+    return isPostgres(this.db);
+  }
+
+  async latestSeq(): Promise<number> {
+    const row = (await this.db('change_sequence').where({ id: 1 }).first('value')) as { value: number | string } | undefined;
+    return Number(row?.value ?? 0);
+  }
+
+  /** The changes after `seq`, oldest first. */
+  async since(seq: number, limit: number): Promise<Change[]> {
+    const rows = (await this.db<ChangeRow>('changes').where('seq', '>', seq).orderBy('seq').limit(limit)) as ChangeRow[];
+    return rows.map(toChange);
+  }
+
+  /** Deletes changes recorded before `before`, always keeping the newest, so readers can tell a gap from silence. */
+  async pruneBefore(before: Date): Promise<number> {
+    const newest = await this.latestSeq();
+    return this.db('changes').where('at', '<', before.getTime()).andWhere('seq', '<', newest).delete();
+  }
+}
