@@ -17,6 +17,8 @@ export interface EnvClientOptions {
   readonly retries?: number;
   /** The PEM read from `KEYHOLD_CA_PATH`. */
   readonly ca?: string;
+  /** `false` when `KEYHOLD_EVENTS=off`. */
+  readonly events?: false;
 }
 
 // setTimeout() fires at once for delays above 2^31 - 1 ms.
@@ -80,6 +82,14 @@ function caFrom(env: Readonly<Record<string, string | undefined>>, isHttps: bool
   return pem;
 }
 
+/** `on` (the default) or `off`; anything else is a mistake worth failing start-up for. */
+function eventsFrom(env: Readonly<Record<string, string | undefined>>): false | undefined {
+  const raw = value(env, 'KEYHOLD_EVENTS')?.trim().toLowerCase();
+  if (raw === undefined || raw === 'on') return undefined;
+  if (raw === 'off') return false;
+  throw new ConfigurationError('KEYHOLD_EVENTS must be on or off');
+}
+
 /**
  * Reads the client options of a twelve-factor app from its environment:
  *
@@ -90,6 +100,7 @@ function caFrom(env: Readonly<Record<string, string | undefined>>, isHttps: bool
  *   default path.
  * - `KEYHOLD_CA_PATH`: a PEM file of the CA that issued the service's certificate.
  * - `KEYHOLD_TIMEOUT_MS` (1 to 2^31 - 1) and `KEYHOLD_RETRIES` (0 to 10): whole numbers.
+ * - `KEYHOLD_EVENTS`: `off` stops the client from subscribing to revocation events; `on` is the default.
  *
  * An empty variable counts as unset. This is the only place in the SDK that reads `process.env`, and only as the
  * default of `env`, so that everything else is configured by arguments.
@@ -111,6 +122,7 @@ export function clientOptionsFromEnv(env: Readonly<Record<string, string | undef
   const timeoutMs = integer(env, 'KEYHOLD_TIMEOUT_MS', 1, MAX_TIMEOUT_MS);
   const retries = integer(env, 'KEYHOLD_RETRIES', 0, MAX_RETRIES);
   const ca = caFrom(env, isHttps);
+  const events = eventsFrom(env);
   const auth = authFrom(env, isHttps);
   return Object.freeze({
     url,
@@ -118,5 +130,6 @@ export function clientOptionsFromEnv(env: Readonly<Record<string, string | undef
     ...(timeoutMs !== undefined ? { timeoutMs } : {}),
     ...(retries !== undefined ? { retries } : {}),
     ...(ca !== undefined ? { ca } : {}),
+    ...(events !== undefined ? { events } : {}),
   });
 }

@@ -1,6 +1,7 @@
 export { createClient } from './client.js';
 export type {
   ClientCache,
+  ClientEvents,
   ClientOptions,
   DecryptOptions,
   EncryptOptions,
@@ -11,6 +12,7 @@ export { apiToken, kubernetesServiceAccount, spiffeMtls } from './auth/index.js'
 export type { AuthProvider, Credentials, TlsIdentity } from './auth/index.js';
 export { clientOptionsFromEnv } from './env.js';
 export type { CacheOptions, CacheStats } from './cache/data-key-cache.js';
+export type { EventsOptions, SubscriptionState, SubscriptionStatus } from './events/subscription.js';
 export type { EncryptionContext } from './format/encryption-context.js';
 export {
   ClientClosedError,
