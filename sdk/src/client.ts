@@ -6,6 +6,8 @@ import { chosenBackend, defaultBackend } from './crypto/backend.js';
 import { encryptMessage, decryptMessage, startMessage, type MessageParameters } from './envelope/one-shot.js';
 import { createDecryptStream, createEncryptStream } from './envelope/streams.js';
 import { clientOptionsFromEnv } from './env.js';
+import { httpEventStreamConnector } from './events/connect.js';
+import { checkEventsOptions, EventSubscription, type EventsOptions, type SubscriptionStatus } from './events/subscription.js';
 import { ClientClosedError, ConfigurationError, InvalidArgumentError } from './errors.js';
 import { canonicalContext, type CanonicalContext, type EncryptionContext } from './format/encryption-context.js';
 import { DEFAULT_SEGMENT_SIZE, isValidSegmentSize, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, type MessageHeader } from './format/header.js';
@@ -26,6 +28,15 @@ export interface ClientOptions {
   readonly retries?: number;
   /** Data-key cache limits, or `false` to ask the service for every message. */
   readonly cache?: CacheOptions | false;
+  /**
+   * Revocation events. By default the client subscribes to the service's `GET /v1/events` stream once `ready()` or
+   * the first operation runs, over the same URL, credentials and CA, and drops cached data keys as soon as their
+   * key is disabled, rotated, destroyed or otherwise changed, or a policy changes; without it a cached data key
+   * stays usable until `cache.maxAgeMs`. It reconnects with backoff and never keeps the process alive. `false`
+   * turns it off (`KEYHOLD_EVENTS=off`); there is nothing to subscribe for with `cache: false` or a custom
+   * `transport`.
+   */
+  readonly events?: EventsOptions | false;
   /** PEM of the CA that issued the service's certificate, when it is not a public one. */
   readonly ca?: string | Buffer;
   /** Plaintext bytes per segment of new messages. Default 65,536. */
@@ -72,6 +83,12 @@ export interface ClientCache {
   stats(): CacheStats;
 }
 
+/** The revocation-event subscription of a client. */
+export interface ClientEvents {
+  /** Where the subscription is and the last event id it saw; for diagnostics, not for control flow. */
+  status(): SubscriptionStatus;
+}
+
 /** A Keyhold client. Create one per process with {@link createClient} and share it. */
 export interface KeyholdClient {
   /**
@@ -98,7 +115,8 @@ export interface KeyholdClient {
   /** {@link decryptStream} as a Node.js Duplex. */
   decryptNodeStream(options?: DecryptOptions): Duplex;
   readonly cache: ClientCache;
-  /** Zeroes the cache, closes connections and refuses further calls. */
+  readonly events: ClientEvents;
+  /** Zeroes the cache, stops the event subscription, closes connections and refuses further calls. */
   close(): Promise<void>;
 }
 
@@ -121,8 +139,12 @@ function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
+const EVENTS_OFF: SubscriptionStatus = Object.freeze({ state: 'off', lastEventId: '', connections: 0 });
+
 class Client implements KeyholdClient {
   readonly cache: ClientCache;
+  readonly events: ClientEvents;
+  readonly #subscription: EventSubscription | undefined;
   readonly #transport: Transport;
   readonly #source: DataKeySource;
   readonly #segmentSize: number;
@@ -146,27 +168,34 @@ class Client implements KeyholdClient {
       timeoutMs,
       retry: { retries, baseDelayMs: 100, maxDelayMs: 5_000 },
       ...(options.ca === undefined ? {} : { ca: options.ca }),
+      // A replica that has not applied the change an event announced must not refill the cache it purged.
+      minChange: () => this.#subscription?.minChange(),
     });
     const service = new ServiceDataKeySource(this.#transport);
+    let cache: DataKeyCache | undefined;
     if (options.cache === false) {
       this.#source = service;
       this.cache = { purge: () => {}, stats: () => ({ encryptEntries: 0, decryptEntries: 0, hits: 0, misses: 0 }) };
     } else {
-      const cache = new DataKeyCache(service, DEFAULT_SUITE, options.cache ?? {}, options.now);
-      this.#source = cache;
-      this.cache = { purge: (keyName) => cache.purge(keyName), stats: () => cache.stats() };
-      this.#closeCache = () => cache.close();
+      const created = new DataKeyCache(service, DEFAULT_SUITE, options.cache ?? {}, options.now);
+      cache = created;
+      this.#source = created;
+      this.cache = { purge: (keyName) => created.purge(keyName), stats: () => created.stats() };
+      this.#closeCache = () => created.close();
     }
+    this.#subscription = this.#subscribe(options, cache);
+    const subscription = this.#subscription;
+    this.events = { status: () => subscription?.status() ?? EVENTS_OFF };
   }
 
   async ready(options: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<Principal> {
-    this.#assertOpen();
+    this.#begin();
     await this.#transport.request('GET', '/readyz', undefined, options);
     return this.#transport.request<Principal>('GET', '/v1/whoami', undefined, options);
   }
 
   async encrypt(keyName: string, data: Uint8Array | string, options: EncryptOptions = {}): Promise<Buffer> {
-    this.#assertOpen();
+    this.#begin();
     checkKeyName(keyName);
     const plaintext = toBytes(data);
     const parameters = this.#parameters(canonicalContext(options.context));
@@ -186,7 +215,7 @@ class Client implements KeyholdClient {
   }
 
   async decrypt(message: Uint8Array, options: DecryptOptions = {}): Promise<Buffer> {
-    this.#assertOpen();
+    this.#begin();
     if (!(message instanceof Uint8Array)) throw new InvalidArgumentError('message must be a Uint8Array or a Buffer');
     const expected = options.expectedContext === undefined ? undefined : canonicalContext(options.expectedContext);
     const backend = chosenBackend() ?? await defaultBackend();
@@ -195,7 +224,7 @@ class Client implements KeyholdClient {
   }
 
   encryptStream(keyName: string, options: EncryptOptions = {}): TransformStream<Uint8Array, Uint8Array> {
-    this.#assertOpen();
+    this.#begin();
     checkKeyName(keyName);
     const parameters = this.#parameters(canonicalContext(options.context));
     return createEncryptStream(defaultBackend(), () => this.#source.generate(keyName, parameters.context, {
@@ -205,7 +234,7 @@ class Client implements KeyholdClient {
   }
 
   decryptStream(options: DecryptOptions = {}): TransformStream<Uint8Array, Uint8Array> {
-    this.#assertOpen();
+    this.#begin();
     const expected = options.expectedContext === undefined ? undefined : canonicalContext(options.expectedContext);
     return createDecryptStream(defaultBackend(), (header) => this.#unwrap(header, options), expected);
   }
@@ -221,6 +250,7 @@ class Client implements KeyholdClient {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#subscription?.close();
     this.#closeCache();
     await this.#transport.close();
   }
@@ -234,8 +264,25 @@ class Client implements KeyholdClient {
     return { suite: DEFAULT_SUITE, segmentSize: this.#segmentSize, context };
   }
 
-  #assertOpen(): void {
+  /** Every call starts here: it refuses once closed, and opens the event subscription on first use. */
+  #begin(): void {
     if (this.#closed) throw new ClientClosedError();
+    this.#subscription?.start();
+  }
+
+  #subscribe(options: ClientOptions, cache: DataKeyCache | undefined): EventSubscription | undefined {
+    if (options.events === false || cache === undefined || options.transport !== undefined) return undefined;
+    let tuning;
+    try {
+      tuning = checkEventsOptions(options.events ?? {});
+    } catch (error) {
+      throw new ConfigurationError((error as Error).message);
+    }
+    return new EventSubscription({
+      ...tuning,
+      connect: httpEventStreamConnector({ url: options.url, auth: options.auth, ...(options.ca === undefined ? {} : { ca: options.ca }) }),
+      target: { purge: (keyName) => cache.purge(keyName), purgeAll: () => cache.purge() },
+    });
   }
 }
 

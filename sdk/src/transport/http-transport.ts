@@ -22,6 +22,12 @@ import { isRetryableNetworkError, isRetryableStatus, parseRetryAfter, runWithRet
 export const SDK_USER_AGENT = 'keyhold-sdk/0.1.0';
 
 /**
+ * Asks the service to answer only from state that includes the named change sequence: a replica that has not
+ * applied it yet catches up first, or answers 503 (which is retried).
+ */
+export const MIN_CHANGE_HEADER = 'keyhold-min-change';
+
+/**
  * The largest answer the transport reads (1 MiB). Every answer of the service is far smaller (a batch of data keys
  * included); anything larger is a misrouted request or a hostile peer, and is refused instead of buffered.
  */
@@ -78,6 +84,11 @@ export interface HttpTransportOptions {
   readonly now?: () => number;
   /** The application's own product token, sent before {@link SDK_USER_AGENT}. */
   readonly userAgent?: string;
+  /**
+   * The change sequence (decimal) every attempt must see applied, sent as {@link MIN_CHANGE_HEADER} when defined;
+   * read per attempt, so a retry carries the latest. The client passes the last one its event subscription saw.
+   */
+  readonly minChange?: () => string | undefined;
 }
 
 /** An answer, read in full. */
@@ -156,6 +167,7 @@ function validateOptions(options: HttpTransportOptions): URL {
   if (!Number.isSafeInteger(retry.retries) || retry.retries < 0) throw new ConfigurationError('retry.retries must be an integer of 0 or more');
   if (!isNonNegative(retry.baseDelayMs)) throw new ConfigurationError('retry.baseDelayMs must be a number of 0 or more');
   if (!isNonNegative(retry.maxDelayMs)) throw new ConfigurationError('retry.maxDelayMs must be a number of 0 or more');
+  if (options.minChange !== undefined && typeof options.minChange !== 'function') throw new ConfigurationError('minChange must be a function');
   if (options.userAgent !== undefined && (typeof options.userAgent !== 'string' || !PRINTABLE_ASCII.test(options.userAgent))) {
     throw new ConfigurationError('userAgent must be printable ASCII');
   }
@@ -416,6 +428,8 @@ export function createHttpTransport(options: HttpTransportOptions): Transport {
 
   function headersFor(given: Credentials, payload: Buffer | undefined, method: 'GET' | 'POST'): Record<string, string> {
     const headers: Record<string, string> = { ...given.headers, accept: 'application/json', 'user-agent': userAgent };
+    const minChange = options.minChange?.();
+    if (minChange !== undefined) headers[MIN_CHANGE_HEADER] = minChange;
     if (payload !== undefined) {
       headers['content-type'] = 'application/json';
       headers['content-length'] = String(payload.length);
