@@ -58,7 +58,8 @@ export function createDatabase(config: DatabaseConfig, options: DatabaseOptions)
       migrations: { migrationSource },
     });
   }
-  return knexFactory({
+  const generations = connectionGenerations();
+  const db = knexFactory({
     client: 'pg',
     connection: {
       connectionString: config.url,
@@ -79,15 +80,46 @@ export function createDatabase(config: DatabaseConfig, options: DatabaseOptions)
       // statement may hang a request: the server cancels slow statements and lock waits (503), and a transaction
       // left open by a stuck process cannot hold key rows locked for ever.
       afterCreate(connection: pg.Client, done: (err: Error | null, conn: pg.Client) => void) {
+        generations.track(connection);
         const ms = Math.trunc(options.acquireTimeoutMs);
         connection.query(
           `SET statement_timeout = ${ms}; SET lock_timeout = ${ms}; SET idle_in_transaction_session_timeout = 60000`,
           (err: Error | null) => done(err, connection),
         );
       },
+      validate: (connection: pg.Client) => generations.trusted(connection),
     },
     migrations: { migrationSource },
   });
+  db.on('query-error', (error: unknown) => generations.condemnOnReadTimeout(error));
+  return db;
+}
+
+/**
+ * pg's `query_timeout` rejects a query the server does not answer, but leaves it active on its connection: every
+ * later query on that connection queues behind it. After a silent network failure (a failover, a dropped NAT entry:
+ * no reset ever arrives) such a connection never answers again, and the pool would keep handing it out, failing
+ * every request that drew it until TCP gave up many minutes later. So one read timeout condemns every connection
+ * opened before it: whatever killed one path most likely killed the others, and reconnecting costs milliseconds.
+ * The pool's validation refuses a condemned connection the next time it is drawn; destroying it makes pg cut the
+ * socket when a query is still active on it, and a fresh connection takes its place.
+ */
+function connectionGenerations() {
+  const generations = new WeakMap<pg.Client, number>();
+  let next = 0;
+  let oldestTrusted = 0;
+  return {
+    track(connection: pg.Client): void {
+      generations.set(connection, next);
+      next += 1;
+    },
+    condemnOnReadTimeout(error: unknown): void {
+      if (error instanceof Error && error.message.endsWith('Query read timeout')) oldestTrusted = next;
+    },
+    trusted(connection: pg.Client): boolean {
+      return (generations.get(connection) ?? -1) >= oldestTrusted;
+    },
+  };
 }
 
 /**

@@ -33,8 +33,9 @@ export function isDatabaseUnavailable(error: unknown): boolean {
   return (
     typeof message === 'string' &&
     (message.includes('Connection terminated') ||
-      // pg's client-side query_timeout: the server stopped answering.
-      message === 'Query read timeout' ||
+      // pg's client-side query_timeout: the server stopped answering. knex puts the statement (without its values)
+      // in front of the message.
+      message.endsWith('Query read timeout') ||
       message.includes('timeout exceeded when trying to connect') ||
       // knex, when its pool is gone or cannot open a connection at all.
       message.startsWith('Unable to acquire a connection'))
