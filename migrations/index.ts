@@ -2,6 +2,9 @@ import type { Knex } from 'knex';
 import * as initial from './20261128000000_initial.js';
 import * as policies from './20261129000000_policies.js';
 import * as audit from './20261129000001_audit.js';
+import * as changeFeed from './20261130000000_change_feed.js';
+import * as rootKeyRotation from './20261130000001_root_key_rotation.js';
+import * as retainVersions from './20261130000002_retain_versions.js';
 
 interface Migration {
   readonly name: string;
@@ -17,6 +20,9 @@ const MIGRATIONS: readonly Migration[] = [
   { name: '20261128000000_initial', ...initial },
   { name: '20261129000000_policies', ...policies },
   { name: '20261129000001_audit', ...audit },
+  { name: '20261130000000_change_feed', ...changeFeed },
+  { name: '20261130000001_root_key_rotation', ...rootKeyRotation },
+  { name: '20261130000002_retain_versions', ...retainVersions },
 ];
 
 export const migrationSource: Knex.MigrationSource<Migration> = {

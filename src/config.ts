@@ -20,14 +20,26 @@ export interface Config {
   readonly dataDir: string;
   readonly database: DatabaseConfig;
   readonly rootKey: RootKeySource;
+  /**
+   * `KEYHOLD_PREVIOUS_ROOT_KEY_FILE`: during a root key rotation, the old root key, accepted only to unwrap what is
+   * still wrapped under it. Everything new is wrapped under `rootKey`.
+   */
+  readonly previousRootKeyFile: string | undefined;
   readonly bootstrapToken: string | undefined;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** How long a replica trusts its cached copy of a key or token before reading it again. */
   readonly cacheTtlMs: number;
+  /** How often a replica reads the change sequence even without a notification; bounds a lost NOTIFY's cost. */
+  readonly changePollIntervalMs: number;
   /** How often due deletions and scheduled rotations are carried out. */
   readonly sweepIntervalMs: number;
   /** How long a request waits for a database connection before it is answered with 503. */
   readonly databaseTimeoutMs: number;
+  /**
+   * `KEYHOLD_SHUTDOWN_TIMEOUT_MS`: after SIGTERM, how long requests in flight may take to finish before the process
+   * exits anyway (non-zero). Keep it below the orchestrator's grace period (Kubernetes: 30 s), which ends in SIGKILL.
+   */
+  readonly shutdownTimeoutMs: number;
   /** `KEYHOLD_AUTH_CONFIG`: the file naming Kubernetes issuers and SPIFFE trust domains, read at start-up. */
   readonly authConfigPath: string | undefined;
   /** TLS is on when a certificate and key are configured; a client CA adds client-certificate (SPIFFE) checking. */
@@ -144,6 +156,20 @@ function parseRootKey(env: Environment, dataDir: string, problems: string[]): Ro
   return { kind: 'data-dir', path: join(dataDir, 'root.key') };
 }
 
+function parsePreviousRootKeyFile(env: Environment, rootKey: RootKeySource, problems: string[]): string | undefined {
+  const file = env.KEYHOLD_PREVIOUS_ROOT_KEY_FILE;
+  if (!file) return undefined;
+  // A rotation moves from one operator-managed key to another; the generated development key is neither.
+  if (rootKey.kind === 'data-dir') {
+    problems.push('KEYHOLD_PREVIOUS_ROOT_KEY_FILE needs the new root key in KEYHOLD_ROOT_KEY or KEYHOLD_ROOT_KEY_FILE');
+  }
+  const path = resolve(file);
+  if (rootKey.kind === 'file' && rootKey.path === path) {
+    problems.push('KEYHOLD_PREVIOUS_ROOT_KEY_FILE must name another file than KEYHOLD_ROOT_KEY_FILE');
+  }
+  return path;
+}
+
 /**
  * Reads the configuration from `env` once, validates all of it, and returns it frozen. Every problem is reported
  * together, so one start-up attempt shows everything to fix. Secrets never appear in the messages.
@@ -163,17 +189,21 @@ export function loadConfig(env: Environment): Config {
   // A bearer shaped like a JWT is judged by the Kubernetes authenticator and would never reach the token store.
   if (bootstrapToken?.startsWith('eyJ') === true) problems.push('KEYHOLD_BOOTSTRAP_TOKEN must not start with "eyJ" (JWTs do)');
   const host = env.KEYHOLD_HOST || '127.0.0.1';
+  const rootKey = parseRootKey(env, dataDir, problems);
   const config: Config = {
     host,
     port: integer(env, 'KEYHOLD_PORT', 7780, 0, 65535, problems),
     dataDir,
     database: parseDatabase(env.KEYHOLD_DATABASE_URL, dataDir, problems),
-    rootKey: parseRootKey(env, dataDir, problems),
+    rootKey,
+    previousRootKeyFile: parsePreviousRootKeyFile(env, rootKey, problems),
     bootstrapToken,
     logLevel,
     cacheTtlMs: integer(env, 'KEYHOLD_CACHE_TTL_MS', 5000, 100, 3_600_000, problems),
+    changePollIntervalMs: integer(env, 'KEYHOLD_CHANGE_POLL_INTERVAL_MS', 1000, 50, 60_000, problems),
     sweepIntervalMs: integer(env, 'KEYHOLD_SWEEP_INTERVAL_MS', 60_000, 100, 86_400_000, problems),
     databaseTimeoutMs: integer(env, 'KEYHOLD_DATABASE_TIMEOUT_MS', 5000, 100, 120_000, problems),
+    shutdownTimeoutMs: integer(env, 'KEYHOLD_SHUTDOWN_TIMEOUT_MS', 10_000, 100, 600_000, problems),
     authConfigPath: env.KEYHOLD_AUTH_CONFIG ? resolve(env.KEYHOLD_AUTH_CONFIG) : undefined,
     tls: parseTls(env, problems),
     audit: parseAudit(env, problems),

@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { withTimeout } from './timeout.js';
-import { deriveAuditKeyFromSecret } from './audit/audit-key.js';
 import { AuditRepository } from './audit/audit-repository.js';
 import { AuditService } from './audit/audit-service.js';
 import { AuditWriter } from './audit/audit-writer.js';
@@ -18,14 +17,18 @@ import { CryptoService } from './keys/crypto-service.js';
 import { KeyCache } from './keys/key-cache.js';
 import { KeyRepository } from './keys/key-repository.js';
 import { KeyService } from './keys/key-service.js';
-import { loadRootKey, writeAdminTokenFile } from './root-key-loader.js';
+import { loadAuditKey, loadRootKeyring, writeAdminTokenFile } from './root-key-loader.js';
 import { createDatabase, migrateToLatest, migrationsAreCurrent, type Database } from './storage/database.js';
 import { isUniqueViolation } from './storage/errors.js';
 import { RootKeyRepository } from './storage/root-key-repository.js';
+import { SystemSecretRepository } from './storage/system-secret-repository.js';
 import { TokenRepository } from './tokens/token-repository.js';
 import { TokenService } from './tokens/token-service.js';
 import { readAuthConfig } from './identity/auth-config.js';
-import { StartupError } from './errors.js';
+import type { ChangeFeed } from './changes/change.js';
+import { DatabaseChangeFeed } from './changes/change-feed.js';
+import { ChangeRepository } from './changes/change-repository.js';
+import { KeyholdError, StartupError } from './errors.js';
 import { AuthenticatorChain, type Authenticator } from './identity/authenticator.js';
 import { createKubernetesAuthenticator } from './identity/kubernetes.js';
 import { SpiffeAuthenticator } from './identity/spiffe.js';
@@ -49,6 +52,8 @@ export interface Services {
   /** The compiled policy set; requests bring it up to date before they are handled. */
   readonly policyStore: PolicyStore;
   readonly audit: AuditService;
+  /** Writes on every replica, in commit order; this replica's caches have applied each event it delivers. */
+  readonly changes: ChangeFeed;
   readiness(): Promise<ReadinessChecks>;
 }
 
@@ -59,6 +64,7 @@ export interface Keyhold {
   /** Undefined only with `KEYHOLD_AUDIT=off`. */
   readonly auditWriter: AuditWriter | undefined;
   readonly cache: KeyCache;
+  readonly changeFeed: DatabaseChangeFeed;
   /** Set when start-up generated the first admin token; the caller prints it once. */
   readonly generatedAdminToken: { token: string; path: string } | undefined;
   close(): Promise<void>;
@@ -91,7 +97,7 @@ async function ensureAdminToken(
     return { token: issued.token, path };
   } catch (error) {
     // Another replica bootstrapped at the same moment; its admin token stands.
-    if (isUniqueViolation(error)) return undefined;
+    if (isUniqueViolation(error) || (error instanceof KeyholdError && error.code === 'KH_ERR_TOKEN_EXISTS')) return undefined;
     throw error;
   }
 }
@@ -105,12 +111,12 @@ export async function openKeyhold(config: Config, deps: KeyholdDeps): Promise<Ke
   const db = deps.database ?? createDatabase(config.database, { acquireTimeoutMs: config.databaseTimeoutMs });
   try {
     await migrateToLatest(db);
-    const rootKey = await loadRootKey(config.rootKey, new RootKeyRepository(db), deps.clock, deps.logger);
+    const rootKeys = new RootKeyRepository(db);
+    const rootKey = await loadRootKeyring(config.rootKey, config.previousRootKeyFile, rootKeys, deps.clock, deps.logger);
     const policyRepository = new PolicyRepository(db);
     const policyStore = new PolicyStore({ repository: policyRepository, clock: deps.clock, ttlMs: config.cacheTtlMs });
-    await policyStore.reload();
     const authorizer = new PolicyAuthorizer(() => policyStore.current());
-    const auditKey = await rootKey.deriveKey(deriveAuditKeyFromSecret);
+    const auditKey = await loadAuditKey(rootKey, rootKeys, new SystemSecretRepository(db), deps.clock);
     const auditRepository = new AuditRepository(db);
     const auditWriter = config.audit.enabled
       ? new AuditWriter({
@@ -150,6 +156,33 @@ export async function openKeyhold(config: Config, deps: KeyholdDeps): Promise<Ke
       authenticators.push(new SpiffeAuthenticator({ trustDomains: authConfig.spiffeTrustDomains, clock: deps.clock }));
     }
     authenticators.push(new TokenAuthenticator(tokens));
+    const changes = new DatabaseChangeFeed({
+      db,
+      repository: new ChangeRepository(db),
+      logger: deps.logger,
+      pollIntervalMs: config.changePollIntervalMs,
+      appliers: [
+        {
+          apply: (change) => {
+            if (change.kind === 'key') cache.invalidate({ id: change.subject, name: change.keyName ?? '' });
+          },
+          dropAll: () => cache.clear(),
+        },
+        {
+          apply: (change) => {
+            if (change.kind === 'token') tokens.forget(change.subject);
+          },
+          dropAll: () => tokens.forgetAll(),
+        },
+        {
+          apply: (change) => {
+            if (change.kind === 'policy') policyStore.invalidate();
+          },
+          dropAll: () => policyStore.invalidate(),
+        },
+      ],
+    });
+
     const services: Services = {
       keys: new KeyService({ repository, cache, rootKey, authorizer, clock: deps.clock }),
       crypto,
@@ -159,6 +192,7 @@ export async function openKeyhold(config: Config, deps: KeyholdDeps): Promise<Ke
       policies: new PolicyService({ repository: policyRepository, store: policyStore, authorizer, clock: deps.clock }),
       policyStore,
       audit: new AuditService({ repository: auditRepository, auditKey, authorizer, clock: deps.clock }),
+      changes,
       async readiness() {
         const [database, migrations] = await Promise.all([
           withTimeout(db.raw('select 1'), READINESS_TIMEOUT_MS).then(() => true, () => false),
@@ -168,14 +202,25 @@ export async function openKeyhold(config: Config, deps: KeyholdDeps): Promise<Ke
       },
     };
     const generatedAdminToken = await ensureAdminToken(config, tokens, deps.logger);
+    // The feed starts from the sequence it reads now, so the policies are loaded after it: a write in between is
+    // then either in the load or in the feed.
+    await changes.start();
+    try {
+      await policyStore.reload();
+    } catch (error) {
+      await changes.close();
+      throw error;
+    }
     return {
       services,
       db,
       rootKey,
       cache,
+      changeFeed: changes,
       auditWriter,
       generatedAdminToken,
       async close() {
+        await changes.close();
         await auditWriter?.flush();
         cache.clear();
         if (ownsDatabase) await db.destroy();

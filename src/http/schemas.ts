@@ -9,7 +9,7 @@ import {
   MAX_ENCRYPT_PLAINTEXT_BYTES,
   MIN_DATA_KEY_BYTES,
 } from '../keys/crypto-service.js';
-import { MAX_PENDING_WINDOW_DAYS, MIN_PENDING_WINDOW_DAYS } from '../keys/lifecycle.js';
+import { MAX_PENDING_WINDOW_DAYS, MAX_RETAIN_VERSIONS, MIN_PENDING_WINDOW_DAYS } from '../keys/lifecycle.js';
 
 /**
  * The one source of truth for request and response shapes: fastify validates requests and serialises responses
@@ -82,6 +82,9 @@ export const Key = Type.Object(
     primaryVersion: Type.Integer({ minimum: 1, description: 'The version that encrypts and issues data keys.' }),
     minDecryptionVersion: Type.Integer({ minimum: 1, description: 'Older versions refuse to decrypt.' }),
     rotationPeriodSeconds: Type.Union([Type.Integer(), Type.Null()]),
+    retainVersions: Type.Union([Type.Integer({ minimum: 1 }), Type.Null()], {
+      description: 'How many of the newest versions stay decryptable after each rotation; null keeps them all.',
+    }),
     nextRotationAt: nullableTimestamp('When scheduled rotation is next due.'),
     deletionDate: nullableTimestamp('When a key pending deletion is destroyed.'),
     createdAt: timestamp('When the key was created.'),
@@ -101,12 +104,19 @@ const RotationPeriod = Type.Union([Type.Integer({ minimum: 0 }), Type.Null()], {
   description: 'Seconds between scheduled rotations: 0 or null turns it off, otherwise at least 3600.',
 });
 
+const RetainVersions = Type.Union([Type.Integer({ minimum: 1, maximum: MAX_RETAIN_VERSIONS }), Type.Null()], {
+  description:
+    'Each rotation raises minDecryptionVersion so that only this many of the newest versions decrypt; null keeps ' +
+    'them all. It applies from the next rotation on, and retired versions keep their material.',
+});
+
 export const CreateKeyBody = Type.Object(
   {
     name: KeyName,
     description: Type.Optional(Description),
     labels: Type.Optional(Labels),
     rotationPeriodSeconds: Type.Optional(RotationPeriod),
+    retainVersions: Type.Optional(RetainVersions),
     boundContext: Type.Optional(BoundContext),
   },
   { additionalProperties: false },
@@ -117,6 +127,7 @@ export const UpdateKeyBody = Type.Object(
     description: Type.Optional(Description),
     labels: Type.Optional(Labels),
     rotationPeriodSeconds: Type.Optional(RotationPeriod),
+    retainVersions: Type.Optional(RetainVersions),
     minDecryptionVersion: Type.Optional(Type.Integer({ minimum: 1, maximum: 0xffffffff })),
   },
   { additionalProperties: false, minProperties: 1 },
@@ -491,6 +502,42 @@ export const Readiness = Type.Object(
   { additionalProperties: false },
 );
 
+export const EventStreamHeaders = Type.Object({
+  'last-event-id': Type.Optional(
+    Type.String({
+      pattern: '^(0|[1-9][0-9]{0,14})$',
+      description: 'The id of the last event received, sent on reconnect: the changes after it are replayed first.',
+    }),
+  ),
+});
+
+/** The `data` of a `key` event. It says which key changed and how, never anything of the key itself. */
+export const KeyEventData = Type.Object(
+  {
+    seq: Type.Integer({ minimum: 1, description: 'The change sequence; also the event id.' }),
+    keyName: KeyName,
+    action: Type.String({ description: 'What changed: rotate, disable, enable, update, schedule-deletion, destroy, …' }),
+    at: Type.String({ format: 'date-time', description: 'When the change was committed.' }),
+  },
+  { $id: 'KeyEventData', additionalProperties: false, description: 'The data of a `key` event of GET /v1/events.' },
+);
+export type KeyEventData = Static<typeof KeyEventData>;
+
+/** The `data` of a `resync` event. */
+export const ResyncEventData = Type.Object(
+  { seq: Type.Integer({ minimum: 0, description: 'The change sequence the stream resumes after; also the event id.' }) },
+  { $id: 'ResyncEventData', additionalProperties: false, description: 'The data of a `resync` event of GET /v1/events.' },
+);
+export type ResyncEventData = Static<typeof ResyncEventData>;
+
+/** A `text/event-stream` answer; OpenAPI 3.1 has no schema for a sequence of events, so the description tells. */
+export function eventStream(description: string): TSchema {
+  return {
+    description,
+    content: { 'text/event-stream': { schema: Type.String({ description: 'Server-Sent Events (WHATWG HTML §9.2).' }) } },
+  } as unknown as TSchema;
+}
+
 /** Response entries for the problem statuses a route can answer with. */
 export function problems(...statuses: number[]): Record<number, TSchema> {
   const entries: Record<number, TSchema> = {};
@@ -511,5 +558,8 @@ export function json<T extends TSchema>(schema: T, description: string): T {
   return { ...schema, description };
 }
 
-/** Registered with `app.addSchema` before any route refers to them. */
-export const SHARED_SCHEMAS: readonly TSchema[] = [Problem, Key, Policy];
+/**
+ * Registered with `app.addSchema` before any route refers to them. The event data schemas are referred to by no
+ * route (an event stream has no JSON body), but registering them puts them in `openapi.yaml` for clients.
+ */
+export const SHARED_SCHEMAS: readonly TSchema[] = [Problem, Key, Policy, KeyEventData, ResyncEventData];

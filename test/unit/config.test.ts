@@ -47,6 +47,10 @@ describe('loadConfig defaults', () => {
     expect(config.rootKey).toEqual({ kind: 'data-dir', path: join(resolve('data'), 'root.key') });
   });
 
+  it('has no previous root key by default', () => {
+    expect(config.previousRootKeyFile).toBeUndefined();
+  });
+
   it('has no bootstrap token by default', () => {
     expect(config.bootstrapToken).toBeUndefined();
   });
@@ -59,6 +63,17 @@ describe('loadConfig defaults', () => {
     expect(config).toMatchObject({ cacheTtlMs: 5000, sweepIntervalMs: 60_000, databaseTimeoutMs: 5000 });
   });
 
+  it('gives a shutdown 10 s to drain by default', () => {
+    expect(config.shutdownTimeoutMs).toBe(10_000);
+  });
+
+  it('takes KEYHOLD_SHUTDOWN_TIMEOUT_MS, and refuses one that is not an integer from 100 to 600000', () => {
+    expect(loadConfig({ KEYHOLD_SHUTDOWN_TIMEOUT_MS: '25000' }).shutdownTimeoutMs).toBe(25_000);
+    for (const value of ['99', '600001', '10s', '-1']) {
+      expect(startupError({ KEYHOLD_SHUTDOWN_TIMEOUT_MS: value }).message).toContain('KEYHOLD_SHUTDOWN_TIMEOUT_MS');
+    }
+  });
+
   it('treats empty strings as unset', () => {
     expect(
       loadConfig({
@@ -68,6 +83,7 @@ describe('loadConfig defaults', () => {
         KEYHOLD_DATABASE_URL: '',
         KEYHOLD_ROOT_KEY: '',
         KEYHOLD_ROOT_KEY_FILE: '',
+        KEYHOLD_PREVIOUS_ROOT_KEY_FILE: '',
         KEYHOLD_BOOTSTRAP_TOKEN: '',
         KEYHOLD_LOG_LEVEL: '',
       }),
@@ -198,6 +214,26 @@ describe('loadConfig root key', () => {
     expect(startupError({ KEYHOLD_ROOT_KEY: ROOT_KEY, KEYHOLD_ROOT_KEY_FILE: '/run/secrets/root.key' }).message).toContain(
       'Set KEYHOLD_ROOT_KEY or KEYHOLD_ROOT_KEY_FILE, not both',
     );
+  });
+
+  it('takes KEYHOLD_PREVIOUS_ROOT_KEY_FILE, resolved to an absolute path, beside the primary root key', () => {
+    const config = loadConfig({ KEYHOLD_ROOT_KEY_FILE: '/run/secrets/root-new.key', KEYHOLD_PREVIOUS_ROOT_KEY_FILE: 'secrets/root-old.key' });
+    expect(config.rootKey).toEqual({ kind: 'file', path: '/run/secrets/root-new.key' });
+    expect(config.previousRootKeyFile).toBe(resolve('secrets/root-old.key'));
+    expect(loadConfig({ KEYHOLD_ROOT_KEY: ROOT_KEY, KEYHOLD_PREVIOUS_ROOT_KEY_FILE: '/run/old.key' }).previousRootKeyFile).toBe('/run/old.key');
+  });
+
+  it('refuses KEYHOLD_PREVIOUS_ROOT_KEY_FILE without a configured primary root key', () => {
+    expect(startupError({ KEYHOLD_PREVIOUS_ROOT_KEY_FILE: '/run/secrets/root-old.key' }).message).toContain(
+      'KEYHOLD_PREVIOUS_ROOT_KEY_FILE needs the new root key in KEYHOLD_ROOT_KEY or KEYHOLD_ROOT_KEY_FILE',
+    );
+  });
+
+  it('refuses KEYHOLD_PREVIOUS_ROOT_KEY_FILE naming the primary root key file', () => {
+    expect(
+      startupError({ KEYHOLD_ROOT_KEY_FILE: '/run/secrets/root.key', KEYHOLD_PREVIOUS_ROOT_KEY_FILE: '/run/secrets/../secrets/root.key' })
+        .message,
+    ).toContain('KEYHOLD_PREVIOUS_ROOT_KEY_FILE must name another file than KEYHOLD_ROOT_KEY_FILE');
   });
 });
 
