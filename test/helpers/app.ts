@@ -163,3 +163,30 @@ export async function buildTestApp(
   };
   return testApp;
 }
+
+export interface ReplicaPair {
+  readonly a: TestApp;
+  readonly b: TestApp;
+  close(): Promise<void>;
+}
+
+/**
+ * Two replicas in one process over one store, each with its own caches and change feed. The cache TTL and the poll
+ * interval are beyond any test, so B learns of A's writes only from a notification (PostgreSQL) or when the test
+ * makes it read its feed.
+ */
+export async function buildReplicaPair(kind: DatabaseKind): Promise<ReplicaPair> {
+  const store = new TestStore(kind);
+  const env = { KEYHOLD_CACHE_TTL_MS: '3600000', KEYHOLD_CHANGE_POLL_INTERVAL_MS: '60000' };
+  const a = await buildTestApp(kind, { store, env });
+  const b = await buildTestApp(kind, { store, env });
+  return {
+    a,
+    b,
+    async close() {
+      await b.close();
+      await a.close();
+      await store.destroy();
+    },
+  };
+}

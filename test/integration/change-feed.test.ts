@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, expect, it } from 'vitest';
-import { buildTestApp, describeEachDatabase, TestStore, type TestApp } from '../helpers/app.js';
+import { buildReplicaPair, describeEachDatabase, type ReplicaPair, type TestApp } from '../helpers/app.js';
 import { expectProblem } from '../helpers/expect-problem.js';
 
 /**
@@ -7,21 +7,16 @@ import { expectProblem } from '../helpers/expect-problem.js';
  * writes only through the feed, which these tests drive by hand (`catchUp`) unless they test NOTIFY itself.
  */
 describeEachDatabase('the change feed across replicas', (kind) => {
-  let store: TestStore;
+  let pair: ReplicaPair;
   let a: TestApp;
   let b: TestApp;
 
   beforeEach(async () => {
-    store = new TestStore(kind);
-    // A poll interval far beyond the test, so only a notification, or an explicit catch-up, can deliver a change.
-    const env = { KEYHOLD_CACHE_TTL_MS: '3600000', KEYHOLD_CHANGE_POLL_INTERVAL_MS: '60000' };
-    a = await buildTestApp(kind, { store, env });
-    b = await buildTestApp(kind, { store, env });
+    pair = await buildReplicaPair(kind);
+    ({ a, b } = pair);
   });
   afterEach(async () => {
-    await b.close();
-    await a.close();
-    await store.destroy();
+    await pair.close();
   });
 
   const catchUp = () => b.app.keyhold.changeFeed.catchUp();

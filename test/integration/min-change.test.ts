@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, expect, it, vi } from 'vitest';
 import { MIN_CHANGE_WAIT_MS, MIN_CHANGE_HEADER } from '../../src/http/min-change.js';
-import { buildTestApp, describeEachDatabase, TEST_ADMIN_TOKEN, TestStore, type ApiResponse, type TestApp } from '../helpers/app.js';
+import { buildReplicaPair, describeEachDatabase, type ReplicaPair, TEST_ADMIN_TOKEN, type ApiResponse, type TestApp } from '../helpers/app.js';
 import { expectProblem } from '../helpers/expect-problem.js';
 
 /**
@@ -9,21 +9,17 @@ import { expectProblem } from '../helpers/expect-problem.js';
  * get there first, so the tests that need B behind run on SQLite, and the refusals hold on both.
  */
 describeEachDatabase('Keyhold-Min-Change', (kind) => {
-  let store: TestStore;
+  let pair: ReplicaPair;
   let a: TestApp;
   let b: TestApp;
 
   beforeEach(async () => {
-    store = new TestStore(kind);
-    const env = { KEYHOLD_CACHE_TTL_MS: '3600000', KEYHOLD_CHANGE_POLL_INTERVAL_MS: '60000' };
-    a = await buildTestApp(kind, { store, env });
-    b = await buildTestApp(kind, { store, env });
+    pair = await buildReplicaPair(kind);
+    ({ a, b } = pair);
   });
   afterEach(async () => {
     vi.restoreAllMocks();
-    await b.close();
-    await a.close();
-    await store.destroy();
+    await pair.close();
   });
 
   /** The sequence of A's last write, as A's event stream would have named it. */
