@@ -29,7 +29,11 @@ interface Subscriber {
   close(): void;
 }
 
-const WAIT_MS = 5000;
+/**
+ * Not a latency bound (the feed polls every second): how long a test waits before it calls an event lost. Generous,
+ * because CI runs this beside three-process tests on two cores.
+ */
+const WAIT_MS = 10_000;
 
 /** `what` may be a function, so the failure message shows the state at the time out. */
 async function until<T>(what: string | (() => string), probe: () => T | undefined | false): Promise<T> {
