@@ -26,7 +26,9 @@ export class ByteQueue {
       this.#consume(count);
       return view;
     }
-    const out = new Uint8Array(count);
+    // Not zero-filled: the loop writes all `count` bytes before it is returned. Not from Buffer's shared pool either,
+    // because it may hold plaintext.
+    const out = Buffer.allocUnsafeSlow(count);
     let filled = 0;
     while (filled < count) {
       const chunk = this.#chunks[0]!;

@@ -52,7 +52,9 @@ export async function encryptMessage(message: MessageCipher, plaintext: Uint8Arr
   } finally {
     message.dispose();
   }
-  const out = new Uint8Array(length);
+  // Not zero-filled, and not from Buffer's shared pool: the parts tile it exactly, so every byte is written below
+  // before the caller gets it, and the caller's buffer shares its memory with nothing else.
+  const out = Buffer.allocUnsafeSlow(length);
   let offset = 0;
   for (const part of parts) {
     out.set(part, offset);
@@ -77,7 +79,9 @@ export async function decryptMessage(
 ): Promise<{ header: MessageHeader; plaintext: Uint8Array }> {
   const header = decodeHeader(blob);
   if (expectedContext !== undefined && !contextIncludes(header.context, expectedContext)) throw new DecryptionError();
-  const body = blob.subarray(header.bytes.length);
+  // A plain Uint8Array view even when `blob` is a Buffer: the subarrays of a Buffer are Buffers, which cost more to
+  // create, and each segment is cut into two more.
+  const body = new Uint8Array(blob.buffer, blob.byteOffset + header.bytes.length, blob.length - header.bytes.length);
   const sealedSegment = header.segmentSize + header.suite.tagBytes;
   const segments = Math.max(1, Math.ceil(body.length / sealedSegment));
   const lastLength = body.length - (segments - 1) * sealedSegment;
@@ -99,7 +103,9 @@ export async function decryptMessage(
       message.dispose();
     }
   }
-  const plaintext = new Uint8Array(body.length - segments * header.suite.tagBytes);
+  // Not zero-filled, and not from Buffer's shared pool: the opened segments tile it exactly, so every byte is written
+  // before it is returned, and on a failure all of it is zeroed, written or not.
+  const plaintext = Buffer.allocUnsafeSlow(body.length - segments * header.suite.tagBytes);
   try {
     for (let index = 0; index < segments; index++) {
       const start = index * sealedSegment;

@@ -59,4 +59,14 @@ describe('envelope round trips', () => {
     const b = await seal(source, Buffer.from('same'));
     expect(Buffer.from(a.subarray(9, 41))).not.toEqual(Buffer.from(b.subarray(9, 41)));
   });
+
+  it('a message that starts partway into a larger buffer decrypts to its plaintext', async () => {
+    const source = new FakeDataKeySource();
+    for (const size of [1024, 2 * SEGMENT + 5]) {
+      const plaintext = randomBytes(size);
+      const blob = await seal(source, plaintext, { context: { tenant: 'a' } });
+      const larger = Buffer.concat([randomBytes(13), blob, randomBytes(7)]);
+      expect(Buffer.from(await open(source, larger.subarray(13, 13 + blob.length))).equals(plaintext)).toBe(true);
+    }
+  });
 });

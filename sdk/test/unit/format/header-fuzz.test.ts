@@ -308,6 +308,23 @@ describe('encodeHeader and decodeHeader', () => {
     );
   });
 
+  it('parse a copy: changing the input afterwards changes nothing parsed', () => {
+    fc.assert(
+      fc.property(headerFields, ({ fields }) => {
+        const input = Buffer.concat([randomBytes(5), encodeHeader(fields).bytes]).subarray(5);
+        const decoded = decodeHeader(input);
+        const before = Buffer.from(decoded.bytes);
+        const pairs = JSON.stringify(decoded.context.pairs);
+        input.fill(0xa5);
+        expect(Buffer.from(decoded.bytes).equals(before)).toBe(true);
+        expect(Buffer.from(decoded.wrappedKey).equals(Buffer.from(fields.wrappedKey))).toBe(true);
+        expect(JSON.stringify(decoded.context.pairs)).toBe(pairs);
+        expect(decoded.context.key).toBe(fields.context.key);
+      }),
+      { numRuns: 100 },
+    );
+  });
+
   it('write the context sorted by the UTF-8 bytes of its keys', () => {
     fc.assert(
       fc.property(headerFields, ({ fields }) => {
