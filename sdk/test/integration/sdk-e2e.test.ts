@@ -302,7 +302,8 @@ describeEachDatabase('the SDK against the service over HTTP', (kind) => {
       await expectServiceError(client(await apiTokenWorkload()).decrypt(message), 'KH_SDK_ACCESS_DENIED', 403, 'KH_ERR_FORBIDDEN');
     });
 
-    describe('once an admin disables the key', () => {
+    // Without revocation events, so these show what maxAgeMs alone bounds; revocation.test.ts covers the events.
+    describe('once an admin disables the key, with events off', () => {
       let clock: { time: number };
       let worker: AuthProvider;
       let sdk: KeyholdClient;
@@ -311,7 +312,7 @@ describeEachDatabase('the SDK against the service over HTTP', (kind) => {
       beforeEach(async () => {
         clock = { time: Date.parse('2026-01-01T00:00:00Z') };
         worker = await apiTokenWorkload();
-        sdk = client(worker, { cache: { maxAgeMs: 60_000 }, now: () => clock.time });
+        sdk = client(worker, { cache: { maxAgeMs: 60_000 }, now: () => clock.time, events: false });
         message = await sdk.encrypt('orders', 'before', { context: CONTEXT });
         expect((await sdk.decrypt(message)).toString()).toBe('before');
         expect(sdk.cache.stats()).toMatchObject({ encryptEntries: 1, decryptEntries: 1 });
