@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -52,6 +52,13 @@ export class TestStore {
     const db = createDatabase(config.database, { acquireTimeoutMs: config.databaseTimeoutMs, searchPath: this.schema });
     this.#databases.push(db);
     return db;
+  }
+
+  /** Writes a file into the data dir as a secret would be mounted (mode 0600), and returns its path. */
+  writeSecretFile(name: string, text: string): string {
+    const path = join(this.dataDir, name);
+    writeFileSync(path, `${text}\n`, { mode: 0o600 });
+    return path;
   }
 
   async createSchema(): Promise<void> {

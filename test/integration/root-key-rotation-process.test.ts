@@ -1,6 +1,5 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LocalRootKey, parseRootKeyText } from '../../src/crypto/root-key.js';
@@ -48,12 +47,6 @@ describe.skipIf(POSTGRES_URL === undefined || !CLI_IS_BUILT)('keyhold root rotat
     await store.destroy();
   });
 
-  function keyFile(name: string, text: string): string {
-    const path = join(store.dataDir, name);
-    writeFileSync(path, `${text}\n`, { mode: 0o600 });
-    return path;
-  }
-
   async function wrappedUnder(app: TestApp): Promise<Record<string, number>> {
     const rows = await app.app.keyhold.db('key_versions').whereNotNull('material').select('root_key_id');
     const secrets = await app.app.keyhold.db('system_secrets').select('root_key_id');
@@ -79,7 +72,7 @@ describe.skipIf(POSTGRES_URL === undefined || !CLI_IS_BUILT)('keyhold root rotat
       await t.app.close();
       t = undefined;
 
-      const newKeyFile = keyFile('new.key', NEW_KEY);
+      const newKeyFile = store.writeSecretFile('new.key', NEW_KEY);
       const dryRun = await rotate(store, { KEYHOLD_ROOT_KEY: TEST_ROOT_KEY }, ['--new-key-file', newKeyFile, '--dry-run']);
       expect(dryRun.code, dryRun.stderr).toBe(1);
       expect(JSON.parse(dryRun.stdout)).toEqual({ rootKeyId: NEW.id, rewrapped: 0, remaining: total, dryRun: true });
@@ -94,7 +87,7 @@ describe.skipIf(POSTGRES_URL === undefined || !CLI_IS_BUILT)('keyhold root rotat
       expect(killed.signal, killed.stderr).toBe('SIGKILL');
       expect(killed.stderr).toMatch(/keyhold root rotate: rewrapped 5, \d+ remaining/);
 
-      t = await buildTestApp('postgres', { store, env: { KEYHOLD_ROOT_KEY: '', KEYHOLD_ROOT_KEY_FILE: newKeyFile, KEYHOLD_PREVIOUS_ROOT_KEY_FILE: keyFile('old.key', TEST_ROOT_KEY) } });
+      t = await buildTestApp('postgres', { store, env: { KEYHOLD_ROOT_KEY: '', KEYHOLD_ROOT_KEY_FILE: newKeyFile, KEYHOLD_PREVIOUS_ROOT_KEY_FILE: store.writeSecretFile('old.key', TEST_ROOT_KEY) } });
       const midway = await wrappedUnder(t);
       expect(midway[NEW.id]).toBeGreaterThanOrEqual(5);
       expect(midway[OLD.id]).toBeGreaterThan(0);
@@ -137,7 +130,7 @@ describe.skipIf(POSTGRES_URL === undefined || !CLI_IS_BUILT)('keyhold root rotat
     const unreadable = await rotate(store, { KEYHOLD_ROOT_KEY: TEST_ROOT_KEY }, ['--new-key-file', missing]);
     expect(unreadable.code).toBe(1);
     expect(unreadable.stderr).toContain(`keyhold: --new-key-file ${missing} cannot be read: ENOENT`);
-    const malformed = keyFile('malformed.key', 'c2hvcnQ=');
+    const malformed = store.writeSecretFile('malformed.key', 'c2hvcnQ=');
     const wrong = await rotate(store, { KEYHOLD_ROOT_KEY: TEST_ROOT_KEY }, ['--new-key-file', malformed]);
     expect(wrong.code).toBe(1);
     expect(wrong.stderr).toContain(`keyhold: --new-key-file ${malformed} must hold the base64 encoding of exactly 32 bytes`);

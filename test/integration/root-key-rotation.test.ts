@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chmodSync, writeFileSync } from 'node:fs';
+import { chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, expect, it } from 'vitest';
 import { LocalRootKey, parseRootKeyText } from '../../src/crypto/root-key.js';
@@ -34,17 +34,11 @@ describeEachDatabase('root key rotation', (kind) => {
     await store.destroy();
   });
 
-  function keyFile(name: string, text: string): string {
-    const path = join(store.dataDir, name);
-    writeFileSync(path, `${text}\n`, { mode: 0o600 });
-    return path;
-  }
-
   /** Old key primary, as before any rotation (inline, as the test apps are built). */
   const oldOnly = () => ({ KEYHOLD_ROOT_KEY: OLD_KEY, KEYHOLD_ROOT_KEY_FILE: '', KEYHOLD_PREVIOUS_ROOT_KEY_FILE: '' });
   /** The new key primary, the old one accepted for unwrapping: every replica during a rotation. */
-  const both = () => ({ KEYHOLD_ROOT_KEY: '', KEYHOLD_ROOT_KEY_FILE: keyFile('new.key', NEW_KEY), KEYHOLD_PREVIOUS_ROOT_KEY_FILE: keyFile('old.key', OLD_KEY) });
-  const newOnly = () => ({ KEYHOLD_ROOT_KEY: '', KEYHOLD_ROOT_KEY_FILE: keyFile('new.key', NEW_KEY), KEYHOLD_PREVIOUS_ROOT_KEY_FILE: '' });
+  const both = () => ({ KEYHOLD_ROOT_KEY: '', KEYHOLD_ROOT_KEY_FILE: store.writeSecretFile('new.key', NEW_KEY), KEYHOLD_PREVIOUS_ROOT_KEY_FILE: store.writeSecretFile('old.key', OLD_KEY) });
+  const newOnly = () => ({ KEYHOLD_ROOT_KEY: '', KEYHOLD_ROOT_KEY_FILE: store.writeSecretFile('new.key', NEW_KEY), KEYHOLD_PREVIOUS_ROOT_KEY_FILE: '' });
 
   /** Three keys of two versions each, a data key and a ciphertext under each version. */
   async function seed(): Promise<Sealed[]> {
@@ -182,7 +176,7 @@ describeEachDatabase('root key rotation', (kind) => {
   it('a previous key the store never recorded refuses start-up and records nothing', async () => {
     await seed();
     const stranger = randomBytes(32).toString('base64');
-    const restart = t!.restart({ ...newOnly(), KEYHOLD_PREVIOUS_ROOT_KEY_FILE: keyFile('stranger.key', stranger) });
+    const restart = t!.restart({ ...newOnly(), KEYHOLD_PREVIOUS_ROOT_KEY_FILE: store.writeSecretFile('stranger.key', stranger) });
     t = undefined;
     await expect(restart).rejects.toThrow(/KEYHOLD_PREVIOUS_ROOT_KEY_FILE holds root key [0-9a-f]{16}, which this store never recorded/);
     t = await buildTestApp(kind, { store, env: oldOnly() });
@@ -239,12 +233,12 @@ describeEachDatabase('root key rotation', (kind) => {
     store = new TestStore(kind);
     const missing = join(store.dataDir, 'missing.key');
     expect(() => readRootKeyFile(missing, '--new-key-file')).toThrow(`--new-key-file ${missing} cannot be read: ENOENT`);
-    const malformed = keyFile('malformed.key', 'not a key');
+    const malformed = store.writeSecretFile('malformed.key', 'not a key');
     expect(() => readRootKeyFile(malformed, '--new-key-file')).toThrow(
       `--new-key-file ${malformed} must hold the base64 encoding of exactly 32 bytes`,
     );
     if (process.getuid?.() !== 0) {
-      const locked = keyFile('locked.key', NEW_KEY);
+      const locked = store.writeSecretFile('locked.key', NEW_KEY);
       chmodSync(locked, 0o000);
       expect(() => readRootKeyFile(locked, '--new-key-file')).toThrow(/cannot be read: EACCES/);
     }
