@@ -193,6 +193,8 @@ export function roundLatencyMs(latencyMs: number): number {
 
 function requiredString(name: string, value: unknown): string {
   if (typeof value !== 'string') throw new TypeError(`Audit field ${name} must be a string`);
+  // The common case, plain text within bounds, without the argument checks of the public function.
+  if (value.length <= MAX_AUDIT_STRING_LENGTH && !NEEDS_SLOW_PATH.test(value)) return value;
   return sanitizeAuditString(value);
 }
 
@@ -262,7 +264,7 @@ export function normalizeAuditEvent(event: AuditEvent): AuditEvent {
   });
 }
 
-function assertSequence(sequence: unknown): asserts sequence is number {
+export function assertSequence(sequence: unknown): asserts sequence is number {
   if (typeof sequence !== 'number' || !Number.isSafeInteger(sequence) || sequence < 1) {
     throw new TypeError('An audit sequence number must be a positive integer');
   }
@@ -279,10 +281,39 @@ function fieldValues(normalized: AuditEvent, sequence: number): FieldValue[] {
   });
 }
 
-function encode(normalized: AuditEvent, sequence: number): Buffer {
-  // A JSON array: the order is fixed by position, and JSON string escaping makes every string one token, so no
-  // field value can end its own string or add a field. Sanitised strings hold no lone surrogate, so UTF-8 is exact.
-  return Buffer.from(JSON.stringify([AUDIT_RECORD_FORMAT, ...fieldValues(normalized, sequence)]), 'utf8');
+/**
+ * The canonical text: a JSON array, so the order is fixed by position, and JSON string escaping makes every string
+ * one token, so no field value can end its own string or add a field. Sanitised strings hold no lone surrogate, so
+ * its UTF-8 bytes are exact. The array is written out field by field rather than built from the list: this runs
+ * once per request, and unit tests hold it to {@link AUDIT_RECORD_FIELDS}.
+ */
+export function canonicalAuditText(normalized: AuditEvent, sequence: number): string {
+  const n = normalized;
+  return JSON.stringify([
+    AUDIT_RECORD_FORMAT,
+    sequence,
+    n.time.toISOString(),
+    n.requestId,
+    n.replicaId,
+    n.principalId,
+    n.principalType,
+    n.tokenId,
+    n.sourceAddress,
+    n.method,
+    n.route,
+    n.action,
+    n.keyName,
+    n.keyId,
+    n.keyVersion,
+    n.contextKeys,
+    n.decision,
+    n.decisionReason,
+    n.policy,
+    n.statement,
+    n.outcome,
+    n.status,
+    n.latencyMs,
+  ]);
 }
 
 /**
@@ -292,7 +323,7 @@ function encode(normalized: AuditEvent, sequence: number): Buffer {
  */
 export function canonicalAuditRecord(event: AuditEvent, sequence: number): Buffer {
   assertSequence(sequence);
-  return encode(normalizeAuditEvent(event), sequence);
+  return Buffer.from(canonicalAuditText(normalizeAuditEvent(event), sequence), 'utf8');
 }
 
 function sameValue(a: FieldValue | Date, b: FieldValue | Date): boolean {
@@ -319,7 +350,7 @@ export function strictCanonicalAuditRecord(record: AuditRecord): Buffer {
       throw new TypeError(`Audit field ${field} is not in normalised form`);
     }
   }
-  return encode(normalized, record.sequence);
+  return Buffer.from(canonicalAuditText(normalized, record.sequence), 'utf8');
 }
 
 const HASH_PATTERN = /^[0-9a-f]{64}$/;

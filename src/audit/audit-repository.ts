@@ -41,7 +41,7 @@ interface CheckpointRow {
 /**
  * A group commit on PostgreSQL, in one statement: move the head checkpoint if it is where this batch expects it
  * (waiting for the row lock of a commit still running), and insert the records, given as one JSON parameter, only
- * if it moved. The text is the same for every batch size, so it is parsed once per connection, and the driver binds
+ * if it moved. The text is the same for every batch size, so it is prepared once per connection, and the driver binds
  * seven values instead of 23 per row.
  */
 const POSTGRES_APPEND =
@@ -51,9 +51,15 @@ const POSTGRES_APPEND =
   'where exists (select 1 from advanced) returning 1) ' +
   'select count(*) as appended from appended';
 
+/**
+ * The statement's name on each connection: prepared once there, then only bound and executed, so PostgreSQL does
+ * not parse and plan it again for every group commit (a fifth of its CPU per audited request, measured).
+ */
+const POSTGRES_APPEND_STATEMENT = 'keyhold_audit_append';
+
 /** The driver's client, as knex's pool hands it out. */
 interface PgConnection {
-  query(text: string, values: unknown[]): Promise<{ rows: { appended?: number | string }[] }>;
+  query(config: { name: string; text: string; values: unknown[] }): Promise<{ rows: { appended?: number | string }[] }>;
 }
 
 function toRow(record: AuditRecord): AuditRow {
@@ -159,15 +165,11 @@ export class AuditRepository {
       // directly: knex's per-query work costs more than the statement itself on this path.
       const connection = (await this.db.client.acquireConnection()) as PgConnection;
       try {
-        const result = await connection.query(POSTGRES_APPEND, [
-          head.sequence,
-          head.hash,
-          head.mac,
-          now.getTime(),
-          head.replicaId,
-          previousSequence,
-          JSON.stringify(rows),
-        ]);
+        const result = await connection.query({
+          name: POSTGRES_APPEND_STATEMENT,
+          text: POSTGRES_APPEND,
+          values: [head.sequence, head.hash, head.mac, now.getTime(), head.replicaId, previousSequence, JSON.stringify(rows)],
+        });
         return Number(result.rows[0]?.appended ?? 0) === rows.length;
       } finally {
         await this.db.client.releaseConnection(connection);

@@ -70,6 +70,37 @@ describe('canonicalAuditRecord', () => {
     expect(values).toHaveLength(AUDIT_RECORD_FIELDS.length + 1);
   });
 
+  it('puts each field at its own position, for an event whose every field differs from the others', () => {
+    const event: AuditEvent = {
+      time: new Date('2026-11-28T17:23:47.123Z'),
+      requestId: 'f-requestId',
+      replicaId: 'f-replicaId',
+      principalId: 'f-principalId',
+      principalType: 'f-principalType',
+      tokenId: 'f-tokenId',
+      sourceAddress: 'f-sourceAddress',
+      method: 'f-method',
+      route: 'f-route',
+      action: 'f-action',
+      keyName: 'f-keyName',
+      keyId: 'f-keyId',
+      keyVersion: 11,
+      contextKeys: ['f-contextKeys'],
+      decision: 'deny',
+      decisionReason: 'f-decisionReason',
+      policy: 'f-policy',
+      statement: 12,
+      outcome: 'f-outcome',
+      status: 403,
+      latencyMs: 1.5,
+    };
+    const values = JSON.parse(canonicalAuditRecord(event, 7).toString('utf8')) as unknown[];
+    const expected = AUDIT_RECORD_FIELDS.map((field) =>
+      field === 'sequence' ? 7 : field === 'time' ? event.time.toISOString() : event[field],
+    );
+    expect(values).toEqual([AUDIT_RECORD_FORMAT, ...expected]);
+  });
+
   it('lists the fields in one fixed order', () => {
     expect(AUDIT_RECORD_FIELDS).toEqual([
       'sequence',
