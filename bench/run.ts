@@ -7,9 +7,11 @@
  *   - `datakey`:          the same request on a Keyhold server as in production, with the database audit sink on;
  *   - `datakey-k8s`:      datakey as a Kubernetes workload (a service-account JWT) under a policy of 50 statements;
  *   - `decrypt`:          POST /v1/decrypt of a ciphertext from one datakey call.
- * Both Keyhold servers share one PostgreSQL database, root key and bootstrap token. It prints req/s, p50/p99
- * latency and each scenario's ratio to the baseline and to its reference in the same run (`datakey` against
- * `datakey-no-audit`, `datakey-k8s` against `datakey`), and writes bench/results/latest.json. The ratio targets are
+ * Both Keyhold servers share one PostgreSQL database, root key and bootstrap token. All three servers stay up and
+ * every scenario is measured in several short interleaved rounds, so a drift in the machine's speed hits all of them
+ * alike. It prints req/s, p50/p99 latency and each scenario's ratio to the baseline and to its reference (`datakey`
+ * against `datakey-no-audit`, `datakey-k8s` against `datakey`), taken within each round and then the median over
+ * rounds, and writes bench/results/latest.json. The ratio targets are
  * informational; the exit status is non-zero only when a scenario saw errors, a server failed, or the audit log shows
  * the switch did not work (fewer records from the audited server than it answered, or any from the other).
  */
@@ -83,6 +85,8 @@ class BenchError extends Error {}
 interface Settings {
   readonly durationSeconds: number;
   readonly warmupSeconds: number;
+  /** How many times every scenario is measured, in interleaved rounds; each measurement lasts `durationSeconds`. */
+  readonly rounds: number;
   readonly connections: number;
   readonly databaseUrl: string;
   /** When set, the Keyhold server runs with `--cpu-prof` and writes its profile here. */
@@ -103,7 +107,8 @@ function loadSettings(): Settings {
   }
   const profileDir = process.env.BENCH_PROFILE_DIR || undefined;
   return {
-    durationSeconds: integerSetting('BENCH_DURATION', 10, 1),
+    durationSeconds: integerSetting('BENCH_DURATION', 4, 1),
+    rounds: integerSetting('BENCH_ROUNDS', 5, 1),
     warmupSeconds: integerSetting('BENCH_WARMUP', 2, 0),
     connections: integerSetting('BENCH_CONNECTIONS', 50, 1),
     databaseUrl,
@@ -372,9 +377,17 @@ interface ScenarioResult {
   readonly clientCpuUtilisation: number;
   readonly measured: RunCounts;
   readonly warmup: RunCounts | undefined;
-  /** Filled in once the baseline is known. */
+  /** Each round's own figures, in the order measured. */
+  readonly rounds: ReadonlyArray<{
+    readonly round: number;
+    readonly requestsPerSecond: number;
+    readonly p50Ms: number;
+    readonly p99Ms: number;
+    readonly serverCpuMicrosecondsPerRequest: number | undefined;
+  }>;
+  /** The median over rounds of this scenario's req/s over the baseline's in the same round; set once all are measured. */
   ratioToBaseline: number | undefined;
-  /** For scenarios measured against another scenario of the same run rather than the baseline. */
+  /** For scenarios measured against another scenario of the same run rather than the baseline (median over rounds). */
   ratioToReference: { readonly reference: string; readonly ratio: number } | undefined;
   /** Why this scenario does not count as a clean run; empty when it does. */
   readonly problems: string[];
@@ -411,11 +424,20 @@ async function fire(scenario: Scenario, settings: Settings, seconds: number): Pr
   });
 }
 
-async function measure(scenario: Scenario, settings: Settings): Promise<ScenarioResult> {
-  process.stdout.write(
-    `• ${scenario.name}: ${settings.warmupSeconds} s warm-up, then ${settings.durationSeconds} s with ${settings.connections} connections…\n`,
-  );
-  const warmup = settings.warmupSeconds > 0 ? countsOf(await fire(scenario, settings, settings.warmupSeconds)) : undefined;
+/** One measured run of one scenario: what autocannon saw and the CPU each process used meanwhile. */
+interface RoundMeasurement {
+  readonly round: number;
+  readonly requestsPerSecond: number;
+  readonly durationSeconds: number;
+  readonly latencyMs: { readonly mean: number; readonly p50: number; readonly p90: number; readonly p99: number; readonly max: number };
+  readonly serverCpuSeconds: number | undefined;
+  readonly databaseCpuSeconds: number | undefined;
+  readonly clientCpuSeconds: number;
+  readonly counts: RunCounts;
+  readonly successes: number;
+}
+
+async function measureRound(scenario: Scenario, settings: Settings, round: number): Promise<RoundMeasurement> {
   const databaseCpuBefore = scenario.databaseUrl === undefined ? undefined : await databaseBackendCpu(scenario.databaseUrl);
   const serverCpuBefore = cpuSecondsOf(scenario.server.child.pid);
   const clientCpuBefore = process.cpuUsage();
@@ -426,26 +448,10 @@ async function measure(scenario: Scenario, settings: Settings): Promise<Scenario
     databaseCpuBefore,
     scenario.databaseUrl === undefined ? undefined : await databaseBackendCpu(scenario.databaseUrl),
   );
-  const measured = countsOf(result);
-  const serverCpuSeconds =
-    serverCpuBefore === undefined || serverCpuAfter === undefined ? undefined : serverCpuAfter - serverCpuBefore;
-  const problems = [...(warmup === undefined ? [] : problemsOf('warm-up', warmup)), ...problemsOf('measured', measured)];
-  if (result['2xx'] === 0) problems.push('measured: no successful response');
-  if (scenario.server.exited()) problems.push(`${scenario.server.name} exited during the run\n${scenario.server.outputTail()}`);
   return {
-    name: scenario.name,
-    description: scenario.description,
-    method: 'POST',
-    path: scenario.path,
-    requestBodyBytes: Buffer.byteLength(scenario.body),
+    round,
+    requestsPerSecond: result.requests.total / result.duration,
     durationSeconds: result.duration,
-    connections: settings.connections,
-    requestsPerSecond: {
-      mean: result.requests.mean,
-      stddev: result.requests.stddev,
-      min: result.requests.min,
-      max: result.requests.max,
-    },
     latencyMs: {
       mean: result.latency.mean,
       p50: result.latency.p50,
@@ -453,23 +459,91 @@ async function measure(scenario: Scenario, settings: Settings): Promise<Scenario
       p99: result.latency.p99,
       max: result.latency.max,
     },
-    serverCpu:
-      serverCpuSeconds === undefined || result.requests.total === 0
-        ? undefined
-        : {
-            microsecondsPerRequest: (serverCpuSeconds * 1e6) / result.requests.total,
-            utilisation: serverCpuSeconds / result.duration,
-          },
-    databaseCpu:
-      databaseCpuSeconds === undefined || result.requests.total === 0
-        ? undefined
-        : {
-            microsecondsPerRequest: (databaseCpuSeconds * 1e6) / result.requests.total,
-            utilisation: databaseCpuSeconds / result.duration,
-          },
-    clientCpuUtilisation: (clientCpu.user + clientCpu.system) / 1e6 / result.duration,
+    serverCpuSeconds: serverCpuBefore === undefined || serverCpuAfter === undefined ? undefined : serverCpuAfter - serverCpuBefore,
+    databaseCpuSeconds,
+    clientCpuSeconds: (clientCpu.user + clientCpu.system) / 1e6,
+    counts: countsOf(result),
+    successes: result['2xx'],
+  };
+}
+
+function sum(values: readonly number[]): number {
+  return values.reduce((total, value) => total + value, 0);
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+function mergeCounts(counts: readonly RunCounts[]): RunCounts {
+  const statusCodes: Record<string, number> = {};
+  for (const count of counts) {
+    for (const [code, n] of Object.entries(count.statusCodes)) statusCodes[code] = (statusCodes[code] ?? 0) + n;
+  }
+  return {
+    requests: sum(counts.map((c) => c.requests)),
+    non2xx: sum(counts.map((c) => c.non2xx)),
+    errors: sum(counts.map((c) => c.errors)),
+    timeouts: sum(counts.map((c) => c.timeouts)),
+    statusCodes,
+  };
+}
+
+/** CPU over all rounds: per request answered, and as a share of the time measured. */
+function cpuOver(seconds: ReadonlyArray<number | undefined>, requests: number, duration: number) {
+  if (seconds.some((s) => s === undefined) || requests === 0) return undefined;
+  const total = sum(seconds as number[]);
+  return { microsecondsPerRequest: (total * 1e6) / requests, utilisation: total / duration };
+}
+
+/**
+ * A scenario's result over its rounds. req/s and CPU are totals over all rounds; latency percentiles are the
+ * median of the rounds' (max: the largest). Ratios are filled in once every scenario is measured.
+ */
+function aggregate(scenario: Scenario, settings: Settings, rounds: readonly RoundMeasurement[], warmup: RunCounts | undefined): ScenarioResult {
+  const measured = mergeCounts(rounds.map((r) => r.counts));
+  const duration = sum(rounds.map((r) => r.durationSeconds));
+  const perRound = rounds.map((r) => r.requestsPerSecond);
+  const mean = measured.requests / duration;
+  const problems = [...(warmup === undefined ? [] : problemsOf('warm-up', warmup)), ...problemsOf('measured', measured)];
+  if (sum(rounds.map((r) => r.successes)) === 0) problems.push('measured: no successful response');
+  if (scenario.server.exited()) problems.push(`${scenario.server.name} exited during the run\n${scenario.server.outputTail()}`);
+  return {
+    name: scenario.name,
+    description: scenario.description,
+    method: 'POST',
+    path: scenario.path,
+    requestBodyBytes: Buffer.byteLength(scenario.body),
+    durationSeconds: duration,
+    connections: settings.connections,
+    requestsPerSecond: {
+      mean,
+      stddev: Math.sqrt(sum(perRound.map((rps) => (rps - mean) ** 2)) / perRound.length),
+      min: Math.min(...perRound),
+      max: Math.max(...perRound),
+    },
+    latencyMs: {
+      mean: sum(rounds.map((r) => r.latencyMs.mean * r.counts.requests)) / Math.max(1, measured.requests),
+      p50: median(rounds.map((r) => r.latencyMs.p50)),
+      p90: median(rounds.map((r) => r.latencyMs.p90)),
+      p99: median(rounds.map((r) => r.latencyMs.p99)),
+      max: Math.max(...rounds.map((r) => r.latencyMs.max)),
+    },
+    serverCpu: cpuOver(rounds.map((r) => r.serverCpuSeconds), measured.requests, duration),
+    databaseCpu: cpuOver(rounds.map((r) => r.databaseCpuSeconds), measured.requests, duration),
+    clientCpuUtilisation: sum(rounds.map((r) => r.clientCpuSeconds)) / duration,
     measured,
     warmup,
+    rounds: rounds.map((r) => ({
+      round: r.round,
+      requestsPerSecond: r.requestsPerSecond,
+      p50Ms: r.latencyMs.p50,
+      p99Ms: r.latencyMs.p99,
+      serverCpuMicrosecondsPerRequest:
+        r.serverCpuSeconds === undefined || r.counts.requests === 0 ? undefined : (r.serverCpuSeconds * 1e6) / r.counts.requests,
+    })),
     ratioToBaseline: undefined,
     ratioToReference: undefined,
     problems,
@@ -499,27 +573,20 @@ const CONTEXT = { service: 'bench', tenant: 'tenant-0001' };
 /** The datakey request body; the baseline echoes a body of the same bytes. */
 const DATAKEY_BODY = { context: CONTEXT };
 
-async function runBaseline(settings: Settings): Promise<ScenarioResult> {
+/** The echo server, answering, as the baseline scenario. It stays up, idle between its rounds. */
+async function startBaseline(settings: Settings): Promise<Scenario> {
   const server = await startServer('echo', ECHO_SERVER, ['0'], process.env, /^echo listening on (\S+)/);
-  try {
-    const echoed = await postJson(`${server.url}/echo`, JSON_HEADERS, DATAKEY_BODY, 200);
-    if (JSON.stringify(echoed) !== JSON.stringify(DATAKEY_BODY)) throw new BenchError(`echo server answered ${JSON.stringify(echoed)}`);
-    return await measure(
-      {
-        name: 'baseline',
-        description: 'bare fastify JSON echo of a datakey-sized body, no auth, schema or logging',
-        url: server.url,
-        path: '/echo',
-        headers: JSON_HEADERS,
-        body: JSON.stringify(DATAKEY_BODY),
-        server,
-      },
-      settings,
-    );
-  } finally {
-    // Stopped before Keyhold starts, so the two servers never share the CPU.
-    await server.stop();
-  }
+  const echoed = await postJson(`${server.url}/echo`, JSON_HEADERS, DATAKEY_BODY, 200);
+  if (JSON.stringify(echoed) !== JSON.stringify(DATAKEY_BODY)) throw new BenchError(`echo server answered ${JSON.stringify(echoed)}`);
+  return {
+    name: 'baseline',
+    description: 'bare fastify JSON echo of a datakey-sized body, no auth, schema or logging',
+    url: server.url,
+    path: '/echo',
+    headers: JSON_HEADERS,
+    body: JSON.stringify(DATAKEY_BODY),
+    server,
+  };
 }
 
 /** Environment for the Keyhold child: the runner's, minus any KEYHOLD_* setting that could change what is measured. */
@@ -601,7 +668,14 @@ async function auditedRecords(databaseUrl: string): Promise<{ on: number; off: n
   });
 }
 
-async function runKeyhold(settings: Settings): Promise<ScenarioResult[]> {
+interface KeyholdScenarios {
+  readonly scenarios: readonly Scenario[];
+  /** After the run: the audit log must hold a record of every audited response, and none from the other server. */
+  checkAuditLog(results: readonly ScenarioResult[]): Promise<void>;
+}
+
+/** Both Keyhold servers, set up and checked, with their four scenarios. They stay up, idle between their rounds. */
+async function startKeyhold(settings: Settings): Promise<KeyholdScenarios> {
   const databaseUrl = await createBenchDatabase(settings.databaseUrl);
   const dataDir = mkdtempSync(join(tmpdir(), 'keyhold-bench-'));
   cleanups.push(async () => rmSync(dataDir, { recursive: true, force: true }));
@@ -630,100 +704,109 @@ async function runKeyhold(settings: Settings): Promise<ScenarioResult[]> {
   const listening = /^Keyhold listening on (\S+)/;
   // The audit-on server starts first and alone: it migrates the database and creates the admin token.
   const server = await startServer('keyhold', KEYHOLD_CLI, ['server'], environment('on'), listening, nodeOptions);
-  let noAuditServer: ServerProcess | undefined;
-  try {
-    await waitUntilReady(server.url, server);
-    const headers = { ...JSON_HEADERS, authorization: `Bearer ${token}` };
-    await postJson(`${server.url}/v1/keys`, headers, { name: KEY_NAME }, 201);
-    const path = `/v1/keys/${KEY_NAME}/datakey`;
-    const dataKey = await postJson(server.url + path, headers, DATAKEY_BODY, 200);
-    const decryptBody = { ciphertext: field(dataKey, 'ciphertext'), context: CONTEXT };
-    const opened = await postJson(`${server.url}/v1/decrypt`, headers, decryptBody, 200);
-    if (field(opened, 'plaintext') !== field(dataKey, 'plaintext')) throw new BenchError('decrypt did not return the data key');
-    const policy = await fetch(`${server.url}/v1/policies/bench`, { method: 'PUT', headers, body: JSON.stringify(benchPolicy()) });
-    if (policy.status !== 201) throw new BenchError(`PUT /v1/policies/bench answered ${policy.status}: ${await policy.text()}`);
-    const workloadHeaders = { ...JSON_HEADERS, authorization: `Bearer ${workload.token}` };
-    await postJson(server.url + path, workloadHeaders, DATAKEY_BODY, 200);
+  await waitUntilReady(server.url, server);
+  const headers = { ...JSON_HEADERS, authorization: `Bearer ${token}` };
+  await postJson(`${server.url}/v1/keys`, headers, { name: KEY_NAME }, 201);
+  const path = `/v1/keys/${KEY_NAME}/datakey`;
+  const dataKey = await postJson(server.url + path, headers, DATAKEY_BODY, 200);
+  const decryptBody = { ciphertext: field(dataKey, 'ciphertext'), context: CONTEXT };
+  const opened = await postJson(`${server.url}/v1/decrypt`, headers, decryptBody, 200);
+  if (field(opened, 'plaintext') !== field(dataKey, 'plaintext')) throw new BenchError('decrypt did not return the data key');
+  const policy = await fetch(`${server.url}/v1/policies/bench`, { method: 'PUT', headers, body: JSON.stringify(benchPolicy()) });
+  if (policy.status !== 201) throw new BenchError(`PUT /v1/policies/bench answered ${policy.status}: ${await policy.text()}`);
+  const workloadHeaders = { ...JSON_HEADERS, authorization: `Bearer ${workload.token}` };
+  await postJson(server.url + path, workloadHeaders, DATAKEY_BODY, 200);
 
-    // The audit-off server stays idle while the other one is measured, and the other way round.
-    noAuditServer = await startServer('keyhold-no-audit', KEYHOLD_CLI, ['server'], environment('off'), listening, nodeOptions);
-    await waitUntilReady(noAuditServer.url, noAuditServer);
-    const unaudited = await postJson(noAuditServer.url + path, headers, DATAKEY_BODY, 200);
-    const unauditedBody = { ciphertext: field(unaudited, 'ciphertext'), context: CONTEXT };
-    const openedElsewhere = await postJson(`${server.url}/v1/decrypt`, headers, unauditedBody, 200);
-    if (field(openedElsewhere, 'plaintext') !== field(unaudited, 'plaintext')) {
-      throw new BenchError('the two Keyhold servers do not share their keys');
-    }
-
-    const datakeyBody = JSON.stringify(DATAKEY_BODY);
-    const noAuditDatakey: Scenario = {
-      name: 'datakey-no-audit',
-      description: `POST ${path} with a two-pair context, on a Keyhold server with KEYHOLD_AUDIT=off`,
-      url: noAuditServer.url,
-      path,
-      headers,
-      body: datakeyBody,
-      server: noAuditServer,
-      databaseUrl,
-    };
-    const adminDatakey: Scenario = {
-      name: 'datakey',
-      description: `POST ${path} with a two-pair context (32-byte data key, plaintext and wrapped), audited`,
-      url: server.url,
-      path,
-      headers,
-      body: datakeyBody,
-      server,
-      databaseUrl,
-    };
-    const workloadDatakey: Scenario = {
-      ...adminDatakey,
-      name: 'datakey-k8s',
-      description: `POST ${path} as a Kubernetes service account (RS256 JWT) under a ${K8S_POLICY_STATEMENTS}-statement policy`,
-      headers: workloadHeaders,
-    };
-    // A fresh server compiles its hot paths during the first seconds of load. Every datakey path of both servers is
-    // primed before anything is measured, so the first measured scenario is not penalised against the ones after it.
-    if (settings.warmupSeconds > 0) {
-      await fire(adminDatakey, settings, settings.warmupSeconds);
-      await fire(workloadDatakey, settings, settings.warmupSeconds);
-      await fire(noAuditDatakey, settings, settings.warmupSeconds);
-    }
-    // `datakey` is measured between the two scenarios it is compared with, `datakey-no-audit` just before and
-    // `datakey-k8s` just after, so the machine's load drifts as little as possible between them.
-    const results: ScenarioResult[] = [];
-    const noAudit = await measure(noAuditDatakey, settings);
-    results.push(noAudit);
-    const audited = await measure(adminDatakey, settings);
-    results.push(audited);
-    results.push(await measure(workloadDatakey, settings));
-    results.push(
-      await measure(
-        {
-          name: 'decrypt',
-          description: 'POST /v1/decrypt of one datakey ciphertext with its context, audited',
-          url: server.url,
-          path: '/v1/decrypt',
-          headers,
-          body: JSON.stringify(decryptBody),
-          server,
-          databaseUrl,
-        },
-        settings,
-      ),
-    );
-
-    const records = await auditedRecords(databaseUrl);
-    const answeredWithAudit = results.filter((r) => r !== noAudit).reduce((sum, r) => sum + r.measured.requests, 0);
-    if (records.off > 0) noAudit.problems.push(`the KEYHOLD_AUDIT=off server wrote ${records.off} audit records`);
-    if (records.on < answeredWithAudit) {
-      audited.problems.push(`the audit log holds ${records.on} records, fewer than the ${answeredWithAudit} measured responses`);
-    }
-    return results;
-  } finally {
-    await noAuditServer?.stop();
-    await server.stop();
+  // The audit-off server stays idle while the other one is measured, and the other way round.
+  const noAuditServer = await startServer('keyhold-no-audit', KEYHOLD_CLI, ['server'], environment('off'), listening, nodeOptions);
+  await waitUntilReady(noAuditServer.url, noAuditServer);
+  const unaudited = await postJson(noAuditServer.url + path, headers, DATAKEY_BODY, 200);
+  const unauditedBody = { ciphertext: field(unaudited, 'ciphertext'), context: CONTEXT };
+  const openedElsewhere = await postJson(`${server.url}/v1/decrypt`, headers, unauditedBody, 200);
+  if (field(openedElsewhere, 'plaintext') !== field(unaudited, 'plaintext')) {
+    throw new BenchError('the two Keyhold servers do not share their keys');
   }
+
+  const datakeyBody = JSON.stringify(DATAKEY_BODY);
+  const noAuditDatakey: Scenario = {
+    name: 'datakey-no-audit',
+    description: `POST ${path} with a two-pair context, on a Keyhold server with KEYHOLD_AUDIT=off`,
+    url: noAuditServer.url,
+    path,
+    headers,
+    body: datakeyBody,
+    server: noAuditServer,
+    databaseUrl,
+  };
+  const adminDatakey: Scenario = {
+    name: 'datakey',
+    description: `POST ${path} with a two-pair context (32-byte data key, plaintext and wrapped), audited`,
+    url: server.url,
+    path,
+    headers,
+    body: datakeyBody,
+    server,
+    databaseUrl,
+  };
+  const workloadDatakey: Scenario = {
+    ...adminDatakey,
+    name: 'datakey-k8s',
+    description: `POST ${path} as a Kubernetes service account (RS256 JWT) under a ${K8S_POLICY_STATEMENTS}-statement policy`,
+    headers: workloadHeaders,
+  };
+  const decrypt: Scenario = {
+    name: 'decrypt',
+    description: 'POST /v1/decrypt of one datakey ciphertext with its context, audited',
+    url: server.url,
+    path: '/v1/decrypt',
+    headers,
+    body: JSON.stringify(decryptBody),
+    server,
+    databaseUrl,
+  };
+  return {
+    scenarios: [noAuditDatakey, adminDatakey, workloadDatakey, decrypt],
+    async checkAuditLog(results) {
+      const records = await auditedRecords(databaseUrl);
+      const noAudit = results.find((r) => r.name === noAuditDatakey.name);
+      const audited = results.filter((r) => r !== noAudit && r.name !== 'baseline');
+      const answeredWithAudit = audited.reduce((total, r) => total + r.measured.requests, 0);
+      if (records.off > 0) noAudit?.problems.push(`the KEYHOLD_AUDIT=off server wrote ${records.off} audit records`);
+      if (records.on < answeredWithAudit) {
+        audited[0]?.problems.push(`the audit log holds ${records.on} records, fewer than the ${answeredWithAudit} measured responses`);
+      }
+    },
+  };
+}
+
+/**
+ * Measures every scenario `rounds` times, in interleaved rounds: a machine whose speed drifts during a run (a
+ * shared VM, a neighbour's burst) then slows all scenarios alike instead of whichever one ran at that moment, and each
+ * ratio is taken within a round, between runs seconds apart. The order rotates from round to round, so no scenario
+ * always runs first or right after the same other one. All servers stay up; only the one under load works.
+ */
+async function measureInterleaved(scenarios: readonly Scenario[], settings: Settings): Promise<ScenarioResult[]> {
+  const warmups = new Map<string, RunCounts | undefined>();
+  if (settings.warmupSeconds > 0) {
+    // A fresh server compiles its hot paths during its first seconds of load; every path is primed before any round.
+    process.stdout.write(`• warm-up: ${settings.warmupSeconds} s of each scenario…\n`);
+  }
+  for (const scenario of scenarios) {
+    warmups.set(scenario.name, settings.warmupSeconds > 0 ? countsOf(await fire(scenario, settings, settings.warmupSeconds)) : undefined);
+  }
+  const rounds = new Map<string, RoundMeasurement[]>(scenarios.map((scenario) => [scenario.name, []]));
+  for (let round = 0; round < settings.rounds; round += 1) {
+    const order = [...scenarios.slice(round % scenarios.length), ...scenarios.slice(0, round % scenarios.length)];
+    process.stdout.write(
+      `• round ${round + 1} of ${settings.rounds}: ${settings.durationSeconds} s each with ${settings.connections} connections: ` +
+        `${order.map((scenario) => scenario.name).join(', ')}\n`,
+    );
+    for (const scenario of order) {
+      rounds.get(scenario.name)!.push(await measureRound(scenario, settings, round + 1));
+      if (scenario.server.exited()) throw new BenchError(`${scenario.server.name} exited during the run\n${scenario.server.outputTail()}`);
+    }
+  }
+  return scenarios.map((scenario) => aggregate(scenario, settings, rounds.get(scenario.name)!, warmups.get(scenario.name)));
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -772,14 +855,16 @@ async function main(): Promise<number> {
   process.stdout.write(
     `Keyhold benchmark: node ${process.version}, ${cpuList.length} CPU(s) (${cpuList[0]?.model ?? 'unknown'}), ` +
       `load average ${loadBefore.map((l) => l.toFixed(2)).join(' ')}, database ${redactUrl(settings.databaseUrl)} → ${BENCH_DATABASE}\n` +
-      'autocannon runs in this process and shares the CPUs with the server under test (and anything else running).\n\n',
+      'autocannon runs in this process and shares the CPUs with the servers under test (and anything else running).\n\n',
   );
 
   const results: ScenarioResult[] = [];
   let failure: string | undefined;
   try {
-    results.push(await runBaseline(settings));
-    results.push(...(await runKeyhold(settings)));
+    const baseline = await startBaseline(settings);
+    const keyhold = await startKeyhold(settings);
+    results.push(...(await measureInterleaved([baseline, ...keyhold.scenarios], settings)));
+    await keyhold.checkAuditLog(results);
   } catch (error) {
     failure = error instanceof BenchError ? error.message : error instanceof Error ? error.stack ?? error.message : String(error);
   } finally {
@@ -787,11 +872,15 @@ async function main(): Promise<number> {
   }
 
   const byName = (name: ScenarioName): ScenarioResult | undefined => results.find((r) => r.name === name);
+  // Within each round, then the median over rounds: one round hit by a burst elsewhere on the machine moves it little.
   const ratioOf = (scenario: ScenarioName, reference: ScenarioName): number | undefined => {
     const [measured, against] = [byName(scenario), byName(reference)];
-    return measured === undefined || against === undefined || against.requestsPerSecond.mean <= 0
-      ? undefined
-      : measured.requestsPerSecond.mean / against.requestsPerSecond.mean;
+    if (measured === undefined || against === undefined) return undefined;
+    const ratios = measured.rounds.flatMap((round) => {
+      const other = against.rounds.find((r) => r.round === round.round);
+      return other === undefined || other.requestsPerSecond <= 0 ? [] : [round.requestsPerSecond / other.requestsPerSecond];
+    });
+    return ratios.length === 0 ? undefined : median(ratios);
   };
   for (const result of results) {
     result.ratioToBaseline = ratioOf(result.name as ScenarioName, 'baseline');
@@ -828,11 +917,12 @@ async function main(): Promise<number> {
       cpuModel: cpuList[0]?.model,
       loadAverageBefore: loadBefore,
       loadAverageAfter: loadavg(),
-      note: 'autocannon and the server under test share the same CPUs',
+      note: 'autocannon and the servers under test share the same CPUs',
     },
     settings: {
       durationSeconds: settings.durationSeconds,
       warmupSeconds: settings.warmupSeconds,
+      rounds: settings.rounds,
       connections: settings.connections,
       database: `${redactUrl(settings.databaseUrl)} → ${BENCH_DATABASE}`,
     },
