@@ -76,6 +76,13 @@ const K8S_ISSUER = 'https://kubernetes.default.svc.cluster.local';
 const K8S_POLICY_STATEMENTS = 50;
 const START_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 5_000;
+/**
+ * The Node.js runtime flags every server runs with: those `npm start` gives Keyhold (package.json). A young
+ * generation of 2 × 32 MiB instead of 2 × 16 MiB means fewer scavenges, and fewer objects of requests still in
+ * flight (waiting for their audit commit) promoted to the old generation: about a tenth more datakey req/s, measured.
+ * The echo server gets the same flags, so the baseline stays the most a fastify POST can do with this runtime.
+ */
+const SERVER_NODE_FLAGS = ['--max-semi-space-size=32'];
 /** Child output forwarded to the terminal, per process; the rest is kept only for failure messages. */
 const MAX_FORWARDED_LINES = 20;
 
@@ -173,7 +180,7 @@ function startServer(
   listening: RegExp,
   nodeOptions: string[] = [],
 ): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [...nodeOptions, script, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, ...nodeOptions, script, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   running.add(child);
   const tail: string[] = [];
   let forwarded = 0;
