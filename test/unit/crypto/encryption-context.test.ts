@@ -75,6 +75,29 @@ describe('encodeEncryptionContext', () => {
     );
   });
 
+  it('encodes random contexts exactly as encoding each string and sorting by Buffer.compare would', () => {
+    // Code units from every range whose order differs between UTF-16 and UTF-8: ASCII, U+0080..07FF,
+    // U+0800..D7FF, U+E000..FFFF and surrogate pairs (code points above U+FFFF).
+    const alphabet = ['a', 'Z', '0', '\u00e9', '\u07ff', '\u4e2d', '\ud7ff', '\ue000', '\uff61', '\uffff', '\u{10000}', '\u{1f600}', '\u{10ffff}'];
+    let seed = 7;
+    const next = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    const text = (): string => Array.from({ length: 1 + next(4) }, () => alphabet[next(alphabet.length)]!).join('');
+    for (let round = 0; round < 500; round += 1) {
+      const context: Record<string, string> = {};
+      for (let pair = 0; pair < 1 + next(6); pair += 1) context[text()] = next(3) === 0 ? '' : text();
+      const pairs = Object.entries(context).map(([key, value]) => [Buffer.from(key, 'utf8'), Buffer.from(value, 'utf8')] as const);
+      pairs.sort((a, b) => Buffer.compare(a[0], b[0]));
+      const reference = Buffer.concat([
+        Buffer.from([0, pairs.length]),
+        ...pairs.flatMap(([key, value]) => [Buffer.from([0, key.length]), key, Buffer.from([0, value.length]), value]),
+      ]);
+      expect(encodeEncryptionContext(context).toString('hex')).toBe(reference.toString('hex'));
+    }
+  });
+
   it('sorts integer-like keys by bytes, not in the numeric order JavaScript enumerates them', () => {
     // Object.keys yields "2", "10"; bytewise "10" < "2".
     expect(hex({ 2: 'x', 10: 'y' })).toBe('0002' + '00023130' + '000179' + '000132' + '000178');
