@@ -264,7 +264,7 @@ export function normalizeAuditEvent(event: AuditEvent): AuditEvent {
   });
 }
 
-export function assertSequence(sequence: unknown): asserts sequence is number {
+function assertSequence(sequence: unknown): asserts sequence is number {
   if (typeof sequence !== 'number' || !Number.isSafeInteger(sequence) || sequence < 1) {
     throw new TypeError('An audit sequence number must be a positive integer');
   }
