@@ -548,8 +548,7 @@ function aggregate(scenario: Scenario, settings: Settings, rounds: readonly Roun
       requestsPerSecond: r.requestsPerSecond,
       p50Ms: r.latencyMs.p50,
       p99Ms: r.latencyMs.p99,
-      serverCpuMicrosecondsPerRequest:
-        r.serverCpuSeconds === undefined || r.counts.requests === 0 ? undefined : (r.serverCpuSeconds * 1e6) / r.counts.requests,
+      serverCpuMicrosecondsPerRequest: cpuOver([r.serverCpuSeconds], r.counts.requests, r.durationSeconds)?.microsecondsPerRequest,
     })),
     ratioToBaseline: undefined,
     ratioToReference: undefined,
