@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import { isPostgres, type Database } from '../storage/database.js';
-import type { AuditRecord } from './audit-record.js';
-import type { AuditCheckpoint, CheckpointKind } from './chain.js';
+import { AUDIT_RECORD_FIELDS, type AuditRecord, type AuditRecordField } from './audit-record.js';
+import type { AuditCheckpoint, ChainedAuditRecord, CheckpointKind } from './chain.js';
 
 interface AuditRow {
   replica_id: string;
@@ -38,16 +38,54 @@ interface CheckpointRow {
   updated_at: number | string;
 }
 
+/** `r.fields ->> position`: a canonical field as text (SQL null for JSON null). */
+const asText = (position: number): string => `r.fields ->> ${position}`;
+const asBigint = (position: number): string => `(r.fields ->> ${position})::bigint`;
+const asInteger = (position: number): string => `(r.fields ->> ${position})::integer`;
+
+/** The column each canonical field is stored in, and the SQL that reads it from its position in the canonical array. */
+const POSTGRES_COLUMNS: Readonly<Record<AuditRecordField, { readonly column: string; readonly read: (position: number) => string }>> = {
+  sequence: { column: 'sequence', read: asBigint },
+  // The canonical time is ISO 8601 UTC with milliseconds; the column holds epoch milliseconds.
+  time: { column: 'time', read: (position) => `(extract(epoch from (r.fields ->> ${position})::timestamptz) * 1000)::bigint` },
+  requestId: { column: 'request_id', read: asText },
+  replicaId: { column: 'replica_id', read: asText },
+  principalId: { column: 'principal_id', read: asText },
+  principalType: { column: 'principal_type', read: asText },
+  tokenId: { column: 'token_id', read: asText },
+  sourceAddress: { column: 'source_address', read: asText },
+  method: { column: 'method', read: asText },
+  route: { column: 'route', read: asText },
+  action: { column: 'action', read: asText },
+  keyName: { column: 'key_name', read: asText },
+  keyId: { column: 'key_id', read: asText },
+  keyVersion: { column: 'key_version', read: asBigint },
+  // The column holds the keys as a JSON array, which the field already is.
+  contextKeys: { column: 'context_keys', read: (position) => `(r.fields -> ${position})::text` },
+  decision: { column: 'decision', read: asText },
+  decisionReason: { column: 'decision_reason', read: asText },
+  policy: { column: 'policy', read: asText },
+  statement: { column: 'statement', read: asInteger },
+  outcome: { column: 'outcome', read: asText },
+  status: { column: 'status', read: asInteger },
+  latencyMs: { column: 'latency_ms', read: (position) => `(r.fields ->> ${position})::double precision` },
+};
+
 /**
  * A group commit on PostgreSQL, in one statement: move the head checkpoint if it is where this batch expects it
- * (waiting for the row lock of a commit still running), and insert the records, given as one JSON parameter, only
- * if it moved. The text is the same for every batch size, so it is prepared once per connection, and the driver binds
- * seven values instead of 23 per row.
+ * (waiting for the row lock of a commit still running), and insert the records only if it moved. The records come
+ * as one JSON parameter, `[[canonical, hash], …]`: each record's canonical text (`canonicalAuditText`, which its hash
+ * covers and which the writer has already built) is a JSON array of its fields in `AUDIT_RECORD_FIELDS` order, read
+ * here by position, so a record is serialised once. The text is the same for every batch size, so it is prepared
+ * once per connection, and the driver binds seven values.
  */
 const POSTGRES_APPEND =
   'with advanced as (update audit_checkpoints set sequence = $1, hash = $2, mac = $3, updated_at = $4 ' +
   "where replica_id = $5 and kind = 'head' and sequence = $6 returning 1), " +
-  'appended as (insert into audit_records select r.* from json_populate_recordset(null::audit_records, $7::json) r ' +
+  `appended as (insert into audit_records (${AUDIT_RECORD_FIELDS.map((field) => POSTGRES_COLUMNS[field].column).join(', ')}, hash) ` +
+  // Position 0 of a canonical array is the format tag; the fields follow it.
+  `select ${AUDIT_RECORD_FIELDS.map((field, i) => POSTGRES_COLUMNS[field].read(i + 1)).join(', ')}, r.hash ` +
+  'from (select e -> 0 as fields, e ->> 1 as hash from jsonb_array_elements($7::jsonb) e) r ' +
   'where exists (select 1 from advanced) returning 1) ' +
   'select count(*) as appended from appended';
 
@@ -158,9 +196,10 @@ export class AuditRepository {
    * it is still running waits for that one's row lock on the head, then finds the head where it expects it only if
    * that one committed; so commits can overlap and the chain still never gets a gap. False when nothing was written.
    */
-  async append(records: readonly AuditRecord[], head: AuditCheckpoint, previousSequence: number, now: Date): Promise<boolean> {
-    const rows = records.map(toRow);
+  async append(links: readonly ChainedAuditRecord[], head: AuditCheckpoint, previousSequence: number, now: Date): Promise<boolean> {
     if (isPostgres(this.db)) {
+      // Hashes are lower-case hex: nothing in them needs escaping.
+      const batch = `[${links.map(({ canonical, record }) => `[${canonical},"${record.hash}"]`).join(',')}]`;
       // One statement is one transaction and one round trip: no BEGIN and COMMIT around it. It goes to the driver
       // directly: knex's per-query work costs more than the statement itself on this path.
       const connection = (await this.db.client.acquireConnection()) as PgConnection;
@@ -168,9 +207,9 @@ export class AuditRepository {
         const result = await connection.query({
           name: POSTGRES_APPEND_STATEMENT,
           text: POSTGRES_APPEND,
-          values: [head.sequence, head.hash, head.mac, now.getTime(), head.replicaId, previousSequence, JSON.stringify(rows)],
+          values: [head.sequence, head.hash, head.mac, now.getTime(), head.replicaId, previousSequence, batch],
         });
-        return Number(result.rows[0]?.appended ?? 0) === rows.length;
+        return Number(result.rows[0]?.appended ?? 0) === links.length;
       } finally {
         await this.db.client.releaseConnection(connection);
       }
@@ -180,7 +219,7 @@ export class AuditRepository {
         .where({ replica_id: head.replicaId, kind: 'head', sequence: previousSequence })
         .update({ sequence: head.sequence, hash: head.hash, mac: head.mac, updated_at: now.getTime() });
       if (Number(advanced) !== 1) return false;
-      await trx('audit_records').insert(rows);
+      await trx('audit_records').insert(links.map(({ record }) => toRow(record)));
       return true;
     });
   }

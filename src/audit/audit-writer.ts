@@ -6,7 +6,7 @@ import { withTimeout } from '../timeout.js';
 import type { AuditKeyMaterial } from './audit-key.js';
 import { toJsonLine, type AuditEvent, type AuditRecord } from './audit-record.js';
 import { MAX_AUDIT_BATCH, type AuditRepository } from './audit-repository.js';
-import { chainAuditEvent, createCheckpoint, genesisHead, type AuditCheckpoint, type ChainHead } from './chain.js';
+import { createCheckpoint, genesisHead, linkAuditEvent, type AuditCheckpoint, type ChainHead } from './chain.js';
 
 export interface AuditWriterOptions {
   readonly repository: AuditRepository;
@@ -111,12 +111,13 @@ export class AuditWriter {
         }
         const previous = this.#head;
         let head = previous;
-        records = batch.map(({ event }) => {
-          const record = chainAuditEvent(this.#auditKey, event, head);
-          head = record;
-          return record;
+        const links = batch.map(({ event }) => {
+          const link = linkAuditEvent(this.#auditKey, event, head);
+          head = link.record;
+          return link;
         });
-        const applied = await this.#repository.append(records, this.#checkpoint(head), previous.sequence, this.#clock.now());
+        records = links.map((link) => link.record);
+        const applied = await this.#repository.append(links, this.#checkpoint(head), previous.sequence, this.#clock.now());
         if (!applied) throw new Error('the stored chain head moved: another writer, or a commit that timed out, landed');
       });
     } catch (error) {

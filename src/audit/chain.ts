@@ -71,20 +71,35 @@ export function linkHash(auditKey: AuditKeyMaterial, prevHash: string, canonical
   return linkMac(auditKey, prevHash, canonical).toString('hex');
 }
 
+/** A record as the writer chained it, with the canonical text its hash covers (see `canonicalAuditText`). */
+export interface ChainedAuditRecord {
+  readonly record: AuditRecord;
+  readonly canonical: string;
+}
+
 /**
  * Appends an event to a chain whose head is `previous`: the record the writer stores, normalised (see
  * `normalizeAuditEvent`), at `previous.sequence + 1`, with its link hash. Storing exactly this record is what lets
  * the verifier recompute the hash.
  */
 export function chainAuditEvent(auditKey: AuditKeyMaterial, event: AuditEvent, previous: ChainHead): AuditRecord {
+  return linkAuditEvent(auditKey, event, previous).record;
+}
+
+/**
+ * {@link chainAuditEvent}, keeping the canonical text: PostgreSQL stores the record from it, so the writer does not
+ * serialise each record a second time.
+ */
+export function linkAuditEvent(auditKey: AuditKeyMaterial, event: AuditEvent, previous: ChainHead): ChainedAuditRecord {
   if (!Number.isSafeInteger(previous.sequence) || previous.sequence < 0) {
     throw new RangeError('A chain head sequence is a non-negative integer');
   }
   const sequence = previous.sequence + 1;
   const n = normalizeAuditEvent(event);
-  const hash = linkHash(auditKey, previous.hash, canonicalAuditText(n, sequence));
+  const canonical = canonicalAuditText(n, sequence);
+  const hash = linkHash(auditKey, previous.hash, canonical);
   // Written out rather than spread: this runs once per request, and a spread copy is V8's slow generic path.
-  return Object.freeze({
+  const record: AuditRecord = Object.freeze({
     time: n.time,
     requestId: n.requestId,
     replicaId: n.replicaId,
@@ -109,6 +124,7 @@ export function chainAuditEvent(auditKey: AuditKeyMaterial, event: AuditEvent, p
     sequence,
     hash,
   });
+  return { record, canonical };
 }
 
 /**

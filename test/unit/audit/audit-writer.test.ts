@@ -1,9 +1,16 @@
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
-import type { AuditEvent, AuditRecord } from '../../../src/audit/audit-record.js';
+import { canonicalAuditRecord, type AuditEvent, type AuditRecord } from '../../../src/audit/audit-record.js';
 import { MAX_AUDIT_BATCH, type AuditRepository } from '../../../src/audit/audit-repository.js';
 import { AuditWriter } from '../../../src/audit/audit-writer.js';
-import { chainAuditEvent, createCheckpoint, verifyChain, verifyCheckpoint, type AuditCheckpoint } from '../../../src/audit/chain.js';
+import {
+  chainAuditEvent,
+  createCheckpoint,
+  verifyChain,
+  verifyCheckpoint,
+  type AuditCheckpoint,
+  type ChainedAuditRecord,
+} from '../../../src/audit/chain.js';
 import { UnavailableError } from '../../../src/errors.js';
 import { ManualClock } from '../../helpers/clock.js';
 import { AUDIT_KEY, REPLICA, auditEvent } from './audit-fixtures.js';
@@ -31,8 +38,11 @@ class FakeAuditRepository {
     this.head = head;
   }
 
-  async append(records: readonly AuditRecord[], head: AuditCheckpoint, previousSequence: number): Promise<boolean> {
-    this.calls.push({ records: [...records], head, previousSequence });
+  async append(links: readonly ChainedAuditRecord[], head: AuditCheckpoint, previousSequence: number): Promise<boolean> {
+    // PostgreSQL stores each record from the canonical text it comes with: it must be the one its hash covers.
+    for (const { record, canonical } of links) expect(canonical).toBe(canonicalAuditRecord(record, record.sequence).toString('utf8'));
+    const records = links.map((link) => link.record);
+    this.calls.push({ records, head, previousSequence });
     const behaviour = this.script.shift() ?? 'store';
     if (this.gate !== undefined) {
       const gate = this.gate;
