@@ -10,15 +10,24 @@ function contextOf(body: unknown): Readonly<Record<string, string>> | undefined 
   return typeof context === 'object' && context !== null && !Array.isArray(context) ? (context as Record<string, string>) : undefined;
 }
 
-/** The audit event of an answered request: identifiers, names and outcomes; never a secret or a context value. */
-export function auditEventOf(request: FastifyRequest, reply: FastifyReply, replicaId: string, now: Date): AuditEvent {
+/**
+ * The audit event of an answered request: identifiers, names and outcomes; never a secret or a context value.
+ * `route` is the matched route pattern, passed by a caller that has read the route options already: fastify builds
+ * them afresh on every read.
+ */
+export function auditEventOf(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  replicaId: string,
+  now: Date,
+  route: string | undefined = request.routeOptions.url,
+): AuditEvent {
   const caller = request.caller as FastifyRequest['caller'] | null;
   const trail = caller?.trail;
   const decision = trail?.decision;
   const decided = decision?.matched[0];
   const problem = request.answeredProblem;
   const params = request.params as { name?: unknown } | undefined;
-  const route = request.routeOptions.url;
   const keyFromUrl = route?.startsWith('/v1/keys/:name') === true && typeof params?.name === 'string' ? params.name : null;
   return {
     time: now,
@@ -79,9 +88,10 @@ export async function answerFrameworkError(
  */
 export function registerAuditHook(app: FastifyInstance, writer: AuditWriter, clock: Clock): void {
   app.addHook('onSend', async (request, reply, payload) => {
-    if (request.routeOptions.config?.public === true) return payload;
+    const { config, url } = request.routeOptions;
+    if (config?.public === true) return payload;
     try {
-      await writer.append(auditEventOf(request, reply, writer.replicaId, clock.now()));
+      await writer.append(auditEventOf(request, reply, writer.replicaId, clock.now(), url));
       return payload;
     } catch (error) {
       const problem = problemOf(error, request.id);
