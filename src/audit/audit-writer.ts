@@ -6,7 +6,7 @@ import { withTimeout } from '../timeout.js';
 import type { AuditKeyMaterial } from './audit-key.js';
 import { toJsonLine, type AuditEvent, type AuditRecord } from './audit-record.js';
 import { MAX_AUDIT_BATCH, type AuditRepository } from './audit-repository.js';
-import { createCheckpoint, genesisHead, linkAuditEvent, type AuditCheckpoint, type ChainHead } from './chain.js';
+import { createCheckpoint, genesisHead, linkAuditEvent, type AuditCheckpoint, type ChainedAuditRecord, type ChainHead } from './chain.js';
 
 export interface AuditWriterOptions {
   readonly repository: AuditRepository;
@@ -25,6 +25,9 @@ interface Pending {
   readonly event: AuditEvent;
   readonly resolve: () => void;
   readonly reject: (error: Error) => void;
+  /** The record chained when the event arrived, and the hash of the head it was chained on; see `#tail`. */
+  link: ChainedAuditRecord | undefined;
+  previousHash: string | undefined;
 }
 
 export interface AuditMetrics {
@@ -40,6 +43,11 @@ export interface AuditMetrics {
  * head checkpoint, applied only if the head is where the writer left it. One commit runs at a time, so the chain is
  * extended strictly in order. When a commit fails or times out, its requests fail with 503 and the head is read back
  * from the database before the next commit: a commit that timed out but landed is continued from, not overwritten.
+ *
+ * A record is chained (normalised, encoded and MAC'd) as its event arrives, onto the last record queued, so that a
+ * commit only has to send what is ready: the next commit goes out as soon as the one before it returns, before
+ * that one's requests are answered. Records queued behind a commit that fails were chained onto records that never
+ * landed; they are chained again from the head read back.
  */
 export class AuditWriter {
   readonly replicaId: string;
@@ -51,6 +59,11 @@ export class AuditWriter {
   readonly #timeoutMs: number;
   readonly #filePath: string | undefined;
   #head: ChainHead;
+  /**
+   * The last record chained, committed or queued: where the next event's record goes. Undefined while the stored
+   * head is unknown (at start and after a failure); events that arrive then are chained when they are committed.
+   */
+  #tail: ChainHead | undefined;
   #queue: Pending[] = [];
   #committing: Promise<void> | undefined;
   /** Whether the stored head must be read back (and recorded) before the next commit: at start and after a failure. */
@@ -76,7 +89,17 @@ export class AuditWriter {
   /** Resolves once the event's record is committed; rejects with 503 when it could not be. */
   append(event: AuditEvent): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      this.#queue.push({ event, resolve, reject });
+      const pending: Pending = { event, resolve, reject, link: undefined, previousHash: undefined };
+      if (this.#tail !== undefined) {
+        try {
+          this.#chain(pending, this.#tail);
+        } catch (error) {
+          // An event that cannot be chained is a bug in its caller: its request fails, the queue goes on.
+          reject(error as Error);
+          return;
+        }
+      }
+      this.#queue.push(pending);
       // Records of the same tick go into one commit.
       this.#committing ??= new Promise<void>((started) => setImmediate(started)).then(() => this.#drain());
     });
@@ -88,15 +111,49 @@ export class AuditWriter {
     await this.#fileWrites;
   }
 
+  /** Chains the pending event onto `previous`, and makes it the tail. */
+  #chain(pending: Pending, previous: ChainHead): void {
+    const link = linkAuditEvent(this.#auditKey, pending.event, previous);
+    pending.link = link;
+    pending.previousHash = previous.hash;
+    this.#tail = link.record;
+  }
+
+  /**
+   * Chains `pendings` in order from `head`, and makes the last of them the tail. One whose event cannot be chained
+   * (a bug in its caller) is answered with the error and left out. Returns those that were chained.
+   */
+  #chainAll(pendings: readonly Pending[], head: ChainHead): Pending[] {
+    this.#tail = head;
+    return pendings.filter((pending) => {
+      try {
+        this.#chain(pending, this.#tail!);
+        return true;
+      } catch (error) {
+        pending.reject(error as Error);
+        return false;
+      }
+    });
+  }
+
   async #drain(): Promise<void> {
+    let answer: (() => void) | undefined;
     try {
-      while (this.#queue.length > 0) await this.#commit(this.#queue.splice(0, MAX_AUDIT_BATCH));
+      while (this.#queue.length > 0) {
+        // The next commit is sent before the requests of the last one are answered, so that the database works on
+        // it while this process writes their answers.
+        const committed = this.#commit(this.#queue.splice(0, MAX_AUDIT_BATCH));
+        answer?.();
+        answer = await committed;
+      }
     } finally {
+      answer?.();
       this.#committing = undefined;
     }
   }
 
-  async #commit(batch: Pending[]): Promise<void> {
+  /** Commits a batch and returns what answers its requests: resolves them, or rejects them all with 503. */
+  async #commit(batch: Pending[]): Promise<() => void> {
     let records: AuditRecord[] = [];
     try {
       await this.#withTimeout(async () => {
@@ -110,30 +167,48 @@ export class AuditWriter {
           this.#headUnknown = false;
         }
         const previous = this.#head;
-        let head = previous;
-        const links = batch.map(({ event }) => {
-          const link = linkAuditEvent(this.#auditKey, event, head);
-          head = link.record;
-          return link;
-        });
+        let chained = batch;
+        const first = batch[0]?.link;
+        if (
+          first === undefined ||
+          first.record.sequence !== previous.sequence + 1 ||
+          batch[0]!.previousHash !== previous.hash ||
+          !batch.every((pending) => pending.link !== undefined)
+        ) {
+          // Queued while the head was unknown, or chained onto records that did not land: chain them, and the queue
+          // behind them, again from the head.
+          chained = this.#chainAll(batch, previous);
+          this.#queue = this.#chainAll(this.#queue, this.#tail!);
+        }
+        const links = chained.map((pending) => pending.link!);
+        const head = links.at(-1)?.record;
+        if (head === undefined) return;
         records = links.map((link) => link.record);
         const applied = await this.#repository.append(links, this.#checkpoint(head), previous.sequence, this.#clock.now());
         if (!applied) throw new Error('the stored chain head moved: another writer, or a commit that timed out, landed');
       });
     } catch (error) {
       this.#headUnknown = true;
+      // What is queued was chained onto this batch: it is chained again once the head has been read back.
+      this.#tail = undefined;
+      for (const pending of this.#queue) pending.link = undefined;
       this.metrics.commitFailures += 1;
       this.#logger.error({ err: error, records: batch.length }, 'audit records could not be committed; failing their requests');
       const failure = new UnavailableError('The audit log cannot be written; retry later', { cause: error });
-      for (const pending of batch) pending.reject(failure);
-      return;
+      return () => {
+        for (const pending of batch) pending.reject(failure);
+      };
     }
-    const last = records[records.length - 1];
-    if (last !== undefined) this.#head = { sequence: last.sequence, hash: last.hash };
-    this.metrics.records += records.length;
-    this.metrics.commits += 1;
-    for (const pending of batch) pending.resolve();
-    if (this.#filePath !== undefined) this.#writeFile(this.#filePath, records);
+    const last = records.at(-1);
+    if (last !== undefined) {
+      this.#head = { sequence: last.sequence, hash: last.hash };
+      this.metrics.records += records.length;
+      this.metrics.commits += 1;
+      if (this.#filePath !== undefined) this.#writeFile(this.#filePath, records);
+    }
+    return () => {
+      for (const pending of batch) pending.resolve();
+    };
   }
 
   #checkpoint(head: ChainHead): AuditCheckpoint {

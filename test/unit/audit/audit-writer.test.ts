@@ -42,6 +42,8 @@ class FakeAuditRepository {
     // PostgreSQL stores each record from the canonical text it comes with: it must be the one its hash covers.
     for (const { record, canonical } of links) expect(canonical).toBe(canonicalAuditRecord(record, record.sequence).toString('utf8'));
     const records = links.map((link) => link.record);
+    // As the real repository does, send only after a turn of the microtask queue (it acquires a connection first).
+    await Promise.resolve();
     this.calls.push({ records, head, previousSequence });
     const behaviour = this.script.shift() ?? 'store';
     if (this.gate !== undefined) {
@@ -207,6 +209,42 @@ describe('AuditWriter', () => {
     release();
     expect(await outcomes([doomed, ...queued])).toEqual([expect.any(UnavailableError), 'ok', 'ok']);
     expect(repository.stored.map((record) => record.requestId)).toEqual(['req-1', 'req-2']);
+    expectIntactChain(repository);
+  });
+
+  it('sends the next commit before answering the requests of the one that returned', async () => {
+    const repository = new FakeAuditRepository();
+    const writer = writerOver(repository);
+    await writer.append(auditEvent({ requestId: 'req-0' }));
+    const release = gated(repository);
+    let callsWhenAnswered = 0;
+    const first = writer.append(auditEvent({ requestId: 'req-1' })).then(() => {
+      callsWhenAnswered = repository.calls.length;
+    });
+    await new Promise((resolve) => setImmediate(resolve));
+    const queued = events(2, 2).map((event) => writer.append(event));
+    release();
+    await Promise.all([first, ...queued]);
+    expect(repository.calls.map((call) => call.records.map((record) => record.requestId))).toEqual([['req-0'], ['req-1'], ['req-2', 'req-3']]);
+    expect(callsWhenAnswered).toBe(3);
+    expectIntactChain(repository);
+  });
+
+  it('an event that cannot be chained fails only its own request, whether the head is known yet or not', async () => {
+    const repository = new FakeAuditRepository();
+    const writer = writerOver(repository);
+    const malformed = (requestId: string): AuditEvent => ({ ...auditEvent({ requestId }), status: -1 });
+    // The first commit chains its records once it has recorded the chain's start; later ones as they arrive.
+    const first = [writer.append(auditEvent({ requestId: 'req-1' })), writer.append(malformed('bad-1')), writer.append(auditEvent({ requestId: 'req-2' }))];
+    expect(await outcomes(first)).toEqual(['ok', expect.any(TypeError), 'ok']);
+    const later = [writer.append(malformed('bad-2')), writer.append(auditEvent({ requestId: 'req-3' }))];
+    expect(await outcomes(later)).toEqual([expect.any(TypeError), 'ok']);
+    expect(repository.stored.map((record) => [record.sequence, record.requestId])).toEqual([
+      [1, 'req-1'],
+      [2, 'req-2'],
+      [3, 'req-3'],
+    ]);
+    expect(writer.metrics).toMatchObject({ records: 3, commitFailures: 0 });
     expectIntactChain(repository);
   });
 
