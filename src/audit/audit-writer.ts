@@ -30,6 +30,17 @@ interface Pending {
   previousHash: string | undefined;
 }
 
+/** Whether every pending event is chained, the first onto `head` and each one after onto the one before it. */
+function chainsFrom(batch: readonly Pending[], head: ChainHead): boolean {
+  let previous = head;
+  for (const pending of batch) {
+    const record = pending.link?.record;
+    if (record === undefined || pending.previousHash !== previous.hash || record.sequence !== previous.sequence + 1) return false;
+    previous = record;
+  }
+  return true;
+}
+
 export interface AuditMetrics {
   records: number;
   commits: number;
@@ -45,9 +56,9 @@ export interface AuditMetrics {
  * from the database before the next commit: a commit that timed out but landed is continued from, not overwritten.
  *
  * A record is chained (normalised, encoded and MAC'd) as its event arrives, onto the last record queued, so that a
- * commit only has to send what is ready: the next commit goes out as soon as the one before it returns, before
- * that one's requests are answered. Records queued behind a commit that fails were chained onto records that never
- * landed; they are chained again from the head read back.
+ * commit only has to send what is ready and the next one goes out as soon as the one before it has answered its
+ * requests. Records queued behind a commit that fails were chained onto records that never landed; they are chained
+ * again from the head read back.
  */
 export class AuditWriter {
   readonly replicaId: string;
@@ -137,23 +148,14 @@ export class AuditWriter {
   }
 
   async #drain(): Promise<void> {
-    let answer: (() => void) | undefined;
     try {
-      while (this.#queue.length > 0) {
-        // The next commit is sent before the requests of the last one are answered, so that the database works on
-        // it while this process writes their answers.
-        const committed = this.#commit(this.#queue.splice(0, MAX_AUDIT_BATCH));
-        answer?.();
-        answer = await committed;
-      }
+      while (this.#queue.length > 0) await this.#commit(this.#queue.splice(0, MAX_AUDIT_BATCH));
     } finally {
-      answer?.();
       this.#committing = undefined;
     }
   }
 
-  /** Commits a batch and returns what answers its requests: resolves them, or rejects them all with 503. */
-  async #commit(batch: Pending[]): Promise<() => void> {
+  async #commit(batch: Pending[]): Promise<void> {
     let records: AuditRecord[] = [];
     try {
       await this.#withTimeout(async () => {
@@ -168,13 +170,7 @@ export class AuditWriter {
         }
         const previous = this.#head;
         let chained = batch;
-        const first = batch[0]?.link;
-        if (
-          first === undefined ||
-          first.record.sequence !== previous.sequence + 1 ||
-          batch[0]!.previousHash !== previous.hash ||
-          !batch.every((pending) => pending.link !== undefined)
-        ) {
+        if (!chainsFrom(batch, previous)) {
           // Queued while the head was unknown, or chained onto records that did not land: chain them, and the queue
           // behind them, again from the head.
           chained = this.#chainAll(batch, previous);
@@ -195,9 +191,8 @@ export class AuditWriter {
       this.metrics.commitFailures += 1;
       this.#logger.error({ err: error, records: batch.length }, 'audit records could not be committed; failing their requests');
       const failure = new UnavailableError('The audit log cannot be written; retry later', { cause: error });
-      return () => {
-        for (const pending of batch) pending.reject(failure);
-      };
+      for (const pending of batch) pending.reject(failure);
+      return;
     }
     const last = records.at(-1);
     if (last !== undefined) {
@@ -206,9 +201,7 @@ export class AuditWriter {
       this.metrics.commits += 1;
       if (this.#filePath !== undefined) this.#writeFile(this.#filePath, records);
     }
-    return () => {
-      for (const pending of batch) pending.resolve();
-    };
+    for (const pending of batch) pending.resolve();
   }
 
   #checkpoint(head: ChainHead): AuditCheckpoint {
