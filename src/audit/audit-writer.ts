@@ -74,7 +74,7 @@ export class AuditWriter {
    * The last record chained, committed or queued: where the next event's record goes. Undefined while the stored
    * head is unknown (at start and after a failure); events that arrive then are chained when they are committed.
    */
-  #tail: ChainHead | undefined;
+  #tail: ChainHead | ChainedAuditRecord | undefined;
   #queue: Pending[] = [];
   #committing: Promise<void> | undefined;
   /** Whether the stored head must be read back (and recorded) before the next commit: at start and after a failure. */
@@ -123,18 +123,18 @@ export class AuditWriter {
   }
 
   /** Chains the pending event onto `previous`, and makes it the tail. */
-  #chain(pending: Pending, previous: ChainHead): void {
+  #chain(pending: Pending, previous: ChainHead | ChainedAuditRecord): void {
     const link = linkAuditEvent(this.#auditKey, pending.event, previous);
     pending.link = link;
-    pending.previousHash = previous.hash;
-    this.#tail = link.record;
+    pending.previousHash = 'record' in previous ? previous.record.hash : previous.hash;
+    this.#tail = link;
   }
 
   /**
    * Chains `pendings` in order from `head`, and makes the last of them the tail. One whose event cannot be chained
    * (a bug in its caller) is answered with the error and left out. Returns those that were chained.
    */
-  #chainAll(pendings: readonly Pending[], head: ChainHead): Pending[] {
+  #chainAll(pendings: readonly Pending[], head: ChainHead | ChainedAuditRecord): Pending[] {
     this.#tail = head;
     return pendings.filter((pending) => {
       try {

@@ -62,8 +62,12 @@ export function genesisHead(auditKey: AuditKeyMaterial, replicaId: string): Chai
 
 function linkMac(auditKey: AuditKeyMaterial, prevHash: string, canonical: Buffer | string): Buffer {
   assertHash(prevHash, 'A previous hash');
+  return linkMacOfBytes(auditKey, Buffer.from(prevHash, 'hex'), canonical);
+}
+
+function linkMacOfBytes(auditKey: AuditKeyMaterial, prevHash: Buffer, canonical: Buffer | string): Buffer {
   // The previous hash has a fixed length, so `prevHash || canonical` splits one way only.
-  return auditHmac(auditKey, [Buffer.from(prevHash, 'hex'), canonical]);
+  return auditHmac(auditKey, [prevHash, canonical]);
 }
 
 /** One link of the chain: hex HMAC-SHA256(auditKey, prevHashBytes || canonical). */
@@ -75,6 +79,8 @@ export function linkHash(auditKey: AuditKeyMaterial, prevHash: string, canonical
 export interface ChainedAuditRecord {
   readonly record: AuditRecord;
   readonly canonical: string;
+  /** The record's hash as bytes, which the next link covers: chaining onto it needs no hex decoding. */
+  readonly mac: Buffer;
 }
 
 /**
@@ -90,14 +96,20 @@ export function chainAuditEvent(auditKey: AuditKeyMaterial, event: AuditEvent, p
  * {@link chainAuditEvent}, keeping the canonical text: PostgreSQL stores the record from it, so the writer does not
  * serialise each record a second time.
  */
-export function linkAuditEvent(auditKey: AuditKeyMaterial, event: AuditEvent, previous: ChainHead): ChainedAuditRecord {
-  if (!Number.isSafeInteger(previous.sequence) || previous.sequence < 0) {
+export function linkAuditEvent(
+  auditKey: AuditKeyMaterial,
+  event: AuditEvent,
+  previous: ChainHead | ChainedAuditRecord,
+): ChainedAuditRecord {
+  const head = 'record' in previous ? previous.record : previous;
+  if (!Number.isSafeInteger(head.sequence) || head.sequence < 0) {
     throw new RangeError('A chain head sequence is a non-negative integer');
   }
-  const sequence = previous.sequence + 1;
+  const sequence = head.sequence + 1;
   const n = normalizeAuditEvent(event);
   const canonical = canonicalAuditText(n, sequence);
-  const hash = linkHash(auditKey, previous.hash, canonical);
+  const mac = 'record' in previous ? linkMacOfBytes(auditKey, previous.mac, canonical) : linkMac(auditKey, head.hash, canonical);
+  const hash = mac.toString('hex');
   // Written out rather than spread: this runs once per request, and a spread copy is V8's slow generic path.
   const record: AuditRecord = Object.freeze({
     time: n.time,
@@ -124,7 +136,7 @@ export function linkAuditEvent(auditKey: AuditKeyMaterial, event: AuditEvent, pr
     sequence,
     hash,
   });
-  return { record, canonical };
+  return { record, canonical, mac };
 }
 
 /**

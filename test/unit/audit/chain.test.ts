@@ -7,6 +7,7 @@ import {
   createCheckpoint,
   genesisHash,
   genesisHead,
+  linkAuditEvent,
   linkHash,
   verifyChain,
   verifyChainAsync,
@@ -87,6 +88,23 @@ describe('chainAuditEvent', () => {
 
   it('numbers records densely from the head', () => {
     expect(buildChain(5).map((record) => record.sequence)).toEqual([1, 2, 3, 4, 5]);
+  });
+});
+
+describe('linkAuditEvent', () => {
+  it('keeps the canonical text the hash covers, and the hash as bytes', () => {
+    const link = linkAuditEvent(AUDIT_KEY, auditEvent(), genesisHead(AUDIT_KEY, REPLICA));
+    expect(link.record).toEqual(chainAuditEvent(AUDIT_KEY, auditEvent(), genesisHead(AUDIT_KEY, REPLICA)));
+    expect(link.canonical).toBe(canonicalAuditRecord(auditEvent(), 1).toString('utf8'));
+    expect(link.mac.toString('hex')).toBe(GOLDEN_FIRST_HASH);
+  });
+
+  it('chains onto a link exactly as onto the head that link is', () => {
+    const first = linkAuditEvent(AUDIT_KEY, auditEvent(), genesisHead(AUDIT_KEY, REPLICA));
+    const second = auditEvent({ requestId: 'req-2' });
+    const ontoLink = linkAuditEvent(AUDIT_KEY, second, first);
+    expect(ontoLink.record).toEqual(chainAuditEvent(AUDIT_KEY, second, { sequence: 1, hash: first.record.hash }));
+    expect(verifyChain([first.record, ontoLink.record], options()).ok).toBe(true);
   });
 });
 
