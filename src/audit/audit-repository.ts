@@ -60,7 +60,7 @@ const POSTGRES_COLUMNS: Readonly<Record<AuditRecordField, { readonly column: str
   keyName: { column: 'key_name', read: asText },
   keyId: { column: 'key_id', read: asText },
   keyVersion: { column: 'key_version', read: asBigint },
-  // The column holds the keys as a JSON array, which the field already is.
+  // The column holds the keys as a JSON array, the field's value in jsonb's rendering (`["a", "b"]`); readers parse it.
   contextKeys: { column: 'context_keys', read: (position) => `(r.fields -> ${position})::text` },
   decision: { column: 'decision', read: asText },
   decisionReason: { column: 'decision_reason', read: asText },

@@ -25,7 +25,7 @@ interface Pending {
   readonly event: AuditEvent;
   readonly resolve: () => void;
   readonly reject: (error: Error) => void;
-  /** The record chained when the event arrived, and the hash of the head it was chained on; see `#tail`. */
+  /** The record chained for the event (when it arrived, or again at a commit), and the hash it was chained onto. */
   link: ChainedAuditRecord | undefined;
   previousHash: string | undefined;
 }
@@ -72,13 +72,19 @@ export class AuditWriter {
   #head: ChainHead;
   /**
    * The last record chained, committed or queued: where the next event's record goes. Undefined while the stored
-   * head is unknown (at start and after a failure); events that arrive then are chained when they are committed.
+   * head is unknown (at start and after a failure), and while a queue too long to chain again at once drains: events
+   * that arrive then are chained by the commit that finds them unchained.
    */
   #tail: ChainHead | ChainedAuditRecord | undefined;
   #queue: Pending[] = [];
   #committing: Promise<void> | undefined;
   /** Whether the stored head must be read back (and recorded) before the next commit: at start and after a failure. */
   #headUnknown = true;
+  /**
+   * Numbers commit attempts. One that failed or timed out is over: if its work resumes later (a timeout does not
+   * cancel it), it finds the number moved on and leaves the writer's state alone.
+   */
+  #attempt = 0;
   #fileWrites: Promise<void> = Promise.resolve();
 
   constructor(options: AuditWriterOptions) {
@@ -157,6 +163,8 @@ export class AuditWriter {
 
   async #commit(batch: Pending[]): Promise<void> {
     let records: AuditRecord[] = [];
+    const attempt = ++this.#attempt;
+    const over = (): boolean => attempt !== this.#attempt;
     try {
       await this.#withTimeout(async () => {
         if (this.#headUnknown) {
@@ -164,17 +172,21 @@ export class AuditWriter {
           // Only ever forwards: a commit that timed out but landed is continued from, while a stored tail shorter than
           // what this writer committed (deleted rows) must not become the head, or a truncation would verify.
           const stored = await this.#repository.lastRecord(this.replicaId);
+          if (over()) return;
           if (stored !== undefined && stored.sequence > this.#head.sequence) this.#head = stored;
           await this.#repository.startChain(this.#checkpoint(this.#head), this.#clock.now());
+          if (over()) return;
           this.#headUnknown = false;
         }
         const previous = this.#head;
         let chained = batch;
         if (!chainsFrom(batch, previous)) {
-          // Queued while the head was unknown, or chained onto records that did not land: chain them, and the queue
-          // behind them, again from the head.
+          // Queued while the head was unknown, or chained onto records that did not land: chain them again from the
+          // head, and the queue behind them too unless it is long (after an outage), which is then chained a batch at a
+          // time by the commits that send it.
           chained = this.#chainAll(batch, previous);
-          this.#queue = this.#chainAll(this.#queue, this.#tail!);
+          if (this.#queue.length <= MAX_AUDIT_BATCH) this.#queue = this.#chainAll(this.#queue, this.#tail!);
+          else this.#forgetQueuedLinks();
         }
         const links = chained.map((pending) => pending.link!);
         const head = links.at(-1)?.record;
@@ -184,10 +196,10 @@ export class AuditWriter {
         if (!applied) throw new Error('the stored chain head moved: another writer, or a commit that timed out, landed');
       });
     } catch (error) {
+      this.#attempt += 1;
       this.#headUnknown = true;
       // What is queued was chained onto this batch: it is chained again once the head has been read back.
-      this.#tail = undefined;
-      for (const pending of this.#queue) pending.link = undefined;
+      this.#forgetQueuedLinks();
       this.metrics.commitFailures += 1;
       this.#logger.error({ err: error, records: batch.length }, 'audit records could not be committed; failing their requests');
       const failure = new UnavailableError('The audit log cannot be written; retry later', { cause: error });
@@ -195,13 +207,18 @@ export class AuditWriter {
       return;
     }
     const last = records.at(-1);
-    if (last !== undefined) {
-      this.#head = { sequence: last.sequence, hash: last.hash };
-      this.metrics.records += records.length;
-      this.metrics.commits += 1;
-      if (this.#filePath !== undefined) this.#writeFile(this.#filePath, records);
-    }
+    if (last === undefined) return;
+    this.#head = { sequence: last.sequence, hash: last.hash };
+    this.metrics.records += records.length;
+    this.metrics.commits += 1;
     for (const pending of batch) pending.resolve();
+    if (this.#filePath !== undefined) this.#writeFile(this.#filePath, records);
+  }
+
+  /** Until the queue is chained again, new events are not chained on arrival: there is no tail to chain them onto. */
+  #forgetQueuedLinks(): void {
+    this.#tail = undefined;
+    for (const pending of this.#queue) pending.link = undefined;
   }
 
   #checkpoint(head: ChainHead): AuditCheckpoint {

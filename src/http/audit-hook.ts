@@ -12,15 +12,15 @@ function contextOf(body: unknown): Readonly<Record<string, string>> | undefined 
 
 /**
  * The audit event of an answered request: identifiers, names and outcomes; never a secret or a context value.
- * `route` is the matched route pattern, passed by a caller that has read the route options already: fastify builds
- * them afresh on every read.
+ * `route` is the matched route pattern (`request.routeOptions.url`, undefined when none matched), which the caller
+ * reads: fastify builds the route options afresh on every read.
  */
 export function auditEventOf(
   request: FastifyRequest,
   reply: FastifyReply,
   replicaId: string,
   now: Date,
-  route: string | undefined = request.routeOptions.url,
+  route: string | undefined,
 ): AuditEvent {
   const caller = request.caller as FastifyRequest['caller'] | null;
   const trail = caller?.trail;
@@ -73,7 +73,7 @@ export async function answerFrameworkError(
   request.answeredProblem = { code: problem.code, authenticationFailure: undefined };
   void reply.code(problem.status);
   try {
-    await writer.append(auditEventOf(request, reply, writer.replicaId, clock.now()));
+    await writer.append(auditEventOf(request, reply, writer.replicaId, clock.now(), request.routeOptions.url));
   } catch (auditError) {
     sendProblem(auditError, request, reply);
     return;

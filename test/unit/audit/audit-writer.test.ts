@@ -210,6 +210,42 @@ describe('AuditWriter', () => {
     expectIntactChain(repository);
   });
 
+  it('chains a record as its event arrives, once the head is known', async () => {
+    const repository = new FakeAuditRepository();
+    const writer = writerOver(repository);
+    await writer.append(auditEvent({ requestId: 'req-1' }));
+    const release = gated(repository);
+    const inFlight = writer.append(auditEvent({ requestId: 'req-2' }));
+    await new Promise((resolve) => setImmediate(resolve));
+    const event = auditEvent({ requestId: 'req-3' }) as { requestId: string };
+    const queued = writer.append(event as unknown as AuditEvent);
+    // What the caller does with the object afterwards is not what was recorded.
+    event.requestId = 'changed';
+    release();
+    await Promise.all([inFlight, queued]);
+    expect(repository.stored.map((record) => record.requestId)).toEqual(['req-1', 'req-2', 'req-3']);
+    expectIntactChain(repository);
+  });
+
+  it('a commit that timed out and resumes later leaves the writer alone', async () => {
+    const repository = new FakeAuditRepository();
+    const writer = writerOver(repository, 20);
+    const readBack = repository.lastRecord.bind(repository);
+    let resume!: () => void;
+    repository.lastRecord = async (replicaId) => {
+      await new Promise<void>((resolve) => (resume = resolve));
+      return readBack(replicaId);
+    };
+    await expect(writer.append(auditEvent({ requestId: 'timed-out' }))).rejects.toMatchObject({ code: 'KH_ERR_UNAVAILABLE' });
+    repository.lastRecord = readBack;
+    await writer.append(auditEvent({ requestId: 'req-1' }));
+    resume();
+    await new Promise((resolve) => setImmediate(resolve));
+    await writer.append(auditEvent({ requestId: 'req-2' }));
+    expect(repository.calls.map((call) => call.records.map((record) => record.requestId))).toEqual([['req-1'], ['req-2']]);
+    expectIntactChain(repository);
+  });
+
   it('an event that cannot be chained fails only its own request, whether the head is known yet or not', async () => {
     const repository = new FakeAuditRepository();
     const writer = writerOver(repository);
@@ -225,6 +261,23 @@ describe('AuditWriter', () => {
       [3, 'req-3'],
     ]);
     expect(writer.metrics).toMatchObject({ records: 3, commitFailures: 0 });
+    expectIntactChain(repository);
+  });
+
+  it('after a failed commit with more than two batches queued behind it, commits them all, in order and densely', async () => {
+    const repository = new FakeAuditRepository();
+    const writer = writerOver(repository);
+    await writer.append(auditEvent({ requestId: 'req-0' }));
+    repository.script.push('fail');
+    const release = gated(repository);
+    const doomed = writer.append(auditEvent({ requestId: 'doomed' }));
+    await new Promise((resolve) => setImmediate(resolve));
+    const queued = events(2 * MAX_AUDIT_BATCH + 1).map((event) => writer.append(event));
+    release();
+    const results = await outcomes([doomed, ...queued]);
+    expect(results[0]).toBeInstanceOf(UnavailableError);
+    expect(results.slice(1).every((result) => result === 'ok')).toBe(true);
+    expect(repository.stored.map((record) => record.requestId)).toEqual(['req-0', ...events(2 * MAX_AUDIT_BATCH + 1).map((event) => event.requestId)]);
     expectIntactChain(repository);
   });
 
