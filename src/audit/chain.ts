@@ -86,15 +86,8 @@ export interface ChainedAuditRecord {
 /**
  * Appends an event to a chain whose head is `previous`: the record the writer stores, normalised (see
  * `normalizeAuditEvent`), at `previous.sequence + 1`, with its link hash. Storing exactly this record is what lets
- * the verifier recompute the hash.
- */
-export function chainAuditEvent(auditKey: AuditKeyMaterial, event: AuditEvent, previous: ChainHead): AuditRecord {
-  return linkAuditEvent(auditKey, event, previous).record;
-}
-
-/**
- * {@link chainAuditEvent}, keeping the canonical text: PostgreSQL stores the record from it, so the writer does not
- * serialise each record a second time.
+ * the verifier recompute the hash. The link keeps the canonical text, from which PostgreSQL stores the record, and
+ * the hash as bytes, for the next link.
  */
 export function linkAuditEvent(
   auditKey: AuditKeyMaterial,

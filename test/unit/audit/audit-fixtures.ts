@@ -1,5 +1,5 @@
 import type { AuditEvent, AuditRecord } from '../../../src/audit/audit-record.js';
-import { chainAuditEvent, genesisHead, type ChainHead } from '../../../src/audit/chain.js';
+import { genesisHead, linkAuditEvent, type ChainHead } from '../../../src/audit/chain.js';
 
 export const AUDIT_KEY = Buffer.alloc(32, 0x61);
 export const OTHER_AUDIT_KEY = Buffer.alloc(32, 0x62);
@@ -44,7 +44,7 @@ export function buildChain(
   const records: AuditRecord[] = [];
   for (let i = 0; i < count; i += 1) {
     const sequence = head.sequence + 1;
-    const record = chainAuditEvent(
+    const { record } = linkAuditEvent(
       key,
       auditEvent({
         replicaId,

@@ -16,7 +16,7 @@ import {
   type AuditEvent,
   type AuditRecord,
 } from '../../../src/audit/audit-record.js';
-import { chainAuditEvent, genesisHead } from '../../../src/audit/chain.js';
+import { genesisHead, linkAuditEvent } from '../../../src/audit/chain.js';
 import { AUDIT_KEY, REPLICA, auditEvent, edited } from './audit-fixtures.js';
 
 const GOLDEN_CANONICAL =
@@ -29,7 +29,7 @@ const RAW_CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 function chained(event: AuditEvent): AuditRecord {
-  return chainAuditEvent(AUDIT_KEY, event, genesisHead(AUDIT_KEY, REPLICA));
+  return linkAuditEvent(AUDIT_KEY, event, genesisHead(AUDIT_KEY, REPLICA)).record;
 }
 
 /** Hostile values for a free-text field such as a key name or a request id taken from a header. */

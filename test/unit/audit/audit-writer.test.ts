@@ -4,8 +4,8 @@ import { canonicalAuditRecord, type AuditEvent, type AuditRecord } from '../../.
 import { MAX_AUDIT_BATCH, type AuditRepository } from '../../../src/audit/audit-repository.js';
 import { AuditWriter } from '../../../src/audit/audit-writer.js';
 import {
-  chainAuditEvent,
   createCheckpoint,
+  linkAuditEvent,
   verifyChain,
   verifyCheckpoint,
   type AuditCheckpoint,
@@ -319,7 +319,7 @@ describe('AuditWriter', () => {
     const writer = writerOver(repository);
     await writer.append(auditEvent({ requestId: 'req-1' }));
     // A commit of this chain that was given up on lands after all, behind the writer's back.
-    const late = chainAuditEvent(AUDIT_KEY, auditEvent({ requestId: 'late' }), writer.head);
+    const late = linkAuditEvent(AUDIT_KEY, auditEvent({ requestId: 'late' }), writer.head).record;
     repository.stored.push(late);
     repository.head = createCheckpoint(AUDIT_KEY, { replicaId: REPLICA, kind: 'head', sequence: late.sequence, hash: late.hash });
     await expect(writer.append(auditEvent({ requestId: 'refused' }))).rejects.toMatchObject({ code: 'KH_ERR_UNAVAILABLE' });
