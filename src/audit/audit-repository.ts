@@ -38,38 +38,30 @@ interface CheckpointRow {
   updated_at: number | string;
 }
 
-/** `r.fields ->> position`: a canonical field as text (SQL null for JSON null). */
-const asText = (position: number): string => `r.fields ->> ${position}`;
-const asBigint = (position: number): string => `(r.fields ->> ${position})::bigint`;
-const asInteger = (position: number): string => `(r.fields ->> ${position})::integer`;
+/** A field's column: its name in snake case (`keyVersion` is `key_version`). */
+function columnOf(field: AuditRecordField): string {
+  return field.replace(/[A-Z]/g, (letter) => `_${letter.toLowerCase()}`);
+}
 
-/** The column each canonical field is stored in, and the SQL that reads it from its position in the canonical array. */
-const POSTGRES_COLUMNS: Readonly<Record<AuditRecordField, { readonly column: string; readonly read: (position: number) => string }>> = {
-  sequence: { column: 'sequence', read: asBigint },
+/**
+ * How the statement reads a canonical field, at its position in the canonical array, into its column: as text (SQL
+ * null for JSON null), unless the column needs a conversion.
+ */
+const POSTGRES_CONVERSIONS: Readonly<Partial<Record<AuditRecordField, (position: number) => string>>> = {
+  sequence: (position) => `(r.fields ->> ${position})::bigint`,
   // The canonical time is ISO 8601 UTC with milliseconds; the column holds epoch milliseconds.
-  time: { column: 'time', read: (position) => `(extract(epoch from (r.fields ->> ${position})::timestamptz) * 1000)::bigint` },
-  requestId: { column: 'request_id', read: asText },
-  replicaId: { column: 'replica_id', read: asText },
-  principalId: { column: 'principal_id', read: asText },
-  principalType: { column: 'principal_type', read: asText },
-  tokenId: { column: 'token_id', read: asText },
-  sourceAddress: { column: 'source_address', read: asText },
-  method: { column: 'method', read: asText },
-  route: { column: 'route', read: asText },
-  action: { column: 'action', read: asText },
-  keyName: { column: 'key_name', read: asText },
-  keyId: { column: 'key_id', read: asText },
-  keyVersion: { column: 'key_version', read: asBigint },
+  time: (position) => `(extract(epoch from (r.fields ->> ${position})::timestamptz) * 1000)::bigint`,
+  keyVersion: (position) => `(r.fields ->> ${position})::bigint`,
   // The column holds the keys as a JSON array, the field's value in jsonb's rendering (`["a", "b"]`); readers parse it.
-  contextKeys: { column: 'context_keys', read: (position) => `(r.fields -> ${position})::text` },
-  decision: { column: 'decision', read: asText },
-  decisionReason: { column: 'decision_reason', read: asText },
-  policy: { column: 'policy', read: asText },
-  statement: { column: 'statement', read: asInteger },
-  outcome: { column: 'outcome', read: asText },
-  status: { column: 'status', read: asInteger },
-  latencyMs: { column: 'latency_ms', read: (position) => `(r.fields ->> ${position})::double precision` },
+  contextKeys: (position) => `(r.fields -> ${position})::text`,
+  statement: (position) => `(r.fields ->> ${position})::integer`,
+  status: (position) => `(r.fields ->> ${position})::integer`,
+  latencyMs: (position) => `(r.fields ->> ${position})::double precision`,
 };
+
+function readField(field: AuditRecordField, position: number): string {
+  return POSTGRES_CONVERSIONS[field]?.(position) ?? `r.fields ->> ${position}`;
+}
 
 /**
  * A group commit on PostgreSQL, in one statement: move the head checkpoint if it is where this batch expects it
@@ -82,9 +74,9 @@ const POSTGRES_COLUMNS: Readonly<Record<AuditRecordField, { readonly column: str
 const POSTGRES_APPEND =
   'with advanced as (update audit_checkpoints set sequence = $1, hash = $2, mac = $3, updated_at = $4 ' +
   "where replica_id = $5 and kind = 'head' and sequence = $6 returning 1), " +
-  `appended as (insert into audit_records (${AUDIT_RECORD_FIELDS.map((field) => POSTGRES_COLUMNS[field].column).join(', ')}, hash) ` +
+  `appended as (insert into audit_records (${AUDIT_RECORD_FIELDS.map(columnOf).join(', ')}, hash) ` +
   // Position 0 of a canonical array is the format tag; the fields follow it.
-  `select ${AUDIT_RECORD_FIELDS.map((field, i) => POSTGRES_COLUMNS[field].read(i + 1)).join(', ')}, r.hash ` +
+  `select ${AUDIT_RECORD_FIELDS.map((field, i) => readField(field, i + 1)).join(', ')}, r.hash ` +
   'from (select e -> 0 as fields, e ->> 1 as hash from jsonb_array_elements($7::jsonb) e) r ' +
   'where exists (select 1 from advanced) returning 1) ' +
   'select count(*) as appended from appended';
