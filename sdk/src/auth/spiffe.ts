@@ -58,6 +58,17 @@ function sameVersions(a: readonly FileVersion[], b: readonly FileVersion[]): boo
 class TornMaterial extends CredentialsError {}
 
 /**
+ * Promise.all, except that when several fail the error is that of the first in order, not of the first to settle:
+ * with two files missing, the message names the same one every time.
+ */
+async function allInOrder<T extends readonly unknown[]>(promises: { readonly [I in keyof T]: Promise<T[I]> }): Promise<T> {
+  const settled = await Promise.allSettled(promises);
+  const failed = settled.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+  if (failed !== undefined) throw failed.reason;
+  return settled.map((result) => (result as PromiseFulfilledResult<unknown>).value) as unknown as T;
+}
+
+/**
  * Authenticates with mutual TLS, presenting an X509-SVID, and trusts the service through the SPIFFE trust bundle.
  *
  * The three files are read once and then checked for a change (size, modification time, inode) at most every
@@ -95,7 +106,7 @@ export function spiffeMtls(options: SpiffeMtlsOptions): AuthProvider {
   let checkedEpoch = -1;
 
   async function statAll(): Promise<FileVersion[]> {
-    return Promise.all(
+    return allInOrder(
       paths.map(async (path, i) => {
         try {
           return versionOf(await stat(path));
@@ -164,7 +175,7 @@ export function spiffeMtls(options: SpiffeMtlsOptions): AuthProvider {
       markChecked();
       return loaded.credentials;
     }
-    const [cert, key, bundle] = await Promise.all([readOne(0), readOne(1), readOne(2)]);
+    const [cert, key, bundle] = await allInOrder([readOne(0), readOne(1), readOne(2)]);
     try {
       validate(cert.text, key.text, bundle.text);
     } catch (error) {

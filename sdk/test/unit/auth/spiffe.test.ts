@@ -242,6 +242,15 @@ describe('spiffeMtls', () => {
     expect((error as Error).message).not.toContain('BEGIN');
   });
 
+  it('names the first missing file in the order certificate, key, bundle, however the reads settle', async () => {
+    // All three reads fail; which one fails first varies from run to run, the message must not.
+    for (let attempt = 0; attempt < 20; attempt += 1) {
+      const error = await spiffeMtls(paths).credentials().catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(CredentialsError);
+      expect((error as Error).message).toContain(paths.certPath);
+    }
+  });
+
   it('shares one load among concurrent first callers', async () => {
     writeSvid(svidA);
     writeBundle(ca);
