@@ -184,6 +184,36 @@ describe('canonicalAuditRecord', () => {
     expect(values[1 + AUDIT_RECORD_FIELDS.indexOf('outcome')]).toBe('KH_ERR_FORBIDDEN');
   });
 
+  it('is exactly JSON.stringify of the format tag and the field values, whatever the strings hold', () => {
+    // Every string needs JSON escaping or looks as if it might; the encoder writes the array out by hand.
+    const awkward = ['"', '\\', 'a"b\\c', '\\u001b[31m', '</script>', 'é€😀', '\u2028\u2029', '\u00ad', '', 'null', '1'];
+    const expectedOf = (event: AuditEvent, sequence: number): string =>
+      JSON.stringify([
+        AUDIT_RECORD_FORMAT,
+        ...AUDIT_RECORD_FIELDS.map((field) =>
+          field === 'sequence' ? sequence : field === 'time' ? event.time.toISOString() : event[field],
+        ),
+      ]);
+    awkward.forEach((text, i) => {
+      const event = normalizeAuditEvent(
+        auditEvent({
+          // Successive and repeated times: the encoder keeps the last time's text.
+          time: new Date(Date.UTC(2026, 10, 28, 17, 23, 47, i >> 1)),
+          requestId: text,
+          principalId: `${text}p`,
+          keyName: text,
+          contextKeys: [text, `${text}k`],
+          decisionReason: text,
+          outcome: `o${text}`,
+          keyVersion: i % 2 === 0 ? null : i,
+          statement: i % 3 === 0 ? null : i,
+          latencyMs: i / 7,
+        }),
+      );
+      expect(canonicalAuditRecord(event, 1000 + i).toString('utf8')).toBe(expectedOf(event, 1000 + i));
+    });
+  });
+
   it('encodes a raw event and its normalised form to the same bytes', () => {
     const raw = auditEvent({ keyName: 'k\n\u001b[31m', requestId: 'x'.repeat(2000), latencyMs: 0.00049 });
     expect(canonicalAuditRecord(normalizeAuditEvent(raw), 3)).toEqual(canonicalAuditRecord(raw, 3));
