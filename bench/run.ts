@@ -1,17 +1,18 @@
 /**
  * Keyhold throughput benchmark: `npm run bench` (see bench/README.md).
  *
- * One run measures five scenarios with autocannon, each against a server in its own child process:
+ * One run measures six scenarios with autocannon, each against a server in its own child process:
  *   - `baseline`:         a bare fastify JSON echo (bench/echo-server.ts), the ceiling for any fastify POST here;
  *   - `datakey-no-audit`: POST /v1/keys/bench/datakey on a Keyhold server started with KEYHOLD_AUDIT=off;
  *   - `datakey`:          the same request on a Keyhold server as in production, with the database audit sink on;
  *   - `datakey-k8s`:      datakey as a Kubernetes workload (a service-account JWT) under a policy of 50 statements;
- *   - `decrypt`:          POST /v1/decrypt of a ciphertext from one datakey call.
+ *   - `decrypt-no-audit`: POST /v1/decrypt of a ciphertext from one datakey call, on the KEYHOLD_AUDIT=off server;
+ *   - `decrypt`:          the same request on the audited server.
  * Both Keyhold servers share one PostgreSQL database, root key and bootstrap token. All three servers stay up and
  * every scenario is measured in several short interleaved rounds, so a drift in the machine's speed hits all of them
  * alike. It prints req/s, p50/p99 latency and each scenario's ratio to the baseline and to its reference (`datakey`
- * against `datakey-no-audit`, `datakey-k8s` against `datakey`), taken within each round and then the median over
- * rounds, and writes bench/results/latest.json. The ratio targets are
+ * against `datakey-no-audit`, `decrypt` against `decrypt-no-audit`, `datakey-k8s` against `datakey`), taken within
+ * each round and then the median over rounds, and writes bench/results/latest.json. The ratio targets are
  * informational; the exit status is non-zero only when a scenario saw errors, a server failed, or the audit log shows
  * the switch did not work (fewer records from the audited server than it answered, or any from the other).
  */
@@ -37,7 +38,7 @@ const RESULTS_FILE = join(ROOT, 'bench', 'results', 'latest.json');
 const BENCH_DATABASE = 'keyhold_bench';
 const KEY_NAME = 'bench';
 /** Every scenario, in the order they are measured; a run is `ok` only when all of them were measured cleanly. */
-const SCENARIOS = ['baseline', 'datakey-no-audit', 'datakey', 'datakey-k8s', 'decrypt'] as const;
+const SCENARIOS = ['baseline', 'datakey-no-audit', 'datakey', 'datakey-k8s', 'decrypt-no-audit', 'decrypt'] as const;
 type ScenarioName = (typeof SCENARIOS)[number];
 
 interface Target {
@@ -53,7 +54,18 @@ interface Target {
  * reference is not the baseline.
  */
 const TARGETS: Readonly<Record<string, Target>> = {
-  datakey: { scenario: 'datakey', reference: 'baseline', ratio: 0.3, why: 'Keyhold work over a bare fastify POST' },
+  datakey: {
+    scenario: 'datakey',
+    reference: 'baseline',
+    ratio: 0.3,
+    why: 'Keyhold work over a bare fastify POST, audited',
+  },
+  'datakey-no-audit': {
+    scenario: 'datakey-no-audit',
+    reference: 'baseline',
+    ratio: 0.3,
+    why: 'Keyhold work over a bare fastify POST, without the audit sink',
+  },
   'datakey-audit': {
     scenario: 'datakey',
     reference: 'datakey-no-audit',
@@ -66,7 +78,24 @@ const TARGETS: Readonly<Record<string, Target>> = {
     ratio: 0.85,
     why: 'a Kubernetes workload under a 50-statement policy against the API-token datakey',
   },
-  decrypt: { scenario: 'decrypt', reference: 'baseline', ratio: 0.3, why: 'Keyhold work over a bare fastify POST' },
+  decrypt: {
+    scenario: 'decrypt',
+    reference: 'baseline',
+    ratio: 0.3,
+    why: 'Keyhold work over a bare fastify POST, audited',
+  },
+  'decrypt-no-audit': {
+    scenario: 'decrypt-no-audit',
+    reference: 'baseline',
+    ratio: 0.3,
+    why: 'Keyhold work over a bare fastify POST, without the audit sink',
+  },
+  'decrypt-audit': {
+    scenario: 'decrypt',
+    reference: 'decrypt-no-audit',
+    ratio: 0.8,
+    why: "the database audit sink against KEYHOLD_AUDIT=off, issue 4's target applied to decrypt",
+  },
 };
 
 /** KEYHOLD_REPLICA_ID of each Keyhold server; Keyhold adds a random suffix per start. */
@@ -732,6 +761,10 @@ async function startKeyhold(settings: Settings): Promise<KeyholdScenarios> {
   if (field(openedElsewhere, 'plaintext') !== field(unaudited, 'plaintext')) {
     throw new BenchError('the two Keyhold servers do not share their keys');
   }
+  const openedHere = await postJson(`${noAuditServer.url}/v1/decrypt`, headers, decryptBody, 200);
+  if (field(openedHere, 'plaintext') !== field(dataKey, 'plaintext')) {
+    throw new BenchError('the KEYHOLD_AUDIT=off server did not decrypt what the audited one issued');
+  }
 
   const datakeyBody = JSON.stringify(DATAKEY_BODY);
   const noAuditDatakey: Scenario = {
@@ -770,14 +803,25 @@ async function startKeyhold(settings: Settings): Promise<KeyholdScenarios> {
     server,
     databaseUrl,
   };
+  const noAuditDecrypt: Scenario = {
+    ...decrypt,
+    name: 'decrypt-no-audit',
+    description: 'POST /v1/decrypt of the same ciphertext and context, on a Keyhold server with KEYHOLD_AUDIT=off',
+    url: noAuditServer.url,
+    server: noAuditServer,
+  };
+  const unauditedScenarios = [noAuditDatakey, noAuditDecrypt];
   return {
-    scenarios: [noAuditDatakey, adminDatakey, workloadDatakey, decrypt],
+    scenarios: [noAuditDatakey, adminDatakey, workloadDatakey, noAuditDecrypt, decrypt],
     async checkAuditLog(results) {
       const records = await auditedRecords(databaseUrl);
-      const noAudit = results.find((r) => r.name === noAuditDatakey.name);
-      const audited = results.filter((r) => r !== noAudit && r.name !== 'baseline');
+      const isUnaudited = (result: ScenarioResult): boolean =>
+        unauditedScenarios.some((scenario) => scenario.name === result.name);
+      const audited = results.filter((r) => !isUnaudited(r) && r.name !== 'baseline');
       const answeredWithAudit = audited.reduce((total, r) => total + r.measured.requests, 0);
-      if (records.off > 0) noAudit?.problems.push(`the KEYHOLD_AUDIT=off server wrote ${records.off} audit records`);
+      if (records.off > 0) {
+        results.find(isUnaudited)?.problems.push(`the KEYHOLD_AUDIT=off server wrote ${records.off} audit records`);
+      }
       if (records.on < answeredWithAudit) {
         audited[0]?.problems.push(`the audit log holds ${records.on} records, fewer than the ${answeredWithAudit} measured responses`);
       }
