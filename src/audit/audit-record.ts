@@ -284,34 +284,39 @@ function fieldValues(normalized: AuditEvent, sequence: number): FieldValue[] {
 /** What JSON.stringify would escape in a string: a quote, a backslash, a control character or a surrogate. */
 const NEEDS_JSON_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
 
-/** JSON.stringify(value) for a string, skipping its generic path for the plain text audit fields nearly always are. */
-function jsonString(value: string): string {
-  return NEEDS_JSON_ESCAPE.test(value) ? JSON.stringify(value) : `"${value}"`;
+/** An array element as JSON.stringify writes it (undefined is null there). */
+function jsonElement(value: unknown): string {
+  return JSON.stringify(value) ?? 'null';
 }
 
-function jsonNullableString(value: string | null): string {
-  return value === null ? 'null' : jsonString(value);
+/** An array element that is nearly always plain text: JSON.stringify's generic path only when it is not. */
+function jsonString(value: unknown): string {
+  if (typeof value === 'string') return NEEDS_JSON_ESCAPE.test(value) ? JSON.stringify(value) : `"${value}"`;
+  return value === null ? 'null' : jsonElement(value);
 }
 
-/** JSON.stringify(value) for a number or null: a finite number's text is its `String`, anything else is null. */
-function jsonNullableNumber(value: number | null): string {
-  return value !== null && Number.isFinite(value) ? String(value) : 'null';
+/** An array element that is nearly always a finite number or null, whose JSON text is its `String`. */
+function jsonNumber(value: unknown): string {
+  if (value === null) return 'null';
+  return typeof value === 'number' && Number.isFinite(value) ? String(value) : jsonElement(value);
 }
 
-function jsonStringArray(values: readonly string[]): string {
+function jsonStringArray(values: unknown): string {
+  if (!Array.isArray(values)) return jsonElement(values);
   let text = '[';
-  for (let i = 0; i < values.length; i += 1) text += (i === 0 ? '' : ',') + jsonString(values[i]!);
+  for (let i = 0; i < values.length; i += 1) text += (i === 0 ? '' : ',') + jsonString(values[i]);
   return `${text}]`;
 }
 
 /**
  * `Date.prototype.toISOString` of the last time encoded. Requests of the same millisecond (most, under load) share
- * it; V8's toISOString costs more than the rest of a field.
+ * it; V8's toISOString costs more than the rest of a field. Only plain dates share it (normalised events hold those).
  */
 let lastIsoTime = Number.NaN;
 let lastIsoText = '';
 
 function isoText(time: Date): string {
+  if (Object.getPrototypeOf(time) !== Date.prototype) return time.toISOString();
   const ms = time.getTime();
   if (ms !== lastIsoTime) {
     lastIsoText = time.toISOString();
@@ -330,14 +335,14 @@ function isoText(time: Date): string {
 export function canonicalAuditText(normalized: AuditEvent, sequence: number): string {
   const n = normalized;
   return (
-    `["${AUDIT_RECORD_FORMAT}",${jsonNullableNumber(sequence)},"${isoText(n.time)}",${jsonString(n.requestId)},` +
-    `${jsonString(n.replicaId)},${jsonNullableString(n.principalId)},${jsonNullableString(n.principalType)},` +
-    `${jsonNullableString(n.tokenId)},${jsonNullableString(n.sourceAddress)},${jsonString(n.method)},` +
-    `${jsonNullableString(n.route)},${jsonNullableString(n.action)},${jsonNullableString(n.keyName)},` +
-    `${jsonNullableString(n.keyId)},${jsonNullableNumber(n.keyVersion)},${jsonStringArray(n.contextKeys)},` +
-    `${jsonNullableString(n.decision)},${jsonNullableString(n.decisionReason)},${jsonNullableString(n.policy)},` +
-    `${jsonNullableNumber(n.statement)},${jsonString(n.outcome)},${jsonNullableNumber(n.status)},` +
-    `${jsonNullableNumber(n.latencyMs)}]`
+    `["${AUDIT_RECORD_FORMAT}",${jsonNumber(sequence)},${jsonString(isoText(n.time))},${jsonString(n.requestId)},` +
+    `${jsonString(n.replicaId)},${jsonString(n.principalId)},${jsonString(n.principalType)},` +
+    `${jsonString(n.tokenId)},${jsonString(n.sourceAddress)},${jsonString(n.method)},` +
+    `${jsonString(n.route)},${jsonString(n.action)},${jsonString(n.keyName)},` +
+    `${jsonString(n.keyId)},${jsonNumber(n.keyVersion)},${jsonStringArray(n.contextKeys)},` +
+    `${jsonString(n.decision)},${jsonString(n.decisionReason)},${jsonString(n.policy)},` +
+    `${jsonNumber(n.statement)},${jsonString(n.outcome)},${jsonNumber(n.status)},` +
+    `${jsonNumber(n.latencyMs)}]`
   );
 }
 

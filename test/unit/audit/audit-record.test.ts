@@ -7,6 +7,7 @@ import {
   MAX_AUDIT_STRING_LENGTH,
   auditContextKeys,
   canonicalAuditRecord,
+  canonicalAuditText,
   normalizeAuditEvent,
   parseJsonLine,
   roundLatencyMs,
@@ -212,6 +213,32 @@ describe('canonicalAuditRecord', () => {
       );
       expect(canonicalAuditRecord(event, 1000 + i).toString('utf8')).toBe(expectedOf(event, 1000 + i));
     });
+  });
+
+  it('is JSON.stringify of the array even for values that normalisation refuses', () => {
+    class ShiftedDate extends Date {
+      override toISOString(): string {
+        return 'shifted "time"';
+      }
+    }
+    const raw = {
+      ...auditEvent(),
+      time: new ShiftedDate('2026-11-28T17:23:47.123Z'),
+      keyVersion: '3',
+      keyId: 42,
+      principalId: undefined,
+      contextKeys: ['a', undefined, 7, 'b"'],
+      statement: Number.NaN,
+      status: Number.POSITIVE_INFINITY,
+      latencyMs: -0,
+    } as unknown as AuditEvent;
+    const expected = JSON.stringify([
+      AUDIT_RECORD_FORMAT,
+      5,
+      raw.time.toISOString(),
+      ...AUDIT_RECORD_FIELDS.slice(2).map((field) => (raw as unknown as Record<string, unknown>)[field]),
+    ]);
+    expect(canonicalAuditText(raw, 5)).toBe(expected);
   });
 
   it('encodes a raw event and its normalised form to the same bytes', () => {
