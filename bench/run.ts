@@ -709,7 +709,7 @@ interface KeyholdScenarios {
   checkAuditLog(results: readonly ScenarioResult[]): Promise<void>;
 }
 
-/** Both Keyhold servers, set up and checked, with their four scenarios. They stay up, idle between their rounds. */
+/** Both Keyhold servers, set up and checked, with their five scenarios. They stay up, idle between their rounds. */
 async function startKeyhold(settings: Settings): Promise<KeyholdScenarios> {
   const databaseUrl = await createBenchDatabase(settings.databaseUrl);
   const dataDir = mkdtempSync(join(tmpdir(), 'keyhold-bench-'));
