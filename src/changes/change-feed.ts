@@ -69,10 +69,13 @@ export class DatabaseChangeFeed implements ChangeFeed, ChangeBarrier {
   }
 
   async changesSince(seq: number, limit: number): Promise<readonly Change[] | 'gap'> {
+    // The sequence first: every change up to it had committed when it was read, in order and without holes, so the
+    // rows read next start at seq + 1 unless they were pruned. In the other order a commit between the two
+    // statements looks like a prune. An idle poll is one statement.
+    const latest = await this.#options.repository.latestSeq();
+    if (latest <= seq) return [];
     const changes = await this.#options.repository.since(seq, limit);
-    const first = changes[0];
-    if (first !== undefined) return first.seq === seq + 1 ? changes : 'gap';
-    return (await this.#options.repository.latestSeq()) > seq ? 'gap' : changes;
+    return changes[0]?.seq === seq + 1 ? changes : 'gap';
   }
 
   /** Reads and applies every change after the last applied one. Concurrent calls share one read and one re-read. */

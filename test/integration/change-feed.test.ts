@@ -106,6 +106,35 @@ describeEachDatabase('the change feed across replicas', (kind) => {
     expect(seqs).toEqual(seqs.map((_, index) => index + 1));
   });
 
+  it('a change committed while B reads the feed is applied in order, not taken for pruned', async () => {
+    // A commit between two of B's statements must not look like pruned changes: B would drop every cache and skip it.
+    await a.call('POST', '/v1/keys', { name: 'busy' });
+    await catchUp();
+    const events: string[] = [];
+    b.app.keyhold.services.changes.subscribe((event) => events.push(event.type === 'change' ? `change:${event.change.seq}` : 'resync'));
+    const from = b.app.keyhold.changeFeed.appliedSeq;
+    const writes = 200;
+    let writing = true;
+    const writer = (async () => {
+      try {
+        for (let index = 0; index < writes; index += 1) {
+          const response = await a.call('POST', `/v1/keys/busy/${index % 2 === 0 ? 'disable' : 'enable'}`);
+          expect(response.status, response.text).toBe(200);
+        }
+      } finally {
+        writing = false;
+      }
+    })();
+    while (writing) {
+      await catchUp();
+      // On SQLite a read never waits on I/O: without a turn of the event loop the writer would never run.
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await writer;
+    await catchUp();
+    expect(events).toEqual(Array.from({ length: writes }, (_, index) => `change:${from + index + 1}`));
+  });
+
   // On PostgreSQL a notification delivers each change before the test can prune it; the logic is the same.
   it.runIf(kind === 'sqlite')('changes pruned before B read them make B drop its caches and tell subscribers to resync', async () => {
     await a.call('POST', '/v1/keys', { name: 'gone' });

@@ -10,6 +10,8 @@ class FakeChanges {
   rows: Change[] = [];
   latest = 0;
   down = false;
+  /** Runs after each read has taken its result, as a commit by another replica between two statements would. */
+  afterRead: (() => void) | undefined;
 
   add(kind: Change['kind'], subject: string, keyName: string | null = null): Change {
     this.latest += 1;
@@ -22,15 +24,19 @@ class FakeChanges {
     const check = () => {
       if (this.down) throw Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
     };
+    const read = <T>(result: T): T => {
+      this.afterRead?.();
+      return result;
+    };
     return {
       postgres: false,
       latestSeq: async () => {
         check();
-        return this.latest;
+        return read(this.latest);
       },
       since: async (seq: number, limit: number) => {
         check();
-        return this.rows.filter((row) => row.seq > seq).slice(0, limit);
+        return read(this.rows.filter((row) => row.seq > seq).slice(0, limit));
       },
       pruneBefore: async () => 0,
     } as unknown as ChangeRepository;
@@ -115,6 +121,29 @@ describe('DatabaseChangeFeed', () => {
     expect(await feed.changesSince(0, 10)).toBe('gap');
     expect(await feed.changesSince(2, 10)).toHaveLength(1);
     await feed.close();
+  });
+
+  it('a change committed between the feed\'s statements is applied in order, never taken for pruned', async () => {
+    for (const afterStatement of [1, 2]) {
+      const store = new FakeChanges();
+      const applier = new RecordingApplier();
+      const feed = feedOver(store, applier);
+      await feed.start();
+      const events: FeedEvent[] = [];
+      feed.subscribe((event) => events.push(event));
+      store.add('key', 'a', 'a');
+      let statements = 0;
+      store.afterRead = () => {
+        statements += 1;
+        if (statements === afterStatement) store.add('token', 't');
+      };
+      await feed.catchUp();
+      await feed.catchUp();
+      expect(applier.drops, `commit after statement ${afterStatement}`).toBe(0);
+      expect(applier.applied).toEqual([1, 2]);
+      expect(events.map((event) => event.type)).toEqual(['change', 'change']);
+      await feed.close();
+    }
   });
 
   it('a failed read drops every cache, and the first good read drops them again before applying what it missed', async () => {
