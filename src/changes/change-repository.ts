@@ -80,9 +80,8 @@ export class ChangeRepository {
     return rows.map(toChange);
   }
 
-  /** Deletes changes recorded before `before`, always keeping the newest, so readers can tell a gap from silence. */
+  /** Deletes changes recorded before `before`. The sequence keeps counting, so a reader behind them sees a gap. */
   async pruneBefore(before: Date): Promise<number> {
-    const newest = await this.latestSeq();
-    return this.db('changes').where('at', '<', before.getTime()).andWhere('seq', '<', newest).delete();
+    return this.db('changes').where('at', '<', before.getTime()).delete();
   }
 }
