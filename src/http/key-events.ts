@@ -145,8 +145,14 @@ class KeyEventStream {
   #enqueue(event: FeedEvent): void {
     this.#then(async () => {
       await this.#options.refreshPolicies();
-      if (event.type === 'resync') this.#resync(event.seq);
-      else this.#handle(event.change);
+      if (event.type === 'change') {
+        this.#handle(event.change);
+        return;
+      }
+      this.#resync(event.seq);
+      // The changes this replica missed may have revoked the token that opened the stream: it must authenticate
+      // again to go on. The client reconnects from the resync's id, so it is not told to resync twice.
+      if (this.#principal.attributes.tokenId !== undefined) this.end();
     });
   }
 

@@ -10,7 +10,8 @@ const DESCRIPTION = [
   'that was rotated, disabled, enabled, updated, scheduled for deletion or destroyed: drop its cached data keys.',
   '`resync` events (data: the ResyncEventData schema) mean drop every cached data key: a policy changed, or the changes since',
   'Last-Event-ID are no longer kept. Each event id is the change sequence. A `: keep-alive` comment comes every 15 s;',
-  'the stream ends after 10 minutes, or when the token that opened it is revoked: reconnect with Last-Event-ID.',
+  'the stream ends after 10 minutes, when the token that opened it is revoked, or after a resync that may have hidden',
+  'such a revocation: reconnect with Last-Event-ID.',
   'A caller allowed no key gets a stream without key events.',
 ].join(' ');
 

@@ -21,6 +21,12 @@ class FakeFeed implements ChangeFeed {
     return this.stored.filter((change) => change.seq > seq).slice(0, limit);
   }
 
+  /** What the feed does when the changes it has not applied were pruned: it jumps to the newest and says so. */
+  resync(seq: number): void {
+    this.appliedSeq = seq;
+    for (const listener of this.listeners) listener({ type: 'resync', seq });
+  }
+
   apply(change: Omit<Change, 'seq' | 'at'>): Change {
     const full: Change = { ...change, seq: this.stored.length + 1, at: new Date(0) };
     this.stored.push(full);
@@ -95,6 +101,36 @@ describe('KeyEventStreams', () => {
     const out = collect(streams.open(WORKER, 1));
     await flush();
     expect(out.text()).toContain('id: 2\nevent: resync\ndata: {"seq":2}\n\n');
+  });
+
+  it('ends the stream a token opened when the token is revoked, and not for another token', async () => {
+    const { feed, streams } = setup();
+    const stream = streams.open(WORKER, undefined);
+    collect(stream);
+    feed.apply({ kind: 'token', action: 'revoke', subject: 't-2', keyName: null });
+    await flush();
+    expect(stream.readableEnded).toBe(false);
+    feed.apply({ kind: 'token', action: 'revoke', subject: 't-1', keyName: null });
+    await flush();
+    expect(stream.readableEnded).toBe(true);
+    expect(feed.listeners.size).toBe(0);
+  });
+
+  it('a live resync is sent, then ends a stream a token opened (the revocation may be among the missed changes)', async () => {
+    const spiffe: Principal = Object.freeze({ id: 'spiffe://example.org/orders', type: 'spiffe', attributes: {}, admin: false });
+    const { feed, streams } = setup();
+    const byToken = streams.open(WORKER, undefined);
+    const byCertificate = streams.open(spiffe, undefined);
+    const tokenOut = collect(byToken);
+    const certificateOut = collect(byCertificate);
+    feed.resync(7);
+    await flush();
+    expect(byToken.readableEnded).toBe(true);
+    expect(tokenOut.text()).toBe('retry: 1000\n\nid: 7\nevent: resync\ndata: {"seq":7}\n\n');
+    // A certificate is not revoked through the feed: its stream goes on.
+    expect(certificateOut.text()).toBe(tokenOut.text());
+    expect(byCertificate.readableEnded).toBe(false);
+    expect(streams.size).toBe(1);
   });
 
   it('sends a keep-alive comment every keepAliveMs', async () => {
