@@ -65,6 +65,17 @@ function feedOver(store: FakeChanges, applier: RecordingApplier): DatabaseChange
   });
 }
 
+/** A started feed over an empty store, with every event it emits recorded. */
+async function startedFeed() {
+  const store = new FakeChanges();
+  const applier = new RecordingApplier();
+  const feed = feedOver(store, applier);
+  await feed.start();
+  const events: FeedEvent[] = [];
+  feed.subscribe((event) => events.push(event));
+  return { store, applier, feed, events };
+}
+
 describe('DatabaseChangeFeed', () => {
   it('starts at the current sequence and applies later changes once, in order, before telling subscribers', async () => {
     const store = new FakeChanges();
@@ -104,12 +115,7 @@ describe('DatabaseChangeFeed', () => {
   });
 
   it('changes pruned before they were read: caches are dropped and subscribers told to resync', async () => {
-    const store = new FakeChanges();
-    const applier = new RecordingApplier();
-    const feed = feedOver(store, applier);
-    await feed.start();
-    const events: FeedEvent[] = [];
-    feed.subscribe((event) => events.push(event));
+    const { store, applier, feed, events } = await startedFeed();
     store.add('key', 'a', 'a');
     store.add('key', 'b', 'b');
     store.add('key', 'c', 'c');
@@ -125,12 +131,7 @@ describe('DatabaseChangeFeed', () => {
 
   it('a change committed between the feed\'s statements is applied in order, never taken for pruned', async () => {
     for (const afterStatement of [1, 2]) {
-      const store = new FakeChanges();
-      const applier = new RecordingApplier();
-      const feed = feedOver(store, applier);
-      await feed.start();
-      const events: FeedEvent[] = [];
-      feed.subscribe((event) => events.push(event));
+      const { store, applier, feed, events } = await startedFeed();
       store.add('key', 'a', 'a');
       let statements = 0;
       store.afterRead = () => {
@@ -147,12 +148,7 @@ describe('DatabaseChangeFeed', () => {
   });
 
   it('a failed read drops every cache, and the first good read drops them again before applying what it missed', async () => {
-    const store = new FakeChanges();
-    const applier = new RecordingApplier();
-    const feed = feedOver(store, applier);
-    await feed.start();
-    const events: FeedEvent[] = [];
-    feed.subscribe((event) => events.push(event));
+    const { store, applier, feed, events } = await startedFeed();
     store.down = true;
     await feed.catchUp();
     await feed.catchUp();
