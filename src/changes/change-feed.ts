@@ -70,12 +70,14 @@ export class DatabaseChangeFeed implements ChangeFeed, ChangeBarrier {
 
   async changesSince(seq: number, limit: number): Promise<readonly Change[] | 'gap'> {
     // The sequence first: every change up to it had committed when it was read, in order and without holes, so the
-    // rows read next start at seq + 1 unless they were pruned. In the other order a commit between the two
+    // rows read next run on from seq + 1 unless some were pruned. In the other order a commit between the two
     // statements looks like a prune. An idle poll is one statement.
     const latest = await this.#options.repository.latestSeq();
     if (latest <= seq) return [];
     const changes = await this.#options.repository.since(seq, limit);
-    return changes[0]?.seq === seq + 1 ? changes : 'gap';
+    // Pruning goes by each writer's clock, not by sequence, so a hole can open after the first row too.
+    const unbroken = changes.length > 0 && changes.every((change, index) => change.seq === seq + 1 + index);
+    return unbroken ? changes : 'gap';
   }
 
   /** Reads and applies every change after the last applied one. Concurrent calls share one read and one re-read. */

@@ -34,7 +34,7 @@ export interface Change {
 
 /**
  * A replica's view of the change sequence. `resync` means the replica could not vouch for the changes in between
- * (a reconnect, or changes pruned before it read them): it dropped every cache, and so should every subscriber.
+ * (changes pruned before it read them): it dropped every cache, and so should every subscriber.
  */
 export type FeedEvent = { readonly type: 'change'; readonly change: Change } | { readonly type: 'resync'; readonly seq: number };
 

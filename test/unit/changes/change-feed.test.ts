@@ -129,22 +129,35 @@ describe('DatabaseChangeFeed', () => {
     await feed.close();
   });
 
-  it('a change committed between the feed\'s statements is applied in order, never taken for pruned', async () => {
-    for (const afterStatement of [1, 2]) {
-      const { store, applier, feed, events } = await startedFeed();
-      store.add('key', 'a', 'a');
-      let statements = 0;
-      store.afterRead = () => {
-        statements += 1;
-        if (statements === afterStatement) store.add('token', 't');
-      };
-      await feed.catchUp();
-      await feed.catchUp();
-      expect(applier.drops, `commit after statement ${afterStatement}`).toBe(0);
-      expect(applier.applied).toEqual([1, 2]);
-      expect(events.map((event) => event.type)).toEqual(['change', 'change']);
-      await feed.close();
-    }
+  it.each([0, 1])('with %i change(s) waiting, one committed after the feed\'s first statement is applied in order, never taken for pruned', async (waiting) => {
+    const { store, applier, feed, events } = await startedFeed();
+    for (let index = 0; index < waiting; index += 1) store.add('key', `k${index}`, `k${index}`);
+    let statements = 0;
+    store.afterRead = () => {
+      statements += 1;
+      if (statements === 1) store.add('token', 't');
+    };
+    await feed.catchUp();
+    await feed.catchUp();
+    expect(applier.drops).toBe(0);
+    expect(applier.applied).toEqual(Array.from({ length: waiting + 1 }, (_, index) => index + 1));
+    expect(events.every((event) => event.type === 'change')).toBe(true);
+    await feed.close();
+  });
+
+  it('a hole after the first row, or no rows left at all, is a gap', async () => {
+    const { store, feed } = await startedFeed();
+    store.add('key', 'a', 'a');
+    store.add('key', 'b', 'b');
+    store.add('key', 'c', 'c');
+    // Pruning goes by each writer's clock, so a later change can be older than an earlier one.
+    store.rows = store.rows.filter((row) => row.seq !== 2);
+    expect(await feed.changesSince(0, 10)).toBe('gap');
+    expect(await feed.changesSince(2, 10)).toHaveLength(1);
+    store.rows = [];
+    expect(await feed.changesSince(2, 10)).toBe('gap');
+    expect(await feed.changesSince(3, 10)).toEqual([]);
+    await feed.close();
   });
 
   it('a failed read drops every cache, and the first good read drops them again before applying what it missed', async () => {
