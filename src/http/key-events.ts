@@ -151,7 +151,7 @@ class KeyEventStream {
       }
       this.#resync(event.seq);
       // The changes this replica missed may have revoked the token that opened the stream: it must authenticate
-      // again to go on. The client reconnects from the resync's id, so it is not told to resync twice.
+      // again to go on. The client reconnects from the resync's id, and the changes after it are still kept.
       if (this.#principal.attributes.tokenId !== undefined) this.end();
     });
   }

@@ -8,10 +8,11 @@ const DESCRIPTION = [
   'Server-Sent Events of key-state changes, for clients that cache data keys.',
   '`key` events (data: the KeyEventData schema) name a key the caller may use (datakey, encrypt, decrypt, rewrap or keys:read)',
   'that was rotated, disabled, enabled, updated, scheduled for deletion or destroyed: drop its cached data keys.',
-  '`resync` events (data: the ResyncEventData schema) mean drop every cached data key: a policy changed, or the changes since',
-  'Last-Event-ID are no longer kept. Each event id is the change sequence. A `: keep-alive` comment comes every 15 s;',
-  'the stream ends after 10 minutes, when the token that opened it is revoked, or after a resync that may have hidden',
-  'such a revocation: reconnect with Last-Event-ID.',
+  '`resync` events (data: the ResyncEventData schema) mean drop every cached data key: a policy changed, or changes were',
+  'missed (since Last-Event-ID, or by this replica) and are no longer kept. Each event id is the change sequence.',
+  'A `: keep-alive` comment comes every 15 s; the stream ends after 10 minutes, when the token that opened it is revoked,',
+  'and, for a stream opened with an API token, right after a `resync` for changes this replica missed (they may include',
+  'that revocation): reconnect with Last-Event-ID.',
   'A caller allowed no key gets a stream without key events.',
 ].join(' ');
 

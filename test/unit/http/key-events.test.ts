@@ -98,9 +98,12 @@ describe('KeyEventStreams', () => {
     feed.apply({ kind: 'key', action: 'rotate', subject: 'id-o', keyName: 'orders' });
     feed.apply({ kind: 'key', action: 'rotate', subject: 'id-o', keyName: 'orders' });
     feed.prunedThrough = 2;
-    const out = collect(streams.open(WORKER, 1));
+    const stream = streams.open(WORKER, 1);
+    const out = collect(stream);
     await flush();
     expect(out.text()).toContain('id: 2\nevent: resync\ndata: {"seq":2}\n\n');
+    // Unlike a live resync, this one ends nothing: the token has just been checked, and a reconnect must settle.
+    expect(stream.readableEnded).toBe(false);
   });
 
   it('ends the stream a token opened when the token is revoked, and not for another token', async () => {
