@@ -118,6 +118,17 @@ export interface ApiResponse {
   readonly text: string;
 }
 
+/**
+ * Returns once the app's change feed has applied every change committed before the call. A stream opened after it
+ * then gets no late event for the set-up's writes, on which an SDK would purge the cache a test is counting on.
+ */
+export async function changesApplied(t: TestApp): Promise<void> {
+  const feed = t.app.keyhold.changeFeed;
+  await feed.catchUp();
+  const pending = await feed.changesSince(feed.appliedSeq, 1);
+  if (pending === 'gap' || pending.length > 0) throw new Error('The change feed did not apply the changes committed so far');
+}
+
 export const TEST_ROOT_KEY = Buffer.alloc(32, 7).toString('base64');
 
 export async function buildTestApp(

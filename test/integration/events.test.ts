@@ -4,7 +4,7 @@ import { afterEach, beforeEach, expect, it, vi } from 'vitest';
 import { UnavailableError } from '../../src/errors.js';
 import { KeyEventData, ResyncEventData } from '../../src/http/schemas.js';
 import { auditRecords, createKey, issueToken, putPolicy } from '../helpers/audit.js';
-import { buildTestApp, describeEachDatabase, TEST_ADMIN_TOKEN, type TestApp } from '../helpers/app.js';
+import { buildTestApp, changesApplied, describeEachDatabase, TEST_ADMIN_TOKEN, type TestApp } from '../helpers/app.js';
 import { expectProblem } from '../helpers/expect-problem.js';
 
 /**
@@ -119,18 +119,6 @@ describeEachDatabase('GET /v1/events', (kind) => {
 
   const keyEvents = (subscriber: Subscriber) => subscriber.events.filter((event) => event.event === 'key');
 
-  /** Waits until the feed has applied every change of the set-up, so that none of them arrives on a new stream. */
-  async function settled(): Promise<void> {
-    const { changes } = t.app.keyhold.services;
-    const deadline = Date.now() + WAIT_MS;
-    for (;;) {
-      const pending = await changes.changesSince(changes.appliedSeq, 1);
-      if (pending !== 'gap' && pending.length === 0) return;
-      if (Date.now() > deadline) throw new Error('The change feed did not catch up');
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-  }
-
   it('opens a text/event-stream at once, before any change, with no-store caching', async () => {
     const subscriber = await subscribe(TEST_ADMIN_TOKEN);
     expect(subscriber.status).toBe(200);
@@ -151,7 +139,7 @@ describeEachDatabase('GET /v1/events', (kind) => {
     await createKey(t, 'orders');
     await createKey(t, 'billing');
     const ordersToken = await workload('orders-reader', ['orders']);
-    await settled();
+    await changesApplied(t);
     const orders = await subscribe(ordersToken);
     const everything = await subscribe(TEST_ADMIN_TOKEN);
 
@@ -169,7 +157,7 @@ describeEachDatabase('GET /v1/events', (kind) => {
   it('keys:read alone is enough to see a key\'s events', async () => {
     await createKey(t, 'orders');
     const readerToken = await workload('auditor', ['orders'], ['keys:read']);
-    await settled();
+    await changesApplied(t);
     const reader = await subscribe(readerToken);
     await admin('/v1/keys/orders/rotate');
     await until(() => `the rotation (received ${JSON.stringify(reader.events)})`, () => keyEvents(reader).length === 1);
@@ -179,7 +167,7 @@ describeEachDatabase('GET /v1/events', (kind) => {
   it('a workload allowed no key gets an open stream with no key events, not a 403', async () => {
     await createKey(t, 'orders');
     const nobodyToken = await workload('nobody', []);
-    await settled();
+    await changesApplied(t);
     const nobody = await subscribe(nobodyToken);
     const everything = await subscribe(TEST_ADMIN_TOKEN);
     expect(nobody.status).toBe(200);
@@ -192,7 +180,7 @@ describeEachDatabase('GET /v1/events', (kind) => {
 
   it('a policy change reaches every subscriber as resync, since what each may use has changed', async () => {
     const workerToken = await workload('worker', ['orders']);
-    await settled();
+    await changesApplied(t);
     const workloadStream = await subscribe(workerToken);
     const adminStream = await subscribe(TEST_ADMIN_TOKEN);
     await putPolicy(t, 'unrelated', [{ effect: 'allow', principals: ['token:someone'], actions: ['decrypt'], keys: ['x'] }]);
@@ -207,7 +195,7 @@ describeEachDatabase('GET /v1/events', (kind) => {
     await createKey(t, 'orders');
     await createKey(t, 'billing');
     const token = await workload('worker', ['orders']);
-    await settled();
+    await changesApplied(t);
     const first = await subscribe(token);
     await admin('/v1/keys/orders/disable');
     const seen = await until(() => `the first event (received ${JSON.stringify(first.events)})`, () => keyEvents(first)[0]);

@@ -1,6 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import { afterEach, beforeEach, expect, it } from 'vitest';
-import { buildTestApp, describeEachDatabase, type TestApp } from '../../../test/helpers/app.js';
+import { buildTestApp, changesApplied, describeEachDatabase, type TestApp } from '../../../test/helpers/app.js';
 import { apiToken, createClient, ServiceError, type ClientOptions, type KeyholdClient } from '../../src/index.js';
 
 /**
@@ -52,21 +52,6 @@ describeEachDatabase('revocation reaches the SDK cache', (kind) => {
     }
   }
 
-  /**
-   * Waits until the service's change feed has applied every change so far (the set-up's policy write included), so
-   * that a late event for the set-up does not purge the cache in the middle of a test.
-   */
-  async function feedCaughtUp(): Promise<void> {
-    const { changes } = t.app.keyhold.services;
-    const deadline = Date.now() + POLL_BOUND_MS;
-    for (;;) {
-      const pending = await changes.changesSince(changes.appliedSeq, 1);
-      if (pending !== 'gap' && pending.length === 0) return;
-      if (Date.now() > deadline) throw new Error('The change feed did not catch up');
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-  }
-
   beforeEach(async () => {
     t = await buildTestApp(kind);
     await t.app.listen({ port: 0, host: '127.0.0.1' });
@@ -76,7 +61,8 @@ describeEachDatabase('revocation reaches the SDK cache', (kind) => {
     await admin('PUT', '/v1/policies/worker', {
       statements: [{ effect: 'allow', principals: ['token:worker'], actions: ['datakey', 'decrypt'], keys: ['orders'] }],
     });
-    await feedCaughtUp();
+    // A late event for these writes would purge the cache the tests count on.
+    await changesApplied(t);
   });
 
   afterEach(async () => {
