@@ -1,16 +1,12 @@
 import { Readable } from 'node:stream';
 import type { Change, ChangeFeed, FeedEvent } from '../changes/change.js';
 import type { Principal } from '../identity/principal.js';
-import type { Action } from '../policy/actions.js';
 import type { Authorizer } from '../policy/authorizer.js';
 import type { KeyEventData, ResyncEventData } from './schemas.js';
 
-/** A principal sees a key's events when it may do any of these to the key: what an SDK caches or shows. */
-export const KEY_EVENT_ACTIONS: readonly Action[] = ['datakey', 'encrypt', 'decrypt', 'rewrap', 'keys:read'];
-
 export interface KeyEventStreamsOptions {
   readonly feed: ChangeFeed;
-  readonly authorizer: Pick<Authorizer, 'isAllowed'>;
+  readonly authorizer: Pick<Authorizer, 'mayEverUseKey'>;
   /**
    * Brings the policy snapshot up to date before an event is filtered, as the authentication hook does before a
    * request: a stream outlives many policy TTLs.
@@ -187,7 +183,8 @@ class KeyEventStream {
     this.#handledSeq = change.seq;
     switch (change.kind) {
       case 'key':
-        if (change.keyName !== null && this.#mayUse(change.keyName)) {
+        // Every key the caller could use in some context: a grant conditioned on the context counts.
+        if (change.keyName !== null && this.#options.authorizer.mayEverUseKey(this.#principal, change.keyName)) {
           const data: KeyEventData = { seq: change.seq, keyName: change.keyName, action: change.action, at: change.at.toISOString() };
           this.#send(change.seq, 'key', data);
         }
@@ -208,11 +205,6 @@ class KeyEventStream {
     this.#handledSeq = Math.max(this.#handledSeq, seq);
     const data: ResyncEventData = { seq: this.#handledSeq };
     this.#send(this.#handledSeq, 'resync', data);
-  }
-
-  #mayUse(keyName: string): boolean {
-    const { authorizer } = this.#options;
-    return KEY_EVENT_ACTIONS.some((action) => authorizer.isAllowed(this.#principal, action, { keyName }));
   }
 
   #send(seq: number, type: 'key' | 'resync', data: KeyEventData | ResyncEventData): void {

@@ -184,6 +184,22 @@ export class CryptoService {
   }
 
   /**
+   * A ciphertext names its key, and the caller chose the ciphertext: a caller that may not use that key in any
+   * context is refused as for a ciphertext of no key at all, so it learns neither the key's name nor that it exists.
+   * The denial is still noted in its audit trail.
+   */
+  #authorizeDecrypt(caller: Caller, keyName: string, context: EncryptionContext | undefined): void {
+    try {
+      this.#authorizer.authorize(caller, 'decrypt', { keyName }, context);
+    } catch (error) {
+      if (error instanceof KeyholdError && error.code === 'KH_ERR_FORBIDDEN' && !this.#authorizer.mayEverUseKey(caller.principal, keyName)) {
+        throw new DecryptionFailedError();
+      }
+      throw error;
+    }
+  }
+
+  /**
    * Runs `use` with the key's primary version, synchronously right after checking that its material is intact: an
    * entry evicted (and zeroed) by a concurrent write or refresh while the cache answered is fetched again, a few
    * times at most.
@@ -218,7 +234,7 @@ export class CryptoService {
       if (cached === undefined) throw new DecryptionFailedError();
       if (expectedKeyName !== undefined && cached.key.name !== expectedKeyName) throw new DecryptionFailedError();
       // Authorise against the key the ciphertext names, never only the one in the URL.
-      this.#authorizer.authorize(caller, 'decrypt', { keyName: cached.key.name }, context);
+      this.#authorizeDecrypt(caller, cached.key.name, context);
       caller.trail.usedKey(cached.key.id, cached.key.name, parsed.keyVersion);
       if (checkCanDecrypt(cached.key, parsed.keyVersion, this.#clock.now()) === 'unknown-version') {
         // Another replica may have rotated after this one cached the key, and the change feed not yet told it.

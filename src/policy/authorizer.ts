@@ -3,7 +3,7 @@ import type { EncryptionContext } from '../crypto/encryption-context.js';
 import type { Caller } from '../audit/trail.js';
 import type { Principal } from '../identity/principal.js';
 import type { Action, Resource } from './actions.js';
-import { ADMIN_DECISION, evaluate, type Decision, type PolicySet } from './evaluate.js';
+import { ADMIN_DECISION, evaluate, mayEverUseKey, type Decision, type PolicySet } from './evaluate.js';
 
 /**
  * The one seam every authorisation decision goes through. Services call it before they act, with the resource the
@@ -17,6 +17,11 @@ export interface Authorizer {
   authorize(caller: Caller, action: Action, resource: Resource, context?: EncryptionContext): Decision;
   /** Whether the principal may act, without throwing: for filtering lists. */
   isAllowed(principal: Principal, action: Action, resource: Resource): boolean;
+  /**
+   * Whether the principal may use the key for anything, in some encryption context: what decides which key events it
+   * sees and whether it may learn that the key exists. The request path's decisions agree with it by construction.
+   */
+  mayEverUseKey(principal: Principal, keyName: string): boolean;
 }
 
 /** The 403 names the action and the key, never a policy or its text. */
@@ -46,5 +51,9 @@ export class PolicyAuthorizer implements Authorizer {
 
   isAllowed(principal: Principal, action: Action, resource: Resource): boolean {
     return principal.admin || evaluate(this.#policies(), principal, action, resource, undefined).allowed;
+  }
+
+  mayEverUseKey(principal: Principal, keyName: string): boolean {
+    return principal.admin || mayEverUseKey(this.#policies(), principal, keyName);
   }
 }

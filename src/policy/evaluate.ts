@@ -2,7 +2,14 @@ import type { EncryptionContext } from '../crypto/encryption-context.js';
 import type { Principal } from '../identity/principal.js';
 import { ACTIONS, KEY_ACTIONS, type Action, type Resource } from './actions.js';
 import { matchGlob } from './glob.js';
-import { contextConditionsHold, principalConditionsHold, type CompiledPolicy, type CompiledStatement, type Effect } from './policy.js';
+import {
+  contextConditionsHold,
+  principalConditionsHold,
+  requiredContext,
+  type CompiledPolicy,
+  type CompiledStatement,
+  type Effect,
+} from './policy.js';
 
 /** A statement that decided (or took part in) a decision. */
 export interface MatchedStatement {
@@ -74,14 +81,8 @@ export class PolicySet {
 
 export const EMPTY_POLICY_SET = new PolicySet([]);
 
-/** Whether a statement that names the principal applies to this action, resource and context. */
-function statementApplies(
-  statement: CompiledStatement,
-  principal: Principal,
-  action: Action,
-  resource: Resource,
-  context: EncryptionContext | undefined,
-): boolean {
+/** Whether a statement that names the principal applies to this action and resource, whatever the context. */
+function appliesToResource(statement: CompiledStatement, principal: Principal, action: Action, resource: Resource): boolean {
   if (KEY_ACTIONS.has(action)) {
     const keyName = resource.keyName;
     if (keyName === undefined) return false;
@@ -90,7 +91,18 @@ function statementApplies(
     // A grant scoped to some keys never reaches tokens, policies or the audit log.
     return false;
   }
-  return principalConditionsHold(statement, principal) && contextConditionsHold(statement, context, principal);
+  return principalConditionsHold(statement, principal);
+}
+
+/** Whether a statement that names the principal applies to this action, resource and context. */
+function statementApplies(
+  statement: CompiledStatement,
+  principal: Principal,
+  action: Action,
+  resource: Resource,
+  context: EncryptionContext | undefined,
+): boolean {
+  return appliesToResource(statement, principal, action, resource) && contextConditionsHold(statement, context, principal);
 }
 
 function matchedOf(statement: CompiledStatement): MatchedStatement {
@@ -122,4 +134,50 @@ export function evaluate(
   if (denies.length > 0) return { allowed: false, reason: 'explicit-deny', matched: denies };
   if (allows.length > 0) return { allowed: true, reason: 'allowed', matched: allows };
   return IMPLICIT_DENY;
+}
+
+/** The actions whose requests carry an encryption context; every other action is evaluated without one. */
+const CONTEXT_ACTIONS: ReadonlySet<Action> = new Set<Action>(['datakey', 'encrypt', 'decrypt', 'rewrap']);
+
+/** Whether every pair of `subset` is in `context`. */
+function holdsAll(context: ReadonlyMap<string, string>, subset: ReadonlyMap<string, string>): boolean {
+  for (const [key, value] of subset) if (context.get(key) !== value) return false;
+  return true;
+}
+
+/**
+ * Whether some request of this principal could be allowed `action` on the resource, in any encryption context:
+ * exactly whether a context C exists for which {@link evaluate} allows. An allow holds in the least context that
+ * meets its conditions (its required pairs) and in every larger one; a deny applies to a context that holds all its
+ * pairs. A larger context only brings in more denies, so an allow is usable in some context if and only if no
+ * applicable deny requires a subset of its pairs (an unconditional deny requires none). Admins are not evaluated
+ * here.
+ */
+export function allowedInSomeContext(policies: PolicySet, principal: Principal, action: Action, resource: Resource): boolean {
+  if (!CONTEXT_ACTIONS.has(action)) return evaluate(policies, principal, action, resource, undefined).allowed;
+  const statements = policies.statementsNaming(principal, action).filter((statement) =>
+    appliesToResource(statement, principal, action, resource),
+  );
+  const denies: ReadonlyMap<string, string>[] = [];
+  for (const statement of statements) {
+    if (statement.effect !== 'deny') continue;
+    const required = requiredContext(statement, principal);
+    if (required !== undefined) denies.push(required);
+  }
+  return statements.some((statement) => {
+    if (statement.effect !== 'allow') return false;
+    const required = requiredContext(statement, principal);
+    return required !== undefined && !denies.some((deny) => holdsAll(required, deny));
+  });
+}
+
+/**
+ * What using a key means: a principal that may do any of these to a key, in some context, uses it. It sees the
+ * key's events (an SDK caches or shows what these give it), and may learn that the key exists.
+ */
+export const KEY_USE_ACTIONS: readonly Action[] = ['datakey', 'encrypt', 'decrypt', 'rewrap', 'keys:read'];
+
+/** Whether the principal may ever use the key: {@link allowedInSomeContext} for any of {@link KEY_USE_ACTIONS}. */
+export function mayEverUseKey(policies: PolicySet, principal: Principal, keyName: string): boolean {
+  return KEY_USE_ACTIONS.some((action) => allowedInSomeContext(policies, principal, action, { keyName }));
 }

@@ -147,6 +147,20 @@ export function principalConditionsHold(statement: CompiledStatement, principal:
   return true;
 }
 
+/**
+ * The context pairs a statement requires, with variables taken from the principal: the least context under which its
+ * context conditions hold. Undefined when the principal lacks a variable's attribute, so that no context satisfies it.
+ */
+export function requiredContext(statement: CompiledStatement, principal: Principal): ReadonlyMap<string, string> | undefined {
+  const required = new Map<string, string>();
+  for (const [key, parts] of statement.context) {
+    const expected = substitute(parts, principal);
+    if (expected === undefined) return undefined;
+    required.set(key, expected);
+  }
+  return required;
+}
+
 /** Whether the request context holds every required entry, with variables taken from the principal. */
 export function contextConditionsHold(
   statement: CompiledStatement,

@@ -433,14 +433,22 @@ describeEachDatabase('access policies', (kind) => {
       it.each<[string, string, string, () => Record<string, unknown>]>([
         ['datakey', 'datakey', '/v1/keys/b-key/datakey', () => ({})],
         ['encrypt', 'encrypt', '/v1/keys/b-key/encrypt', () => ({ plaintext: SECRET })],
-        ['decrypt with the key named', 'decrypt', '/v1/keys/b-key/decrypt', () => ({ ciphertext: bCiphertext })],
-        ['decrypt with no key named', 'decrypt', '/v1/decrypt', () => ({ ciphertext: bCiphertext })],
         ['rewrap its own ciphertext into b-key', 'rewrap', '/v1/keys/b-key/rewrap', () => ({ ciphertext: aCiphertext })],
-        ['rewrap B\'s ciphertext into its own key', 'decrypt', '/v1/keys/a-key/rewrap', () => ({ ciphertext: bCiphertext })],
       ])('A is refused %s on b-key with 403 KH_ERR_FORBIDDEN naming %s and b-key', async (_label, action, url, body) => {
         const response = await t.call('POST', url, body(), a.token);
         expectProblem(response, 403, 'KH_ERR_FORBIDDEN');
         expect(response.body.detail).toBe(`Not allowed to ${action} on key "b-key"`);
+      });
+
+      // A ciphertext names its key: a caller that may not use that key learns neither its name nor its existence.
+      it.each<[string, string, () => Record<string, unknown>]>([
+        ['decrypt with the key named', '/v1/keys/b-key/decrypt', () => ({ ciphertext: bCiphertext })],
+        ['decrypt with no key named', '/v1/decrypt', () => ({ ciphertext: bCiphertext })],
+        ['rewrap B\'s ciphertext into its own key', '/v1/keys/a-key/rewrap', () => ({ ciphertext: bCiphertext })],
+      ])('A is refused %s as a ciphertext of no key: 400 KH_ERR_DECRYPTION_FAILED', async (_label, url, body) => {
+        const response = await t.call('POST', url, body(), a.token);
+        expectProblem(response, 400, 'KH_ERR_DECRYPTION_FAILED');
+        expect(response.text).not.toContain('b-key');
       });
 
       it.each<[string, string, () => Record<string, unknown>]>([
@@ -458,16 +466,17 @@ describeEachDatabase('access policies', (kind) => {
         expect(response.text).not.toContain(SECRET);
       });
 
-      it('a batch decrypt of B\'s ciphertext is refused 403 for that item', async () => {
+      it('a batch decrypt of B\'s ciphertext fails for that item as a ciphertext of no key', async () => {
         const items = [{ op: 'decrypt', ciphertext: aCiphertext }, { op: 'decrypt', ciphertext: bCiphertext }];
         const response = await t.call('POST', '/v1/batch', { items }, a.token);
         expect(response.status).toBe(207);
         expect(response.body.results[0].status).toBe(200);
-        expect(response.body.results[1]).toMatchObject({ status: 403, problem: { code: 'KH_ERR_FORBIDDEN' } });
+        expect(response.body.results[1]).toMatchObject({ status: 400, problem: { code: 'KH_ERR_DECRYPTION_FAILED' } });
+        expect(response.text).not.toContain('b-key');
       });
 
       it('a 403 names neither the policies nor their statements', async () => {
-        const response = await t.call('POST', '/v1/decrypt', { ciphertext: bCiphertext }, a.token);
+        const response = await t.call('POST', '/v1/keys/b-key/datakey', {}, a.token);
         expect(response.status).toBe(403);
         expect(response.text).not.toMatch(/workload-a|workload-b|a-crypto|b-crypto|a-\*|b-\*|token:b|statement|policy/i);
       });

@@ -87,14 +87,40 @@ describeEachDatabase('workload isolation', (kind) => {
     expect(response.body.detail).toBe(`Not allowed to ${action} on key "team-b-orders"`);
   });
 
-  it("refuses workload A decrypt and rewrap of workload B's ciphertext, whatever the URL names", async () => {
+  it("refuses workload A decrypt and rewrap of workload B's ciphertext as if the key did not exist, whatever the URL names", async () => {
     const ciphertext = (await t.call('POST', '/v1/keys/team-b-orders/datakey', {}, b)).body.ciphertext as string;
-    for (const url of ['/v1/decrypt', '/v1/keys/team-b-orders/decrypt']) {
-      const response = await t.call('POST', url, { ciphertext }, a);
-      expectProblem(response, 403, 'KH_ERR_FORBIDDEN');
-      expect(response.body.detail).toBe('Not allowed to decrypt on key "team-b-orders"');
+    // The same ciphertext with another key id: what a caller sees for a key that does not exist.
+    const bytes = Buffer.from(ciphertext.slice('kh1:'.length), 'base64url');
+    bytes.fill(0x5a, 1, 17);
+    const unknownKey = await t.call('POST', '/v1/decrypt', { ciphertext: `kh1:${bytes.toString('base64url')}` }, a);
+    expectProblem(unknownKey, 400, 'KH_ERR_DECRYPTION_FAILED');
+    for (const [url, body] of [
+      ['/v1/decrypt', { ciphertext }],
+      ['/v1/keys/team-b-orders/decrypt', { ciphertext }],
+      ['/v1/keys/team-a-orders/rewrap', { ciphertext }],
+    ] as const) {
+      const response = await t.call('POST', url, body, a);
+      expectProblem(response, 400, 'KH_ERR_DECRYPTION_FAILED');
+      expect({ ...response.body, requestId: undefined }).toEqual({ ...unknownKey.body, requestId: undefined });
+      expect(response.text).not.toContain('team-b');
     }
-    expectProblem(await t.call('POST', '/v1/keys/team-a-orders/rewrap', { ciphertext }, a), 403, 'KH_ERR_FORBIDDEN');
+    const batch = await t.call('POST', '/v1/batch', { items: [{ op: 'decrypt', ciphertext }] }, a);
+    expect(batch.body.results[0].problem).toMatchObject({ status: 400, code: 'KH_ERR_DECRYPTION_FAILED' });
+    expect(batch.text).not.toContain('team-b');
+    // The audit log, for those who may read it, still says what happened: a denial on B's key.
+    const audit = await t.call('GET', '/v1/audit?key=team-b-orders&outcome=KH_ERR_DECRYPTION_FAILED');
+    expect(audit.body.records.length).toBeGreaterThanOrEqual(3);
+    for (const record of audit.body.records) expect(record).toMatchObject({ principalId: 'k8s:team-a:api', action: 'decrypt', decision: 'deny' });
+  });
+
+  it('still answers 403 naming the key to a workload that may use it in another context', async () => {
+    expect((await t.call('PUT', '/v1/policies/team-a-tenant', {
+      statements: [{ effect: 'allow', principals: ['k8s:team-a:*'], actions: ['decrypt'], keys: ['team-b-orders'], conditions: { context: { tenant: 'a' } } }],
+    })).status).toBe(201);
+    const ciphertext = (await t.call('POST', '/v1/keys/team-b-orders/datakey', { context: { tenant: 'b' } }, b)).body.ciphertext as string;
+    const response = await t.call('POST', '/v1/decrypt', { ciphertext, context: { tenant: 'b' } }, a);
+    expectProblem(response, 403, 'KH_ERR_FORBIDDEN');
+    expect(response.body.detail).toBe('Not allowed to decrypt on key "team-b-orders"');
   });
 
   it("refuses workload A rewrap into workload B's key", async () => {

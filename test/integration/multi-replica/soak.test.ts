@@ -110,9 +110,11 @@ describe.runIf(DATABASE_KINDS.includes('postgres'))('soak across three replicas 
       refusals.push(() => {
         const code = response.body?.code as string | undefined;
         const window = [started - EFFECT_WINDOW_MS, answered] as const;
+        // A caller denied every use of a key is refused its ciphertexts as ciphertexts of no key (400), other calls 403.
+        const deniedCode = op === 'decrypt' ? 'KH_ERR_DECRYPTION_FAILED' : 'KH_ERR_FORBIDDEN';
         const explained =
-          response.status === 403
-            ? code === 'KH_ERR_FORBIDDEN' && key === GUARDED_KEY && denied.during(...window).includes(true)
+          response.status === 403 || (op === 'decrypt' && response.status === 400)
+            ? code === deniedCode && key === GUARDED_KEY && denied.during(...window).includes(true)
             : response.status === 409 && code !== undefined && explainsRefusal(code, keys.get(key)!.during(...window), version);
         if (explained) count(`${op} refused ${code}`);
         else {

@@ -42,7 +42,7 @@ function setup(options: Partial<KeyEventStreamsOptions> = {}) {
   const feed = new FakeFeed();
   const streams = new KeyEventStreams({
     feed,
-    authorizer: { isAllowed: (principal, action, resource) => principal.admin || (resource.keyName === 'orders' && action === 'decrypt') },
+    authorizer: { mayEverUseKey: (principal, keyName) => principal.admin || keyName === 'orders' },
     refreshPolicies: () => undefined,
     ...options,
   });
