@@ -26,7 +26,8 @@ const CATCH_UP_BATCH = 500;
 const LISTEN_RETRY_MS = 1000;
 
 /**
- * Applies other replicas' writes to this replica's caches. PostgreSQL `NOTIFY` makes it prompt; reading the
+ * Applies other replicas' writes to this replica's caches. PostgreSQL `NOTIFY` makes it prompt (on SQLite, a
+ * commit in this process); reading the
  * sequence every `pollIntervalMs` makes it certain, since a notification can be lost with its connection. Reads
  * are single-flight and strictly in sequence order.
  *
@@ -43,6 +44,7 @@ export class DatabaseChangeFeed implements ChangeFeed, ChangeBarrier {
   #pollTimer: NodeJS.Timeout | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
   #connection: pg.Client | undefined;
+  #stopLocalCommits: () => void = () => undefined;
   /** True after a failed read: the next successful one starts by dropping every cache. */
   #lostTrack = false;
   #closed = false;
@@ -59,6 +61,7 @@ export class DatabaseChangeFeed implements ChangeFeed, ChangeBarrier {
   async start(): Promise<void> {
     this.#appliedSeq = await this.#options.repository.latestSeq();
     if (this.#options.repository.postgres) await this.#listen(false);
+    else this.#stopLocalCommits = this.#options.repository.onLocalCommit(() => void this.catchUp());
     this.#pollTimer = setInterval(() => void this.catchUp(), this.#options.pollIntervalMs);
     this.#pollTimer.unref();
   }
@@ -117,6 +120,7 @@ export class DatabaseChangeFeed implements ChangeFeed, ChangeBarrier {
 
   async close(): Promise<void> {
     this.#closed = true;
+    this.#stopLocalCommits();
     clearInterval(this.#pollTimer);
     clearTimeout(this.#retryTimer);
     this.#listeners.clear();

@@ -34,6 +34,17 @@ function toChange(row: ChangeRow): Change {
 }
 
 /**
+ * SQLite has no NOTIFY. A store on it serves one process (a single node), so a commit that recorded a change wakes
+ * that process's feeds on the same file directly, and they need not wait for their next poll.
+ */
+const sqliteCommitListeners = new Map<string, Set<() => void>>();
+
+function sqliteFileOf(client: Knex.Client): string {
+  const connection = client.config.connection as { filename?: string } | undefined;
+  return connection?.filename ?? '';
+}
+
+/**
  * Records a change inside the writer's transaction. Call it as the transaction's last statement: it locks the one
  * sequence row until commit, which is what makes sequence order commit order. The NOTIFY is delivered at commit,
  * and not at all on rollback.
@@ -57,7 +68,19 @@ export async function recordChange(trx: Knex.Transaction, change: NewChange): Pr
     key_name: change.keyName ?? null,
     at: change.at.getTime(),
   });
-  if (postgres) await trx.raw('SELECT pg_notify(?, ?)', [CHANGE_CHANNEL, String(seq)]);
+  if (postgres) {
+    await trx.raw('SELECT pg_notify(?, ?)', [CHANGE_CHANNEL, String(seq)]);
+  } else {
+    const listeners = sqliteCommitListeners.get(sqliteFileOf(trx.client));
+    if (listeners !== undefined) {
+      void trx.executionPromise.then(
+        () => {
+          for (const listener of listeners) listener();
+        },
+        () => undefined,
+      );
+    }
+  }
   return seq;
 }
 
@@ -72,6 +95,27 @@ export class ChangeRepository {
   async latestSeq(): Promise<number> {
     const row = (await this.db('change_sequence').where({ id: 1 }).first('value')) as { value: number | string } | undefined;
     return Number(row?.value ?? 0);
+  }
+
+  /**
+   * On SQLite, calls `listener` after each commit in this process that recorded a change in this store; on PostgreSQL
+   * LISTEN does that. Returns the unsubscribe.
+   */
+  onLocalCommit(listener: () => void): () => void {
+    if (this.postgres) return () => undefined;
+    const file = sqliteFileOf(this.db.client as Knex.Client);
+    let listeners = sqliteCommitListeners.get(file);
+    if (listeners === undefined) {
+      listeners = new Set();
+      sqliteCommitListeners.set(file, listeners);
+    }
+    const added = listeners;
+    const entry = () => listener();
+    added.add(entry);
+    return () => {
+      added.delete(entry);
+      if (added.size === 0 && sqliteCommitListeners.get(file) === added) sqliteCommitListeners.delete(file);
+    };
   }
 
   /** The changes after `seq`, oldest first. */

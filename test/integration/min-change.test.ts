@@ -1,12 +1,14 @@
 import { afterEach, beforeEach, expect, it, vi } from 'vitest';
+import { ChangeRepository } from '../../src/changes/change-repository.js';
 import { MIN_CHANGE_WAIT_MS, MIN_CHANGE_HEADER } from '../../src/http/min-change.js';
 import { buildReplicaPair, describeEachDatabase, type ReplicaPair, TEST_ADMIN_TOKEN, type ApiResponse, type TestApp } from '../helpers/app.js';
 import { expectProblem } from '../helpers/expect-problem.js';
 
 /**
  * Two replicas over one store, as in change-feed.test.ts: B learns of A's writes only through its feed. The poll
- * interval is beyond the test, so on SQLite only `Keyhold-Min-Change` makes B catch up; on PostgreSQL a NOTIFY may
- * get there first, so the tests that need B behind run on SQLite, and the refusals hold on both.
+ * interval is beyond the test, and on SQLite the replicas are not woken by each other's commits (as replicas in
+ * separate processes are not), so there only `Keyhold-Min-Change` makes B catch up; on PostgreSQL a NOTIFY may get
+ * there first, so the tests that need B behind run on SQLite, and the refusals hold on both.
  */
 describeEachDatabase('Keyhold-Min-Change', (kind) => {
   let pair: ReplicaPair;
@@ -14,6 +16,7 @@ describeEachDatabase('Keyhold-Min-Change', (kind) => {
   let b: TestApp;
 
   beforeEach(async () => {
+    vi.spyOn(ChangeRepository.prototype, 'onLocalCommit').mockReturnValue(() => undefined);
     pair = await buildReplicaPair(kind);
     ({ a, b } = pair);
   });

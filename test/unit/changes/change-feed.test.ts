@@ -1,5 +1,5 @@
 import pino from 'pino';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { Change, FeedEvent } from '../../../src/changes/change.js';
 import { DatabaseChangeFeed, type ChangeApplier } from '../../../src/changes/change-feed.js';
 import type { ChangeRepository } from '../../../src/changes/change-repository.js';
@@ -12,6 +12,9 @@ class FakeChanges {
   down = false;
   /** Runs after each read has taken its result, as a commit by another replica between two statements would. */
   afterRead: (() => void) | undefined;
+
+  /** What the feed subscribed for commits in this process (SQLite). */
+  localCommit: (() => void) | undefined;
 
   add(kind: Change['kind'], subject: string, keyName: string | null = null): Change {
     this.latest += 1;
@@ -39,6 +42,10 @@ class FakeChanges {
         return read(this.rows.filter((row) => row.seq > seq).slice(0, limit));
       },
       pruneBefore: async () => 0,
+      onLocalCommit: (listener: () => void) => {
+        this.localCommit = listener;
+        return () => (this.localCommit = undefined);
+      },
     } as unknown as ChangeRepository;
   }
 }
@@ -195,6 +202,17 @@ describe('DatabaseChangeFeed', () => {
     expect(seen).toEqual([1]);
     expect(feed.appliedSeq).toBe(2);
     await feed.close();
+  });
+});
+
+describe('DatabaseChangeFeed on SQLite', () => {
+  it('reads at once when a commit in this process recorded a change, without waiting for the poll, and stops on close', async () => {
+    const { store, applier, feed } = await startedFeed();
+    store.add('key', 'k1');
+    store.localCommit?.();
+    await vi.waitFor(() => expect(applier.applied).toEqual([1]));
+    await feed.close();
+    expect(store.localCommit).toBeUndefined();
   });
 });
 
