@@ -43,7 +43,7 @@ export class PolicySet {
     for (const policy of policies) {
       for (const statement of policy.statements) {
         for (const action of ACTIONS) {
-          if (statement.actions === 'all' || statement.actions.has(action)) byAction.get(action)?.push(statement);
+          if (statement.actions.has(action)) byAction.get(action)?.push(statement);
         }
       }
     }
