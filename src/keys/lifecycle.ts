@@ -111,7 +111,7 @@ export const VERSION_READ_TABLE: Record<VersionStanding, Record<VersionReadOpera
   destroyed: { decrypt: 'KH_ERR_KEY_VERSION_DESTROYED', 'rewrap-revoked': 'KH_ERR_KEY_VERSION_DESTROYED' },
 };
 
-export function versionStanding(key: KeyRecord, version: KeyVersionRecord): VersionStanding {
+function versionStanding(key: KeyRecord, version: KeyVersionRecord): VersionStanding {
   if (version.state === 'destroyed') return 'destroyed';
   if (version.version < key.minDecryptionVersion) return 'below-minimum';
   return version.state;
