@@ -314,7 +314,8 @@ class Client implements KeyholdClient {
   async #rewrapDataKey(keyName: string, header: MessageHeader, options: RewrapOptions): Promise<DataKey> {
     const call = { timeoutMs: options.timeoutMs, signal: options.signal };
     const rewrapped = await this.#service.rewrapRevoked(keyName, header.wrappedKey, header.context, call);
-    const { plaintext } = await this.#source.unwrap(rewrapped.wrapped, header.context, call);
+    // Straight from the service, not through the cache: each re-wrapped key serves one message, once.
+    const { plaintext } = await this.#service.unwrap(rewrapped.wrapped, header.context, call);
     return { ...rewrapped, plaintext };
   }
 
