@@ -3,8 +3,9 @@ import type { TransformStream } from 'node:stream/web';
 import type { AuthProvider } from './auth/auth-provider.js';
 import { DataKeyCache, type CacheOptions, type CacheStats } from './cache/data-key-cache.js';
 import { chosenBackend, defaultBackend } from './crypto/backend.js';
-import { encryptMessage, decryptMessage, startMessage, type MessageParameters } from './envelope/one-shot.js';
-import { createDecryptStream, createEncryptStream } from './envelope/streams.js';
+import { inspectMessage, type MessageInfo } from './envelope/inspect.js';
+import { encryptMessage, decryptMessage, rewrapMessage, startMessage, type MessageParameters } from './envelope/one-shot.js';
+import { createDecryptStream, createEncryptStream, createRewrapStream } from './envelope/streams.js';
 import { clientOptionsFromEnv } from './env.js';
 import { httpEventStreamConnector } from './events/connect.js';
 import { checkEventsOptions, EventSubscription, type EventsOptions, type SubscriptionStatus } from './events/subscription.js';
@@ -12,7 +13,7 @@ import { ClientClosedError, ConfigurationError, InvalidArgumentError } from './e
 import { canonicalContext, type CanonicalContext, type EncryptionContext } from './format/encryption-context.js';
 import { DEFAULT_SEGMENT_SIZE, isValidSegmentSize, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, type MessageHeader } from './format/header.js';
 import { DEFAULT_SUITE } from './format/suites.js';
-import type { DataKeySource } from './keys/data-key-source.js';
+import type { DataKey, DataKeySource } from './keys/data-key-source.js';
 import { ServiceDataKeySource } from './keys/service-source.js';
 import { createHttpTransport, type Transport } from './transport/http-transport.js';
 
@@ -67,6 +68,13 @@ export interface DecryptOptions {
   readonly signal?: AbortSignal;
 }
 
+/** Per-call options of {@link KeyholdClient.rewrapRevoked} and {@link KeyholdClient.rewrapRevokedStream}. */
+export interface RewrapOptions {
+  /** The deadline of each of the two service calls this needs. */
+  readonly timeoutMs?: number;
+  readonly signal?: AbortSignal;
+}
+
 /** Who the service says the workload is (`GET /v1/whoami`). */
 export interface Principal {
   readonly id: string;
@@ -114,6 +122,24 @@ export interface KeyholdClient {
   encryptNodeStream(keyName: string, options?: EncryptOptions): Duplex;
   /** {@link decryptStream} as a Node.js Duplex. */
   decryptNodeStream(options?: DecryptOptions): Duplex;
+  /**
+   * What a message's header says (key id, key version, context, suite, segment size), without decrypting it or
+   * calling the service; the same as `inspectMessage`. Nothing in it is authenticated: use it to find the messages to
+   * migrate, never to trust them.
+   */
+  inspect(message: Uint8Array): MessageInfo;
+  /**
+   * Moves a message of `keyName` to that key's primary version, whatever version wrapped its data key (disabled and
+   * below-minimum ones included): the service wraps the same data key again (`POST /v1/keys/{name}/rewrap-revoked`,
+   * which needs the `rewrap-revoked` action, never granted by `*`), and the payload is encrypted again under a fresh
+   * message id, because the wrapped key is authenticated as part of every segment. The new message decrypts to the
+   * same plaintext with the same context. Also needs `decrypt` on the key, to re-encrypt the payload.
+   */
+  rewrapRevoked(keyName: string, message: Uint8Array, options?: RewrapOptions): Promise<Buffer>;
+  /** {@link rewrapRevoked} as a Web Streams transform from the old message to the new one, in constant memory. */
+  rewrapRevokedStream(keyName: string, options?: RewrapOptions): TransformStream<Uint8Array, Uint8Array>;
+  /** {@link rewrapRevokedStream} as a Node.js Duplex. */
+  rewrapRevokedNodeStream(keyName: string, options?: RewrapOptions): Duplex;
   readonly cache: ClientCache;
   readonly events: ClientEvents;
   /** Zeroes the cache, stops the event subscription, closes connections and refuses further calls. */
@@ -147,6 +173,7 @@ class Client implements KeyholdClient {
   readonly #subscription: EventSubscription | undefined;
   readonly #transport: Transport;
   readonly #source: DataKeySource;
+  readonly #service: ServiceDataKeySource;
   readonly #segmentSize: number;
   #closeCache: () => void = () => {};
   #closed = false;
@@ -172,6 +199,7 @@ class Client implements KeyholdClient {
       minChange: () => this.#subscription?.minChange(),
     });
     const service = new ServiceDataKeySource(this.#transport);
+    this.#service = service;
     let cache: DataKeyCache | undefined;
     if (options.cache === false) {
       this.#source = service;
@@ -247,6 +275,28 @@ class Client implements KeyholdClient {
     return Duplex.fromWeb(this.decryptStream(options) as Parameters<typeof Duplex.fromWeb>[0]);
   }
 
+  inspect(message: Uint8Array): MessageInfo {
+    return inspectMessage(message);
+  }
+
+  async rewrapRevoked(keyName: string, message: Uint8Array, options: RewrapOptions = {}): Promise<Buffer> {
+    this.#begin();
+    checkKeyName(keyName);
+    if (!(message instanceof Uint8Array)) throw new InvalidArgumentError('message must be a Uint8Array or a Buffer');
+    const backend = chosenBackend() ?? await defaultBackend();
+    return asBuffer(await rewrapMessage(backend, message, (header) => this.#rewrapDataKey(keyName, header, options)));
+  }
+
+  rewrapRevokedStream(keyName: string, options: RewrapOptions = {}): TransformStream<Uint8Array, Uint8Array> {
+    this.#begin();
+    checkKeyName(keyName);
+    return createRewrapStream(defaultBackend(), (header) => this.#rewrapDataKey(keyName, header, options));
+  }
+
+  rewrapRevokedNodeStream(keyName: string, options?: RewrapOptions): Duplex {
+    return Duplex.fromWeb(this.rewrapRevokedStream(keyName, options) as Parameters<typeof Duplex.fromWeb>[0]);
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
@@ -258,6 +308,15 @@ class Client implements KeyholdClient {
   async #unwrap(header: MessageHeader, options: DecryptOptions): Promise<Uint8Array> {
     const key = await this.#source.unwrap(header.wrappedKey, header.context, { timeoutMs: options.timeoutMs, signal: options.signal });
     return key.plaintext;
+  }
+
+  /** The header's data key wrapped again under the primary version of `keyName`, with its plaintext. */
+  async #rewrapDataKey(keyName: string, header: MessageHeader, options: RewrapOptions): Promise<DataKey> {
+    const call = { timeoutMs: options.timeoutMs, signal: options.signal };
+    const rewrapped = await this.#service.rewrapRevoked(keyName, header.wrappedKey, header.context, call);
+    // Straight from the service, not through the cache: each re-wrapped key serves one message, once.
+    const { plaintext } = await this.#service.unwrap(rewrapped.wrapped, header.context, call);
+    return { ...rewrapped, plaintext };
   }
 
   #parameters(context: CanonicalContext): MessageParameters {

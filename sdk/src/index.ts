@@ -7,7 +7,10 @@ export type {
   EncryptOptions,
   KeyholdClient,
   Principal,
+  RewrapOptions,
 } from './client.js';
+export { inspectMessage } from './envelope/inspect.js';
+export type { MessageInfo } from './envelope/inspect.js';
 export { apiToken, kubernetesServiceAccount, spiffeMtls } from './auth/index.js';
 export type { AuthProvider, Credentials, TlsIdentity } from './auth/index.js';
 export { clientOptionsFromEnv } from './env.js';

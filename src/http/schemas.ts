@@ -182,6 +182,8 @@ export const DataKeyBody = Type.Object(dataKeyFields, { additionalProperties: fa
 export const EncryptBody = Type.Object(encryptFields, { additionalProperties: false });
 export const DecryptBody = Type.Object(decryptFields, { additionalProperties: false });
 export const RewrapBody = Type.Object(rewrapFields, { additionalProperties: false });
+/** No destination context: the migrated ciphertext keeps the context of the one it replaces. */
+export const RewrapRevokedBody = Type.Object(decryptFields, { additionalProperties: false });
 
 const keyVersionRefFields = { keyId: Type.String({ format: 'uuid' }), keyName: KeyName, keyVersion: Type.Integer({ minimum: 1 }) };
 

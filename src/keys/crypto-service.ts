@@ -9,7 +9,7 @@ import type { SecretBytes } from '../crypto/secret-bytes.js';
 import { DecryptionFailedError, KeyholdError, UnavailableError } from '../errors.js';
 import { boundContextOf } from './bound-context.js';
 import type { CachedKey, KeyCache } from './key-cache.js';
-import { checkCanDecrypt, checkCanEncrypt } from './lifecycle.js';
+import { checkCanDecrypt, checkCanEncrypt, checkCanRewrapRevoked } from './lifecycle.js';
 
 export const MAX_ENCRYPT_PLAINTEXT_BYTES = 4096;
 /**
@@ -65,6 +65,12 @@ export interface RewrapInput {
   readonly context?: EncryptionContext | undefined;
   /** The context for the new ciphertext; defaults to `context`. */
   readonly destinationContext?: EncryptionContext | undefined;
+}
+
+export interface RewrapRevokedInput {
+  readonly ciphertext: string;
+  /** The context the ciphertext is bound to; the new ciphertext is bound to the same. */
+  readonly context?: EncryptionContext | undefined;
 }
 
 export interface CryptoServiceOptions {
@@ -196,6 +202,62 @@ export class CryptoService {
         throw new DecryptionFailedError();
       }
       throw error;
+    }
+  }
+
+  /**
+   * Moves a ciphertext of `keyName`, under any version that still has material (disabled and below-minimum ones
+   * included, of an enabled or a disabled key), to that key's primary version, with the same context. This is how
+   * data under a revoked version is migrated while every workload stays refused: it needs the `rewrap-revoked`
+   * action, which `*` never grants. The plaintext never leaves the server, and the audit record names the version
+   * read. Both versions are unwrapped for this request alone and zeroed before it returns: the cache holds only
+   * what workloads may use.
+   */
+  async rewrapRevoked(caller: Caller, keyName: string, input: RewrapRevokedInput): Promise<CiphertextResult> {
+    // Authorised on the key in the URL before the ciphertext is looked at, so a caller without the grant learns
+    // nothing about it; the ciphertext must then be of that key.
+    this.#authorizer.authorize(caller, 'rewrap-revoked', { keyName }, input.context);
+    assertNoReservedContextKeys(input.context);
+    const parsed = parseCiphertext(input.ciphertext);
+    for (let fetches = 1; ; fetches += 1) {
+      const cached = await this.#cache.getById(parsed.keyId);
+      if (cached === undefined || cached.key.name !== keyName) throw new DecryptionFailedError();
+      const { key } = cached;
+      caller.trail.usedKey(key.id, key.name, parsed.keyVersion);
+      if (checkCanRewrapRevoked(key, parsed.keyVersion, this.#clock.now()) === 'unknown-version') {
+        if (fetches === 1 && parsed.keyVersion > key.primaryVersion) {
+          this.#cache.invalidateIfOlderThan(key, STALE_VERSION_RELOAD_MS);
+          continue;
+        }
+        throw new DecryptionFailedError();
+      }
+      const context = boundContextOf(key, caller.principal, 'rewrap-revoked', input.context);
+      const versionKeys = await this.#cache.unwrapUncached(key, [parsed.keyVersion, key.primaryVersion]);
+      try {
+        const sourceKey = versionKeys.get(parsed.keyVersion);
+        const destinationKey = versionKeys.get(key.primaryVersion);
+        if (sourceKey === undefined || destinationKey === undefined) {
+          // Destroyed after the key was read: read it again, so the refusal names its new state.
+          this.#cache.invalidate(key);
+          if (fetches === MAX_KEY_FETCHES) throw new UnavailableError('The key changed during the request; retry');
+          continue;
+        }
+        const plaintext = openWithKeyVersion(parsed, sourceKey, context);
+        try {
+          const ciphertext = sealWithKeyVersion({
+            keyId: key.id,
+            keyVersion: key.primaryVersion,
+            versionKey: destinationKey,
+            plaintext,
+            context,
+          });
+          return { keyId: key.id, keyName: key.name, keyVersion: key.primaryVersion, ciphertext };
+        } finally {
+          plaintext.fill(0);
+        }
+      } finally {
+        for (const material of versionKeys.values()) material.zero();
+      }
     }
   }
 

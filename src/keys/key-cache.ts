@@ -2,7 +2,7 @@ import type { Clock } from '../clock.js';
 import { keyVersionWrapAad } from '../crypto/key-version-cipher.js';
 import type { RootKey } from '../crypto/root-key.js';
 import { SecretBytes } from '../crypto/secret-bytes.js';
-import type { KeyRecord } from './key-record.js';
+import type { KeyRecord, WrappedKeyVersion } from './key-record.js';
 import type { KeyRepository } from './key-repository.js';
 
 /** A key as the hot path needs it: the record and the unwrapped material of its usable versions. */
@@ -82,6 +82,23 @@ export class KeyCache {
     this.invalidate(key);
   }
 
+  /**
+   * Unwraps `versions` of a key straight from the store, for one operation on material the cache does not hold
+   * (revoked versions, or any version of a disabled key). Nothing is kept: the caller owns the returned material and
+   * zeroes it once used. A version missing from the map has no material left (destroyed since `key` was read).
+   */
+  async unwrapUncached(key: KeyRecord, versions: readonly number[]): Promise<Map<number, SecretBytes>> {
+    const wrapped = await this.#options.repository.findWrappedVersions(key.id, versions);
+    const versionKeys = new Map<number, SecretBytes>();
+    try {
+      for (const version of wrapped) versionKeys.set(version.version, await this.#unwrap(key, version));
+    } catch (error) {
+      for (const material of versionKeys.values()) material.zero();
+      throw error;
+    }
+    return versionKeys;
+  }
+
   clear(): void {
     this.#epoch += 1;
     this.#clearedAt = this.#epoch;
@@ -124,15 +141,18 @@ export class KeyCache {
     const usable = new Set(key.versions.filter((v) => v.state === 'enabled').map((v) => v.version));
     const wrapped = await this.#options.repository.findWrappedVersions(key.id);
     for (const version of wrapped) {
-      if (!usable.has(version.version)) continue;
-      const material = await this.#options.rootKey.unwrapRecorded(
-        version.rootKeyId,
-        version.material,
-        keyVersionWrapAad(key.id, version.version),
-      );
-      versionKeys.set(version.version, SecretBytes.adopt(material));
+      if (usable.has(version.version)) versionKeys.set(version.version, await this.#unwrap(key, version));
     }
     return versionKeys;
+  }
+
+  async #unwrap(key: KeyRecord, version: WrappedKeyVersion): Promise<SecretBytes> {
+    const material = await this.#options.rootKey.unwrapRecorded(
+      version.rootKeyId,
+      version.material,
+      keyVersionWrapAad(key.id, version.version),
+    );
+    return SecretBytes.adopt(material);
   }
 
   #store(entry: Entry): void {

@@ -185,13 +185,15 @@ export class KeyRepository {
     return rows.map((row) => toKey(row, byKey.get(row.id) ?? []));
   }
 
-  /** Every version that still has material, wrapped, for loading into the cache. */
-  async findWrappedVersions(keyId: string): Promise<WrappedKeyVersion[]> {
-    const rows = await this.db('key_versions')
+  /** Every version that still has material, or only those of `versions`, wrapped. */
+  async findWrappedVersions(keyId: string, versions?: readonly number[]): Promise<WrappedKeyVersion[]> {
+    const query = this.db('key_versions')
       .select('version', 'root_key_id', 'material')
       .where({ key_id: keyId })
       .whereNotNull('material')
       .orderBy('version');
+    if (versions !== undefined) query.whereIn('version', [...versions]);
+    const rows = await query;
     return rows.map((row: { version: number; root_key_id: string; material: Buffer }) => ({
       version: Number(row.version),
       rootKeyId: row.root_key_id,

@@ -1,5 +1,5 @@
 import { KeyholdError, type ErrorCode } from '../errors.js';
-import { findVersion, type KeyRecord, type KeyState, type KeyVersionState } from './key-record.js';
+import { findVersion, type KeyRecord, type KeyState, type KeyVersionRecord, type KeyVersionState } from './key-record.js';
 
 /**
  * The state × operation rules of keys and key versions, as one pure table. Services ask it before they act; the
@@ -17,7 +17,8 @@ export type KeyOperation =
   | 'disable-version'
   | 'enable-version'
   | 'encrypt'
-  | 'decrypt';
+  | 'decrypt'
+  | 'rewrap-revoked';
 
 /** `ok`: allowed; `noop`: allowed and already in the target state; otherwise the error code to refuse with. */
 export type Verdict = 'ok' | 'noop' | ErrorCode;
@@ -35,6 +36,7 @@ export const KEY_OPERATION_TABLE: Record<KeyState, Record<KeyOperation, Verdict>
     'enable-version': 'ok',
     encrypt: 'ok',
     decrypt: 'ok',
+    'rewrap-revoked': 'ok',
   },
   disabled: {
     read: 'ok',
@@ -49,6 +51,9 @@ export const KEY_OPERATION_TABLE: Record<KeyState, Record<KeyOperation, Verdict>
     'enable-version': 'ok',
     encrypt: 'KH_ERR_KEY_DISABLED',
     decrypt: 'KH_ERR_KEY_DISABLED',
+    // Disabling the key is the fastest way to stop every workload at once; its data must still be migrable before
+    // it is enabled again.
+    'rewrap-revoked': 'ok',
   },
   pending_deletion: {
     read: 'ok',
@@ -62,6 +67,7 @@ export const KEY_OPERATION_TABLE: Record<KeyState, Record<KeyOperation, Verdict>
     'enable-version': 'KH_ERR_KEY_PENDING_DELETION',
     encrypt: 'KH_ERR_KEY_PENDING_DELETION',
     decrypt: 'KH_ERR_KEY_PENDING_DELETION',
+    'rewrap-revoked': 'KH_ERR_KEY_PENDING_DELETION',
   },
   destroyed: {
     read: 'ok',
@@ -75,6 +81,7 @@ export const KEY_OPERATION_TABLE: Record<KeyState, Record<KeyOperation, Verdict>
     'enable-version': 'KH_ERR_KEY_DESTROYED',
     encrypt: 'KH_ERR_KEY_DESTROYED',
     decrypt: 'KH_ERR_KEY_DESTROYED',
+    'rewrap-revoked': 'KH_ERR_KEY_DESTROYED',
   },
 };
 
@@ -85,6 +92,30 @@ export const VERSION_OPERATION_TABLE: Record<KeyVersionState, Record<VersionOper
   disabled: { 'disable-version': 'noop', 'enable-version': 'ok' },
   destroyed: { 'disable-version': 'KH_ERR_KEY_VERSION_DESTROYED', 'enable-version': 'KH_ERR_KEY_VERSION_DESTROYED' },
 };
+
+/** Operations that read ciphertext under a version: a workload's decrypt (and rewrap), or the migration of revoked data. */
+export type VersionReadOperation = 'decrypt' | 'rewrap-revoked';
+
+/**
+ * How a version stands for reading: its state, except that a version that still has material but lies below the
+ * key's `minDecryptionVersion` is `below-minimum`. Destroyed comes first (there is no material left), then the
+ * minimum, then the version's own state.
+ */
+export type VersionStanding = KeyVersionState | 'below-minimum';
+
+export const VERSION_READ_TABLE: Record<VersionStanding, Record<VersionReadOperation, 'ok' | ErrorCode>> = {
+  enabled: { decrypt: 'ok', 'rewrap-revoked': 'ok' },
+  // Revoked versions refuse every workload, but keep their material so that their data can be moved to the primary.
+  disabled: { decrypt: 'KH_ERR_KEY_VERSION_DISABLED', 'rewrap-revoked': 'ok' },
+  'below-minimum': { decrypt: 'KH_ERR_KEY_VERSION_BELOW_MINIMUM', 'rewrap-revoked': 'ok' },
+  destroyed: { decrypt: 'KH_ERR_KEY_VERSION_DESTROYED', 'rewrap-revoked': 'KH_ERR_KEY_VERSION_DESTROYED' },
+};
+
+function versionStanding(key: KeyRecord, version: KeyVersionRecord): VersionStanding {
+  if (version.state === 'destroyed') return 'destroyed';
+  if (version.version < key.minDecryptionVersion) return 'below-minimum';
+  return version.state;
+}
 
 function refuse(code: ErrorCode, detail?: string): never {
   throw new KeyholdError(code, detail);
@@ -123,26 +154,45 @@ export function checkVersionOperation(
   return refuse(verdict);
 }
 
-/** Only an enabled key whose primary version is enabled encrypts or issues data keys. */
-export function checkCanEncrypt(key: KeyRecord, now?: Date): void {
-  checkKeyOperation(key, 'encrypt', now);
+function checkPrimaryVersionEnabled(key: KeyRecord): void {
   const primary = findVersion(key, key.primaryVersion);
   if (primary === undefined) refuse('KH_ERR_INTERNAL');
   if (primary.state === 'disabled') refuse('KH_ERR_KEY_VERSION_DISABLED');
   if (primary.state === 'destroyed') refuse('KH_ERR_KEY_VERSION_DESTROYED');
 }
 
+/** Only an enabled key whose primary version is enabled encrypts or issues data keys. */
+export function checkCanEncrypt(key: KeyRecord, now?: Date): void {
+  checkKeyOperation(key, 'encrypt', now);
+  checkPrimaryVersionEnabled(key);
+}
+
 /**
- * Decrypt and rewrap need an enabled key and an enabled version at or above `minDecryptionVersion`. A version the
- * key never had is a malformed ciphertext, so it fails as decryption does.
+ * Whether ciphertext under `version` may be read for `operation`: the key's state first, then the version's
+ * standing. A version the key never had is a malformed ciphertext, so it fails as decryption does.
  */
-export function checkCanDecrypt(key: KeyRecord, version: number, now?: Date): 'ok' | 'unknown-version' {
-  checkKeyOperation(key, 'decrypt', now);
+function checkVersionRead(key: KeyRecord, version: number, operation: VersionReadOperation, now?: Date): 'ok' | 'unknown-version' {
+  checkKeyOperation(key, operation, now);
   const record = findVersion(key, version);
   if (record === undefined) return 'unknown-version';
-  if (record.state === 'destroyed') refuse('KH_ERR_KEY_VERSION_DESTROYED');
-  if (version < key.minDecryptionVersion) refuse('KH_ERR_KEY_VERSION_BELOW_MINIMUM');
-  if (record.state === 'disabled') refuse('KH_ERR_KEY_VERSION_DISABLED');
+  const verdict = VERSION_READ_TABLE[versionStanding(key, record)][operation];
+  if (verdict !== 'ok') refuse(verdict);
+  return 'ok';
+}
+
+/** Decrypt and rewrap need an enabled key and an enabled version at or above `minDecryptionVersion`. */
+export function checkCanDecrypt(key: KeyRecord, version: number, now?: Date): 'ok' | 'unknown-version' {
+  return checkVersionRead(key, version, 'decrypt', now);
+}
+
+/**
+ * Moving ciphertext under `version` to the same key's primary version, for an explicitly granted principal: any
+ * version that still has material is read (disabled and below-minimum ones included), of an enabled or a disabled
+ * key; the primary it is sealed under must be enabled.
+ */
+export function checkCanRewrapRevoked(key: KeyRecord, version: number, now?: Date): 'ok' | 'unknown-version' {
+  if (checkVersionRead(key, version, 'rewrap-revoked', now) === 'unknown-version') return 'unknown-version';
+  checkPrimaryVersionEnabled(key);
   return 'ok';
 }
 

@@ -50,7 +50,7 @@ export class PolicySet {
     for (const policy of policies) {
       for (const statement of policy.statements) {
         for (const action of ACTIONS) {
-          if (statement.actions === 'all' || statement.actions.has(action)) byAction.get(action)?.push(statement);
+          if (statement.actions.has(action)) byAction.get(action)?.push(statement);
         }
       }
     }
@@ -137,7 +137,7 @@ export function evaluate(
 }
 
 /** The actions whose requests carry an encryption context; every other action is evaluated without one. */
-const CONTEXT_ACTIONS: ReadonlySet<Action> = new Set<Action>(['datakey', 'encrypt', 'decrypt', 'rewrap']);
+const CONTEXT_ACTIONS: ReadonlySet<Action> = new Set<Action>(['datakey', 'encrypt', 'decrypt', 'rewrap', 'rewrap-revoked']);
 
 /** Whether every pair of `subset` is in `context`. */
 function holdsAll(context: ReadonlyMap<string, string>, subset: ReadonlyMap<string, string>): boolean {
@@ -175,7 +175,7 @@ export function allowedInSomeContext(policies: PolicySet, principal: Principal, 
  * What using a key means: a principal that may do any of these to a key, in some context, uses it. It sees the
  * key's events (an SDK caches or shows what these give it), and may learn that the key exists.
  */
-export const KEY_USE_ACTIONS: readonly Action[] = ['datakey', 'encrypt', 'decrypt', 'rewrap', 'keys:read'];
+export const KEY_USE_ACTIONS: readonly Action[] = ['datakey', 'encrypt', 'decrypt', 'rewrap', 'rewrap-revoked', 'keys:read'];
 
 /** Whether the principal may ever use the key: {@link allowedInSomeContext} for any of {@link KEY_USE_ACTIONS}. */
 export function mayEverUseKey(policies: PolicySet, principal: Principal, keyName: string): boolean {

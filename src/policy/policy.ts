@@ -1,5 +1,5 @@
 import { RESERVED_CONTEXT_PREFIX, type EncryptionContext } from '../crypto/encryption-context.js';
-import { ACTIONS, type Action } from './actions.js';
+import { ACTIONS, EXPLICIT_ONLY_ACTIONS, type Action } from './actions.js';
 import { PRINCIPAL_ATTRIBUTES, type Principal } from '../identity/principal.js';
 import { compileGlob, GlobSyntaxError, principalVariable, substitute, type Glob } from './glob.js';
 
@@ -17,7 +17,7 @@ export interface StatementDocument {
   readonly effect: Effect;
   /** Globs over principal ids: `k8s:payments:*`, `spiffe://example.org/ns/payments/*`, `token:ci`. */
   readonly principals: readonly string[];
-  /** Action names, or `*` for every action. */
+  /** Action names, or `*` for every action (in an allow statement, every action but `rewrap-revoked`). */
   readonly actions: readonly string[];
   /** Globs over key names. Actions that are not about a key are granted only by statements that list `*`. */
   readonly keys: readonly string[];
@@ -44,8 +44,8 @@ export interface CompiledStatement {
   readonly sid: string | undefined;
   readonly effect: Effect;
   readonly principals: readonly Glob[];
-  /** Every action, or the listed ones. */
-  readonly actions: ReadonlySet<Action> | 'all';
+  /** The listed actions, with `*` expanded; see {@link expandActions}. */
+  readonly actions: ReadonlySet<Action>;
   readonly keys: readonly Glob[];
   /** Whether `keys` lists the bare `*`, which is what grants actions that are not about a key. */
   readonly allKeys: boolean;
@@ -77,6 +77,15 @@ const CONDITION_ATTRIBUTES: ReadonlySet<string> = new Set(['id', 'type', ...PRIN
 /** A property name as a JSON pointer token (RFC 6901 §3): `~` and `/` are escaped. */
 function jsonPointerToken(name: string): string {
   return name.replaceAll('~', '~0').replaceAll('/', '~1');
+}
+
+/**
+ * The actions a statement is about. `*` stands for every action, except that an allow statement's `*` leaves out the
+ * {@link EXPLICIT_ONLY_ACTIONS}: those are granted only where they are listed. A deny statement's `*` covers them.
+ */
+function expandActions(effect: Effect, listed: ReadonlySet<Action>, star: boolean): ReadonlySet<Action> {
+  if (!star) return listed;
+  return new Set(ACTIONS.filter((action) => listed.has(action) || effect === 'deny' || !EXPLICIT_ONLY_ACTIONS.has(action)));
 }
 
 /**
@@ -128,7 +137,7 @@ export function compilePolicy(name: string, document: PolicyDocument): CompiledP
       sid: statement.sid,
       effect: statement.effect,
       principals: principals.filter((g): g is Glob => g !== undefined),
-      actions: allActions ? 'all' : actions,
+      actions: expandActions(statement.effect, actions, allActions),
       keys: keys.filter((g): g is Glob => g !== undefined),
       allKeys: statement.keys.includes('*'),
       context,

@@ -121,3 +121,39 @@ export async function decryptMessage(
   }
   return { header, plaintext };
 }
+
+/**
+ * The data key of a received header, wrapped again by the service under its key's primary version: the new wrapped
+ * key with its plaintext, which the caller zeroes.
+ */
+export type DataKeyRewrapper = (header: MessageHeader) => Promise<DataKey>;
+
+/**
+ * The parameters of a message that replaces `header`'s under its re-wrapped data key. The message is encrypted again
+ * rather than given a new header: the whole header, wrapped data key included, is the AAD of every segment
+ * (docs/envelope-format.md), so a swapped wrapped key breaks every tag, and sealing the segments again under the same
+ * message id would reuse AES-GCM nonces under the same content key. The new message keeps the data key, context,
+ * suite and segment size, and gets a fresh message id, hence a fresh content key and commitment.
+ */
+export function rewrappedParameters(header: MessageHeader): MessageParameters {
+  return { suite: header.suite, segmentSize: header.segmentSize, context: header.context };
+}
+
+/** Re-encrypts a whole message held in memory under its re-wrapped data key. */
+export async function rewrapMessage(backend: CryptoBackend, blob: Uint8Array, rewrapKey: DataKeyRewrapper): Promise<Uint8Array> {
+  let dataKey: DataKey | undefined;
+  try {
+    const { header, plaintext } = await decryptMessage(backend, blob, async (received) => {
+      dataKey = await rewrapKey(received);
+      // A copy: decryptMessage zeroes the key it is given, and the new message still needs it.
+      return Uint8Array.prototype.slice.call(dataKey.plaintext);
+    }, undefined);
+    try {
+      return await encryptMessage(await startMessage(backend, dataKey!, rewrappedParameters(header)), plaintext);
+    } finally {
+      plaintext.fill(0);
+    }
+  } finally {
+    dataKey?.plaintext.fill(0);
+  }
+}

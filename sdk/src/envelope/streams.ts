@@ -6,7 +6,7 @@ import { decodeHeader, HEADER_PREFIX_BYTES, headerLength } from '../format/heade
 import type { DataKey } from '../keys/data-key-source.js';
 import { ByteQueue } from './byte-queue.js';
 import { MessageCipher } from './message-cipher.js';
-import { startMessage, type DataKeyUnwrapper, type MessageParameters } from './one-shot.js';
+import { rewrappedParameters, startMessage, type DataKeyRewrapper, type DataKeyUnwrapper, type MessageParameters } from './one-shot.js';
 
 /**
  * An encrypting transform. The data key is fetched when the stream starts; the header goes out first, then one
@@ -113,6 +113,79 @@ export function createDecryptStream(
         const rest = queue.length;
         if (rest < tagBytes || (message!.segmentsDone > 0 && rest === tagBytes)) throw new DecryptionError();
         controller.enqueue(await message!.open(queue.take(rest), true));
+      } finally {
+        release();
+      }
+    },
+    cancel: release,
+  } as ConstructorParameters<typeof TransformStream<Uint8Array, Uint8Array>>[0]);
+}
+
+/**
+ * A transform from a message to the same message under its re-wrapped data key, in constant memory: each segment is
+ * opened, authenticated, and sealed again before the next is read, and the new message ends with a final segment
+ * only if the old one did. On any failure the stream errors, and what it has written so far is not a message a
+ * reader accepts (it lacks its final segment).
+ */
+export function createRewrapStream(
+  backend: CryptoBackend | Promise<CryptoBackend>,
+  rewrapKey: DataKeyRewrapper,
+): TransformStream<Uint8Array, Uint8Array> {
+  const queue = new ByteQueue();
+  let opener: MessageCipher | undefined;
+  let sealer: MessageCipher | undefined;
+  let headerBytes = 0;
+  const release = () => {
+    opener?.dispose();
+    sealer?.dispose();
+  };
+
+  async function readHeader(controller: TransformStreamDefaultController<Uint8Array>): Promise<boolean> {
+    if (headerBytes === 0) {
+      if (queue.length < HEADER_PREFIX_BYTES) return false;
+      headerBytes = headerLength(queue.peek(HEADER_PREFIX_BYTES));
+    }
+    if (queue.length < headerBytes) return false;
+    const header = decodeHeader(queue.take(headerBytes));
+    const dataKey = await rewrapKey(header);
+    try {
+      opener = await MessageCipher.forDecryption(await backend, header, dataKey.plaintext);
+      sealer = await startMessage(await backend, dataKey, rewrappedParameters(header));
+    } finally {
+      dataKey.plaintext.fill(0);
+    }
+    controller.enqueue(sealer.header.bytes);
+    return true;
+  }
+
+  async function moveSegment(sealed: Uint8Array, final: boolean): Promise<Uint8Array> {
+    const plaintext = await opener!.open(sealed, final);
+    try {
+      return await sealer!.seal(plaintext, final);
+    } finally {
+      plaintext.fill(0);
+    }
+  }
+
+  return new TransformStream<Uint8Array, Uint8Array>({
+    async transform(chunk, controller) {
+      queue.push(toBytes(chunk));
+      try {
+        if (opener === undefined && !(await readHeader(controller))) return;
+        const sealedSegment = opener!.header.segmentSize + opener!.header.suite.tagBytes;
+        while (queue.length > sealedSegment) controller.enqueue(await moveSegment(queue.take(sealedSegment), false));
+      } catch (error) {
+        release();
+        throw error;
+      }
+    },
+    async flush(controller) {
+      try {
+        if (opener === undefined && !(await readHeader(controller))) throw new DecryptionError();
+        const { tagBytes } = opener!.header.suite;
+        const rest = queue.length;
+        if (rest < tagBytes || (opener!.segmentsDone > 0 && rest === tagBytes)) throw new DecryptionError();
+        controller.enqueue(await moveSegment(queue.take(rest), true));
       } finally {
         release();
       }

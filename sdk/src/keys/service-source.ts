@@ -40,11 +40,35 @@ export class ServiceDataKeySource implements DataKeySource {
   }
 
   async unwrap(wrapped: Uint8Array, context: CanonicalContext, options: SourceCallOptions = {}): Promise<UnwrappedDataKey> {
-    let answer: DataKeyAnswer;
+    const answer = await this.#readWrapped<DataKeyAnswer>('/v1/decrypt', wrapped, context, options);
+    const plaintext = decodeKey(answer.plaintext);
+    if (plaintext === undefined || typeof answer.keyId !== 'string' || typeof answer.keyName !== 'string') {
+      plaintext?.fill(0);
+      throw new DecryptionError();
+    }
+    return { keyName: answer.keyName, keyId: answer.keyId, plaintext };
+  }
+
+  /**
+   * `POST /v1/keys/{name}/rewrap-revoked`: the same data key, wrapped under the primary version of `keyName` with the
+   * same context, whatever version wrapped it before (disabled and below-minimum ones included). Needs the
+   * `rewrap-revoked` action on the key; the data key's plaintext does not travel.
+   */
+  async rewrapRevoked(keyName: string, wrapped: Uint8Array, context: CanonicalContext, options: SourceCallOptions = {}): Promise<RewrappedDataKey> {
+    const answer = await this.#readWrapped<DataKeyAnswer>(`/v1/keys/${encodeURIComponent(keyName)}/rewrap-revoked`, wrapped, context, options);
+    const rewrapped = typeof answer.ciphertext === 'string' ? decodeWrappedKey(answer.ciphertext) : undefined;
+    if (rewrapped === undefined || typeof answer.keyId !== 'string' || typeof answer.keyName !== 'string' || typeof answer.keyVersion !== 'number') {
+      throw new ServiceError('KH_SDK_SERVICE_ERROR', { status: 200 }, 'The service answered a rewrap request with an unexpected body');
+    }
+    return { keyName: answer.keyName, keyId: answer.keyId, keyVersion: answer.keyVersion, wrapped: rewrapped };
+  }
+
+  /** Sends a wrapped data key with its context to a route that reads it. */
+  async #readWrapped<T>(path: string, wrapped: Uint8Array, context: CanonicalContext, options: SourceCallOptions): Promise<T> {
     try {
-      answer = await this.transport.request<DataKeyAnswer>(
+      return await this.transport.request<T>(
         'POST',
-        '/v1/decrypt',
+        path,
         { ciphertext: encodeWrappedKey(wrapped), context: contextObject(context) },
         { signal: options.signal, timeoutMs: options.timeoutMs },
       );
@@ -57,13 +81,15 @@ export class ServiceDataKeySource implements DataKeySource {
       }
       throw error;
     }
-    const plaintext = decodeKey(answer.plaintext);
-    if (plaintext === undefined || typeof answer.keyId !== 'string' || typeof answer.keyName !== 'string') {
-      plaintext?.fill(0);
-      throw new DecryptionError();
-    }
-    return { keyName: answer.keyName, keyId: answer.keyId, plaintext };
   }
+}
+
+/** A wrapped data key moved to the primary version of its key; see {@link ServiceDataKeySource.rewrapRevoked}. */
+export interface RewrappedDataKey {
+  readonly keyName: string;
+  readonly keyId: string;
+  readonly keyVersion: number;
+  readonly wrapped: Uint8Array;
 }
 
 /** A data key from its base64, into memory of its own (not Node's shared pool), so zeroing it zeroes every copy. */

@@ -11,6 +11,7 @@ import {
   KeyNameParams,
   problems,
   RewrapBody,
+  RewrapRevokedBody,
 } from '../schemas.js';
 import { defaultEmptyBody } from '../empty-body.js';
 import { dataKeyView, decryptView } from '../views.js';
@@ -18,7 +19,7 @@ import { dataKeyView, decryptView } from '../views.js';
 const tags = ['crypto'];
 const ERRORS = [400, 401, 403, 404, 409, 413, 415, 503];
 
-/** Data keys, encrypt, decrypt and rewrap. */
+/** Data keys, encrypt, decrypt, rewrap and the migration of revoked versions. */
 export function cryptoRoutes(services: Services): FastifyPluginAsyncTypebox {
   return async (app) => {
     const { crypto } = services;
@@ -82,5 +83,18 @@ export function cryptoRoutes(services: Services): FastifyPluginAsyncTypebox {
         response: { 200: json(CiphertextResult, 'The new ciphertext.'), ...problems(...ERRORS) },
       },
     }, async (request) => crypto.rewrap(request.caller, request.params.name, request.body));
+
+    app.post('/v1/keys/:name/rewrap-revoked', {
+      schema: {
+        operationId: 'rewrapRevoked',
+        summary:
+          'Move a ciphertext of this key, under any version that still has material (disabled or below the minimum ' +
+          'included), to its primary version with the same context. Needs the rewrap-revoked action, which "*" never grants.',
+        tags,
+        params: KeyNameParams,
+        body: RewrapRevokedBody,
+        response: { 200: json(CiphertextResult, 'The new ciphertext, under the primary version.'), ...problems(...ERRORS) },
+      },
+    }, async (request) => crypto.rewrapRevoked(request.caller, request.params.name, request.body));
   };
 }

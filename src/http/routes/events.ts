@@ -6,7 +6,7 @@ import { eventStream, EventStreamHeaders, problems } from '../schemas.js';
 
 const DESCRIPTION = [
   'Server-Sent Events of key-state changes, for clients that cache data keys.',
-  '`key` events (data: the KeyEventData schema) name a key the caller may use (datakey, encrypt, decrypt, rewrap or keys:read,',
+  '`key` events (data: the KeyEventData schema) name a key the caller may use (datakey, encrypt, decrypt, rewrap, rewrap-revoked or keys:read,',
   'in some encryption context: a grant conditioned on the context counts)',
   'that was rotated, disabled, enabled, updated, scheduled for deletion or destroyed: drop its cached data keys.',
   '`resync` events (data: the ResyncEventData schema) mean drop every cached data key: a policy changed, or changes were',

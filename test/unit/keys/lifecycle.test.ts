@@ -10,6 +10,7 @@ import {
 import {
   checkCanDecrypt,
   checkCanEncrypt,
+  checkCanRewrapRevoked,
   checkKeyOperation,
   checkVersionOperation,
   isDueForDestruction,
@@ -19,9 +20,12 @@ import {
   minDecryptionVersionAfterRotation,
   nextRotationAfter,
   VERSION_OPERATION_TABLE,
+  VERSION_READ_TABLE,
   type KeyOperation,
   type Verdict,
   type VersionOperation,
+  type VersionReadOperation,
+  type VersionStanding,
 } from '../../../src/keys/lifecycle.js';
 import { keyRecord, T0, versionRecord } from '../../helpers/key-fixtures.js';
 
@@ -65,6 +69,7 @@ const EXPECTED_KEY_RULES: Record<KeyState, Record<KeyOperation, Verdict>> = {
     'enable-version': 'ok',
     encrypt: 'ok',
     decrypt: 'ok',
+    'rewrap-revoked': 'ok',
   },
   disabled: {
     read: 'ok',
@@ -78,6 +83,7 @@ const EXPECTED_KEY_RULES: Record<KeyState, Record<KeyOperation, Verdict>> = {
     'enable-version': 'ok',
     encrypt: DISABLED,
     decrypt: DISABLED,
+    'rewrap-revoked': 'ok',
   },
   pending_deletion: {
     read: 'ok',
@@ -91,6 +97,7 @@ const EXPECTED_KEY_RULES: Record<KeyState, Record<KeyOperation, Verdict>> = {
     'enable-version': PENDING,
     encrypt: PENDING,
     decrypt: PENDING,
+    'rewrap-revoked': PENDING,
   },
   destroyed: {
     read: 'ok',
@@ -104,6 +111,7 @@ const EXPECTED_KEY_RULES: Record<KeyState, Record<KeyOperation, Verdict>> = {
     'enable-version': DESTROYED,
     encrypt: DESTROYED,
     decrypt: DESTROYED,
+    'rewrap-revoked': DESTROYED,
   },
 };
 
@@ -321,6 +329,76 @@ describe('checkCanDecrypt', () => {
       expectRefusal(() => checkCanDecrypt(keyRecord({ state }), 9), EXPECTED_KEY_RULES[state].decrypt as ErrorCode);
     },
   );
+});
+
+/** A version's standing for reading: destroyed first, then below the minimum, then its own state. */
+const EXPECTED_READ_RULES: Record<VersionStanding, Record<VersionReadOperation, Verdict>> = {
+  enabled: { decrypt: 'ok', 'rewrap-revoked': 'ok' },
+  disabled: { decrypt: 'KH_ERR_KEY_VERSION_DISABLED', 'rewrap-revoked': 'ok' },
+  'below-minimum': { decrypt: 'KH_ERR_KEY_VERSION_BELOW_MINIMUM', 'rewrap-revoked': 'ok' },
+  destroyed: { decrypt: 'KH_ERR_KEY_VERSION_DESTROYED', 'rewrap-revoked': 'KH_ERR_KEY_VERSION_DESTROYED' },
+};
+
+describe('VERSION_READ_TABLE', () => {
+  it('has exactly the cells the rules name', () => {
+    expect(VERSION_READ_TABLE).toEqual(EXPECTED_READ_RULES);
+  });
+});
+
+/**
+ * Every key state × version state × below the minimum or not, for the source version 2 of a key whose primary is 3.
+ * The key's verdict for rewrap-revoked comes first, then the source version's standing.
+ */
+const rewrapRevokedCells = KEY_STATES.flatMap((keyState) =>
+  KEY_VERSION_STATES.flatMap((versionState) =>
+    [false, true].map((belowMinimum) => {
+      const standing: VersionStanding =
+        versionState === 'destroyed' ? 'destroyed' : belowMinimum ? 'below-minimum' : versionState;
+      const keyVerdict = EXPECTED_KEY_RULES[keyState]['rewrap-revoked'];
+      const verdict = keyVerdict === 'ok' ? EXPECTED_READ_RULES[standing]['rewrap-revoked'] : keyVerdict;
+      return { keyState, versionState, belowMinimum, verdict };
+    }),
+  ),
+);
+
+describe('checkCanRewrapRevoked: every cell', () => {
+  it.each(rewrapRevokedCells)(
+    '$keyState key, $versionState version, below the minimum: $belowMinimum → $verdict',
+    ({ keyState, versionState, belowMinimum, verdict }) => {
+      const key = keyRecord({
+        state: keyState,
+        minDecryptionVersion: belowMinimum ? 3 : 1,
+        versions: [version(1), version(2, versionState), version(3)],
+      });
+      if (verdict === 'ok') expect(checkCanRewrapRevoked(key, 2)).toBe('ok');
+      else expectRefusal(() => checkCanRewrapRevoked(key, 2), verdict as ErrorCode);
+    },
+  );
+
+  it('reads the versions decrypt refuses: disabled, and below the minimum', () => {
+    const key = keyRecord({ minDecryptionVersion: 2, versions: [version(1), version(2, 'disabled'), version(3)] });
+    expectRefusal(() => checkCanDecrypt(key, 1), 'KH_ERR_KEY_VERSION_BELOW_MINIMUM');
+    expectRefusal(() => checkCanDecrypt(key, 2), 'KH_ERR_KEY_VERSION_DISABLED');
+    expect(checkCanRewrapRevoked(key, 1)).toBe('ok');
+    expect(checkCanRewrapRevoked(key, 2)).toBe('ok');
+  });
+
+  it('refuses a key whose deletion date has passed as destroyed', () => {
+    const key = keyRecord({ state: 'pending_deletion', deletionDate: T0 });
+    expectRefusal(() => checkCanRewrapRevoked(key, 2, new Date(T0.getTime() + 1)), DESTROYED);
+  });
+
+  it.each([
+    ['disabled', 'KH_ERR_KEY_VERSION_DISABLED'],
+    ['destroyed', 'KH_ERR_KEY_VERSION_DESTROYED'],
+  ] as const)('refuses when the primary version it would seal under is %s, with %s', (state, code) => {
+    const key = keyRecord({ versions: [version(1, 'disabled'), version(2), version(3, state)] });
+    expectRefusal(() => checkCanRewrapRevoked(key, 1), code);
+  });
+
+  it.each([4, 0, 2 ** 32 - 1])('answers unknown-version, not an error, for version %i the key never had', (v) => {
+    expect(checkCanRewrapRevoked(keyRecord(), v)).toBe('unknown-version');
+  });
 });
 
 describe('nextRotationAfter', () => {

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import type { EncryptionContext } from '../../../src/crypto/encryption-context.js';
 import { KeyholdError } from '../../../src/errors.js';
 import type { Principal } from '../../../src/identity/principal.js';
-import { ACTIONS, KEY_ACTIONS, type Action } from '../../../src/policy/actions.js';
+import { ACTIONS, EXPLICIT_ONLY_ACTIONS, KEY_ACTIONS, type Action } from '../../../src/policy/actions.js';
 import { forbidden, PolicyAuthorizer } from '../../../src/policy/authorizer.js';
 import { ADMIN_DECISION, EMPTY_POLICY_SET, evaluate, PolicySet, type Decision } from '../../../src/policy/evaluate.js';
 import { compilePolicy, type StatementDocument } from '../../../src/policy/policy.js';
@@ -89,12 +89,47 @@ describe('evaluate: allow', () => {
     expect(decide(policies({ p: [statement] }), action, key, { who }).allowed).toBe(allowed);
   });
 
-  it.each(ACTIONS)('"*" actions with "*" keys grant %s', (action) => {
+  it.each(ACTIONS.filter((action) => !EXPLICIT_ONLY_ACTIONS.has(action)))('"*" actions with "*" keys grant %s', (action) => {
     expect(decide(policies({ p: [{ actions: ['*'], keys: ['*'] }] }), action, 'payments-db').allowed).toBe(true);
   });
 
   it('reports the reason "allowed"', () => {
     expect(decide(policies({ p: [{}] }), 'encrypt', 'payments-db').reason).toBe('allowed');
+  });
+});
+
+describe('evaluate: rewrap-revoked is granted only by a statement that lists it', () => {
+  it('is the one explicit-only action', () => {
+    expect([...EXPLICIT_ONLY_ACTIONS]).toEqual(['rewrap-revoked']);
+  });
+
+  it('"*" actions with "*" keys do not grant it', () => {
+    const decision = decide(policies({ p: [{ actions: ['*'], keys: ['*'] }] }), 'rewrap-revoked', 'payments-db');
+    expect(decision).toEqual({ allowed: false, reason: 'no-matching-allow', matched: [] });
+  });
+
+  it('"*" actions on the key itself do not grant it', () => {
+    expect(decide(policies({ p: [{ actions: ['*'], keys: ['payments-db'] }] }), 'rewrap-revoked', 'payments-db').allowed).toBe(false);
+  });
+
+  it('a statement that lists it grants it', () => {
+    expect(decide(policies({ p: [{ actions: ['rewrap-revoked'], keys: ['payments-*'] }] }), 'rewrap-revoked', 'payments-db').allowed).toBe(true);
+  });
+
+  it('a statement that lists it beside "*" grants it', () => {
+    expect(decide(policies({ p: [{ actions: ['*', 'rewrap-revoked'], keys: ['*'] }] }), 'rewrap-revoked', 'payments-db').allowed).toBe(true);
+  });
+
+  it('listing it grants nothing else', () => {
+    const set = policies({ p: [{ actions: ['rewrap-revoked'], keys: ['*'] }] });
+    for (const action of ACTIONS.filter((other) => other !== 'rewrap-revoked')) {
+      expect(decide(set, action, 'payments-db').allowed, action).toBe(false);
+    }
+  });
+
+  it('a deny with "*" actions does deny it: a broad deny stays broad', () => {
+    const set = policies({ p: [{ actions: ['rewrap-revoked'], keys: ['*'] }, { effect: 'deny', actions: ['*'], keys: ['payments-*'] }] });
+    expect(decide(set, 'rewrap-revoked', 'payments-db').reason).toBe('explicit-deny');
   });
 });
 

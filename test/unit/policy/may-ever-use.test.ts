@@ -96,7 +96,7 @@ const KEY_GLOBS = ['*', 'payments.*', 'payments.orders', '${principal.namespace}
 const PRINCIPAL_GLOBS = ['*', 'k8s:payments:*', 'k8s:payroll:*', 'k8s:*:api'];
 const CONTEXT_KEYS = ['tenant', 'env'] as const;
 const CONTEXT_VALUES = ['acme', 'prod', '', '${principal.namespace}', '${principal.podName}'];
-const RANDOM_ACTIONS: readonly Action[] = ['datakey', 'decrypt', 'rewrap', 'keys:read'];
+const RANDOM_ACTIONS: readonly Action[] = ['datakey', 'decrypt', 'rewrap', 'keys:read', 'rewrap-revoked'];
 const PRINCIPALS = [
   PAYMENTS_API,
   workload('k8s:payroll:api', { namespace: 'payroll', serviceAccount: 'api', podName: 'acme' }),

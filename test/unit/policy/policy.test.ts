@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { ACTIONS } from '../../../src/policy/actions.js';
 import type { Principal } from '../../../src/identity/principal.js';
 import {
   compilePolicy,
@@ -38,13 +39,24 @@ describe('compilePolicy: a valid document', () => {
     ]);
   });
 
-  it('compiles "*" in actions to every action', () => {
-    expect(compilePolicy('p', documentWith({ actions: ['encrypt', '*'] })).statements[0]?.actions).toBe('all');
+  it('compiles "*" in an allow statement to every action but rewrap-revoked', () => {
+    const actions = compilePolicy('p', documentWith({ actions: ['encrypt', '*'] })).statements[0]?.actions;
+    expect([...actions!]).toEqual(ACTIONS.filter((action) => action !== 'rewrap-revoked'));
+  });
+
+  it('compiles "*" beside rewrap-revoked in an allow statement to every action', () => {
+    const actions = compilePolicy('p', documentWith({ actions: ['*', 'rewrap-revoked'] })).statements[0]?.actions;
+    expect([...actions!]).toEqual([...ACTIONS]);
+  });
+
+  it('compiles "*" in a deny statement to every action, rewrap-revoked included', () => {
+    const actions = compilePolicy('p', documentWith({ effect: 'deny', actions: ['*'] })).statements[0]?.actions;
+    expect([...actions!]).toEqual([...ACTIONS]);
   });
 
   it('compiles the listed actions to exactly those', () => {
     const actions = compilePolicy('p', documentWith({ actions: ['encrypt', 'decrypt'] })).statements[0]?.actions;
-    expect(actions === 'all' ? actions : [...actions!].sort()).toEqual(['decrypt', 'encrypt']);
+    expect([...actions!].sort()).toEqual(['decrypt', 'encrypt']);
   });
 
   it.each<[string[], boolean]>([
