@@ -1,7 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import {
   AUDIT_RECORD_FIELDS,
-  AUDIT_RECORD_FORMAT,
+  AUDIT_RECORD_FIELDS_V1,
+  AUDIT_RECORD_FORMAT_V1,
+  AUDIT_RECORD_FORMAT_V2,
+  MAX_AUDIT_BATCH_ENTRIES,
   AUDIT_TRUNCATION_MARKER,
   MAX_AUDIT_CONTEXT_KEYS,
   MAX_AUDIT_STRING_LENGTH,
@@ -59,15 +62,15 @@ describe('canonicalAuditRecord', () => {
     expect(canonicalAuditRecord(auditEvent(), 1).toString('utf8')).toBe(GOLDEN_CANONICAL);
   });
 
-  it('starts with the format tag, then the fields in AUDIT_RECORD_FIELDS order', () => {
+  it('starts with the format tag v1, then the fields in AUDIT_RECORD_FIELDS_V1 order, for an event without a batch', () => {
     const values = JSON.parse(canonicalAuditRecord(auditEvent(), 7).toString('utf8')) as unknown[];
-    expect(values[0]).toBe(AUDIT_RECORD_FORMAT);
+    expect(values[0]).toBe(AUDIT_RECORD_FORMAT_V1);
     const event = normalizeAuditEvent(auditEvent());
-    AUDIT_RECORD_FIELDS.forEach((field, i) => {
+    AUDIT_RECORD_FIELDS_V1.forEach((field, i) => {
       const expected = field === 'sequence' ? 7 : field === 'time' ? event.time.toISOString() : event[field];
       expect(values[i + 1]).toEqual(expected);
     });
-    expect(values).toHaveLength(AUDIT_RECORD_FIELDS.length + 1);
+    expect(values).toHaveLength(AUDIT_RECORD_FIELDS_V1.length + 1);
   });
 
   it('puts each field at its own position, for an event whose every field differs from the others', () => {
@@ -95,14 +98,15 @@ describe('canonicalAuditRecord', () => {
       latencyMs: 1.5,
     };
     const values = JSON.parse(canonicalAuditRecord(event, 7).toString('utf8')) as unknown[];
-    const expected = AUDIT_RECORD_FIELDS.map((field) =>
+    const expected = AUDIT_RECORD_FIELDS_V1.map((field) =>
       field === 'sequence' ? 7 : field === 'time' ? event.time.toISOString() : event[field],
     );
-    expect(values).toEqual([AUDIT_RECORD_FORMAT, ...expected]);
+    expect(values).toEqual([AUDIT_RECORD_FORMAT_V1, ...expected]);
   });
 
-  it('lists the fields in one fixed order', () => {
-    expect(AUDIT_RECORD_FIELDS).toEqual([
+  it('lists the fields in one fixed order, v2 appending batch to those of v1', () => {
+    expect(AUDIT_RECORD_FIELDS).toEqual([...AUDIT_RECORD_FIELDS_V1, 'batch']);
+    expect(AUDIT_RECORD_FIELDS_V1).toEqual([
       'sequence',
       'time',
       'requestId',
@@ -164,7 +168,7 @@ describe('canonicalAuditRecord', () => {
       { status: 403 },
       { latencyMs: 1.236 },
     ];
-    expect(changes).toHaveLength(AUDIT_RECORD_FIELDS.length - 1);
+    expect(changes).toHaveLength(AUDIT_RECORD_FIELDS_V1.length - 1);
     for (const change of changes) {
       expect(canonicalAuditRecord(auditEvent(change), 1).toString('utf8'), JSON.stringify(change)).not.toBe(base);
     }
@@ -179,9 +183,9 @@ describe('canonicalAuditRecord', () => {
   it('keeps a JSON fragment in a name inside its own string, so no second field appears', () => {
     const keyName = 'k","outcome":"ok';
     const values = JSON.parse(canonicalAuditRecord(auditEvent({ keyName, outcome: 'KH_ERR_FORBIDDEN' }), 1).toString());
-    expect(values).toHaveLength(AUDIT_RECORD_FIELDS.length + 1);
-    expect(values[1 + AUDIT_RECORD_FIELDS.indexOf('keyName')]).toBe(keyName);
-    expect(values[1 + AUDIT_RECORD_FIELDS.indexOf('outcome')]).toBe('KH_ERR_FORBIDDEN');
+    expect(values).toHaveLength(AUDIT_RECORD_FIELDS_V1.length + 1);
+    expect(values[1 + AUDIT_RECORD_FIELDS_V1.indexOf('keyName')]).toBe(keyName);
+    expect(values[1 + AUDIT_RECORD_FIELDS_V1.indexOf('outcome')]).toBe('KH_ERR_FORBIDDEN');
   });
 
   it('encodes a raw event and its normalised form to the same bytes', () => {
@@ -348,12 +352,12 @@ describe('roundLatencyMs', () => {
 });
 
 describe('toJsonLine', () => {
-  it('writes one JSON object on one line, fields in canonical order then the hash', () => {
+  it('writes one JSON object on one line, fields in canonical order then the hash; a v1 record has no batch key', () => {
     const record = chained(auditEvent());
     const line = toJsonLine(record);
     expect(line.endsWith('\n')).toBe(true);
     expect(line.slice(0, -1)).not.toContain('\n');
-    expect(Object.keys(JSON.parse(line))).toEqual([...AUDIT_RECORD_FIELDS, 'hash']);
+    expect(Object.keys(JSON.parse(line))).toEqual([...AUDIT_RECORD_FIELDS_V1, 'hash']);
     expect(JSON.parse(line)).toMatchObject({ sequence: 1, time: '2026-11-28T17:23:47.123Z', hash: record.hash });
   });
 
@@ -374,7 +378,7 @@ describe('toJsonLine', () => {
   });
 
   it('sanitises a record that was not normalised, rather than writing raw control characters', () => {
-    const record = { ...auditEvent({ keyName: 'k\n{"x":1}' }), sequence: 1, hash: 'a'.repeat(64) };
+    const record = { ...auditEvent({ keyName: 'k\n{"x":1}' }), batch: null, sequence: 1, hash: 'a'.repeat(64) };
     expect(JSON.parse(toJsonLine(record)).keyName).toBe('k\\u000a{"x":1}');
   });
 
