@@ -433,6 +433,7 @@ function sameEntry(a: AuditBatchEntry, b: AuditBatchEntry): boolean {
   return (
     typeof b === 'object' &&
     b !== null &&
+    Object.keys(b).length === Object.keys(a).length &&
     a.action === b.action &&
     a.keyName === b.keyName &&
     a.keyId === b.keyId &&
@@ -442,13 +443,17 @@ function sameEntry(a: AuditBatchEntry, b: AuditBatchEntry): boolean {
   );
 }
 
-/** Whether a stored summary is the normalised one, whatever the order of its keys (PostgreSQL's jsonb sorts them). */
+/**
+ * Whether a stored summary is the normalised one, whatever the order of its keys (PostgreSQL's jsonb sorts them),
+ * and holds nothing else: a property the hash does not cover must not ride along in a verified record.
+ */
 function sameBatch(normalized: AuditBatch | null, stored: unknown): boolean {
   if (normalized === null) return stored === null || stored === undefined;
   const b = stored as AuditBatch;
   return (
     typeof b === 'object' &&
     b !== null &&
+    Object.keys(b).length === Object.keys(normalized).length &&
     normalized.items === b.items &&
     normalized.part === b.part &&
     normalized.parts === b.parts &&

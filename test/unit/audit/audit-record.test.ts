@@ -16,6 +16,7 @@ import {
   sanitizeAuditString,
   strictCanonicalAuditRecord,
   toJsonLine,
+  type AuditBatch,
   type AuditEvent,
   type AuditRecord,
 } from '../../../src/audit/audit-record.js';
@@ -508,6 +509,13 @@ describe('strictCanonicalAuditRecord', () => {
     const record = chained(batchEvent());
     const reordered = JSON.parse(JSON.stringify(record.batch, ['parts', 'part', 'items', 'entries', 'count', 'outcome', 'keyVersion', 'keyId', 'keyName', 'action']));
     expect(strictCanonicalAuditRecord(edited(record, { batch: reordered }))).toEqual(canonicalAuditRecord(batchEvent(), 1));
+  });
+
+  it('refuses a stored summary with a property the hash does not cover', () => {
+    const record = chained(batchEvent());
+    const entries = [{ ...record.batch!.entries[0]!, note: 'x' }, ...record.batch!.entries.slice(1)];
+    expect(() => strictCanonicalAuditRecord(edited(record, { batch: { ...record.batch!, entries } }))).toThrow(TypeError);
+    expect(() => strictCanonicalAuditRecord(edited(record, { batch: { ...record.batch!, note: 'x' } as AuditBatch }))).toThrow(TypeError);
   });
 
   it('refuses a raw control character in a stored summary', () => {
