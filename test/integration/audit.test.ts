@@ -1254,6 +1254,22 @@ describeEachDatabase('audit log', (kind) => {
       expect(await chainReport(t)).toMatchObject({ ok: true, records: 4 });
     });
 
+    it('a purge deletes the key index rows of the batch records it deletes, and keeps those of newer ones', async () => {
+      await open();
+      const batch = { items: [{ op: 'datakey', key: 'gone' }, { op: 'datakey', key: 'kept' }] };
+      const { record: old } = await auditedCall(t, 'POST', '/v1/batch', batch);
+      t.clock.advance(10 * DAY_MS);
+      const { record: recent } = await auditedCall(t, 'POST', '/v1/batch', batch);
+      const indexed = async (): Promise<number[]> =>
+        ((await t.app.keyhold.db('audit_record_keys').where({ key_name: 'gone' }).orderBy('sequence')) as Array<{ sequence: number | string }>).map(
+          (row) => Number(row.sequence),
+        );
+      expect(await indexed()).toEqual([old.sequence, recent.sequence]);
+      await t.app.keyhold.services.audit.purgeOlderThan(5);
+      expect(await indexed()).toEqual([recent.sequence]);
+      expect((await t.call('GET', '/v1/audit?key=gone')).body.records.map((r: AuditRecord) => r.requestId)).toEqual([recent.requestId]);
+    });
+
     it('a purge of every record leaves an empty chain that verifies and continues', async () => {
       await open();
       await createKey(t, 'k');
