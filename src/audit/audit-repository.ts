@@ -222,6 +222,12 @@ export interface AuditQuery {
   readonly limit: number;
 }
 
+/**
+ * Key index rows per insert on SQLite: a commit of batch records can index up to 64 keys for each of its records,
+ * and knex writes a multi-row insert there as one compound SELECT, of at most 500 terms.
+ */
+const SQLITE_KEY_ROWS_PER_INSERT = 500;
+
 /** A generous bound: one group commit's rows in one statement stays under every driver's parameter limit. */
 export const MAX_AUDIT_BATCH = 500;
 
@@ -266,7 +272,9 @@ export class AuditRepository {
       if (Number(advanced) !== 1) return false;
       await trx('audit_records').insert(links.map(({ record }) => toRow(record)));
       const keys = links.flatMap(({ record }) => indexedKeysOf(record));
-      if (keys.length > 0) await trx('audit_record_keys').insert(keys);
+      for (let from = 0; from < keys.length; from += SQLITE_KEY_ROWS_PER_INSERT) {
+        await trx('audit_record_keys').insert(keys.slice(from, from + SQLITE_KEY_ROWS_PER_INSERT));
+      }
       return true;
     });
   }
