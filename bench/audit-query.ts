@@ -3,7 +3,8 @@
  *
  * Issue 4 asks that GET /v1/audit use "indexes that keep a query over 1M records under 100 ms". This runner creates
  * a scratch PostgreSQL database, runs Keyhold's migrations, fills `audit_records` with synthetic rows (1,000,000 by
- * default, over 30 days, 3 replicas, ~200 principals, ~500 keys, 12 actions, 5 outcomes), then times
+ * default, over 30 days, 3 replicas, ~200 principals, ~500 keys, 12 actions, 5 outcomes; 1% of them batch records
+ * whose summaries name 3 keys each in `audit_record_keys`), then times
  * `AuditRepository.query` (what the route calls) for each filter the API offers, and shows PostgreSQL's plan for
  * each. It prints a table and writes bench/results/audit-query.json. The exit status is non-zero only when the
  * benchmark itself failed; a slow query is a finding, not an error.
@@ -129,12 +130,13 @@ function insertSql(from: number, to: number, total: number, end: number): string
       CASE WHEN unauthenticated THEN NULL WHEN principal_rank < 150 THEN 'k8s' WHEN principal_rank < 190 THEN 'spiffe' ELSE 'token' END,
       CASE WHEN NOT unauthenticated AND principal_rank >= 190 THEN 'tok_' || principal_rank END,
       '10.0.' || (principal_rank % 250) || '.' || (g % 250),
-      CASE WHEN action_name IN ('keys:read', 'policies:read', 'audit:read') THEN 'GET' ELSE 'POST' END,
-      CASE WHEN about_a_key THEN '/v1/keys/:name/' || action_name ELSE '/v1/' || split_part(action_name, ':', 1) END,
-      CASE WHEN unauthenticated THEN NULL ELSE action_name END,
-      CASE WHEN about_a_key THEN 'key-' || lpad(key_rank::text, 4, '0') END,
-      CASE WHEN about_a_key AND outcome_name <> 'KH_ERR_KEY_NOT_FOUND' THEN md5('key' || key_rank) END,
-      CASE WHEN about_a_key AND outcome_name <> 'KH_ERR_KEY_NOT_FOUND' THEN 1 + key_rank % 4 END,
+      CASE WHEN batch_row OR action_name NOT IN ('keys:read', 'policies:read', 'audit:read') THEN 'POST' ELSE 'GET' END,
+      CASE WHEN batch_row THEN '/v1/batch' WHEN about_a_key THEN '/v1/keys/:name/' || action_name
+           ELSE '/v1/' || split_part(action_name, ':', 1) END,
+      CASE WHEN unauthenticated THEN NULL WHEN batch_row THEN 'batch' ELSE action_name END,
+      CASE WHEN about_a_key AND NOT batch_row THEN 'key-' || lpad(key_rank::text, 4, '0') END,
+      CASE WHEN about_a_key AND NOT batch_row AND outcome_name <> 'KH_ERR_KEY_NOT_FOUND' THEN md5('key' || key_rank) END,
+      CASE WHEN about_a_key AND NOT batch_row AND outcome_name <> 'KH_ERR_KEY_NOT_FOUND' THEN 1 + key_rank % 4 END,
       CASE WHEN action_name IN ('datakey', 'encrypt', 'decrypt', 'rewrap') THEN '["service","tenant"]' ELSE '[]' END,
       CASE WHEN unauthenticated THEN NULL WHEN outcome_name = 'KH_ERR_FORBIDDEN' THEN 'deny' ELSE 'allow' END,
       CASE WHEN unauthenticated THEN 'missing-credentials' WHEN outcome_name = 'KH_ERR_FORBIDDEN' THEN 'no-statement' END,
@@ -152,7 +154,8 @@ function insertSql(from: number, to: number, total: number, end: number): string
              ${aboutAKey} AS about_a_key,
              ${outcome} AS outcome_name,
              ${status} AS status_code,
-             ${outcome} = 'KH_ERR_UNAUTHENTICATED' AS unauthenticated
+             ${outcome} = 'KH_ERR_UNAUTHENTICATED' AS unauthenticated,
+             g % 100 = 50 AS batch_row
         FROM (
           SELECT g, random() AS u_principal, random() AS u_key, random() AS u_action, random() AS u_outcome,
                  random() AS u_latency
@@ -171,6 +174,12 @@ async function fill(client: pg.Client, total: number, end: number): Promise<void
     if (process.stdout.isTTY) process.stdout.write(`\r  ${to.toLocaleString('en-US')} / ${total.toLocaleString('en-US')} rows`);
   }
   if (process.stdout.isTTY) process.stdout.write('\n');
+  // Each batch record's summary names three keys, drawn as single requests' keys are; the writer indexes them so.
+  await client.query(`
+    INSERT INTO audit_record_keys (replica_id, sequence, key_name, time)
+    SELECT DISTINCT replica_id, sequence, 'key-' || lpad(floor(${KEYS} * power(random(), 1.5))::int::text, 4, '0'), time
+      FROM audit_records CROSS JOIN generate_series(1, 3)
+     WHERE action = 'batch'`);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -390,7 +399,18 @@ async function statementOf(db: Database, repository: AuditRepository, query: Aud
 async function matching(db: Database, query: AuditQuery): Promise<number> {
   const builder = db('audit_records');
   if (query.principal !== undefined) builder.where('principal_id', query.principal);
-  if (query.key !== undefined) builder.where('key_name', query.key);
+  const key = query.key;
+  if (key !== undefined) {
+    builder.where((byKey) =>
+      byKey.where('key_name', key).orWhereExists((indexed) =>
+        indexed
+          .select(db.raw('1'))
+          .from('audit_record_keys as k')
+          .whereRaw('k.replica_id = audit_records.replica_id and k.sequence = audit_records.sequence')
+          .andWhere('k.key_name', key),
+      ),
+    );
+  }
   if (query.action !== undefined) builder.where('action', query.action);
   if (query.outcome !== undefined) builder.where('outcome', query.outcome);
   if (query.since !== undefined) builder.where('time', '>=', query.since.getTime());
@@ -494,6 +514,7 @@ async function main(): Promise<number> {
       // A long-lived table has been vacuumed and analysed by autovacuum; a fresh one must be brought to that state.
       process.stdout.write('VACUUM (ANALYZE)…\n');
       await client.query('VACUUM (ANALYZE) audit_records');
+      await client.query('VACUUM (ANALYZE) audit_record_keys');
       const size = await client.query<{ table: string; indexes: string }>(
         `SELECT pg_size_pretty(pg_table_size('audit_records')) AS table,
                 pg_size_pretty(pg_indexes_size('audit_records')) AS indexes`,

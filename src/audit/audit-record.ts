@@ -3,6 +3,33 @@ import { MAX_CONTEXT_PAIRS } from '../crypto/encryption-context.js';
 /** The policy decision a request received; `null` when it never reached authorisation. */
 export type AuditDecision = 'allow' | 'deny';
 
+/** One line of a batch summary: how many of the batch's items did `action` on this key version with this outcome. */
+export interface AuditBatchEntry {
+  readonly action: string;
+  /** `null` when the item named no key and its ciphertext named none that exists. */
+  readonly keyName: string | null;
+  readonly keyId: string | null;
+  readonly keyVersion: number | null;
+  /** `ok`, or the error code the item answered. */
+  readonly outcome: string;
+  readonly count: number;
+}
+
+/**
+ * What the items of a batch request did, aggregated. A batch whose summary has more than
+ * {@link MAX_AUDIT_BATCH_ENTRIES} lines writes one record per part, each with the same request id, so no record is
+ * large and no key a batch used is left out of the log.
+ */
+export interface AuditBatch {
+  /** Items in the whole request, in every part. */
+  readonly items: number;
+  /** This record's part, from 1, of `parts`. */
+  readonly part: number;
+  readonly parts: number;
+  /** In the order the items first did each, 1 to {@link MAX_AUDIT_BATCH_ENTRIES} lines. */
+  readonly entries: readonly AuditBatchEntry[];
+}
+
 /**
  * What one request produces for the audit log, whatever its outcome: authentication failures, denials and bad
  * input included. It never holds a plaintext, data key, ciphertext body, token secret or context value: only
@@ -39,10 +66,13 @@ export interface AuditEvent {
   readonly status: number;
   /** Rounded to the microsecond by {@link normalizeAuditEvent}. */
   readonly latencyMs: number;
+  /** A batch request's summary; absent or `null` on every other request. */
+  readonly batch?: AuditBatch | null | undefined;
 }
 
 /** An event as chained and stored: its position in its replica's chain and the chain hash that covers it. */
 export interface AuditRecord extends AuditEvent {
+  readonly batch: AuditBatch | null;
   /** Dense per replica: 1, 2, 3, … from the chain's start, or from the last purge cut. */
   readonly sequence: number;
   /** Lower-case hex HMAC-SHA256(auditKey, previous hash || canonical record). */
@@ -50,10 +80,10 @@ export interface AuditRecord extends AuditEvent {
 }
 
 /**
- * The fields of a record in canonical order. The canonical encoding, the JSON-lines export and storage all take
- * their order from this list, never from an object's key order. Append-only: a new field means a new format tag.
+ * The fields of a record in format v1 ({@link AUDIT_RECORD_FORMAT_V1}), in canonical order: every record without a
+ * batch summary.
  */
-export const AUDIT_RECORD_FIELDS = [
+export const AUDIT_RECORD_FIELDS_V1 = [
   'sequence',
   'time',
   'requestId',
@@ -78,6 +108,13 @@ export const AUDIT_RECORD_FIELDS = [
   'latencyMs',
 ] as const satisfies ReadonlyArray<keyof AuditRecord>;
 
+/**
+ * The fields of a record in canonical order. The canonical encoding, the JSON-lines export and storage all take
+ * their order from this list, never from an object's key order. Append-only: a new field means a new format tag.
+ * `batch` came with format v2 ({@link AUDIT_RECORD_FORMAT_V2}).
+ */
+export const AUDIT_RECORD_FIELDS = [...AUDIT_RECORD_FIELDS_V1, 'batch'] as const satisfies ReadonlyArray<keyof AuditRecord>;
+
 export type AuditRecordField = (typeof AUDIT_RECORD_FIELDS)[number];
 
 // Compile-time proof that the list names every field of a record except the hash, which is computed over the rest.
@@ -85,8 +122,14 @@ type Unlisted = Exclude<keyof AuditRecord, AuditRecordField | 'hash'>;
 const EVERY_FIELD_IS_LISTED: [Unlisted] extends [never] ? true : never = true;
 void EVERY_FIELD_IS_LISTED;
 
-/** The first element of every canonical encoding, so a later format can never be read as this one. */
-export const AUDIT_RECORD_FORMAT = 'keyhold-audit/v1';
+/**
+ * The first element of every canonical encoding, so one format can never be read as another. A record without a
+ * batch summary is encoded in v1, the fields of {@link AUDIT_RECORD_FIELDS_V1}: byte for byte what the code before v2
+ * wrote, so every stored v1 record still verifies and a request that is not a batch pays nothing for v2.
+ */
+export const AUDIT_RECORD_FORMAT_V1 = 'keyhold-audit/v1';
+/** The format of a record with a batch summary: the v1 fields, then `batch`. */
+export const AUDIT_RECORD_FORMAT_V2 = 'keyhold-audit/v2';
 
 /** The longest string a record holds, in UTF-16 code units, truncation marker included. */
 export const MAX_AUDIT_STRING_LENGTH = 512;
@@ -94,6 +137,8 @@ export const MAX_AUDIT_STRING_LENGTH = 512;
 export const AUDIT_TRUNCATION_MARKER = '…[truncated]';
 /** The most context keys a record lists; more are cut and counted in a last entry `…[+N more]`. */
 export const MAX_AUDIT_CONTEXT_KEYS = MAX_CONTEXT_PAIRS;
+/** The most lines one record's batch summary holds; a longer summary is split over several records. */
+export const MAX_AUDIT_BATCH_ENTRIES = 64;
 
 /**
  * Is the UTF-16 code unit one a log line must not hold raw? C0 and C1 controls and DEL (ESC starts ANSI sequences,
@@ -220,13 +265,59 @@ function contextKeysOf(value: unknown): readonly string[] {
   return Object.freeze(kept);
 }
 
+/** An event as {@link normalizeAuditEvent} returns it: the batch summary is there, `null` when there is none. */
+export type NormalizedAuditEvent = Omit<AuditRecord, 'sequence' | 'hash'>;
+
+function positiveCount(name: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
+    throw new TypeError(`Audit field ${name} must be a positive integer`);
+  }
+  return value;
+}
+
+/**
+ * A batch summary with its strings sanitised, its objects rebuilt with their keys in one order (storage may give
+ * them back in another) and frozen. A summary over the bound is refused rather than cut: cutting would hide keys.
+ */
+function batchOf(value: unknown): AuditBatch | null {
+  if (value === null || value === undefined) return null;
+  if (typeof value !== 'object') throw new TypeError('Audit field batch must be an object or null');
+  const batch = value as AuditBatch;
+  const entries: unknown = batch.entries;
+  if (!Array.isArray(entries) || entries.length < 1 || entries.length > MAX_AUDIT_BATCH_ENTRIES) {
+    throw new TypeError(`Audit field batch.entries must hold 1 to ${MAX_AUDIT_BATCH_ENTRIES} entries`);
+  }
+  const part = positiveCount('batch.part', batch.part);
+  const parts = positiveCount('batch.parts', batch.parts);
+  if (part > parts) throw new TypeError('Audit field batch.part must not exceed batch.parts');
+  return Object.freeze({
+    items: positiveCount('batch.items', batch.items),
+    part,
+    parts,
+    entries: Object.freeze(
+      entries.map((entry: unknown) => {
+        if (typeof entry !== 'object' || entry === null) throw new TypeError('A batch entry must be an object');
+        const e = entry as AuditBatchEntry;
+        return Object.freeze({
+          action: requiredString('batch.action', e.action),
+          keyName: nullableString('batch.keyName', e.keyName),
+          keyId: nullableString('batch.keyId', e.keyId),
+          keyVersion: nullableCount('batch.keyVersion', e.keyVersion),
+          outcome: requiredString('batch.outcome', e.outcome),
+          count: positiveCount('batch.count', e.count),
+        });
+      }),
+    ),
+  });
+}
+
 /**
  * The event as it is chained and stored: every string sanitised ({@link sanitizeAuditString}), the context key
  * list bounded, the latency rounded, the types checked. Throws `TypeError` for a value of the wrong type, which is
  * a bug in the caller and must fail the request (the audit log is fail-closed). Idempotent, so normalising a
  * stored record gives back the same record.
  */
-export function normalizeAuditEvent(event: AuditEvent): AuditEvent {
+export function normalizeAuditEvent(event: AuditEvent): NormalizedAuditEvent {
   if (typeof event !== 'object' || event === null) throw new TypeError('An audit event must be an object');
   const { time, decision, status, latencyMs } = event;
   if (!(time instanceof Date) || Number.isNaN(time.getTime())) throw new TypeError('Audit field time must be a valid Date');
@@ -261,6 +352,7 @@ export function normalizeAuditEvent(event: AuditEvent): AuditEvent {
     outcome: requiredString('outcome', event.outcome),
     status,
     latencyMs: roundLatencyMs(latencyMs),
+    batch: batchOf(event.batch),
   });
 }
 
@@ -270,11 +362,16 @@ function assertSequence(sequence: unknown): asserts sequence is number {
   }
 }
 
-type FieldValue = string | number | null | readonly string[];
+type FieldValue = string | number | null | readonly string[] | AuditBatch;
 
-/** The values of a normalised event in {@link AUDIT_RECORD_FIELDS} order, with the time as ISO 8601 text. */
-function fieldValues(normalized: AuditEvent, sequence: number): FieldValue[] {
-  return AUDIT_RECORD_FIELDS.map((field): FieldValue => {
+/** The fields a normalised event is encoded with: those of v1 when it has no batch summary, else all of them. */
+function fieldsOf(normalized: NormalizedAuditEvent): readonly AuditRecordField[] {
+  return normalized.batch === null ? AUDIT_RECORD_FIELDS_V1 : AUDIT_RECORD_FIELDS;
+}
+
+/** The values of a normalised event in {@link fieldsOf} order, with the time as ISO 8601 text. */
+function fieldValues(normalized: NormalizedAuditEvent, sequence: number): FieldValue[] {
+  return fieldsOf(normalized).map((field): FieldValue => {
     if (field === 'sequence') return sequence;
     if (field === 'time') return normalized.time.toISOString();
     return normalized[field];
@@ -287,10 +384,10 @@ function fieldValues(normalized: AuditEvent, sequence: number): FieldValue[] {
  * its UTF-8 bytes are exact. The array is written out field by field rather than built from the list: this runs
  * once per request, and unit tests hold it to {@link AUDIT_RECORD_FIELDS}.
  */
-export function canonicalAuditText(normalized: AuditEvent, sequence: number): string {
+export function canonicalAuditText(normalized: NormalizedAuditEvent, sequence: number): string {
   const n = normalized;
-  return JSON.stringify([
-    AUDIT_RECORD_FORMAT,
+  const values: unknown[] = [
+    AUDIT_RECORD_FORMAT_V1,
     sequence,
     n.time.toISOString(),
     n.requestId,
@@ -313,17 +410,57 @@ export function canonicalAuditText(normalized: AuditEvent, sequence: number): st
     n.outcome,
     n.status,
     n.latencyMs,
-  ]);
+  ];
+  if (n.batch !== null) {
+    values[0] = AUDIT_RECORD_FORMAT_V2;
+    values.push(n.batch);
+  }
+  return JSON.stringify(values);
 }
 
 /**
  * The canonical bytes of an event at `sequence`, which the chain hash covers: the UTF-8 JSON array
- * `["keyhold-audit/v1", sequence, time, requestId, …, latencyMs]` in {@link AUDIT_RECORD_FIELDS} order, of the
- * normalised event ({@link normalizeAuditEvent}). Two events encode alike only if they normalise alike.
+ * `["keyhold-audit/v1", sequence, time, requestId, …, latencyMs]` in {@link AUDIT_RECORD_FIELDS_V1} order, of the
+ * normalised event ({@link normalizeAuditEvent}); for an event with a batch summary, `["keyhold-audit/v2", …,
+ * latencyMs, batch]`, the summary's keys in a fixed order. Two events encode alike only if they normalise alike.
  */
 export function canonicalAuditRecord(event: AuditEvent, sequence: number): Buffer {
   assertSequence(sequence);
   return Buffer.from(canonicalAuditText(normalizeAuditEvent(event), sequence), 'utf8');
+}
+
+function sameEntry(a: AuditBatchEntry, b: AuditBatchEntry): boolean {
+  return (
+    typeof b === 'object' &&
+    b !== null &&
+    Object.keys(b).length === Object.keys(a).length &&
+    a.action === b.action &&
+    a.keyName === b.keyName &&
+    a.keyId === b.keyId &&
+    a.keyVersion === b.keyVersion &&
+    a.outcome === b.outcome &&
+    a.count === b.count
+  );
+}
+
+/**
+ * Whether a stored summary is the normalised one, whatever the order of its keys (PostgreSQL's jsonb sorts them),
+ * and holds nothing else: a property the hash does not cover must not ride along in a verified record.
+ */
+function sameBatch(normalized: AuditBatch | null, stored: unknown): boolean {
+  if (normalized === null) return stored === null || stored === undefined;
+  const b = stored as AuditBatch;
+  return (
+    typeof b === 'object' &&
+    b !== null &&
+    Object.keys(b).length === Object.keys(normalized).length &&
+    normalized.items === b.items &&
+    normalized.part === b.part &&
+    normalized.parts === b.parts &&
+    Array.isArray(b.entries) &&
+    normalized.entries.length === b.entries.length &&
+    normalized.entries.every((entry, i) => sameEntry(entry, b.entries[i]!))
+  );
 }
 
 function sameValue(a: FieldValue | Date, b: FieldValue | Date): boolean {
@@ -345,7 +482,8 @@ export function strictCanonicalAuditRecord(record: AuditRecord): Buffer {
   if (typeof record !== 'object' || record === null) throw new TypeError('An audit record must be an object');
   assertSequence(record.sequence);
   const normalized = normalizeAuditEvent(record);
-  for (const field of AUDIT_RECORD_FIELDS) {
+  if (!sameBatch(normalized.batch, record.batch)) throw new TypeError('Audit field batch is not in normalised form');
+  for (const field of AUDIT_RECORD_FIELDS_V1) {
     if (field !== 'sequence' && !sameValue(normalized[field], record[field])) {
       throw new TypeError(`Audit field ${field} is not in normalised form`);
     }
@@ -357,24 +495,27 @@ const HASH_PATTERN = /^[0-9a-f]{64}$/;
 
 /**
  * One line of the JSON-lines export, newline included: an object with the fields in {@link AUDIT_RECORD_FIELDS}
- * order, then `hash`, so the file can be verified offline with the audit key. Strings are sanitised again (a
- * no-op for a chained record), and JSON escapes quotes and backslashes, so a line is always exactly one record.
+ * order, then `hash`, so the file can be verified offline with the audit key. A record without a batch summary (v1)
+ * has no `batch` key, as before v2. Strings are sanitised again (a no-op for a chained record), and JSON escapes
+ * quotes and backslashes, so a line is always exactly one record.
  */
 export function toJsonLine(record: AuditRecord): string {
   assertSequence(record.sequence);
   if (typeof record.hash !== 'string' || !HASH_PATTERN.test(record.hash)) {
     throw new TypeError('An audit record hash is 64 lower-case hex characters');
   }
-  const values = fieldValues(normalizeAuditEvent(record), record.sequence);
+  const normalized = normalizeAuditEvent(record);
+  const values = fieldValues(normalized, record.sequence);
   const line: Record<string, FieldValue> = {};
-  AUDIT_RECORD_FIELDS.forEach((field, i) => {
+  fieldsOf(normalized).forEach((field, i) => {
     line[field] = values[i]!;
   });
   line.hash = record.hash;
   return `${JSON.stringify(line)}\n`;
 }
 
-const LINE_KEYS = new Set<string>([...AUDIT_RECORD_FIELDS, 'hash']);
+const LINE_KEYS_V1 = new Set<string>([...AUDIT_RECORD_FIELDS_V1, 'hash']);
+const LINE_KEYS_V2 = new Set<string>([...AUDIT_RECORD_FIELDS, 'hash']);
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 
 /**
@@ -391,9 +532,11 @@ export function parseJsonLine(line: string): AuditRecord {
   }
   const fields = parsed as Record<string, unknown>;
   const keys = Object.keys(fields);
-  if (keys.length !== LINE_KEYS.size || !keys.every((key) => LINE_KEYS.has(key))) {
-    throw new TypeError(`An audit line has exactly the fields ${[...LINE_KEYS].join(', ')}`);
+  const expected = 'batch' in fields ? LINE_KEYS_V2 : LINE_KEYS_V1;
+  if (keys.length !== expected.size || !keys.every((key) => expected.has(key))) {
+    throw new TypeError(`An audit line has exactly the fields ${[...expected].join(', ')}`);
   }
+  if (fields.batch === null) throw new TypeError('An audit line without a batch summary has no batch field');
   const { time, hash, sequence } = fields;
   const date = typeof time === 'string' && ISO_TIME.test(time) ? new Date(time) : undefined;
   // The round trip refuses dates that Date would roll over (2026-02-30 is read as 2026-03-02).
@@ -406,5 +549,5 @@ export function parseJsonLine(line: string): AuditRecord {
   assertSequence(sequence);
   const event = normalizeAuditEvent({ ...(fields as unknown as AuditEvent), time: date });
   // Keep the strings as they were on the line: the verifier must see a hand-made unsanitised value, not a cleaned one.
-  return Object.freeze({ ...(fields as unknown as AuditRecord), time: event.time, sequence, hash });
+  return Object.freeze({ ...(fields as unknown as AuditRecord), time: event.time, sequence, hash, batch: fields.batch ?? null } as AuditRecord);
 }

@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import { isPostgres, type Database } from '../storage/database.js';
-import { AUDIT_RECORD_FIELDS, type AuditRecord, type AuditRecordField } from './audit-record.js';
+import { AUDIT_RECORD_FIELDS, type AuditBatch, type AuditRecord, type AuditRecordField } from './audit-record.js';
 import type { AuditCheckpoint, ChainedAuditRecord, CheckpointKind } from './chain.js';
 
 interface AuditRow {
@@ -26,7 +26,16 @@ interface AuditRow {
   outcome: string;
   status: number;
   latency_ms: number | string;
+  /** The batch summary as JSON; null on every record of a request that was not a batch. */
+  batch: string | null;
   hash: string;
+}
+
+interface RecordKeyRow {
+  replica_id: string;
+  sequence: number;
+  key_name: string;
+  time: number;
 }
 
 interface CheckpointRow {
@@ -57,6 +66,8 @@ const POSTGRES_CONVERSIONS: Readonly<Partial<Record<AuditRecordField, (position:
   statement: (position) => `(r.fields ->> ${position})::integer`,
   status: (position) => `(r.fields ->> ${position})::integer`,
   latencyMs: (position) => `(r.fields ->> ${position})::double precision`,
+  // Absent from a v1 record's array, so SQL null; a summary is kept in jsonb's rendering, as contextKeys is.
+  batch: (position) => `(r.fields -> ${position})::text`,
 };
 
 function readField(field: AuditRecordField, position: number): string {
@@ -71,14 +82,34 @@ function readField(field: AuditRecordField, position: number): string {
  * here by position, so a record is serialised once. The text is the same for every batch size, so it is prepared
  * once per connection, and the driver binds seven values.
  */
-const POSTGRES_APPEND =
+const POSTGRES_APPEND_HEAD =
   'with advanced as (update audit_checkpoints set sequence = $1, hash = $2, mac = $3, updated_at = $4 ' +
   "where replica_id = $5 and kind = 'head' and sequence = $6 returning 1), " +
   `appended as (insert into audit_records (${AUDIT_RECORD_FIELDS.map(columnOf).join(', ')}, hash) ` +
   // Position 0 of a canonical array is the format tag; the fields follow it.
   `select ${AUDIT_RECORD_FIELDS.map((field, i) => readField(field, i + 1)).join(', ')}, r.hash ` +
   'from (select e -> 0 as fields, e ->> 1 as hash from jsonb_array_elements($7::jsonb) e) r ' +
-  'where exists (select 1 from advanced) returning 1) ' +
+  'where exists (select 1 from advanced) returning 1) ';
+
+const POSTGRES_APPEND = `${POSTGRES_APPEND_HEAD}select count(*) as appended from appended`;
+
+function positionOf(field: AuditRecordField): number {
+  return AUDIT_RECORD_FIELDS.indexOf(field) + 1;
+}
+
+/**
+ * The same, for a commit that holds a batch record: it also indexes, in the same statement, each distinct key name
+ * of a record's batch summary other than the record's own key name (see `indexedKeysOf`). A commit without one
+ * runs {@link POSTGRES_APPEND}, so a request that is not a batch pays nothing for the index.
+ */
+const POSTGRES_APPEND_WITH_KEYS =
+  `${POSTGRES_APPEND_HEAD}, indexed as (insert into audit_record_keys (replica_id, sequence, key_name, time) ` +
+  `select distinct ${readField('replicaId', positionOf('replicaId'))}, ${readField('sequence', positionOf('sequence'))}, ` +
+  `entry ->> 'keyName', ${readField('time', positionOf('time'))} ` +
+  'from (select e -> 0 as fields from jsonb_array_elements($7::jsonb) e) r ' +
+  `cross join lateral jsonb_array_elements(r.fields -> ${positionOf('batch')} -> 'entries') entry ` +
+  `where exists (select 1 from advanced) and entry ->> 'keyName' is not null ` +
+  `and entry ->> 'keyName' is distinct from r.fields ->> ${positionOf('keyName')} returning 1) ` +
   'select count(*) as appended from appended';
 
 /**
@@ -86,6 +117,7 @@ const POSTGRES_APPEND =
  * not parse and plan it again for every group commit (a fifth of its CPU per audited request, measured).
  */
 const POSTGRES_APPEND_STATEMENT = 'keyhold_audit_append';
+const POSTGRES_APPEND_WITH_KEYS_STATEMENT = 'keyhold_audit_append_with_keys';
 
 /** The driver's client, as knex's pool hands it out. */
 interface PgConnection {
@@ -116,8 +148,27 @@ function toRow(record: AuditRecord): AuditRow {
     outcome: record.outcome,
     status: record.status,
     latency_ms: record.latencyMs,
+    batch: record.batch === null ? null : JSON.stringify(record.batch),
     hash: record.hash,
   };
+}
+
+/**
+ * The keys a record names besides its own `keyName`: each distinct key name of its batch summary. These are the rows
+ * the key filter finds it by, next to the `key_name` column.
+ */
+function indexedKeysOf(record: AuditRecord): RecordKeyRow[] {
+  if (record.batch === null) return [];
+  const names = new Set<string>();
+  for (const entry of record.batch.entries) {
+    if (entry.keyName !== null && entry.keyName !== record.keyName) names.add(entry.keyName);
+  }
+  return [...names].map((keyName) => ({
+    replica_id: record.replicaId,
+    sequence: record.sequence,
+    key_name: keyName,
+    time: record.time.getTime(),
+  }));
 }
 
 function toRecord(row: AuditRow): AuditRecord {
@@ -144,6 +195,7 @@ function toRecord(row: AuditRow): AuditRecord {
     outcome: row.outcome,
     status: Number(row.status),
     latencyMs: Number(row.latency_ms),
+    batch: row.batch === null ? null : (JSON.parse(row.batch) as AuditBatch),
     hash: row.hash,
   };
 }
@@ -170,6 +222,12 @@ export interface AuditQuery {
   readonly limit: number;
 }
 
+/**
+ * Key index rows per insert on SQLite: a commit of batch records can index up to 64 keys for each of its records,
+ * and knex writes a multi-row insert there as one compound SELECT, of at most 500 terms.
+ */
+const SQLITE_KEY_ROWS_PER_INSERT = 500;
+
 /** A generous bound: one group commit's rows in one statement stays under every driver's parameter limit. */
 export const MAX_AUDIT_BATCH = 500;
 
@@ -194,11 +252,12 @@ export class AuditRepository {
       const batch = `[${links.map(({ canonical, record }) => `[${canonical},"${record.hash}"]`).join(',')}]`;
       // One statement is one transaction and one round trip: no BEGIN and COMMIT around it. It goes to the driver
       // directly: knex's per-query work costs more than the statement itself on this path.
+      const indexes = links.some(({ record }) => record.batch !== null);
       const connection = (await this.db.client.acquireConnection()) as PgConnection;
       try {
         const result = await connection.query({
-          name: POSTGRES_APPEND_STATEMENT,
-          text: POSTGRES_APPEND,
+          name: indexes ? POSTGRES_APPEND_WITH_KEYS_STATEMENT : POSTGRES_APPEND_STATEMENT,
+          text: indexes ? POSTGRES_APPEND_WITH_KEYS : POSTGRES_APPEND,
           values: [head.sequence, head.hash, head.mac, now.getTime(), head.replicaId, previousSequence, batch],
         });
         return Number(result.rows[0]?.appended ?? 0) === links.length;
@@ -212,6 +271,10 @@ export class AuditRepository {
         .update({ sequence: head.sequence, hash: head.hash, mac: head.mac, updated_at: now.getTime() });
       if (Number(advanced) !== 1) return false;
       await trx('audit_records').insert(links.map(({ record }) => toRow(record)));
+      const keys = links.flatMap(({ record }) => indexedKeysOf(record));
+      for (let from = 0; from < keys.length; from += SQLITE_KEY_ROWS_PER_INSERT) {
+        await trx('audit_record_keys').insert(keys.slice(from, from + SQLITE_KEY_ROWS_PER_INSERT));
+      }
       return true;
     });
   }
@@ -259,39 +322,43 @@ export class AuditRepository {
     }
   }
 
-  /** Newest first, keyset-paginated on (time, replica, sequence); each filter has an index ending in time. */
+  /**
+   * Newest first, keyset-paginated on (time, replica, sequence); each filter has an index ending in time. A record
+   * matches the key filter by its `key_name` or by a key its batch summary names (`audit_record_keys`): the two are
+   * read each from its own index, at most a page from each, and merged.
+   */
   async query(query: AuditQuery): Promise<AuditRecord[]> {
-    const builder = this.db<AuditRow>('audit_records');
-    if (query.principal !== undefined) builder.where('principal_id', query.principal);
-    if (query.key !== undefined) builder.where('key_name', query.key);
-    if (query.action !== undefined) builder.where('action', query.action);
-    if (query.outcome !== undefined) builder.where('outcome', query.outcome);
-    if (query.since !== undefined) builder.where('time', '>=', query.since.getTime());
-    if (query.until !== undefined) builder.where('time', '<', query.until.getTime());
-    const before = query.before;
-    if (before !== undefined) {
-      // The plain bound lets the index range stop at the cursor; the OR below only breaks ties within its instant.
-      builder.andWhere('time', '<=', before.time);
-      builder.andWhere((where) =>
-        where
-          .where('time', '<', before.time)
-          .orWhere((same) =>
-            same
-              .where('time', '=', before.time)
-              .andWhere((tie) =>
-                tie
-                  .where('replica_id', '<', before.replicaId)
-                  .orWhere((last) => last.where('replica_id', '=', before.replicaId).andWhere('sequence', '<', before.sequence)),
-              ),
-          ),
-      );
-    }
-    builder.orderBy([
+    const order = [
       { column: 'time', order: 'desc' },
       { column: 'replica_id', order: 'desc' },
       { column: 'sequence', order: 'desc' },
-    ]);
-    return ((await builder.limit(query.limit)) as AuditRow[]).map(toRecord);
+    ] as const;
+    if (query.key === undefined) {
+      const builder = this.db<AuditRow>('audit_records as r');
+      filterRecords(builder, query, 'r');
+      return ((await builder.orderBy([...order]).limit(query.limit)) as AuditRow[]).map(toRecord);
+    }
+    const byColumn = this.db('audit_records as r').select('r.*').where('r.key_name', query.key);
+    filterRecords(byColumn, query, 'r');
+    byColumn.orderBy(order.map(({ column, order: direction }) => ({ column: `r.${column}`, order: direction }))).limit(query.limit);
+    const bySummary = this.db('audit_record_keys as k')
+      .join('audit_records as r', (on) => on.on('r.replica_id', 'k.replica_id').andOn('r.sequence', 'k.sequence'))
+      .select('r.*')
+      .where('k.key_name', query.key);
+    // The position filters read the index's own copy of the time, so its range and order serve the page.
+    filterRecords(bySummary, query, 'k', 'r');
+    bySummary.orderBy(order.map(({ column, order: direction }) => ({ column: `k.${column}`, order: direction }))).limit(query.limit);
+    // Each part is a subquery of its own: SQLite allows no ORDER BY or LIMIT on the members of a UNION.
+    const merged = this.db
+      .select('*')
+      .from(byColumn.as('by_column'))
+      .unionAll((union) => union.select('*').from(bySummary.as('by_summary')));
+    const rows = (await this.db
+      .select('*')
+      .from(merged.as('matched'))
+      .orderBy([...order])
+      .limit(query.limit)) as AuditRow[];
+    return rows.map(toRecord);
   }
 
   /**
@@ -301,6 +368,7 @@ export class AuditRepository {
   async purge(cut: AuditCheckpoint, now: Date): Promise<number> {
     return this.db.transaction(async (trx) => {
       await upsertCheckpoint(trx, cut, now);
+      await trx('audit_record_keys').where({ replica_id: cut.replicaId }).andWhere('sequence', '<=', cut.sequence).delete();
       const deleted: unknown = await trx('audit_records')
         .where({ replica_id: cut.replicaId })
         .andWhere('sequence', '<=', cut.sequence)
@@ -347,4 +415,36 @@ async function upsertCheckpoint(trx: Knex.Transaction, checkpoint: AuditCheckpoi
     .onConflict(['replica_id', 'kind'])
     .merge(['sequence', 'hash', 'mac', 'updated_at'])
     .where('audit_checkpoints.sequence', '<', checkpoint.sequence);
+}
+
+/**
+ * The query's filters other than the key, on the records aliased `record`, and its time range and cursor on the
+ * (time, replica_id, sequence) columns of `position` (the records themselves, or the key index's copy of them).
+ */
+function filterRecords(builder: Knex.QueryBuilder, query: AuditQuery, position: string, record: string = position): void {
+  if (query.principal !== undefined) builder.where(`${record}.principal_id`, query.principal);
+  if (query.action !== undefined) builder.where(`${record}.action`, query.action);
+  if (query.outcome !== undefined) builder.where(`${record}.outcome`, query.outcome);
+  const time = `${position}.time`;
+  if (query.since !== undefined) builder.where(time, '>=', query.since.getTime());
+  if (query.until !== undefined) builder.where(time, '<', query.until.getTime());
+  const before = query.before;
+  if (before === undefined) return;
+  const replicaId = `${position}.replica_id`;
+  const sequence = `${position}.sequence`;
+  // The plain bound lets the index range stop at the cursor; the OR below only breaks ties within its instant.
+  builder.andWhere(time, '<=', before.time);
+  builder.andWhere((where) =>
+    where
+      .where(time, '<', before.time)
+      .orWhere((same) =>
+        same
+          .where(time, '=', before.time)
+          .andWhere((tie) =>
+            tie
+              .where(replicaId, '<', before.replicaId)
+              .orWhere((last) => last.where(replicaId, '=', before.replicaId).andWhere(sequence, '<', before.sequence)),
+          ),
+      ),
+  );
 }

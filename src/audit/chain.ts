@@ -126,6 +126,7 @@ export function linkAuditEvent(
     outcome: n.outcome,
     status: n.status,
     latencyMs: n.latencyMs,
+    batch: n.batch,
     sequence,
     hash,
   });

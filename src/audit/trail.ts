@@ -1,6 +1,18 @@
 import type { Decision } from '../policy/evaluate.js';
 import type { Principal } from '../identity/principal.js';
 import type { Action } from '../policy/actions.js';
+import type { KeyOperation } from '../keys/lifecycle.js';
+import { MAX_AUDIT_BATCH_ENTRIES, type AuditBatch, type AuditBatchEntry } from './audit-record.js';
+
+/**
+ * What a record's action names when the operation is more precise than the policy action that authorised it:
+ * `keys:disable` authorises both a key's disable and a version's, recorded as `keys:disable` and
+ * `keys:disable-version`. The decision fields still say how the policy action was decided.
+ */
+export type AuditOperation = `keys:${KeyOperation}` | 'policies:put' | 'policies:delete' | 'tokens:create' | 'tokens:revoke';
+
+/** A batch summary line as it is counted, before it is frozen into a record. */
+type Tally = { -readonly [K in keyof AuditBatchEntry]: AuditBatchEntry[K] };
 
 /**
  * What a request did, noted as it runs, for its audit record: the authorisation decisions it received and the key
@@ -13,6 +25,11 @@ export class AuditTrail {
   decision: Decision | undefined;
   keyId: string | undefined;
   keyVersion: number | undefined;
+  /** Named by the service before it authorises, so a refusal is recorded under the operation's name too. */
+  operation: AuditOperation | undefined;
+  /** A batch's items, by (action, key name, key id, version, outcome), in the order they first occurred. */
+  #batch: Map<string, Tally> | undefined;
+  #batchItems = 0;
 
   decided(action: Action, keyName: string | undefined, decision: Decision): void {
     if (this.decision !== undefined && !this.decision.allowed) return;
@@ -26,23 +43,65 @@ export class AuditTrail {
     this.decision = decision;
   }
 
-  /**
-   * A batch is one request of many operations: its record names the first refusal, if any; otherwise the action
-   * `batch` and no single key.
-   */
-  summariseBatch(): void {
-    if (this.decision !== undefined && !this.decision.allowed) return;
-    this.action = 'batch';
-    this.keyName = undefined;
-    this.keyId = undefined;
-    this.keyVersion = undefined;
-  }
-
   usedKey(keyId: string, keyName: string, keyVersion: number): void {
     if (this.decision !== undefined && !this.decision.allowed) return;
     this.keyId = keyId;
     this.keyName ??= keyName;
     this.keyVersion = keyVersion;
+  }
+
+  /** Names the operation about to run, when its policy action does not say it exactly. */
+  runs(operation: AuditOperation): void {
+    this.operation = operation;
+  }
+
+  /** The record's action: the operation when one was named, else the action decided. */
+  get recordedAction(): AuditOperation | Action | 'batch' | undefined {
+    return this.operation ?? this.action;
+  }
+
+  /**
+   * Counts one item of a batch, which ran on its own trail (`item`) as it would have alone, and answered `outcome`.
+   * The batch's record is action `batch` with no key of its own; its decision is the first item refused, else the
+   * last allowed; the summary lists every key, version and outcome, refusals included. `op` and `keyName` are what
+   * the item asked for, recorded when it failed before naming an action or finding a key.
+   */
+  batchItem(item: AuditTrail, outcome: string, op: Action, keyName: string | undefined): void {
+    if (item.decision !== undefined && (this.decision === undefined || this.decision.allowed)) this.decision = item.decision;
+    this.action = 'batch';
+    this.keyName = undefined;
+    this.keyId = undefined;
+    this.keyVersion = undefined;
+    const entry: Tally = {
+      action: item.recordedAction ?? op,
+      keyName: item.keyName ?? keyName ?? null,
+      keyId: item.keyId ?? null,
+      keyVersion: item.keyVersion ?? null,
+      outcome,
+      count: 1,
+    };
+    const id = JSON.stringify([entry.action, entry.keyName, entry.keyId, entry.keyVersion, entry.outcome]);
+    this.#batch ??= new Map();
+    const counted = this.#batch.get(id);
+    if (counted === undefined) this.#batch.set(id, entry);
+    else counted.count += 1;
+    this.#batchItems += 1;
+  }
+
+  /**
+   * The batch summary, one part per {@link MAX_AUDIT_BATCH_ENTRIES} lines, each for a record of its own; undefined
+   * when the request ran no batch.
+   */
+  batchParts(): AuditBatch[] | undefined {
+    if (this.#batch === undefined) return undefined;
+    const entries = [...this.#batch.values()];
+    const parts = Math.ceil(entries.length / MAX_AUDIT_BATCH_ENTRIES);
+    return Array.from({ length: parts }, (_, i) => ({
+      items: this.#batchItems,
+      part: i + 1,
+      parts,
+      entries: entries.slice(i * MAX_AUDIT_BATCH_ENTRIES, (i + 1) * MAX_AUDIT_BATCH_ENTRIES),
+    }));
   }
 }
 

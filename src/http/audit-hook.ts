@@ -39,7 +39,7 @@ export function auditEventOf(
     sourceAddress: request.ip ?? null,
     method: request.method,
     route: route ?? null,
-    action: trail?.action ?? null,
+    action: trail?.recordedAction ?? null,
     keyName: trail?.keyName ?? keyFromUrl,
     keyId: trail?.keyId ?? null,
     keyVersion: trail?.keyVersion ?? null,
@@ -52,6 +52,16 @@ export function auditEventOf(
     status: reply.statusCode,
     latencyMs: reply.elapsedTime,
   };
+}
+
+/**
+ * Appends the request's record and waits for its commit. A batch's record carries its summary; a summary too long
+ * for one record is split over several, each the request's record with one part, and all of them must commit.
+ */
+async function appendRecords(writer: AuditWriter, event: AuditEvent, request: FastifyRequest): Promise<void> {
+  const parts = (request.caller as FastifyRequest['caller'] | null)?.trail.batchParts();
+  if (parts === undefined) return writer.append(event);
+  await Promise.all(parts.map((batch) => writer.append({ ...event, batch })));
 }
 
 /**
@@ -91,7 +101,7 @@ export function registerAuditHook(app: FastifyInstance, writer: AuditWriter, clo
     const { config, url } = request.routeOptions;
     if (config?.public === true) return payload;
     try {
-      await writer.append(auditEventOf(request, reply, writer.replicaId, clock.now(), url));
+      await appendRecords(writer, auditEventOf(request, reply, writer.replicaId, clock.now(), url), request);
       return payload;
     } catch (error) {
       const problem = problemOf(error, request.id);

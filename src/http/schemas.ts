@@ -301,6 +301,29 @@ export const Whoami = Type.Object(
 const NullableString = Type.Union([Type.String(), Type.Null()]);
 const NullableInteger = Type.Union([Type.Integer(), Type.Null()]);
 
+const AuditBatchView = Type.Object(
+  {
+    items: Type.Integer({ minimum: 1, description: 'Items in the whole batch request.' }),
+    part: Type.Integer({ minimum: 1, description: 'This record\'s part of the summary; a long one spans several records.' }),
+    parts: Type.Integer({ minimum: 1 }),
+    entries: Type.Array(
+      Type.Object(
+        {
+          action: Type.String(),
+          keyName: NullableString,
+          keyId: NullableString,
+          keyVersion: NullableInteger,
+          outcome: Type.String({ description: '"ok" or the error code the item answered.' }),
+          count: Type.Integer({ minimum: 1 }),
+        },
+        { additionalProperties: false },
+      ),
+      { description: 'Each distinct action, key, version and outcome of the items, with how many had it.' },
+    ),
+  },
+  { additionalProperties: false },
+);
+
 export const AuditRecordView = Type.Object(
   {
     replicaId: Type.String({ description: 'The chain: one per server process.' }),
@@ -325,6 +348,7 @@ export const AuditRecordView = Type.Object(
     outcome: Type.String({ description: '"ok" or the error code answered.' }),
     status: Type.Integer(),
     latencyMs: Type.Number(),
+    batch: Type.Union([AuditBatchView, Type.Null()], { description: 'A batch request\'s summary; null on any other.' }),
     hash: Type.String({ description: 'HMAC-SHA256 chain hash over the previous hash and this record.' }),
   },
   { additionalProperties: false },
@@ -337,7 +361,7 @@ export const AuditQueryString = Type.Object(
     until: Type.Optional(AuditTime),
     principal: Type.Optional(Type.String({ minLength: 1, maxLength: 512 })),
     key: Type.Optional(KeyName),
-    action: Type.Optional(Type.String({ pattern: '^[a-z:]{1,32}$' })),
+    action: Type.Optional(Type.String({ pattern: '^[a-z:-]{1,32}$' })),
     outcome: Type.Optional(Type.String({ pattern: '^(ok|KH_ERR_[A-Z_]{1,48}|HTTP_[0-9]{3})$' })),
     limit: Type.Optional(PageLimit),
     cursor: Type.Optional(pageCursor(400)),

@@ -1,4 +1,4 @@
-import type { Caller } from '../audit/trail.js';
+import { callerOf, type Caller } from '../audit/trail.js';
 import type { EncryptionContext } from '../crypto/encryption-context.js';
 import { KeyholdError } from '../errors.js';
 import { isDatabaseUnavailable } from '../storage/errors.js';
@@ -19,6 +19,9 @@ export type BatchOutcome =
 /**
  * Runs up to a thousand crypto operations for one caller. Each item is authorised and checked on its own, and a
  * refusal or bad item fails only that item. An unexpected error fails the whole request, as it would alone.
+ *
+ * Each item runs on an audit trail of its own, exactly as the same operation alone would, and is then counted in
+ * the request's: the batch's record lists every key, version and outcome its items had.
  */
 export class BatchService {
   constructor(private readonly crypto: CryptoService) {}
@@ -26,14 +29,22 @@ export class BatchService {
   async run(caller: Caller, items: readonly BatchItem[]): Promise<BatchOutcome[]> {
     const outcomes: BatchOutcome[] = [];
     for (const item of items) {
+      const itemCaller = callerOf(caller.principal);
+      let outcome: BatchOutcome;
       try {
-        outcomes.push(await this.#runOne(caller, item));
+        outcome = await this.#runOne(itemCaller, item);
       } catch (error) {
-        if (!(error instanceof KeyholdError) && !isDatabaseUnavailable(error)) throw error;
-        outcomes.push({ ok: false, error });
+        if (!(error instanceof KeyholdError) && !isDatabaseUnavailable(error)) {
+          caller.trail.batchItem(itemCaller.trail, 'KH_ERR_INTERNAL', item.op, item.key);
+          throw error;
+        }
+        outcome = { ok: false, error };
       }
+      // The code the item's problem carries (see problemOf): its own, or unavailable for a database outage.
+      const code = outcome.ok ? 'ok' : outcome.error instanceof KeyholdError ? outcome.error.code : 'KH_ERR_UNAVAILABLE';
+      caller.trail.batchItem(itemCaller.trail, code, item.op, item.key);
+      outcomes.push(outcome);
     }
-    caller.trail.summariseBatch();
     return outcomes;
   }
 

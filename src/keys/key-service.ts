@@ -305,6 +305,7 @@ export class KeyService {
     version: number,
     operation: 'disable-version' | 'enable-version',
   ): Promise<KeyRecord> {
+    caller.trail.runs(`keys:${operation}`);
     this.#authorizer.authorize(caller, action, { keyName: name });
     const outcome = await this.#repository.mutate(name, operation, async (key, writer) => {
       const now = this.#clock.now();
@@ -325,6 +326,8 @@ export class KeyService {
     operation: KeyOperation & ChangeAction,
     apply: (key: KeyRecord, writer: LockedKeyWriter, now: Date) => Promise<void>,
   ): Promise<KeyRecord> {
+    // The record names the operation; `action` is what a policy must allow (keys:delete for both deletion steps).
+    caller.trail.runs(`keys:${operation}`);
     this.#authorizer.authorize(caller, action, { keyName: name });
     const outcome = await this.#repository.mutate(name, operation, async (key, writer) => {
       const now = this.#clock.now();

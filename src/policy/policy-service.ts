@@ -70,6 +70,7 @@ export class PolicyService {
     document: PolicyDocument,
     expectedRevision: number | undefined,
   ): Promise<{ created: boolean; policy: StoredPolicy }> {
+    caller.trail.runs('policies:put');
     this.#authorizer.authorize(caller, 'policies:write', {});
     try {
       compilePolicy(name, document);
@@ -100,6 +101,7 @@ export class PolicyService {
   }
 
   async delete(caller: Caller, name: string, expectedRevision: number | undefined): Promise<void> {
+    caller.trail.runs('policies:delete');
     this.#authorizer.authorize(caller, 'policies:write', {});
     const outcome = await this.#repository.delete(name, expectedRevision, this.#clock.now());
     if (outcome === 'not-found') throw new KeyholdError('KH_ERR_POLICY_NOT_FOUND');

@@ -95,6 +95,7 @@ export class TokenService {
     caller: Caller,
     input: { name: string; admin?: boolean | undefined; ttlSeconds?: number | undefined },
   ): Promise<IssuedToken> {
+    caller.trail.runs('tokens:create');
     this.#authorizer.authorize(caller, 'tokens:write', {});
     // Only an admin can mint an admin: a workload allowed tokens:write must not be able to escalate.
     if (input.admin === true && !caller.principal.admin) {
@@ -139,6 +140,7 @@ export class TokenService {
   }
 
   async revoke(caller: Caller, id: string): Promise<void> {
+    caller.trail.runs('tokens:revoke');
     this.#authorizer.authorize(caller, 'tokens:write', {});
     const token = await this.#repository.findById(id);
     if (token === undefined || token.revokedAt !== null) throw new KeyholdError('KH_ERR_TOKEN_NOT_FOUND');

@@ -4,7 +4,9 @@ import { join } from 'node:path';
 import type { InjectOptions } from 'fastify';
 import knexFactory from 'knex';
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseJsonLine, sanitizeAuditString, type AuditRecord } from '../../src/audit/audit-record.js';
+import { MAX_AUDIT_BATCH_ENTRIES, parseJsonLine, sanitizeAuditString, type AuditRecord } from '../../src/audit/audit-record.js';
+import { AuditRepository } from '../../src/audit/audit-repository.js';
+import { createCheckpoint, genesisHead, linkAuditEvent, type ChainedAuditRecord } from '../../src/audit/chain.js';
 import type { Environment } from '../../src/config.js';
 import { buildTestApp, describeEachDatabase, TEST_ADMIN_TOKEN, TestStore, type TestApp } from '../helpers/app.js';
 import {
@@ -185,13 +187,13 @@ describeEachDatabase('audit log', (kind) => {
       expect(createRecord).toMatchObject({ action: 'keys:create', keyName: 'admin-k', outcome: 'ok', status: 201 });
       const steps: Array<[string, string, string, number]> = [
         ['POST', '/v1/keys/admin-k/rotate', 'keys:rotate', 2],
-        ['POST', '/v1/keys/admin-k/versions/1/disable', 'keys:disable', 1],
-        ['POST', '/v1/keys/admin-k/versions/1/enable', 'keys:enable', 1],
+        ['POST', '/v1/keys/admin-k/versions/1/disable', 'keys:disable-version', 1],
+        ['POST', '/v1/keys/admin-k/versions/1/enable', 'keys:enable-version', 1],
         ['POST', '/v1/keys/admin-k/disable', 'keys:disable', 2],
         ['POST', '/v1/keys/admin-k/enable', 'keys:enable', 2],
         ['PATCH', '/v1/keys/admin-k', 'keys:update', 2],
-        ['POST', '/v1/keys/admin-k/schedule-deletion', 'keys:delete', 2],
-        ['POST', '/v1/keys/admin-k/cancel-deletion', 'keys:delete', 2],
+        ['POST', '/v1/keys/admin-k/schedule-deletion', 'keys:schedule-deletion', 2],
+        ['POST', '/v1/keys/admin-k/cancel-deletion', 'keys:cancel-deletion', 2],
       ];
       for (const [method, url, action, keyVersion] of steps) {
         const body = method === 'PATCH' ? { description: 'changed' } : undefined;
@@ -231,27 +233,50 @@ describeEachDatabase('audit log', (kind) => {
       });
     });
 
-    it('a batch is one request and writes one record', async () => {
+    it('a batch of several keys writes one record: action batch, no key of its own, and a summary of its items', async () => {
       await open();
       await createKey(t, 'k');
+      await createKey(t, 'j');
       const items = [
         { op: 'datakey', key: 'k' },
         { op: 'encrypt', key: 'k', plaintext: 'AAAA' },
-        { op: 'datakey', key: 'k', context: { b: '1', a: '2' } },
+        { op: 'datakey', key: 'j', context: { b: '1', a: '2' } },
+        { op: 'datakey', key: 'k' },
       ];
       const { response, record } = await auditedCall(t, 'POST', '/v1/batch', { items });
       expect(response.status, response.text).toBe(200);
-      expect(record).toMatchObject({ route: '/v1/batch', principalId: ADMIN_PRINCIPAL, outcome: 'ok', status: 200 });
+      const [k, j] = [response.body.results[0].result, response.body.results[2].result];
+      expect(record).toMatchObject({
+        route: '/v1/batch',
+        principalId: ADMIN_PRINCIPAL,
+        action: 'batch',
+        keyName: null,
+        keyId: null,
+        decision: 'allow',
+        outcome: 'ok',
+        status: 200,
+        batch: {
+          items: 4,
+          part: 1,
+          parts: 1,
+          entries: [
+            { action: 'datakey', keyName: 'k', keyId: k.keyId, keyVersion: 1, outcome: 'ok', count: 2 },
+            { action: 'encrypt', keyName: 'k', keyId: k.keyId, keyVersion: 1, outcome: 'ok', count: 1 },
+            { action: 'datakey', keyName: 'j', keyId: j.keyId, keyVersion: 1, outcome: 'ok', count: 1 },
+          ],
+        },
+      });
+      expect((await chainReport(t)).ok).toBe(true);
     });
 
     it('token and policy administration, whoami and the audit API itself are recorded', async () => {
       await open();
       const { response: issued, record: issueRecord } = await auditedCall(t, 'POST', '/v1/tokens', { name: 'worker' });
       expect(issued.status).toBe(201);
-      expect(issueRecord).toMatchObject({ action: 'tokens:write', route: '/v1/tokens', outcome: 'ok', status: 201, keyName: null });
+      expect(issueRecord).toMatchObject({ action: 'tokens:create', route: '/v1/tokens', outcome: 'ok', status: 201, keyName: null });
       expect((await auditedCall(t, 'GET', '/v1/tokens')).record).toMatchObject({ action: 'tokens:read', outcome: 'ok' });
       expect((await auditedCall(t, 'DELETE', `/v1/tokens/${issued.body.id}`)).record).toMatchObject({
-        action: 'tokens:write',
+        action: 'tokens:revoke',
         route: '/v1/tokens/:id',
         outcome: 'ok',
         status: 204,
@@ -259,14 +284,14 @@ describeEachDatabase('audit log', (kind) => {
 
       const statements = [{ effect: 'allow', principals: ['token:worker'], actions: ['datakey'], keys: ['*'] }];
       expect((await auditedCall(t, 'PUT', '/v1/policies/p1', { statements })).record).toMatchObject({
-        action: 'policies:write',
+        action: 'policies:put',
         route: '/v1/policies/:name',
         outcome: 'ok',
       });
       expect((await auditedCall(t, 'GET', '/v1/policies/p1')).record).toMatchObject({ action: 'policies:read', outcome: 'ok' });
       expect((await auditedCall(t, 'GET', '/v1/policies')).record).toMatchObject({ action: 'policies:read', outcome: 'ok' });
       expect((await auditedCall(t, 'DELETE', '/v1/policies/p1')).record).toMatchObject({
-        action: 'policies:write',
+        action: 'policies:delete',
         outcome: 'ok',
         status: 204,
       });
@@ -479,6 +504,184 @@ describeEachDatabase('audit log', (kind) => {
         ok: true,
         chains: [{ replicaId: replicaOf(t), ok: true, records: records.length, lastSequence: records.length }],
       });
+    });
+  });
+
+  describe('batch records and operation names', () => {
+    /** A ciphertext of `key` at its current primary version, made by the admin. */
+    async function ciphertextOf(key: string, context?: Record<string, string>): Promise<string> {
+      const response = await t.call('POST', `/v1/keys/${key}/encrypt`, { plaintext: 'AAAA', context });
+      expect(response.status, response.text).toBe(200);
+      return response.body.ciphertext as string;
+    }
+
+    /** The records `GET /v1/audit?key=KEY` answers, paged `limit` at a time. */
+    async function recordsForKey(key: string, limit = 100): Promise<AuditRecord[]> {
+      const found: AuditRecord[] = [];
+      let cursor = '';
+      for (;;) {
+        const response = await t.call('GET', `/v1/audit?key=${key}&limit=${limit}${cursor}`);
+        expect(response.status, response.text).toBe(200);
+        found.push(...(response.body.records as AuditRecord[]));
+        if (response.body.nextCursor === undefined) return found;
+        cursor = `&cursor=${response.body.nextCursor as string}`;
+      }
+    }
+
+    it('a batch of decrypts over several keys and versions, with refusals and failures, is found by ?key= for each key, with its counts', async () => {
+      await open();
+      const orders = await createKey(t, 'orders');
+      const billing = await createKey(t, 'billing');
+      await createKey(t, 'hr-salaries');
+      const ordersV1 = await ciphertextOf('orders');
+      expect((await t.call('POST', '/v1/keys/orders/rotate')).status).toBe(200);
+      const ordersV2 = await ciphertextOf('orders');
+      const salaries = await ciphertextOf('hr-salaries');
+      const billed = await ciphertextOf('billing', { tenant: 'a' });
+      const worker = await issueToken(t, 'worker');
+      await putPolicy(t, 'worker', [{ effect: 'allow', principals: ['token:worker'], actions: ['decrypt'], keys: ['orders', 'billing'] }]);
+      const items = [
+        ...Array.from({ length: 3 }, () => ({ op: 'decrypt', ciphertext: ordersV1 })),
+        { op: 'decrypt', ciphertext: salaries },
+        ...Array.from({ length: 2 }, () => ({ op: 'decrypt', ciphertext: ordersV2 })),
+        { op: 'decrypt', ciphertext: billed, context: { tenant: 'b' } },
+        { op: 'decrypt', ciphertext: billed, context: { tenant: 'a' } },
+        { op: 'decrypt', key: 'billing', ciphertext: 'kh1:AAAA' },
+        { op: 'decrypt', ciphertext: salaries },
+      ];
+      const { response, record } = await auditedCall(t, 'POST', '/v1/batch', { items }, worker.token);
+      expect(response.status, response.text).toBe(207);
+      expect(record).toMatchObject({
+        principalId: 'token:worker',
+        action: 'batch',
+        keyName: null,
+        decision: 'deny',
+        decisionReason: 'no-matching-allow',
+        outcome: 'ok',
+        status: 207,
+      });
+      expect(record.batch).toEqual({
+        items: 10,
+        part: 1,
+        parts: 1,
+        entries: [
+          { action: 'decrypt', keyName: 'orders', keyId: orders.id, keyVersion: 1, outcome: 'ok', count: 3 },
+          { action: 'decrypt', keyName: 'hr-salaries', keyId: null, keyVersion: null, outcome: 'KH_ERR_FORBIDDEN', count: 2 },
+          { action: 'decrypt', keyName: 'orders', keyId: orders.id, keyVersion: 2, outcome: 'ok', count: 2 },
+          { action: 'decrypt', keyName: 'billing', keyId: billing.id, keyVersion: 1, outcome: 'KH_ERR_DECRYPTION_FAILED', count: 1 },
+          { action: 'decrypt', keyName: 'billing', keyId: billing.id, keyVersion: 1, outcome: 'ok', count: 1 },
+          { action: 'decrypt', keyName: 'billing', keyId: null, keyVersion: null, outcome: 'KH_ERR_DECRYPTION_FAILED', count: 1 },
+        ],
+      });
+      for (const key of ['orders', 'hr-salaries', 'billing']) {
+        const found = await recordsForKey(key);
+        expect(found.filter((r) => r.requestId === record.requestId), key).toEqual([{ ...record, time: record.time.toISOString() }]);
+        // The key's own records (its creation, the admin's encrypts) are still found beside the batch's, newest first.
+        const expectedIds = (await auditRecords(t))
+          .filter((r) => r.keyName === key || r.batch?.entries.some((entry) => entry.keyName === key))
+          .reverse()
+          .map((r) => r.requestId);
+        expect(found.map((r) => r.requestId), key).toEqual(expectedIds);
+        expect((await recordsForKey(key, 1)).map((r) => r.requestId), `${key}, a page of one at a time`).toEqual(expectedIds);
+      }
+      expect((await recordsForKey('absent')).map((r) => r.requestId)).toEqual([]);
+      expect((await chainReport(t)).ok).toBe(true);
+    });
+
+    it('the key filter combines with the others on batch records too', async () => {
+      await open();
+      await createKey(t, 'orders');
+      const worker = await issueToken(t, 'worker');
+      await putPolicy(t, 'worker', [{ effect: 'allow', principals: ['token:worker'], actions: ['datakey'], keys: ['orders'] }]);
+      const { record: byWorker } = await auditedCall(t, 'POST', '/v1/batch', { items: [{ op: 'datakey', key: 'orders' }] }, worker.token);
+      await auditedCall(t, 'POST', '/v1/batch', { items: [{ op: 'datakey', key: 'orders' }] });
+      const response = await t.call('GET', '/v1/audit?key=orders&principal=token%3Aworker&action=batch');
+      expect(response.status, response.text).toBe(200);
+      expect((response.body.records as AuditRecord[]).map((r) => r.requestId)).toEqual([byWorker.requestId]);
+    });
+
+    it('a batch whose summary is longer than one record allows is written as several records, every key found', async () => {
+      await open();
+      // Keys that do not exist: each item is its own summary line, refused with KH_ERR_KEY_NOT_FOUND.
+      const items = Array.from({ length: 150 }, (_, i) => ({ op: 'datakey', key: `absent-${i}` }));
+      const before = await countRecords(t);
+      const response = await t.call('POST', '/v1/batch', { items });
+      expect(response.status, response.text).toBe(207);
+      expect(await countRecords(t)).toBe(before + 3);
+      const parts = (await auditRecords(t)).filter((r) => r.requestId === response.headers['x-request-id']);
+      expect(parts.map((r) => [r.batch?.part, r.batch?.parts, r.batch?.items, r.batch?.entries.length])).toEqual([
+        [1, 3, 150, 64],
+        [2, 3, 150, 64],
+        [3, 3, 150, 22],
+      ]);
+      expect(parts.flatMap((r) => r.batch!.entries.map((entry) => [entry.keyName, entry.outcome, entry.count]))).toEqual(
+        items.map((item) => [item.key, 'KH_ERR_KEY_NOT_FOUND', 1]),
+      );
+      for (const [key, part] of [['absent-0', 1], ['absent-100', 2], ['absent-149', 3]] as const) {
+        expect((await recordsForKey(key)).map((r) => r.batch?.part), key).toEqual([part]);
+      }
+      expect((await chainReport(t)).ok).toBe(true);
+    });
+
+    it('one group commit of many batch records indexes all their keys, more rows than one SQLite insert takes', async () => {
+      await open();
+      const auditKey = Buffer.alloc(32, 7);
+      const replicaId = 'bulk-replica';
+      const repository = new AuditRepository(t.app.keyhold.db);
+      const genesis = genesisHead(auditKey, replicaId);
+      await repository.startChain(createCheckpoint(auditKey, { replicaId, ...genesis, kind: 'head' }), t.clock.now());
+      // 130 records of 64 keys each: 8,320 index rows, where one SQLite insert takes 500.
+      const links: ChainedAuditRecord[] = [];
+      for (let i = 0; i < 130; i += 1) {
+        const entries = Array.from({ length: MAX_AUDIT_BATCH_ENTRIES }, (_, k) => ({
+          action: 'datakey', keyName: `bulk-${i}-${k}`, keyId: null, keyVersion: null, outcome: 'KH_ERR_KEY_NOT_FOUND', count: 1,
+        }));
+        const event = {
+          time: t.clock.now(), requestId: `bulk-${i}`, replicaId, principalId: null, principalType: null, tokenId: null,
+          sourceAddress: null, method: 'POST', route: '/v1/batch', action: 'batch', keyName: null, keyId: null,
+          keyVersion: null, contextKeys: [], decision: null, decisionReason: null, policy: null, statement: null,
+          outcome: 'ok', status: 207, latencyMs: 1, batch: { items: 130 * 64, part: i + 1, parts: 130, entries },
+        };
+        links.push(linkAuditEvent(auditKey, event, links.at(-1) ?? genesis));
+      }
+      const last = links.at(-1)!.record;
+      const head = createCheckpoint(auditKey, { replicaId, sequence: last.sequence, hash: last.hash, kind: 'head' });
+      expect(await repository.append(links, head, 0, t.clock.now())).toBe(true);
+      const indexed = (await t.app.keyhold.db('audit_record_keys').where({ replica_id: replicaId }).count({ n: '*' }).first()) as { n: number | string };
+      expect(Number(indexed.n)).toBe(130 * MAX_AUDIT_BATCH_ENTRIES);
+      expect((await repository.query({ key: 'bulk-129-63', limit: 10 })).map((r) => r.requestId)).toEqual(['bulk-129']);
+    });
+
+    it('version disable and enable, and scheduling and cancelling a deletion, are recorded by operation, decided by their policy action', async () => {
+      await open();
+      await createKey(t, 'orders');
+      const worker = await issueToken(t, 'worker');
+      await putPolicy(t, 'worker', [
+        { effect: 'allow', principals: ['token:worker'], actions: ['keys:disable', 'keys:enable', 'keys:delete'], keys: ['orders'] },
+      ]);
+      const steps: Array<[string, string]> = [
+        ['/v1/keys/orders/versions/1/disable', 'keys:disable-version'],
+        ['/v1/keys/orders/versions/1/enable', 'keys:enable-version'],
+        ['/v1/keys/orders/schedule-deletion', 'keys:schedule-deletion'],
+        ['/v1/keys/orders/cancel-deletion', 'keys:cancel-deletion'],
+      ];
+      for (const [url, action] of steps) {
+        const { response, record } = await auditedCall(t, 'POST', url, undefined, worker.token);
+        expect(response.status, `${url}: ${response.text}`).toBe(200);
+        expect(record, url).toMatchObject({ action, keyName: 'orders', decision: 'allow', policy: 'worker', statement: 0, outcome: 'ok' });
+        expect((await t.call('GET', `/v1/audit?action=${action}`)).body.records.map((r: AuditRecord) => r.requestId), url).toEqual([
+          record.requestId,
+        ]);
+      }
+    });
+
+    it('a refused operation is recorded under its own name too', async () => {
+      await open();
+      await createKey(t, 'orders');
+      const worker = await issueToken(t, 'worker');
+      const { response, record } = await auditedCall(t, 'POST', '/v1/keys/orders/versions/1/disable', undefined, worker.token);
+      expectProblem(response, 403, 'KH_ERR_FORBIDDEN');
+      expect(record).toMatchObject({ action: 'keys:disable-version', keyName: 'orders', decision: 'deny', outcome: 'KH_ERR_FORBIDDEN' });
     });
   });
 
@@ -1080,6 +1283,22 @@ describeEachDatabase('audit log', (kind) => {
       // The chain goes on after the cut.
       await t.call('POST', '/v1/keys/k/datakey');
       expect(await chainReport(t)).toMatchObject({ ok: true, records: 4 });
+    });
+
+    it('a purge deletes the key index rows of the batch records it deletes, and keeps those of newer ones', async () => {
+      await open();
+      const batch = { items: [{ op: 'datakey', key: 'gone' }, { op: 'datakey', key: 'kept' }] };
+      const { record: old } = await auditedCall(t, 'POST', '/v1/batch', batch);
+      t.clock.advance(10 * DAY_MS);
+      const { record: recent } = await auditedCall(t, 'POST', '/v1/batch', batch);
+      const indexed = async (): Promise<number[]> =>
+        ((await t.app.keyhold.db('audit_record_keys').where({ key_name: 'gone' }).orderBy('sequence')) as Array<{ sequence: number | string }>).map(
+          (row) => Number(row.sequence),
+        );
+      expect(await indexed()).toEqual([old.sequence, recent.sequence]);
+      await t.app.keyhold.services.audit.purgeOlderThan(5);
+      expect(await indexed()).toEqual([recent.sequence]);
+      expect((await t.call('GET', '/v1/audit?key=gone')).body.records.map((r: AuditRecord) => r.requestId)).toEqual([recent.requestId]);
     });
 
     it('a purge of every record leaves an empty chain that verifies and continues', async () => {

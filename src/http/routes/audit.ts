@@ -68,7 +68,11 @@ export function auditRoutes(services: Services): FastifyPluginAsyncTypebox {
         before: cursor === undefined ? undefined : decodeCursor(cursor),
         limit: pageLimit(query.limit),
       });
-      const records = page.records.map((record) => ({ ...record, contextKeys: [...record.contextKeys] }));
+      const records = page.records.map(({ batch, ...record }) => ({
+        ...record,
+        contextKeys: [...record.contextKeys],
+        batch: batch === null ? null : { ...batch, entries: [...batch.entries] },
+      }));
       const last = page.records[page.records.length - 1];
       return page.hasMore && last !== undefined
         ? { records, nextCursor: encodeCursor({ time: last.time.getTime(), replicaId: last.replicaId, sequence: last.sequence }) }

@@ -1,4 +1,4 @@
-import type { AuditEvent, AuditRecord } from '../../../src/audit/audit-record.js';
+import type { AuditBatch, AuditEvent, AuditRecord } from '../../../src/audit/audit-record.js';
 import { genesisHead, linkAuditEvent, type ChainHead } from '../../../src/audit/chain.js';
 
 export const AUDIT_KEY = Buffer.alloc(32, 0x61);
@@ -33,6 +33,40 @@ export function auditEvent(overrides: Partial<AuditEvent> = {}): AuditEvent {
   };
 }
 
+/** The summary of a batch of 5 items: 3 decrypts of one key version, a refused one on another key, a bad ciphertext. */
+export function auditBatch(overrides: Partial<AuditBatch> = {}): AuditBatch {
+  return {
+    items: 5,
+    part: 1,
+    parts: 1,
+    entries: [
+      { action: 'decrypt', keyName: 'payments', keyId: '0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0', keyVersion: 2, outcome: 'ok', count: 3 },
+      { action: 'decrypt', keyName: 'hr-salaries', keyId: null, keyVersion: null, outcome: 'KH_ERR_FORBIDDEN', count: 1 },
+      { action: 'decrypt', keyName: null, keyId: null, keyVersion: null, outcome: 'KH_ERR_DECRYPTION_FAILED', count: 1 },
+    ],
+    ...overrides,
+  };
+}
+
+/** The record of that batch request: action `batch`, no key of its own, the first refusal as its decision. */
+export function batchEvent(overrides: Partial<AuditEvent> = {}): AuditEvent {
+  return auditEvent({
+    route: '/v1/batch',
+    action: 'batch',
+    keyName: null,
+    keyId: null,
+    keyVersion: null,
+    contextKeys: [],
+    decision: 'deny',
+    decisionReason: 'no-matching-allow',
+    policy: null,
+    statement: null,
+    status: 207,
+    batch: auditBatch(),
+    ...overrides,
+  });
+}
+
 /** `count` chained records of `replicaId`, continuing from `head` (the genesis head by default). */
 export function buildChain(
   count: number,
@@ -44,17 +78,15 @@ export function buildChain(
   const records: AuditRecord[] = [];
   for (let i = 0; i < count; i += 1) {
     const sequence = head.sequence + 1;
-    const { record } = linkAuditEvent(
-      key,
-      auditEvent({
-        replicaId,
-        requestId: `req-${sequence}`,
-        time: new Date(Date.UTC(2026, 10, 28, 17, 0, 0, sequence)),
-        keyVersion: 1 + (sequence % 3),
-        latencyMs: sequence / 7,
-      }),
-      head,
-    );
+    const fields = {
+      replicaId,
+      requestId: `req-${sequence}`,
+      time: new Date(Date.UTC(2026, 10, 28, 17, 0, 0, sequence)),
+      latencyMs: sequence / 7,
+    };
+    // Every fourth record is a batch's (format v2), the others single requests (format v1).
+    const event = sequence % 4 === 0 ? batchEvent(fields) : auditEvent({ ...fields, keyVersion: 1 + (sequence % 3) });
+    const { record } = linkAuditEvent(key, event, head);
     records.push(record);
     head = record;
   }

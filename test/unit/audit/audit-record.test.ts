@@ -1,7 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import {
   AUDIT_RECORD_FIELDS,
-  AUDIT_RECORD_FORMAT,
+  AUDIT_RECORD_FIELDS_V1,
+  AUDIT_RECORD_FORMAT_V1,
+  AUDIT_RECORD_FORMAT_V2,
+  MAX_AUDIT_BATCH_ENTRIES,
   AUDIT_TRUNCATION_MARKER,
   MAX_AUDIT_CONTEXT_KEYS,
   MAX_AUDIT_STRING_LENGTH,
@@ -13,11 +16,12 @@ import {
   sanitizeAuditString,
   strictCanonicalAuditRecord,
   toJsonLine,
+  type AuditBatch,
   type AuditEvent,
   type AuditRecord,
 } from '../../../src/audit/audit-record.js';
 import { genesisHead, linkAuditEvent } from '../../../src/audit/chain.js';
-import { AUDIT_KEY, REPLICA, auditEvent, edited } from './audit-fixtures.js';
+import { AUDIT_KEY, REPLICA, auditBatch, auditEvent, batchEvent, edited } from './audit-fixtures.js';
 
 const GOLDEN_CANONICAL =
   '["keyhold-audit/v1",1,"2026-11-28T17:23:47.123Z","req-0001","replica-a","k8s:payments:api","kubernetes",null,' +
@@ -59,15 +63,15 @@ describe('canonicalAuditRecord', () => {
     expect(canonicalAuditRecord(auditEvent(), 1).toString('utf8')).toBe(GOLDEN_CANONICAL);
   });
 
-  it('starts with the format tag, then the fields in AUDIT_RECORD_FIELDS order', () => {
+  it('starts with the format tag v1, then the fields in AUDIT_RECORD_FIELDS_V1 order, for an event without a batch', () => {
     const values = JSON.parse(canonicalAuditRecord(auditEvent(), 7).toString('utf8')) as unknown[];
-    expect(values[0]).toBe(AUDIT_RECORD_FORMAT);
+    expect(values[0]).toBe(AUDIT_RECORD_FORMAT_V1);
     const event = normalizeAuditEvent(auditEvent());
-    AUDIT_RECORD_FIELDS.forEach((field, i) => {
+    AUDIT_RECORD_FIELDS_V1.forEach((field, i) => {
       const expected = field === 'sequence' ? 7 : field === 'time' ? event.time.toISOString() : event[field];
       expect(values[i + 1]).toEqual(expected);
     });
-    expect(values).toHaveLength(AUDIT_RECORD_FIELDS.length + 1);
+    expect(values).toHaveLength(AUDIT_RECORD_FIELDS_V1.length + 1);
   });
 
   it('puts each field at its own position, for an event whose every field differs from the others', () => {
@@ -95,14 +99,15 @@ describe('canonicalAuditRecord', () => {
       latencyMs: 1.5,
     };
     const values = JSON.parse(canonicalAuditRecord(event, 7).toString('utf8')) as unknown[];
-    const expected = AUDIT_RECORD_FIELDS.map((field) =>
+    const expected = AUDIT_RECORD_FIELDS_V1.map((field) =>
       field === 'sequence' ? 7 : field === 'time' ? event.time.toISOString() : event[field],
     );
-    expect(values).toEqual([AUDIT_RECORD_FORMAT, ...expected]);
+    expect(values).toEqual([AUDIT_RECORD_FORMAT_V1, ...expected]);
   });
 
-  it('lists the fields in one fixed order', () => {
-    expect(AUDIT_RECORD_FIELDS).toEqual([
+  it('lists the fields in one fixed order, v2 appending batch to those of v1', () => {
+    expect(AUDIT_RECORD_FIELDS).toEqual([...AUDIT_RECORD_FIELDS_V1, 'batch']);
+    expect(AUDIT_RECORD_FIELDS_V1).toEqual([
       'sequence',
       'time',
       'requestId',
@@ -164,7 +169,7 @@ describe('canonicalAuditRecord', () => {
       { status: 403 },
       { latencyMs: 1.236 },
     ];
-    expect(changes).toHaveLength(AUDIT_RECORD_FIELDS.length - 1);
+    expect(changes).toHaveLength(AUDIT_RECORD_FIELDS_V1.length - 1);
     for (const change of changes) {
       expect(canonicalAuditRecord(auditEvent(change), 1).toString('utf8'), JSON.stringify(change)).not.toBe(base);
     }
@@ -179,9 +184,9 @@ describe('canonicalAuditRecord', () => {
   it('keeps a JSON fragment in a name inside its own string, so no second field appears', () => {
     const keyName = 'k","outcome":"ok';
     const values = JSON.parse(canonicalAuditRecord(auditEvent({ keyName, outcome: 'KH_ERR_FORBIDDEN' }), 1).toString());
-    expect(values).toHaveLength(AUDIT_RECORD_FIELDS.length + 1);
-    expect(values[1 + AUDIT_RECORD_FIELDS.indexOf('keyName')]).toBe(keyName);
-    expect(values[1 + AUDIT_RECORD_FIELDS.indexOf('outcome')]).toBe('KH_ERR_FORBIDDEN');
+    expect(values).toHaveLength(AUDIT_RECORD_FIELDS_V1.length + 1);
+    expect(values[1 + AUDIT_RECORD_FIELDS_V1.indexOf('keyName')]).toBe(keyName);
+    expect(values[1 + AUDIT_RECORD_FIELDS_V1.indexOf('outcome')]).toBe('KH_ERR_FORBIDDEN');
   });
 
   it('encodes a raw event and its normalised form to the same bytes', () => {
@@ -209,6 +214,68 @@ describe('canonicalAuditRecord', () => {
     ['a context key that is not a string', { contextKeys: ['tenant', 7] }],
   ])('refuses an event with %s', (_name, change) => {
     expect(() => canonicalAuditRecord({ ...auditEvent(), ...change } as AuditEvent, 1)).toThrow(TypeError);
+  });
+});
+
+const GOLDEN_BATCH_CANONICAL =
+  '["keyhold-audit/v2",1,"2026-11-28T17:23:47.123Z","req-0001","replica-a","k8s:payments:api","kubernetes",null,' +
+  '"10.0.0.7","POST","/v1/batch","batch",null,null,null,[],"deny","no-matching-allow",null,null,"ok",207,1.235,' +
+  '{"items":5,"part":1,"parts":1,"entries":[' +
+  '{"action":"decrypt","keyName":"payments","keyId":"0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0","keyVersion":2,"outcome":"ok","count":3},' +
+  '{"action":"decrypt","keyName":"hr-salaries","keyId":null,"keyVersion":null,"outcome":"KH_ERR_FORBIDDEN","count":1},' +
+  '{"action":"decrypt","keyName":null,"keyId":null,"keyVersion":null,"outcome":"KH_ERR_DECRYPTION_FAILED","count":1}]}]';
+
+describe('canonicalAuditRecord: format v2, a batch summary', () => {
+  it('encodes a batch event to the golden v2 array: the v1 fields, then the summary', () => {
+    expect(canonicalAuditRecord(batchEvent(), 1).toString('utf8')).toBe(GOLDEN_BATCH_CANONICAL);
+    const values = JSON.parse(GOLDEN_BATCH_CANONICAL) as unknown[];
+    expect(values[0]).toBe(AUDIT_RECORD_FORMAT_V2);
+    expect(values).toHaveLength(AUDIT_RECORD_FIELDS.length + 1);
+  });
+
+  it('encodes an event whose batch is null or absent in v1, byte for byte as before v2', () => {
+    const { batch: _absent, ...withoutBatch } = auditEvent();
+    expect(canonicalAuditRecord(withoutBatch, 1).toString('utf8')).toBe(GOLDEN_CANONICAL);
+    expect(canonicalAuditRecord(auditEvent({ batch: null }), 1).toString('utf8')).toBe(GOLDEN_CANONICAL);
+  });
+
+  it('does not depend on the key order of the summary or its entries (jsonb gives them back sorted)', () => {
+    const batch = auditBatch();
+    const shuffled = JSON.parse(JSON.stringify(batch, Object.keys(batch).reverse().concat(['action', 'keyName', 'keyId', 'keyVersion', 'outcome', 'count'].reverse())));
+    expect(Object.keys(shuffled)).not.toEqual(Object.keys(batch));
+    expect(canonicalAuditRecord(batchEvent({ batch: shuffled as typeof batch }), 1).toString('utf8')).toBe(GOLDEN_BATCH_CANONICAL);
+  });
+
+  it('differs when a count, a key, a version or an outcome of the summary differs', () => {
+    const base = canonicalAuditRecord(batchEvent(), 1).toString('utf8');
+    const entry = auditBatch().entries[0]!;
+    for (const change of [{ count: 4 }, { keyName: 'payment' }, { keyVersion: 3 }, { outcome: 'KH_ERR_KEY_DISABLED' }]) {
+      const batch = auditBatch({ entries: [{ ...entry, ...change }, ...auditBatch().entries.slice(1)] });
+      expect(canonicalAuditRecord(batchEvent({ batch }), 1).toString('utf8'), JSON.stringify(change)).not.toBe(base);
+    }
+  });
+
+  it('sanitises the strings of the summary', () => {
+    const entry = { ...auditBatch().entries[0]!, keyName: 'k\n\u001b[31m' };
+    const { batch } = normalizeAuditEvent(batchEvent({ batch: auditBatch({ entries: [entry] }) }));
+    expect(batch?.entries[0]?.keyName).toBe('k\\u000a\\u001b[31m');
+  });
+
+  it(`refuses a summary of no entries or of more than ${MAX_AUDIT_BATCH_ENTRIES}, rather than cut one and hide keys`, () => {
+    const entry = auditBatch().entries[0]!;
+    const entries = Array.from({ length: MAX_AUDIT_BATCH_ENTRIES + 1 }, (_, i) => ({ ...entry, keyName: `k${i}` }));
+    expect(() => normalizeAuditEvent(batchEvent({ batch: auditBatch({ entries }) }))).toThrow(TypeError);
+    expect(() => normalizeAuditEvent(batchEvent({ batch: auditBatch({ entries: entries.slice(0, MAX_AUDIT_BATCH_ENTRIES) }) }))).not.toThrow();
+    expect(() => normalizeAuditEvent(batchEvent({ batch: auditBatch({ entries: [] }) }))).toThrow(TypeError);
+  });
+
+  it.each<[string, Partial<AuditBatch>]>([
+    ['a part after the last', { part: 2, parts: 1 }],
+    ['no items', { items: 0 }],
+    ['an entry counted zero times', { entries: [{ ...auditBatch().entries[0]!, count: 0 }] }],
+    ['an entry with a fractional version', { entries: [{ ...auditBatch().entries[0]!, keyVersion: 1.5 }] }],
+  ])('refuses a summary with %s', (_name, change) => {
+    expect(() => normalizeAuditEvent(batchEvent({ batch: auditBatch(change) }))).toThrow(TypeError);
   });
 });
 
@@ -348,12 +415,12 @@ describe('roundLatencyMs', () => {
 });
 
 describe('toJsonLine', () => {
-  it('writes one JSON object on one line, fields in canonical order then the hash', () => {
+  it('writes one JSON object on one line, fields in canonical order then the hash; a v1 record has no batch key', () => {
     const record = chained(auditEvent());
     const line = toJsonLine(record);
     expect(line.endsWith('\n')).toBe(true);
     expect(line.slice(0, -1)).not.toContain('\n');
-    expect(Object.keys(JSON.parse(line))).toEqual([...AUDIT_RECORD_FIELDS, 'hash']);
+    expect(Object.keys(JSON.parse(line))).toEqual([...AUDIT_RECORD_FIELDS_V1, 'hash']);
     expect(JSON.parse(line)).toMatchObject({ sequence: 1, time: '2026-11-28T17:23:47.123Z', hash: record.hash });
   });
 
@@ -374,7 +441,7 @@ describe('toJsonLine', () => {
   });
 
   it('sanitises a record that was not normalised, rather than writing raw control characters', () => {
-    const record = { ...auditEvent({ keyName: 'k\n{"x":1}' }), sequence: 1, hash: 'a'.repeat(64) };
+    const record = { ...auditEvent({ keyName: 'k\n{"x":1}' }), batch: null, sequence: 1, hash: 'a'.repeat(64) };
     expect(JSON.parse(toJsonLine(record)).keyName).toBe('k\\u000a{"x":1}');
   });
 
@@ -414,10 +481,47 @@ describe('parseJsonLine', () => {
   });
 });
 
+describe('toJsonLine / parseJsonLine: format v2', () => {
+  it('writes a batch record with its summary last before the hash, and reads it back as the record', () => {
+    const record = chained(batchEvent());
+    const line = toJsonLine(record);
+    expect(Object.keys(JSON.parse(line))).toEqual([...AUDIT_RECORD_FIELDS, 'hash']);
+    expect(parseJsonLine(line)).toEqual(record);
+  });
+
+  it('reads a v1 line, without a batch key, as a record without a summary', () => {
+    expect(parseJsonLine(toJsonLine(chained(auditEvent()))).batch).toBeNull();
+  });
+
+  it('refuses a line with a batch key of null, which no writer writes', () => {
+    const fields = JSON.parse(toJsonLine(chained(auditEvent()))) as Record<string, unknown>;
+    expect(() => parseJsonLine(JSON.stringify({ ...fields, batch: null }))).toThrow(TypeError);
+  });
+});
+
 describe('strictCanonicalAuditRecord', () => {
   it('encodes a chained record exactly like canonicalAuditRecord', () => {
     const record = chained(auditEvent({ keyName: 'k\n' }));
     expect(strictCanonicalAuditRecord(record)).toEqual(canonicalAuditRecord(record, 1));
+  });
+
+  it('accepts a stored summary whose keys come back in another order', () => {
+    const record = chained(batchEvent());
+    const reordered = JSON.parse(JSON.stringify(record.batch, ['parts', 'part', 'items', 'entries', 'count', 'outcome', 'keyVersion', 'keyId', 'keyName', 'action']));
+    expect(strictCanonicalAuditRecord(edited(record, { batch: reordered }))).toEqual(canonicalAuditRecord(batchEvent(), 1));
+  });
+
+  it('refuses a stored summary with a property the hash does not cover', () => {
+    const record = chained(batchEvent());
+    const entries = [{ ...record.batch!.entries[0]!, note: 'x' }, ...record.batch!.entries.slice(1)];
+    expect(() => strictCanonicalAuditRecord(edited(record, { batch: { ...record.batch!, entries } }))).toThrow(TypeError);
+    expect(() => strictCanonicalAuditRecord(edited(record, { batch: { ...record.batch!, note: 'x' } as AuditBatch }))).toThrow(TypeError);
+  });
+
+  it('refuses a raw control character in a stored summary', () => {
+    const record = chained(batchEvent());
+    const entries = [{ ...record.batch!.entries[0]!, keyName: 'k\n' }];
+    expect(() => strictCanonicalAuditRecord(edited(record, { batch: { ...record.batch!, entries } }))).toThrow(TypeError);
   });
 
   it('refuses a raw control character that would sanitise to the stored value', () => {

@@ -7,7 +7,7 @@ import {
   type ChainProblem,
   type ChainVerification,
 } from '../../../src/audit/chain.js';
-import { AUDIT_KEY, OTHER_AUDIT_KEY, REPLICA, buildChain, edited } from './audit-fixtures.js';
+import { AUDIT_KEY, OTHER_AUDIT_KEY, REPLICA, auditBatch, buildChain, edited } from './audit-fixtures.js';
 
 /** mulberry32: a small seeded generator, so that a failing case can be replayed from its seed. */
 function generator(seed: number): () => number {
@@ -45,6 +45,11 @@ function withFieldChanged(record: AuditRecord, field: (typeof EDITABLE_FIELDS)[n
       return edited(record, { contextKeys: [...record.contextKeys, 'zz'] });
     case 'decision':
       return edited(record, { decision: record.decision === 'allow' ? 'deny' : 'allow' });
+    case 'batch':
+      // Adding a summary makes a v1 record encode as v2; taking it away, or changing a count, is an edit too.
+      return edited(record, {
+        batch: record.batch === null ? auditBatch() : { ...record.batch, entries: [{ ...record.batch.entries[0]!, count: 9 }] },
+      });
     default:
       return edited(record, { [field]: `${record[field] ?? ''}x` });
   }

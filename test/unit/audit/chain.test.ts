@@ -1,4 +1,5 @@
 import { createHmac } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { canonicalAuditRecord, parseJsonLine, toJsonLine, type AuditRecord } from '../../../src/audit/audit-record.js';
 import {
@@ -16,7 +17,10 @@ import {
   type VerifyChainOptions,
 } from '../../../src/audit/chain.js';
 import { SecretBytes } from '../../../src/crypto/secret-bytes.js';
-import { AUDIT_KEY, OTHER_AUDIT_KEY, REPLICA, auditEvent, buildChain, edited } from './audit-fixtures.js';
+import { AUDIT_KEY, OTHER_AUDIT_KEY, REPLICA, auditEvent, batchEvent, buildChain, edited } from './audit-fixtures.js';
+
+/** Records exported by the code before format v2 (three single requests and a batch), one JSON line each. */
+const V1_FIXTURE = readFileSync(new URL('../../fixtures/audit-v1-chain.jsonl', import.meta.url), 'utf8');
 
 const GOLDEN_GENESIS = 'ec0b96f70b7b1f08bcc38004604aa129c302540532969491fd0746e6d58ae01d';
 const GOLDEN_FIRST_HASH = '2e1b86f2e4b30e35348131c6fe2ec9abacc4c47a77965d15e55601dd955fb4b2';
@@ -103,6 +107,39 @@ describe('linkAuditEvent: the link', () => {
     const ontoLink = linkAuditEvent(AUDIT_KEY, second, first);
     expect(ontoLink.record).toEqual(linkAuditEvent(AUDIT_KEY, second, { sequence: 1, hash: first.record.hash }).record);
     expect(verifyChain([first.record, ontoLink.record], options()).ok).toBe(true);
+  });
+});
+
+describe('format v2 beside v1', () => {
+  const v1Records = (): AuditRecord[] => V1_FIXTURE.split('\n').filter(Boolean).map((line) => parseJsonLine(line));
+
+  it('verifies the records the code before v2 wrote, from its JSON-lines file, up to their head checkpoint', () => {
+    const records = v1Records();
+    expect(records.map((record) => record.batch)).toEqual([null, null, null, null]);
+    expect(verifyChain(records, options({ checkpoint: head(records.at(-1)!) }))).toMatchObject({ ok: true, count: 4 });
+  });
+
+  it('continues a v1 chain with v2 batch records and v1 records, and the whole chain verifies', () => {
+    const records = v1Records();
+    const batch = linkAuditEvent(AUDIT_KEY, batchEvent({ requestId: 'req-5' }), records.at(-1)!).record;
+    const after = linkAuditEvent(AUDIT_KEY, auditEvent({ requestId: 'req-6' }), batch).record;
+    const chain = [...records, batch, after];
+    expect(verifyChain(chain, options({ checkpoint: head(after) }))).toMatchObject({ ok: true, count: 6 });
+    // The JSON-lines file of the mixed chain verifies too.
+    expect(verifyChain(chain.map((record) => parseJsonLine(toJsonLine(record))), options()).ok).toBe(true);
+  });
+
+  it('reports a batch summary taken off a record, or put on one, as a hash mismatch', () => {
+    const records = buildChain(8);
+    const batchRecord = records.find((record) => record.batch !== null)!;
+    const singleRecord = records.find((record) => record.batch === null)!;
+    for (const [target, change] of [
+      [batchRecord, { batch: null }],
+      [singleRecord, { batch: batchRecord.batch }],
+    ] as const) {
+      const tampered = records.map((record) => (record === target ? edited(record, change) : record));
+      expect(verifyChain(tampered, options())).toEqual({ ok: false, firstBadSequence: target.sequence, problem: 'hash-mismatch' });
+    }
   });
 });
 
