@@ -142,12 +142,12 @@ export class AuditWriter {
   }
 
   /**
-   * States the head now, then at least every `intervalMs` until {@link seal}. The timer does not hold the process
-   * open, and costs requests nothing.
+   * States the head now, then every {@link HEAD_STATEMENT_INTERVAL_MS} until {@link seal}. The timer does not hold
+   * the process open, and costs requests nothing.
    */
-  async startHeartbeat(intervalMs: number = HEAD_STATEMENT_INTERVAL_MS): Promise<void> {
+  async startHeartbeat(): Promise<void> {
     if (this.#heartbeat !== undefined || this.#sealing) return;
-    this.#heartbeat = setInterval(() => void this.stateHead(), intervalMs);
+    this.#heartbeat = setInterval(() => void this.stateHead(), HEAD_STATEMENT_INTERVAL_MS);
     this.#heartbeat.unref();
     await this.stateHead();
   }

@@ -1,8 +1,8 @@
 import pino from 'pino';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { canonicalAuditRecord, type AuditEvent, type AuditRecord } from '../../../src/audit/audit-record.js';
 import { MAX_AUDIT_BATCH, type AuditRepository } from '../../../src/audit/audit-repository.js';
-import { AuditWriter } from '../../../src/audit/audit-writer.js';
+import { AuditWriter, HEAD_STATEMENT_INTERVAL_MS } from '../../../src/audit/audit-writer.js';
 import {
   createCheckpoint,
   linkAuditEvent,
@@ -430,6 +430,28 @@ describe('AuditWriter', () => {
       repository.script.push('hang');
       await writer.seal();
       expect(repository.statements.at(-1)).toMatchObject({ sequence: 1, sealed: false });
+    });
+
+    it('the heartbeat states the head again every minute, and stops at the seal', async () => {
+      vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+      try {
+        const repository = new FakeAuditRepository();
+        const writer = writerOver(repository);
+        await writer.startHeartbeat();
+        await writer.append(auditEvent());
+        vi.advanceTimersByTime(HEAD_STATEMENT_INTERVAL_MS);
+        await writer.flush();
+        expect(repository.statements.map((statement) => statement.sequence)).toEqual([0, 1]);
+        await writer.seal();
+        vi.advanceTimersByTime(10 * HEAD_STATEMENT_INTERVAL_MS);
+        expect(repository.statements.map((statement) => [statement.sequence, statement.sealed])).toEqual([
+          [0, false],
+          [1, false],
+          [2, true],
+        ]);
+      } finally {
+        vi.useRealTimers();
+      }
     });
 
     it('startHeartbeat() states the head at once, to the repository and the log, MAC\'d with the time', async () => {
