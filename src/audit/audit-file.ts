@@ -27,17 +27,22 @@ function fileError(path: string, line: number, error: unknown): StartupError {
   return new StartupError(`${path} line ${line} is neither an audit record nor a head statement: ${(error as Error).message}`);
 }
 
+/** A statement as the log carries it: the `auditHead` field of a JSON log line. */
+function loggedStatement(value: unknown): unknown {
+  return typeof value === 'object' && value !== null && 'auditHead' in value ? value.auditHead : value;
+}
+
 /**
- * The latest head statement per chain in a `KEYHOLD_AUDIT_FILE` (or a log reduced to its statements, one JSON
- * object a line). Record lines are skipped. A statement line that does not parse is refused with its line number;
- * whether a statement is genuine is checked against the chain, where a forged one is `checkpoint-invalid`.
+ * The latest head statement per chain in a `KEYHOLD_AUDIT_FILE` or in the server's JSON log. Other lines (records,
+ * other log lines) are skipped. A statement that does not parse is refused with its line number; whether one is
+ * genuine is checked against the chain, where a forged one is `checkpoint-invalid`.
  */
 export async function readWitness(path: string): Promise<Map<string, HeadStatement>> {
   const latest = new Map<string, HeadStatement>();
   for await (const { number, text } of numberedLines(path)) {
     let statement: HeadStatement;
     try {
-      const value: unknown = JSON.parse(text);
+      const value = loggedStatement(JSON.parse(text));
       if (!isHeadStatementJson(value)) continue;
       statement = parseHeadStatement(value);
     } catch (error) {

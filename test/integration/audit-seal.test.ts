@@ -152,7 +152,7 @@ describeEachDatabase('audit chain ends: seal, heartbeat and witness', (kind) => 
       }
       const key = await second.call('GET', '/v1/keys/exfiltration');
       expect(key.status, 'the key created in the cut tail still exists').toBe(200);
-      return { second, replicaId, auditFile };
+      return { second, replicaId, auditFile, log: first.logs.text() };
     }
 
     it('as reported (checkpoints put back): the heartbeat the writer stored at shutdown shows the cut, at sequence 31', async () => {
@@ -185,6 +185,13 @@ describeEachDatabase('audit chain ends: seal, heartbeat and witness', (kind) => 
         problem: 'truncated',
         witnessed: { sequence: 62, sealed: true },
       });
+    });
+
+    it('the server\'s log is a witness too: the same latest statement as the file', async () => {
+      const { replicaId, auditFile, log } = await rollback({ alsoRestoreHeartbeat: true });
+      const logFile = `${auditFile}.log`;
+      writeFileSync(logFile, log);
+      expect((await readWitness(logFile)).get(replicaId)).toEqual((await readWitness(auditFile)).get(replicaId));
     });
 
     it('a chain the witness knows and the database has lost entirely is reported truncated from sequence 1', async () => {
