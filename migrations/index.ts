@@ -6,6 +6,7 @@ import * as changeFeed from './20261130000000_change_feed.js';
 import * as rootKeyRotation from './20261130000001_root_key_rotation.js';
 import * as retainVersions from './20261130000002_retain_versions.js';
 import * as auditBatchKeys from './20261206000000_audit_batch_keys.js';
+import * as auditHeads from './20261206000001_audit_heads.js';
 
 interface Migration {
   readonly name: string;
@@ -25,6 +26,7 @@ const MIGRATIONS: readonly Migration[] = [
   { name: '20261130000001_root_key_rotation', ...rootKeyRotation },
   { name: '20261130000002_retain_versions', ...retainVersions },
   { name: '20261206000000_audit_batch_keys', ...auditBatchKeys },
+  { name: '20261206000001_audit_heads', ...auditHeads },
 ];
 
 export const migrationSource: Knex.MigrationSource<Migration> = {

@@ -8,9 +8,14 @@ const USAGE = `Usage: keyhold <command>
 Commands:
   server    Run the Keyhold server (configured by KEYHOLD_* environment variables; see README.md).
   openapi   Print the OpenAPI document generated from the route schemas.
-  audit verify
+  audit verify [--witness FILE | --file FILE] [--accept-unsealed REPLICA_ID|all]...
             Walk every audit chain in the configured store and report, per replica, the first missing or
-            altered record. Exits 0 when every chain is intact, 1 otherwise.
+            altered record, and whether the chain is sealed (its process shut down cleanly), live, or ended
+            without a seal (a crash, or a cut tail). --witness checks the store against the latest head
+            statement per chain in a KEYHOLD_AUDIT_FILE kept off the host. --file verifies such a file on its
+            own (the audit key still comes from the store). Exits 0 when every chain is intact and none ended
+            without a seal, except those named by --accept-unsealed (repeatable; all accepts every one); 1
+            otherwise.
   root rotate --new-key-file PATH [--batch-size N] [--dry-run]
             Record the root key in PATH and rewrap every key version and the audit key still wrapped under
             another root key, N rows per transaction (default 500). It unwraps with the root keys configured as
@@ -64,6 +69,45 @@ async function rootCommand(args: string[]): Promise<void> {
   process.exitCode = done ? 0 : 1;
 }
 
+async function auditCommand(args: string[]): Promise<void> {
+  if (args[0] !== 'verify') {
+    usageError(`Unknown audit command: ${args[0] ?? '(none)'}`);
+    return;
+  }
+  let values: { witness?: string; file?: string; 'accept-unsealed'?: string[] };
+  try {
+    ({ values } = parseArgs({
+      args: args.slice(1),
+      options: {
+        witness: { type: 'string' },
+        file: { type: 'string' },
+        'accept-unsealed': { type: 'string', multiple: true },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (error) {
+    usageError((error as Error).message);
+    return;
+  }
+  const { witness, file } = values;
+  if (witness === '' || file === '') {
+    usageError('--witness and --file need a path');
+    return;
+  }
+  if (witness !== undefined && file !== undefined) {
+    usageError('--witness checks the store against a file, --file checks a file alone: give one of them');
+    return;
+  }
+  const accepted = values['accept-unsealed'] ?? [];
+  if (accepted.some((replicaId) => replicaId === '')) {
+    usageError('--accept-unsealed needs a replica id, or all');
+    return;
+  }
+  const acceptUnsealed = accepted.includes('all') ? 'all' : new Set(accepted);
+  process.exitCode = (await verifyAuditFromEnvironment({ witnessFile: witness, file, acceptUnsealed })) ? 0 : 1;
+}
+
 async function main(argv: string[]): Promise<void> {
   const [command] = argv;
   switch (command) {
@@ -77,12 +121,7 @@ async function main(argv: string[]): Promise<void> {
       await rootCommand(argv.slice(1));
       return;
     case 'audit':
-      if (argv[1] !== 'verify') {
-        process.stderr.write(`Unknown audit command: ${argv[1] ?? '(none)'}\n\n${USAGE}`);
-        process.exitCode = 2;
-        return;
-      }
-      process.exitCode = (await verifyAuditFromEnvironment()) ? 0 : 1;
+      await auditCommand(argv.slice(1));
       return;
     case undefined:
     case 'help':

@@ -1,7 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import { buildApp, createLogger } from './app.js';
 import { AuditRepository } from './audit/audit-repository.js';
-import { AuditService } from './audit/audit-service.js';
+import { readWitness, verifyAuditFile } from './audit/audit-file.js';
+import { AuditService, type VerificationReport } from './audit/audit-service.js';
 import { systemClock } from './clock.js';
 import { StartupError } from './errors.js';
 import { PolicyAuthorizer } from './policy/authorizer.js';
@@ -63,11 +64,22 @@ function shutDown(app: FastifyInstance, signal: NodeJS.Signals, timeoutMs: numbe
   );
 }
 
+export interface AuditVerifyOptions {
+  /** `--witness FILE`: check the database against the latest head statement per chain in this JSON-lines file. */
+  readonly witnessFile?: string | undefined;
+  /** `--file FILE`: verify this shipped JSON-lines file on its own; no audit table is read. */
+  readonly file?: string | undefined;
+  /** `--accept-unsealed`: chains that may have ended without a seal (crashes accounted for), or `all`. */
+  readonly acceptUnsealed?: 'all' | ReadonlySet<string> | undefined;
+}
+
 /**
- * `keyhold audit verify`: walks every audit chain in the configured store with the stored audit key, unwrapped
- * under the configured root key(s), prints the report as JSON, and resolves to whether every chain is intact.
+ * `keyhold audit verify`: walks every audit chain in the configured store (or, with `file`, in a shipped JSON-lines
+ * file) with the stored audit key, unwrapped under the configured root key(s), prints the report as JSON, and
+ * resolves to whether every chain is intact and none ended without a seal unless accepted. The audit key is kept
+ * only in the store, wrapped, so even the offline check reads it from there; it reads no audit table then.
  */
-export async function verifyAuditFromEnvironment(): Promise<boolean> {
+export async function verifyAuditFromEnvironment(options: AuditVerifyOptions = {}): Promise<boolean> {
   const config = loadConfig(process.env);
   const logger = createLogger({ ...config, logLevel: config.logLevel === 'info' ? 'warn' : config.logLevel });
   const db = createDatabase(config.database, { acquireTimeoutMs: config.databaseTimeoutMs });
@@ -75,13 +87,20 @@ export async function verifyAuditFromEnvironment(): Promise<boolean> {
     if (!(await migrationsAreCurrent(db))) throw new StartupError('The store is not migrated; start the server once first');
     const rootKeys = new RootKeyRepository(db);
     const keyring = await loadRootKeyring(config.rootKey, config.previousRootKeyFile, rootKeys, systemClock, logger);
-    const audit = new AuditService({
-      repository: new AuditRepository(db),
-      auditKey: await loadAuditKey(keyring, rootKeys, new SystemSecretRepository(db), systemClock),
-      authorizer: new PolicyAuthorizer(() => EMPTY_POLICY_SET),
-      clock: systemClock,
-    });
-    const report = await audit.verify();
+    const auditKey = await loadAuditKey(keyring, rootKeys, new SystemSecretRepository(db), systemClock);
+    let report: VerificationReport;
+    if (options.file !== undefined) {
+      report = await verifyAuditFile(options.file, { auditKey, now: systemClock.now(), acceptUnsealed: options.acceptUnsealed });
+    } else {
+      const audit = new AuditService({
+        repository: new AuditRepository(db),
+        auditKey,
+        authorizer: new PolicyAuthorizer(() => EMPTY_POLICY_SET),
+        clock: systemClock,
+      });
+      const witness = options.witnessFile === undefined ? undefined : await readWitness(options.witnessFile);
+      report = await audit.verify({ witness, acceptUnsealed: options.acceptUnsealed });
+    }
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
     return report.ok;
   } finally {

@@ -211,6 +211,8 @@ export async function openKeyhold(config: Config, deps: KeyholdDeps): Promise<Ke
       await changes.close();
       throw error;
     }
+    // Last, so that a start-up that fails leaves no timer behind. A failed statement is logged, not fatal.
+    await auditWriter?.startHeartbeat();
     return {
       services,
       db,
@@ -221,7 +223,8 @@ export async function openKeyhold(config: Config, deps: KeyholdDeps): Promise<Ke
       generatedAdminToken,
       async close() {
         await changes.close();
-        await auditWriter?.flush();
+        // Requests are answered by now (fastify closes them first): the chain ends with its seal.
+        await auditWriter?.seal();
         cache.clear();
         if (ownsDatabase) await db.destroy();
       },

@@ -2,6 +2,7 @@ import type { Knex } from 'knex';
 import { isPostgres, type Database } from '../storage/database.js';
 import { AUDIT_RECORD_FIELDS, type AuditBatch, type AuditRecord, type AuditRecordField } from './audit-record.js';
 import type { AuditCheckpoint, ChainedAuditRecord, CheckpointKind } from './chain.js';
+import type { HeadStatement } from './head-statement.js';
 
 interface AuditRow {
   replica_id: string;
@@ -200,6 +201,27 @@ function toRecord(row: AuditRow): AuditRecord {
   };
 }
 
+interface HeadRow {
+  replica_id: string;
+  sequence: number | string;
+  hash: string;
+  time: number | string;
+  sealed: boolean | number;
+  mac: string;
+}
+
+function toHeadStatement(row: HeadRow): HeadStatement {
+  return {
+    replicaId: row.replica_id,
+    sequence: Number(row.sequence),
+    hash: row.hash,
+    time: new Date(Number(row.time)),
+    // SQLite stores a boolean as 0 or 1.
+    sealed: row.sealed === true || row.sealed === 1,
+    mac: row.mac,
+  };
+}
+
 function toCheckpoint(row: CheckpointRow): AuditCheckpoint {
   return {
     replicaId: row.replica_id,
@@ -289,12 +311,42 @@ export class AuditRepository {
     return row === undefined ? undefined : { sequence: Number(row.sequence), hash: row.hash };
   }
 
-  /** Every chain that has records or checkpoints. */
+  /**
+   * Stores a chain's head statement, only ever forwards (a later head, or the same head later): a statement delayed
+   * behind a newer one must not replace it.
+   */
+  async recordHead(statement: HeadStatement, now: Date): Promise<void> {
+    await this.db('audit_heads')
+      .insert({
+        replica_id: statement.replicaId,
+        sequence: statement.sequence,
+        hash: statement.hash,
+        time: statement.time.getTime(),
+        sealed: statement.sealed,
+        mac: statement.mac,
+        updated_at: now.getTime(),
+      })
+      .onConflict('replica_id')
+      .merge(['sequence', 'hash', 'time', 'sealed', 'mac', 'updated_at'])
+      .where('audit_heads.sequence', '<', statement.sequence)
+      .orWhere((same) =>
+        same.where('audit_heads.sequence', '=', statement.sequence).andWhere('audit_heads.time', '<=', statement.time.getTime()),
+      );
+  }
+
+  /** A chain's stored head statement: its writer's last heartbeat. */
+  async headStatement(replicaId: string): Promise<HeadStatement | undefined> {
+    const row = (await this.db<HeadRow>('audit_heads').where({ replica_id: replicaId }).first()) as HeadRow | undefined;
+    return row === undefined ? undefined : toHeadStatement(row);
+  }
+
+  /** Every chain that has records, checkpoints or a head statement. */
   async replicas(): Promise<string[]> {
     const rows = (await this.db
       .select('replica_id')
       .from('audit_records')
-      .union((union) => union.select('replica_id').from('audit_checkpoints'))) as { replica_id: string }[];
+      .union((union) => union.select('replica_id').from('audit_checkpoints'))
+      .union((union) => union.select('replica_id').from('audit_heads'))) as { replica_id: string }[];
     return [...new Set(rows.map((row) => row.replica_id))].sort();
   }
 

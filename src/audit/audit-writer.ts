@@ -7,6 +7,11 @@ import type { AuditKeyMaterial } from './audit-key.js';
 import { toJsonLine, type AuditEvent, type AuditRecord } from './audit-record.js';
 import { MAX_AUDIT_BATCH, type AuditRepository } from './audit-repository.js';
 import { createCheckpoint, genesisHead, linkAuditEvent, type AuditCheckpoint, type ChainedAuditRecord, type ChainHead } from './chain.js';
+import { createHeadStatement, headStatementJson, headStatementLine, type HeadStatement } from './head-statement.js';
+import { isSeal, sealEvent } from './seal.js';
+
+/** How often a running writer states its chain's head (heartbeat and witness): at least once a minute. */
+export const HEAD_STATEMENT_INTERVAL_MS = 60_000;
 
 export interface AuditWriterOptions {
   readonly repository: AuditRepository;
@@ -86,6 +91,11 @@ export class AuditWriter {
    */
   #attempt = 0;
   #fileWrites: Promise<void> = Promise.resolve();
+  #heartbeat: NodeJS.Timeout | undefined;
+  /** Set once `seal()` starts: from then on no request is recorded, and the chain ends with the seal. */
+  #sealing = false;
+  /** Whether the seal record is committed. */
+  #sealed = false;
 
   constructor(options: AuditWriterOptions) {
     this.replicaId = options.replicaId;
@@ -103,8 +113,17 @@ export class AuditWriter {
     return this.#head;
   }
 
-  /** Resolves once the event's record is committed; rejects with 503 when it could not be. */
+  /**
+   * Resolves once the event's record is committed; rejects with 503 when it could not be, or once the chain is being
+   * sealed. An event that claims to be a seal is refused (`TypeError`): only {@link seal} writes one.
+   */
   append(event: AuditEvent): Promise<void> {
+    if (isSeal(event)) return Promise.reject(new TypeError('A request cannot write a seal record'));
+    if (this.#sealing) return Promise.reject(new UnavailableError('The audit chain is sealed: this server is shutting down'));
+    return this.#enqueue(event);
+  }
+
+  #enqueue(event: AuditEvent): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const pending: Pending = { event, resolve, reject, link: undefined, previousHash: undefined };
       if (this.#tail !== undefined) {
@@ -120,6 +139,61 @@ export class AuditWriter {
       // Records of the same tick go into one commit.
       this.#committing ??= new Promise<void>((started) => setImmediate(started)).then(() => this.#drain());
     });
+  }
+
+  /**
+   * States the head now, then every {@link HEAD_STATEMENT_INTERVAL_MS} until {@link seal}. The timer does not hold
+   * the process open, and costs requests nothing.
+   */
+  async startHeartbeat(): Promise<void> {
+    if (this.#heartbeat !== undefined || this.#sealing) return;
+    this.#heartbeat = setInterval(() => void this.stateHead(), HEAD_STATEMENT_INTERVAL_MS);
+    this.#heartbeat.unref();
+    await this.stateHead();
+  }
+
+  /**
+   * Makes a MAC'd statement of the committed head, at the clock's time, and sends it to the database (the chain's
+   * liveness heartbeat), to the log and to the JSON-lines file. Never throws: a statement that cannot be stored is
+   * logged, and the next one tries again.
+   */
+  async stateHead(): Promise<HeadStatement> {
+    const statement = createHeadStatement(this.#auditKey, {
+      replicaId: this.replicaId,
+      sequence: this.#head.sequence,
+      hash: this.#head.hash,
+      time: this.#clock.now(),
+      sealed: this.#sealed,
+    });
+    this.#logger.info({ auditHead: headStatementJson(statement) }, 'audit chain head');
+    if (this.#filePath !== undefined) this.#appendFile(this.#filePath, headStatementLine(statement));
+    try {
+      await this.#withTimeout(() => this.#repository.recordHead(statement, this.#clock.now()));
+    } catch (error) {
+      this.#logger.warn({ err: error, replicaId: this.replicaId }, 'audit chain head statement could not be stored');
+    }
+    return statement;
+  }
+
+  /**
+   * Ends the chain at shutdown: refuses new records, commits what is queued, then the seal record, and states the
+   * sealed head. Each commit is bounded by the audit timeout, so this cannot hang a shutdown; a seal that fails is
+   * logged, not thrown, and the chain then reads as ended without a seal, as after a crash.
+   */
+  async seal(): Promise<void> {
+    if (this.#sealing) return;
+    this.#sealing = true;
+    clearInterval(this.#heartbeat);
+    this.#heartbeat = undefined;
+    await this.flush();
+    try {
+      await this.#enqueue(sealEvent(this.replicaId, this.#clock.now()));
+      this.#sealed = true;
+    } catch (error) {
+      this.#logger.error({ err: error, replicaId: this.replicaId }, 'audit chain could not be sealed; it will read as ended without a seal');
+    }
+    await this.stateHead();
+    await this.flush();
   }
 
   /** Waits for every queued record to be committed or failed, and for the file sink to catch up. */
@@ -227,7 +301,10 @@ export class AuditWriter {
 
   /** The second sink: best effort, in commit order. A failure is logged and counted; requests are not failed. */
   #writeFile(path: string, records: readonly AuditRecord[]): void {
-    const lines = records.map(toJsonLine).join('');
+    this.#appendFile(path, records.map(toJsonLine).join(''));
+  }
+
+  #appendFile(path: string, lines: string): void {
     this.#fileWrites = this.#fileWrites.then(() =>
       appendFile(path, lines, { mode: 0o600 }).catch((error: unknown) => {
         this.metrics.fileFailures += 1;

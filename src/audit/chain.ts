@@ -8,6 +8,8 @@ import {
   type AuditEvent,
   type AuditRecord,
 } from './audit-record.js';
+import { verifyHeadStatement, type HeadStatement } from './head-statement.js';
+import { isSeal } from './seal.js';
 
 const HASH_PATTERN = /^[0-9a-f]{64}$/;
 const GENESIS_LABEL = 'keyhold-audit-genesis/v1';
@@ -206,10 +208,12 @@ export function verifyCheckpoint(auditKey: AuditKeyMaterial, checkpoint: AuditCh
  * - `out-of-order`: the records do not come in sequence order (the rows were given in another order), or a
  *   record from before the purge cut is still present.
  * - `duplicate`: a second record claims a sequence already verified.
- * - `truncated`: the chain ends before the last checkpoint; `firstBadSequence` is the first record lost.
- * - `checkpoint-mismatch`: the record at a checkpoint's sequence has another hash than the checkpoint.
- * - `checkpoint-invalid`: a checkpoint's MAC is wrong, it names another replica, or a head checkpoint was given
- *   as a purge cut; `firstBadSequence` is the checkpoint's sequence.
+ * - `truncated`: the chain ends before the last checkpoint or a head statement; `firstBadSequence` is the first
+ *   record lost.
+ * - `checkpoint-mismatch`: the record at a checkpoint's (or a head statement's) sequence has another hash.
+ * - `checkpoint-invalid`: a checkpoint's or head statement's MAC is wrong, it names another replica, or a head
+ *   checkpoint was given as a purge cut; `firstBadSequence` is its sequence.
+ * - `after-seal`: a record follows the chain's seal, which only ever ends a chain.
  * - `malformed`: the record is not a record of this chain: a field of the wrong type, a string that is not in
  *   the sanitised form the writer stores, another replica's id.
  */
@@ -221,10 +225,18 @@ export type ChainProblem =
   | 'truncated'
   | 'checkpoint-mismatch'
   | 'checkpoint-invalid'
+  | 'after-seal'
   | 'malformed';
 
 export type ChainVerification =
-  | { readonly ok: true; readonly count: number; readonly lastSequence: number; readonly lastHash: string }
+  | {
+      readonly ok: true;
+      readonly count: number;
+      readonly lastSequence: number;
+      readonly lastHash: string;
+      /** Whether the last record is the chain's seal (see `sealEvent`). */
+      readonly sealed: boolean;
+    }
   | { readonly ok: false; readonly firstBadSequence: number; readonly problem: ChainProblem };
 
 export interface VerifyChainOptions {
@@ -235,6 +247,11 @@ export interface VerifyChainOptions {
   readonly start?: AuditCheckpoint | undefined;
   /** The last checkpoint of any kind: the chain must reach it, and agree with it. */
   readonly checkpoint?: AuditCheckpoint | undefined;
+  /**
+   * Head statements of this chain (the database's heartbeat, a witness file's latest): each must be genuine, and
+   * the chain must reach its sequence and agree with its hash. One at or before the purge cut is not checked.
+   */
+  readonly statements?: readonly HeadStatement[] | undefined;
 }
 
 function safeSequence(value: unknown): number {
@@ -251,6 +268,11 @@ export class ChainVerifier {
   readonly #replicaId: string;
   readonly #startSequence: number;
   readonly #checkpoint: AuditCheckpoint | undefined;
+  /** The hash each head statement vouches for, by sequence. */
+  readonly #stated = new Map<number, string>();
+  /** The furthest sequence a checkpoint or a statement says the chain reached. */
+  #reach = 0;
+  #sealed = false;
   #expected: number;
   #prevHash: string;
   #count = 0;
@@ -260,7 +282,7 @@ export class ChainVerifier {
   #failure: ChainVerification | undefined;
 
   constructor(options: VerifyChainOptions) {
-    const { auditKey, replicaId, start, checkpoint } = options;
+    const { auditKey, replicaId, start, checkpoint, statements = [] } = options;
     this.#auditKey = auditKey;
     this.#replicaId = replicaId;
     this.#checkpoint = checkpoint;
@@ -276,6 +298,29 @@ export class ChainVerifier {
       this.#fail(safeSequence(checkpoint.sequence), 'checkpoint-invalid');
     } else if (checkpoint !== undefined && checkpoint.sequence === this.#startSequence && checkpoint.hash !== this.#prevHash) {
       this.#fail(checkpoint.sequence, 'checkpoint-mismatch');
+    }
+    this.#reach = Math.max(this.#startSequence, checkpoint?.sequence ?? 0);
+    for (const statement of statements) {
+      if (this.#failure !== undefined) break;
+      this.#state(statement);
+    }
+  }
+
+  #state(statement: HeadStatement): void {
+    const genuine =
+      typeof statement === 'object' &&
+      statement !== null &&
+      statement.replicaId === this.#replicaId &&
+      verifyHeadStatement(this.#auditKey, statement);
+    if (!genuine) {
+      this.#fail(safeSequence(statement?.sequence), 'checkpoint-invalid');
+    } else if (statement.sequence === this.#startSequence) {
+      if (statement.hash !== this.#prevHash) this.#fail(statement.sequence, 'checkpoint-mismatch');
+    } else if (statement.sequence > this.#startSequence) {
+      const stated = this.#stated.get(statement.sequence);
+      if (stated !== undefined && stated !== statement.hash) this.#fail(statement.sequence, 'checkpoint-mismatch');
+      this.#stated.set(statement.sequence, statement.hash);
+      this.#reach = Math.max(this.#reach, statement.sequence);
     }
   }
 
@@ -312,6 +357,7 @@ export class ChainVerifier {
     if (sequence < this.#expected) {
       return this.#fail(sequence, sequence > this.#startSequence ? 'duplicate' : 'out-of-order');
     }
+    if (this.#sealed) return this.#fail(sequence, 'after-seal');
     if (record.replicaId !== this.#replicaId) return this.#fail(sequence, 'malformed');
     let canonical: Buffer;
     try {
@@ -326,6 +372,9 @@ export class ChainVerifier {
     if (this.#checkpoint !== undefined && sequence === this.#checkpoint.sequence && record.hash !== this.#checkpoint.hash) {
       return this.#fail(sequence, 'checkpoint-mismatch');
     }
+    const stated = this.#stated.get(sequence);
+    if (stated !== undefined && record.hash !== stated) return this.#fail(sequence, 'checkpoint-mismatch');
+    this.#sealed = isSeal(record);
     this.#prevHash = record.hash;
     this.#expected = sequence + 1;
     this.#lastSeen = sequence;
@@ -338,10 +387,10 @@ export class ChainVerifier {
     if (this.#failure !== undefined) return this.#failure;
     if (this.#gap !== undefined) return Object.freeze({ ok: false, firstBadSequence: this.#gap, problem: 'missing' });
     const lastSequence = this.#expected - 1;
-    if (this.#checkpoint !== undefined && lastSequence < this.#checkpoint.sequence) {
+    if (lastSequence < this.#reach) {
       return Object.freeze({ ok: false, firstBadSequence: lastSequence + 1, problem: 'truncated' });
     }
-    return Object.freeze({ ok: true, count: this.#count, lastSequence, lastHash: this.#prevHash });
+    return Object.freeze({ ok: true, count: this.#count, lastSequence, lastHash: this.#prevHash, sealed: this.#sealed });
   }
 }
 

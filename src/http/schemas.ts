@@ -386,6 +386,19 @@ export const AuditVerification = Type.Object(
           lastSequence: Type.Optional(Type.Integer({ minimum: 0 })),
           firstBadSequence: Type.Optional(Type.Integer({ minimum: 0 })),
           problem: Type.Optional(Type.String()),
+          state: Type.Union([Type.Literal('sealed'), Type.Literal('live'), Type.Literal('unsealed')], {
+            description:
+              'sealed: its process shut down cleanly and wrote the seal record; live: its writer\'s heartbeat is under ' +
+              '3 minutes old; unsealed: neither, a crash or a cut tail, which the database alone cannot tell apart.',
+          }),
+          heartbeat: Type.Optional(Type.String({ format: 'date-time', description: "The writer's last MAC'd head statement." })),
+          witnessed: Type.Optional(
+            Type.Object(
+              { sequence: Type.Integer({ minimum: 0 }), time: Type.String({ format: 'date-time', description: 'When the witness statement was made.' }), sealed: Type.Boolean() },
+              { additionalProperties: false },
+            ),
+          ),
+          accepted: Type.Optional(Type.Literal(true, { description: 'Unsealed, and accepted by the caller.' })),
         },
         { additionalProperties: false },
       ),

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
 import type { AuditRecord } from '../../src/audit/audit-record.js';
@@ -18,6 +18,15 @@ export type AuditRow = Record<string, unknown> & { replica_id: string; sequence:
 
 function repository(t: TestApp): AuditRepository {
   return new AuditRepository(t.app.keyhold.db);
+}
+
+/**
+ * Moves the test's clock on as time passes for a running server, whose writer states its head at least every
+ * minute: it states it again, so the chain still reads live.
+ */
+export async function advanceClock(t: TestApp, ms: number): Promise<void> {
+  t.clock.advance(ms);
+  await t.app.keyhold.auditWriter?.stateHead();
 }
 
 /** This app's chain: one replica id per process start. */
@@ -86,6 +95,10 @@ export interface ChainReportBody {
   readonly lastSequence?: number;
   readonly firstBadSequence?: number;
   readonly problem?: string;
+  readonly state: 'sealed' | 'live' | 'unsealed';
+  readonly heartbeat?: string;
+  readonly witnessed?: { sequence: number; time: string; sealed: boolean };
+  readonly accepted?: true;
 }
 
 export interface VerificationBody {
@@ -136,7 +149,7 @@ export async function createKey(t: TestApp, name: string): Promise<{ id: string 
 }
 
 /** The environment under which a separate process (the CLI) reaches the same store with the same root key. */
-export function cliEnvironment(t: TestApp): Record<string, string> {
+export function cliEnvironment(t: Pick<TestApp, 'store'>): Record<string, string> {
   const env = t.store.environment({ KEYHOLD_ROOT_KEY: TEST_ROOT_KEY, KEYHOLD_LOG_LEVEL: 'warn' });
   let url = env.KEYHOLD_DATABASE_URL ?? '';
   if (t.store.kind === 'postgres') {
@@ -151,10 +164,16 @@ export function cliEnvironment(t: TestApp): Record<string, string> {
   return result;
 }
 
-/** Runs `keyhold audit verify` against the test's store and collects its exit code and output. */
-export function runAuditVerifyCli(t: TestApp): Promise<{ code: number | null; stdout: string; stderr: string }> {
+/**
+ * Runs `keyhold audit verify [args]` against the test's store (`t` or, once the app is closed, its store) and
+ * collects its exit code and output.
+ */
+export function runAuditVerifyCli(
+  t: Pick<TestApp, 'store'>,
+  args: readonly string[] = [],
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, 'audit', 'verify'], { env: cliEnvironment(t), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, 'audit', 'verify', ...args], { env: cliEnvironment(t), stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
@@ -162,6 +181,14 @@ export function runAuditVerifyCli(t: TestApp): Promise<{ code: number | null; st
     child.on('error', reject);
     child.on('exit', (code) => resolve({ code, stdout, stderr }));
   });
+}
+
+/** The lines of a KEYHOLD_AUDIT_FILE, apart: records, and the writer's head statements (`{"headStatement":…}`). */
+export function auditFileLines(path: string): { records: string[]; statements: string[] } {
+  const lines = readFileSync(path, 'utf8').split('\n');
+  if (lines.pop() !== '') throw new Error(`${path} does not end with a newline`);
+  const isStatement = (line: string): boolean => line.startsWith('{"headStatement":');
+  return { records: lines.filter((line) => !isStatement(line)), statements: lines.filter(isStatement) };
 }
 
 /** Raw C0/C1 controls, DEL, and the Unicode line and paragraph separators: none may sit unescaped in a record. */

@@ -9,9 +9,12 @@ import { AuditRepository } from '../../src/audit/audit-repository.js';
 import { createCheckpoint, genesisHead, linkAuditEvent, type ChainedAuditRecord } from '../../src/audit/chain.js';
 import type { Environment } from '../../src/config.js';
 import { buildTestApp, describeEachDatabase, TEST_ADMIN_TOKEN, TestStore, type TestApp } from '../helpers/app.js';
+import { ManualClock } from '../helpers/clock.js';
 import {
   ADMIN_PRINCIPAL,
+  advanceClock,
   auditedCall,
+  auditFileLines,
   auditRecords,
   auditRows,
   chainReport,
@@ -31,6 +34,8 @@ import {
 import { expectProblem } from '../helpers/expect-problem.js';
 
 const DAY_MS = 24 * 3600 * 1000;
+/** A chain whose writer is running: its heartbeat is fresh. */
+const LIVE = { state: 'live', heartbeat: expect.any(String) };
 
 describeEachDatabase('audit log', (kind) => {
   let t: TestApp;
@@ -39,8 +44,8 @@ describeEachDatabase('audit log', (kind) => {
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
   });
 
-  async function open(env: Environment = {}): Promise<TestApp> {
-    t = await buildTestApp(kind, { env });
+  async function open(env: Environment = {}, clock?: ManualClock): Promise<TestApp> {
+    t = await buildTestApp(kind, { env, clock });
     const app = t;
     cleanups.push(() => app.close());
     return t;
@@ -502,7 +507,7 @@ describeEachDatabase('audit log', (kind) => {
       expect(records.map((record) => record.sequence)).toEqual(records.map((_, i) => i + 1));
       expect(await verifyViaApi(t)).toEqual({
         ok: true,
-        chains: [{ replicaId: replicaOf(t), ok: true, records: records.length, lastSequence: records.length }],
+        chains: [{ replicaId: replicaOf(t), ok: true, records: records.length, lastSequence: records.length, ...LIVE }],
       });
     });
   });
@@ -742,7 +747,7 @@ describeEachDatabase('audit log', (kind) => {
       // The haystacks are real: the records name the requests, and the logs hold request lines.
       expect(records).toContain('token:secret-bearer');
       expect(logs).toContain(dataKey.headers['x-request-id'] as string);
-      expect(file.split('\n').filter(Boolean).length).toBe(await countRecords(t));
+      expect(auditFileLines(auditFile).records.length).toBe(await countRecords(t));
       for (const [what, secret] of Object.entries(forbidden)) {
         expect(records.includes(secret), `${what} in audit_records`).toBe(false);
         expect(logs.includes(secret), `${what} in the logs`).toBe(false);
@@ -858,8 +863,8 @@ describeEachDatabase('audit log', (kind) => {
 
   describe('tamper evidence', () => {
     /** A handful of requests: the chain has at least 6 records. */
-    async function activity(): Promise<{ replicaId: string; last: number }> {
-      await open();
+    async function activity(clock?: ManualClock): Promise<{ replicaId: string; last: number }> {
+      await open({}, clock);
       await createKey(t, 'k');
       for (let i = 0; i < 4; i += 1) await t.call('POST', '/v1/keys/k/datakey');
       await t.call('GET', '/v1/whoami', undefined, null);
@@ -878,7 +883,7 @@ describeEachDatabase('audit log', (kind) => {
       expect(await records(replicaId).where({ sequence: 3 }).update({ outcome: 'KH_ERR_FORBIDDEN' })).toBe(1);
       expect(await verifyViaApi(t)).toEqual({
         ok: false,
-        chains: [{ replicaId, ok: false, records: 0, firstBadSequence: 3, problem: 'hash-mismatch' }],
+        chains: [{ replicaId, ok: false, records: 0, firstBadSequence: 3, problem: 'hash-mismatch', ...LIVE }],
       });
     });
 
@@ -913,7 +918,7 @@ describeEachDatabase('audit log', (kind) => {
         .update({ sequence: last - 2, hash: survivor.hash });
       expect(await verifyDirectly(t)).toEqual({
         ok: false,
-        chains: [{ replicaId, ok: false, records: 0, firstBadSequence: last - 2, problem: 'checkpoint-invalid' }],
+        chains: [{ replicaId, ok: false, records: 0, firstBadSequence: last - 2, problem: 'checkpoint-invalid', ...LIVE }],
       });
     });
 
@@ -921,7 +926,7 @@ describeEachDatabase('audit log', (kind) => {
       const { replicaId, last } = await activity();
       expect(await t.app.keyhold.db('audit_checkpoints').where({ replica_id: replicaId, kind: 'head' }).delete()).toBe(1);
       expect((await verifyDirectly(t)).chains).toEqual([
-        { replicaId, ok: false, records: last, firstBadSequence: last, problem: 'missing-head' },
+        { replicaId, ok: false, records: last, firstBadSequence: last, problem: 'missing-head', ...LIVE },
       ]);
     });
 
@@ -981,7 +986,8 @@ describeEachDatabase('audit log', (kind) => {
 
     // Runs the built CLI; skipped, not failed, before `npm run build`.
     it.skipIf(!CLI_IS_BUILT)('keyhold audit verify (dist) exits 0 on an intact store and 1 with the first bad sequence on a tampered one', async () => {
-      const { replicaId } = await activity();
+      // The CLI judges liveness by the system clock.
+      const { replicaId } = await activity(new ManualClock(Date.now()));
       const intact = await runAuditVerifyCli(t);
       expect(intact.code, intact.stderr).toBe(0);
       expect(JSON.parse(intact.stdout)).toMatchObject({ ok: true, chains: [{ replicaId, ok: true }] });
@@ -991,7 +997,7 @@ describeEachDatabase('audit log', (kind) => {
       expect(tampered.code, tampered.stderr).toBe(1);
       expect(JSON.parse(tampered.stdout)).toEqual({
         ok: false,
-        chains: [{ replicaId, ok: false, records: 0, firstBadSequence: 3, problem: 'hash-mismatch' }],
+        chains: [{ replicaId, ok: false, records: 0, firstBadSequence: 3, problem: 'hash-mismatch', ...LIVE }],
       });
     });
   });
@@ -1010,12 +1016,11 @@ describeEachDatabase('audit log', (kind) => {
 
     async function expectOneParsableLinePerRecord(auditFile: string): Promise<void> {
       await t.app.keyhold.auditWriter!.flush();
-      const lines = readFileSync(auditFile, 'utf8').split('\n');
-      expect(lines.pop()).toBe('');
+      const { records: lines, statements } = auditFileLines(auditFile);
       const stored = await auditRecords(t);
       expect(lines).toHaveLength(stored.length);
       expect(lines.map((line) => parseJsonLine(line).sequence)).toEqual(stored.map((record) => record.sequence));
-      for (const line of lines) expect(RAW_CONTROL.test(line)).toBe(false);
+      for (const line of [...lines, ...statements]) expect(RAW_CONTROL.test(line)).toBe(false);
     }
 
     it('a key name with a newline, an ANSI escape and a JSON fragment is refused, and recorded escaped', async () => {
@@ -1237,7 +1242,7 @@ describeEachDatabase('audit log', (kind) => {
       await Promise.all([1, 2, 3].map(() => t.call('POST', '/v1/keys/k/datakey', { context: { x: '1' } })));
       await t.call('GET', '/v1/whoami', undefined, null);
       await t.app.keyhold.auditWriter!.flush();
-      const lines = readFileSync(auditFile, 'utf8').split('\n').filter(Boolean);
+      const lines = auditFileLines(auditFile).records;
       const stored = await auditRecords(t);
       expect(lines.map(parseJsonLine)).toEqual(stored.map((record) => ({ ...record, contextKeys: [...record.contextKeys] })));
       expect(statSync(auditFile).mode & 0o777).toBe(0o600);
@@ -1268,7 +1273,7 @@ describeEachDatabase('audit log', (kind) => {
       await t.call('POST', '/v1/keys/k/datakey');
       await t.call('POST', '/v1/keys/k/datakey');
       const old = await auditRecords(t);
-      t.clock.advance(10 * DAY_MS);
+      await advanceClock(t, 10 * DAY_MS);
       await t.call('POST', '/v1/keys/k/datakey');
       await t.call('POST', '/v1/keys/k/datakey');
       const replicaId = replicaOf(t);
@@ -1280,7 +1285,7 @@ describeEachDatabase('audit log', (kind) => {
       expect(remaining.every((r) => r.time.getTime() === t.clock.now().getTime())).toBe(true);
       const purge = (await checkpointRows(t)).find((row) => row.kind === 'purge');
       expect(purge).toMatchObject({ replica_id: replicaId, sequence: cut.sequence, hash: cut.hash });
-      expect(await chainReport(t)).toEqual({ replicaId, ok: true, records: 2, lastSequence: cut.sequence + 2 });
+      expect(await chainReport(t)).toEqual({ replicaId, ok: true, records: 2, lastSequence: cut.sequence + 2, ...LIVE });
       // The chain goes on after the cut.
       await t.call('POST', '/v1/keys/k/datakey');
       expect(await chainReport(t)).toMatchObject({ ok: true, records: 4 });
@@ -1307,10 +1312,10 @@ describeEachDatabase('audit log', (kind) => {
       await createKey(t, 'k');
       await t.call('POST', '/v1/keys/k/datakey');
       const last = await lastRecord(t);
-      t.clock.advance(10 * DAY_MS);
+      await advanceClock(t, 10 * DAY_MS);
       expect(await t.app.keyhold.services.audit.purgeOlderThan(5)).toEqual([{ replicaId: replicaOf(t), deleted: 2 }]);
       expect(await countRecords(t)).toBe(0);
-      expect(await chainReport(t)).toEqual({ replicaId: replicaOf(t), ok: true, records: 0, lastSequence: last.sequence });
+      expect(await chainReport(t)).toEqual({ replicaId: replicaOf(t), ok: true, records: 0, lastSequence: last.sequence, ...LIVE });
       await t.call('POST', '/v1/keys/k/datakey');
       expect(await chainReport(t)).toMatchObject({ ok: true, records: 2, lastSequence: last.sequence + 2 });
     });
@@ -1326,7 +1331,7 @@ describeEachDatabase('audit log', (kind) => {
       await open();
       await createKey(t, 'k');
       await t.call('POST', '/v1/keys/k/datakey');
-      t.clock.advance(10 * DAY_MS);
+      await advanceClock(t, 10 * DAY_MS);
       await t.call('POST', '/v1/keys/k/datakey');
       await t.call('POST', '/v1/keys/k/datakey');
       await t.app.keyhold.services.audit.purgeOlderThan(5);
@@ -1344,7 +1349,7 @@ describeEachDatabase('audit log', (kind) => {
       await open();
       await createKey(t, 'k');
       await t.call('POST', '/v1/keys/k/datakey');
-      t.clock.advance(10 * DAY_MS);
+      await advanceClock(t, 10 * DAY_MS);
       await t.call('POST', '/v1/keys/k/datakey');
       await t.app.keyhold.services.audit.purgeOlderThan(5);
       const replicaId = replicaOf(t);
@@ -1357,7 +1362,7 @@ describeEachDatabase('audit log', (kind) => {
       await open();
       await createKey(t, 'k');
       await t.call('POST', '/v1/keys/k/datakey');
-      t.clock.advance(10 * DAY_MS);
+      await advanceClock(t, 10 * DAY_MS);
       await t.call('POST', '/v1/keys/k/datakey');
       await t.app.keyhold.services.audit.purgeOlderThan(5);
       await t.app.keyhold.auditWriter!.flush();
@@ -1371,7 +1376,7 @@ describeEachDatabase('audit log', (kind) => {
       await open();
       await createKey(t, 'k');
       await t.call('POST', '/v1/keys/k/datakey');
-      t.clock.advance(10 * DAY_MS);
+      await advanceClock(t, 10 * DAY_MS);
       await t.call('POST', '/v1/keys/k/datakey');
       const replicaId = replicaOf(t);
       await t.app.keyhold.db('audit_records').where({ replica_id: replicaId, sequence: 1 }).update({ outcome: 'KH_ERR_INTERNAL' });

@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { SEAL_METHOD } from '../../../src/audit/seal.js';
 import { DATABASE_KINDS } from '../../helpers/app.js';
 import { startCluster, stopAllClusters, type ApiResult, type Replica } from '../../helpers/replicas.js';
 
@@ -47,6 +48,12 @@ describe.runIf(DATABASE_KINDS.includes('postgres'))('graceful shutdown on SIGTER
     expect(exit).toEqual({ code: 0, signal: null });
     const audited = await cluster.db('audit_records').whereIn('request_id', ids).select('request_id', 'status');
     expect(audited.map((row: { request_id: string }) => row.request_id).sort()).toEqual([...ids].sort());
+    // After them, the chain's last record is its seal.
+    const [seal] = (await cluster.db('audit_records').where({ method: SEAL_METHOD })) as Array<{ replica_id: string; sequence: string }>;
+    expect(seal).toBeDefined();
+    const [last] = (await cluster.db('audit_records').where({ replica_id: seal!.replica_id }).max({ sequence: 'sequence' })) as Array<{ sequence: string }>;
+    expect(Number(last!.sequence)).toBe(Number(seal!.sequence));
+    expect(replica.output()).toContain('"sealed":true');
   });
 
   it('does not wait on idle keep-alive connections', async () => {

@@ -1,8 +1,8 @@
 import pino from 'pino';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { canonicalAuditRecord, type AuditEvent, type AuditRecord } from '../../../src/audit/audit-record.js';
 import { MAX_AUDIT_BATCH, type AuditRepository } from '../../../src/audit/audit-repository.js';
-import { AuditWriter } from '../../../src/audit/audit-writer.js';
+import { AuditWriter, HEAD_STATEMENT_INTERVAL_MS } from '../../../src/audit/audit-writer.js';
 import {
   createCheckpoint,
   linkAuditEvent,
@@ -11,6 +11,8 @@ import {
   type AuditCheckpoint,
   type ChainedAuditRecord,
 } from '../../../src/audit/chain.js';
+import { verifyHeadStatement, type HeadStatement } from '../../../src/audit/head-statement.js';
+import { sealEvent, SEAL_METHOD } from '../../../src/audit/seal.js';
 import { UnavailableError } from '../../../src/errors.js';
 import { ManualClock } from '../../helpers/clock.js';
 import { AUDIT_KEY, REPLICA, auditEvent } from './audit-fixtures.js';
@@ -33,6 +35,12 @@ class FakeAuditRepository {
   readonly script: AppendBehaviour[] = [];
   /** Set to hold the next append until `release` is called. */
   gate: Promise<void> | undefined;
+  /** Every head statement stored, in order. */
+  readonly statements: HeadStatement[] = [];
+
+  async recordHead(statement: HeadStatement): Promise<void> {
+    this.statements.push(statement);
+  }
 
   async startChain(head: AuditCheckpoint): Promise<void> {
     this.head = head;
@@ -72,13 +80,13 @@ function gated(repository: FakeAuditRepository): () => void {
   return release;
 }
 
-function writerOver(repository: FakeAuditRepository, timeoutMs = 1000): AuditWriter {
+function writerOver(repository: FakeAuditRepository, timeoutMs = 1000, logger = pino({ level: 'silent' })): AuditWriter {
   return new AuditWriter({
     repository: repository as unknown as AuditRepository,
     auditKey: AUDIT_KEY,
     replicaId: REPLICA,
     clock: new ManualClock(),
-    logger: pino({ level: 'silent' }),
+    logger,
     timeoutMs,
   });
 }
@@ -365,5 +373,100 @@ describe('AuditWriter', () => {
   it('flush() on an idle writer returns at once', async () => {
     const writer = writerOver(new FakeAuditRepository());
     await expect(writer.flush()).resolves.toBeUndefined();
+  });
+
+  describe('seal and head statements', () => {
+    it('refuses an event that claims to be a seal, so no request can end a chain', async () => {
+      const repository = new FakeAuditRepository();
+      const writer = writerOver(repository);
+      await expect(writer.append(sealEvent(REPLICA, new Date()))).rejects.toBeInstanceOf(TypeError);
+      await expect(writer.append(auditEvent({ method: SEAL_METHOD }))).rejects.toBeInstanceOf(TypeError);
+      await writer.flush();
+      expect(repository.stored).toEqual([]);
+    });
+
+    it('seal() commits what is queued, then the seal as the last record, and states the sealed head', async () => {
+      const repository = new FakeAuditRepository();
+      const writer = writerOver(repository);
+      const queued = events(3).map((event) => writer.append(event));
+      await writer.seal();
+      expect(await outcomes(queued)).toEqual(['ok', 'ok', 'ok']);
+      expect(repository.stored.map((record) => record.method)).toEqual(['POST', 'POST', 'POST', SEAL_METHOD]);
+      expect(verifyChain(repository.stored, { auditKey: AUDIT_KEY, replicaId: REPLICA, checkpoint: repository.head })).toMatchObject({
+        ok: true,
+        lastSequence: 4,
+        sealed: true,
+      });
+      const last = repository.statements.at(-1)!;
+      expect(last).toMatchObject({ replicaId: REPLICA, sequence: 4, hash: repository.stored[3]!.hash, sealed: true });
+      expect(verifyHeadStatement(AUDIT_KEY, last)).toBe(true);
+    });
+
+    it('after seal() every new record is refused with KH_ERR_UNAVAILABLE, and seal() again does nothing', async () => {
+      const repository = new FakeAuditRepository();
+      const writer = writerOver(repository);
+      await writer.seal();
+      await expect(writer.append(auditEvent())).rejects.toBeInstanceOf(UnavailableError);
+      await writer.seal();
+      expect(repository.stored.map((record) => record.method)).toEqual([SEAL_METHOD]);
+    });
+
+    it('a seal that cannot be committed is logged, not thrown, and the last statement says unsealed', async () => {
+      const repository = new FakeAuditRepository();
+      const lines: string[] = [];
+      const writer = writerOver(repository, 1000, pino({ level: 'info' }, { write: (line: string) => lines.push(line) }));
+      await writer.append(auditEvent());
+      repository.script.push('fail');
+      await expect(writer.seal()).resolves.toBeUndefined();
+      expect(repository.stored).toHaveLength(1);
+      expect(repository.statements.at(-1)).toMatchObject({ sequence: 1, sealed: false });
+      expect(lines.join('')).toContain('audit chain could not be sealed');
+    });
+
+    it('a seal whose commit hangs is bounded by the audit timeout', async () => {
+      const repository = new FakeAuditRepository();
+      const writer = writerOver(repository, 50);
+      await writer.append(auditEvent());
+      repository.script.push('hang');
+      await writer.seal();
+      expect(repository.statements.at(-1)).toMatchObject({ sequence: 1, sealed: false });
+    });
+
+    it('the heartbeat states the head again every minute, and stops at the seal', async () => {
+      vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+      try {
+        const repository = new FakeAuditRepository();
+        const writer = writerOver(repository);
+        await writer.startHeartbeat();
+        await writer.append(auditEvent());
+        vi.advanceTimersByTime(HEAD_STATEMENT_INTERVAL_MS);
+        await writer.flush();
+        expect(repository.statements.map((statement) => statement.sequence)).toEqual([0, 1]);
+        await writer.seal();
+        vi.advanceTimersByTime(10 * HEAD_STATEMENT_INTERVAL_MS);
+        expect(repository.statements.map((statement) => [statement.sequence, statement.sealed])).toEqual([
+          [0, false],
+          [1, false],
+          [2, true],
+        ]);
+      } finally {
+        vi.useRealTimers();
+      }
+    });
+
+    it('startHeartbeat() states the head at once, to the repository and the log, MAC\'d with the time', async () => {
+      const repository = new FakeAuditRepository();
+      const lines: string[] = [];
+      const writer = writerOver(repository, 1000, pino({ level: 'info' }, { write: (line: string) => lines.push(line) }));
+      await writer.startHeartbeat();
+      await writer.seal();
+      expect(repository.statements[0]).toMatchObject({ replicaId: REPLICA, sequence: 0, sealed: false });
+      expect(verifyHeadStatement(AUDIT_KEY, repository.statements[0]!)).toBe(true);
+      const logged = lines.map((line) => JSON.parse(line) as { msg: string; auditHead?: Record<string, unknown> });
+      expect(logged.filter((line) => line.msg === 'audit chain head').map((line) => line.auditHead)).toEqual([
+        expect.objectContaining({ headStatement: 'keyhold-audit-head/v1', sequence: 0, sealed: false }),
+        expect.objectContaining({ sequence: 1, sealed: true }),
+      ]);
+    });
   });
 });

@@ -179,11 +179,12 @@ describe('verifyChain', () => {
       count: 10,
       lastSequence: 10,
       lastHash: records[9]!.hash,
+      sealed: false,
     });
   });
 
   it('accepts an empty chain at the genesis hash', () => {
-    expect(verifyChain([], options())).toEqual({ ok: true, count: 0, lastSequence: 0, lastHash: GOLDEN_GENESIS });
+    expect(verifyChain([], options())).toEqual({ ok: true, count: 0, lastSequence: 0, lastHash: GOLDEN_GENESIS, sealed: false });
   });
 
   it('reports an edited field as a hash mismatch at that record', () => {
@@ -311,7 +312,7 @@ describe('verifyChain', () => {
   it('resumes after a purge cut', () => {
     const records = buildChain(10);
     const result = verifyChain(records.slice(4), options({ start: purge(records[3]!) }));
-    expect(result).toEqual({ ok: true, count: 6, lastSequence: 10, lastHash: records[9]!.hash });
+    expect(result).toEqual({ ok: true, count: 6, lastSequence: 10, lastHash: records[9]!.hash, sealed: false });
   });
 
   it('accepts a purge cut with nothing after it', () => {
@@ -322,6 +323,7 @@ describe('verifyChain', () => {
       count: 0,
       lastSequence: 4,
       lastHash: records[3]!.hash,
+      sealed: false,
     });
   });
 
