@@ -23,12 +23,15 @@ export async function startServer(): Promise<FastifyInstance> {
   const logDestination = stdoutLogDestination();
   const app = await buildApp(config, { logStream: logDestination });
   const generated = app.keyhold.generatedAdminToken;
-  if (generated !== undefined) {
+  if (generated !== undefined && process.stdout.isTTY === true) {
     // Printed once, straight to the terminal and never through the logger, so it cannot land in log storage.
     process.stdout.write(
       `\n  Keyhold generated the first admin token. It is shown once, and saved (mode 0600) to ${generated.path}:\n\n` +
         `    ${generated.token}\n\n`,
     );
+  } else if (generated !== undefined) {
+    // Anything but a terminal (a container's stdout above all) is a log pipeline: only the file holds the token.
+    app.log.warn({ path: generated.path }, 'generated the first admin token into this file (mode 0600); it is not printed, since stdout is not a terminal');
   }
   const address = await app.listen({ host: config.host, port: config.port });
   process.stdout.write(`Keyhold listening on ${address}\n`);
