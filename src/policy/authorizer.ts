@@ -3,7 +3,7 @@ import type { EncryptionContext } from '../crypto/encryption-context.js';
 import type { Caller } from '../audit/trail.js';
 import type { Principal } from '../identity/principal.js';
 import type { Action, Resource } from './actions.js';
-import { ADMIN_DECISION, evaluate, type Decision, type PolicySet } from './evaluate.js';
+import { ADMIN_DECISION, allowedKeyPrefixes, evaluate, type Decision, type PolicySet } from './evaluate.js';
 
 /**
  * The one seam every authorisation decision goes through. Services call it before they act, with the resource the
@@ -17,6 +17,11 @@ export interface Authorizer {
   authorize(caller: Caller, action: Action, resource: Resource, context?: EncryptionContext): Decision;
   /** Whether the principal may act, without throwing: for filtering lists. */
   isAllowed(principal: Principal, action: Action, resource: Resource): boolean;
+  /**
+   * What the names of the keys the principal may be allowed `action` on start with (see `allowedKeyPrefixes`): `['']`
+   * for an admin, none when no key can be allowed. For narrowing a scan; each key found is still checked.
+   */
+  keyPrefixesAllowed(principal: Principal, action: Action): readonly string[];
 }
 
 /** The 403 names the action and the key, never a policy or its text. */
@@ -46,5 +51,9 @@ export class PolicyAuthorizer implements Authorizer {
 
   isAllowed(principal: Principal, action: Action, resource: Resource): boolean {
     return principal.admin || evaluate(this.#policies(), principal, action, resource, undefined).allowed;
+  }
+
+  keyPrefixesAllowed(principal: Principal, action: Action): readonly string[] {
+    return principal.admin ? [''] : allowedKeyPrefixes(this.#policies(), principal, action);
   }
 }

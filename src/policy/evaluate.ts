@@ -1,7 +1,7 @@
 import type { EncryptionContext } from '../crypto/encryption-context.js';
 import type { Principal } from '../identity/principal.js';
 import { ACTIONS, KEY_ACTIONS, type Action, type Resource } from './actions.js';
-import { matchGlob } from './glob.js';
+import { matchGlob, substitute } from './glob.js';
 import { contextConditionsHold, principalConditionsHold, type CompiledPolicy, type CompiledStatement, type Effect } from './policy.js';
 
 /** A statement that decided (or took part in) a decision. */
@@ -122,4 +122,26 @@ export function evaluate(
   if (denies.length > 0) return { allowed: false, reason: 'explicit-deny', matched: denies };
   if (allows.length > 0) return { allowed: true, reason: 'allowed', matched: allows };
   return IMPLICIT_DENY;
+}
+
+/**
+ * What every key name that `action` (decided without an encryption context, such as `keys:read`) may be allowed on
+ * starts with, for this principal: the text before the first `*` of each key glob of each allow statement that
+ * could apply, variables substituted; sorted, and without any prefix that another one covers. Empty when no key can
+ * be allowed. It only narrows a search: a key under a prefix may still be denied, or miss the rest of its glob.
+ */
+export function allowedKeyPrefixes(policies: PolicySet, principal: Principal, action: Action): string[] {
+  const prefixes: string[] = [];
+  for (const statement of policies.statementsNaming(principal, action)) {
+    if (statement.effect !== 'allow' || !principalConditionsHold(statement, principal)) continue;
+    if (!contextConditionsHold(statement, undefined, principal)) continue;
+    for (const glob of statement.keys) {
+      // A variable the principal lacks makes the glob match nothing.
+      const prefix = substitute(glob.pieces[0] ?? [], principal);
+      if (prefix !== undefined) prefixes.push(prefix);
+    }
+  }
+  prefixes.sort();
+  // Sorted, a prefix comes after every prefix of it.
+  return prefixes.filter((prefix, index) => !prefixes.slice(0, index).some((shorter) => prefix.startsWith(shorter)));
 }

@@ -609,6 +609,32 @@ describeEachDatabase('access policies', (kind) => {
       expect((await t.call('GET', '/v1/keys', undefined, worker.token)).body).toEqual({ keys: [] });
     });
 
+    it('reads no key rows to list nothing for a caller without a keys:read grant', async () => {
+      await grant('p', { principals: ['token:worker'], actions: ['encrypt'], keys: ['*'] });
+      const keyQueries: string[] = [];
+      const onQuery = (query: { sql: string }) => {
+        if (/\bfrom "keys"|\bfrom `keys`/i.test(query.sql)) keyQueries.push(query.sql);
+      };
+      t.app.keyhold.db.on('query', onQuery);
+      try {
+        expect((await t.call('GET', '/v1/keys?limit=1', undefined, worker.token)).body).toEqual({ keys: [] });
+      } finally {
+        t.app.keyhold.db.off('query', onQuery);
+      }
+      expect(keyQueries).toEqual([]);
+    });
+
+    it('continues from a cursor past a key it may not read without learning its name', async () => {
+      await grant('p', { principals: ['token:worker'], actions: ['keys:read'], keys: ['a-*'] });
+      const id = (await t.call('GET', '/v1/keys/b-1')).body.id as string;
+      const cursor = Buffer.from(`~${id}`).toString('base64url');
+      const response = await t.call('GET', `/v1/keys?cursor=${cursor}`, undefined, worker.token);
+      expect(response.status).toBe(200);
+      expect(response.body).toEqual({ keys: [] });
+      const unknown = Buffer.from('~00000000-0000-4000-8000-000000000000').toString('base64url');
+      expectProblem(await t.call('GET', `/v1/keys?cursor=${unknown}`, undefined, worker.token), 400, 'KH_ERR_VALIDATION');
+    });
+
     it('lists only the keys it may read', async () => {
       await grant('p', { principals: ['token:worker'], actions: ['keys:read'], keys: ['a-*', 'c-1'] });
       const response = await t.call('GET', '/v1/keys', undefined, worker.token);
