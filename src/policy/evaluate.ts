@@ -145,3 +145,13 @@ export function allowedKeyPrefixes(policies: PolicySet, principal: Principal, ac
   // Sorted, a prefix comes after every prefix of it.
   return prefixes.filter((prefix, index) => !prefixes.slice(0, index).some((shorter) => prefix.startsWith(shorter)));
 }
+
+/**
+ * Whether any key could be allowed `action` for this principal: an allow statement names it for the action, and the
+ * principal conditions hold (context conditions wait for the request). When not, no key lookup can change the answer.
+ */
+export function maySomeKeyBeAllowed(policies: PolicySet, principal: Principal, action: Action): boolean {
+  return policies
+    .statementsNaming(principal, action)
+    .some((statement) => statement.effect === 'allow' && principalConditionsHold(statement, principal));
+}
