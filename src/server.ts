@@ -7,6 +7,7 @@ import { systemClock } from './clock.js';
 import { StartupError } from './errors.js';
 import { PolicyAuthorizer } from './policy/authorizer.js';
 import { EMPTY_POLICY_SET } from './policy/evaluate.js';
+import { stdoutLogDestination, type LogDestination } from './log-destination.js';
 import { loadAuditKey, loadRootKeyring, proveConfiguredRootKeys, readRootKeyFile } from './root-key-loader.js';
 import { rotateRootKey } from './root-rotation.js';
 import { createDatabase, migrationsAreCurrent } from './storage/database.js';
@@ -20,18 +21,22 @@ import { SecretBytes } from './crypto/secret-bytes.js';
 /** The only place that reads `process.env` and listens. */
 export async function startServer(): Promise<FastifyInstance> {
   const config = loadConfig(process.env);
-  const app = await buildApp(config);
+  const logDestination = stdoutLogDestination();
+  const app = await buildApp(config, { logStream: logDestination });
   const generated = app.keyhold.generatedAdminToken;
-  if (generated !== undefined) {
+  if (generated !== undefined && process.stdout.isTTY === true) {
     // Printed once, straight to the terminal and never through the logger, so it cannot land in log storage.
     process.stdout.write(
       `\n  Keyhold generated the first admin token. It is shown once, and saved (mode 0600) to ${generated.path}:\n\n` +
         `    ${generated.token}\n\n`,
     );
+  } else if (generated !== undefined) {
+    // Anything but a terminal (a container's stdout above all) is a log pipeline: only the file holds the token.
+    app.log.warn({ path: generated.path }, 'generated the first admin token into this file (mode 0600); it is not printed, since stdout is not a terminal');
   }
   const address = await app.listen({ host: config.host, port: config.port });
   process.stdout.write(`Keyhold listening on ${address}\n`);
-  for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => shutDown(app, signal, config.shutdownTimeoutMs));
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => shutDown(app, logDestination, signal, config.shutdownTimeoutMs));
   return app;
 }
 
@@ -39,11 +44,12 @@ let shuttingDown = false;
 
 /**
  * Stops listening, lets the requests in flight finish (their audit records are committed before they are answered),
- * flushes the audit writer and closes the pool (`app.close()` runs the close hooks), and exits 0. An orchestrator
- * sends SIGTERM on every rollout and SIGKILL after its grace period, so a shutdown that cannot finish within
- * `timeoutMs` exits 1 on its own, and says so, rather than hang until it is killed.
+ * flushes the audit writer and closes the pool (`app.close()` runs the close hooks), waits for its log lines to be
+ * written, and exits 0. An orchestrator sends SIGTERM on every rollout and SIGKILL after its grace period, so a
+ * shutdown that cannot finish within `timeoutMs` exits 1 on its own, and says so, rather than hang until it is
+ * killed. Nothing runs at exit that could outlast the bound: the log destination has no exit-time flush.
  */
-function shutDown(app: FastifyInstance, signal: NodeJS.Signals, timeoutMs: number): void {
+function shutDown(app: FastifyInstance, logs: LogDestination, signal: NodeJS.Signals, timeoutMs: number): void {
   if (shuttingDown) return;
   shuttingDown = true;
   app.log.info({ signal, timeoutMs }, 'shutting down');
@@ -55,11 +61,11 @@ function shutDown(app: FastifyInstance, signal: NodeJS.Signals, timeoutMs: numbe
   app.close().then(
     () => {
       app.log.info({ ms: Math.round(performance.now() - started) }, 'shut down');
-      process.exit(0);
+      void logs.settled().then(() => process.exit(0));
     },
     (error: unknown) => {
       app.log.error({ err: error }, 'shutdown failed');
-      process.exit(1);
+      void logs.settled().then(() => process.exit(1));
     },
   );
 }

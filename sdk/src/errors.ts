@@ -87,9 +87,14 @@ export interface ServiceErrorDetails {
   readonly serviceCode?: string;
   /** The service's request id, to find the request in its logs and audit trail. */
   readonly requestId?: string;
+  /** The problem document's `detail`, which says why (the action and key a 403 refused, the field a 400 names). */
+  readonly detail?: string;
 }
 
-/** The service answered with an error. `status`, `serviceCode` and `requestId` say which. */
+/**
+ * The service answered with an error. `status`, `serviceCode` and `requestId` say which, and `detail` (also at the
+ * end of the message) why.
+ */
 export class ServiceError extends KeyholdSdkError {
   /** The HTTP status. */
   readonly status: number;
@@ -97,14 +102,22 @@ export class ServiceError extends KeyholdSdkError {
   readonly serviceCode: string | undefined;
   /** The service's request id. */
   readonly requestId: string | undefined;
+  /** The service's own explanation (the problem document's `detail`), when the answer was one of its problems. */
+  readonly detail: string | undefined;
 
   constructor(code: SdkErrorCode, details: ServiceErrorDetails, message?: string, options?: ErrorOptions) {
-    super(code, message ?? `${SDK_ERROR_CODES[code]} (HTTP ${details.status}${details.serviceCode ? ` ${details.serviceCode}` : ''})`, options);
+    super(code, message ?? defaultServiceMessage(code, details), options);
     this.name = 'ServiceError';
     this.status = details.status;
     this.serviceCode = details.serviceCode;
     this.requestId = details.requestId;
+    this.detail = details.detail;
   }
+}
+
+function defaultServiceMessage(code: SdkErrorCode, details: ServiceErrorDetails): string {
+  const summary = `${SDK_ERROR_CODES[code]} (HTTP ${details.status}${details.serviceCode ? ` ${details.serviceCode}` : ''})`;
+  return details.detail === undefined ? summary : `${summary}: ${details.detail}`;
 }
 
 /** The service stayed unavailable through every retry; `cause` holds the last failure. */

@@ -30,6 +30,13 @@ export function jsonNestingDepth(text: string, limit: number): number {
 }
 
 /**
+ * RFC 8259 §8.1: JSON exchanged between systems is UTF-8. Decoding is strict: a lenient decoder turns each invalid
+ * byte into U+FFFD, so two different bodies (a context value of byte 0xFF and one of 0xFE) would read the same.
+ * The BOM is kept, so a body that starts with one is refused as before rather than read differently.
+ */
+const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/**
  * Replaces fastify's body parsers with its JSON parser with the same secure parser (it refuses `__proto__` and `constructor.prototype`
  * keys) behind a depth check.
  */
@@ -37,8 +44,15 @@ export function registerJsonBodyParser(app: FastifyInstance): void {
   const parse = app.getDefaultJsonParser('error', 'error');
   // JSON is the only body we take: everything else, text/plain included, is answered 415.
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
-    const text = typeof body === 'string' ? body : body.toString('utf8');
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
+    let text: string;
+    try {
+      // parseAs 'buffer' hands over the raw bytes; fastify's own decoding would substitute U+FFFD.
+      text = STRICT_UTF8.decode(body as Buffer);
+    } catch {
+      done(new ValidationError('The request body is not valid UTF-8'), undefined);
+      return;
+    }
     // An empty body is no body: routes that need one say so in their schema; the others treat it as `{}`.
     if (text.length === 0) {
       done(null, undefined);

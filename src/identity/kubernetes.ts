@@ -11,6 +11,7 @@ import {
   type Credentials,
 } from './authenticator.js';
 import { createIssuerKeys, SAFE_KID, type IssuerKeys } from './jwks.js';
+import { DNS_LABEL, isSubdomainName, MAX_SUBDOMAIN_LENGTH } from './kubernetes-names.js';
 import { LruCache } from './lru-cache.js';
 import type { Principal } from './principal.js';
 
@@ -28,11 +29,8 @@ const MAX_TOKEN_LENGTH = 8192;
  * than passed on to the API-token authenticator.
  */
 const JWS_COMPACT = /^eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*$/;
-const DNS_LABEL = '[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?';
 /** Namespaces are DNS-1123 labels and service-account names DNS-1123 subdomains (at most 253 characters). */
 const SERVICE_ACCOUNT_SUBJECT = new RegExp(`^system:serviceaccount:(${DNS_LABEL}):(${DNS_LABEL}(?:\\.${DNS_LABEL})*)$`);
-const MAX_SUBDOMAIN_LENGTH = 253;
-const POD_NAME = new RegExp(`^${DNS_LABEL}(?:\\.${DNS_LABEL})*$`);
 const POD_UID = /^[A-Za-z0-9-]{1,64}$/;
 
 /**
@@ -98,7 +96,7 @@ export function serviceAccountPrincipal(payload: JWTPayload, issuer: string): Pr
   const podName = kubernetesClaim(payload, ['pod', 'name']);
   const podUid = kubernetesClaim(payload, ['pod', 'uid']);
   const attributes: Record<string, string> = { namespace, serviceAccount };
-  if (typeof podName === 'string' && podName.length <= MAX_SUBDOMAIN_LENGTH && POD_NAME.test(podName)) attributes.podName = podName;
+  if (typeof podName === 'string' && isSubdomainName(podName)) attributes.podName = podName;
   if (typeof podUid === 'string' && POD_UID.test(podUid)) attributes.podUid = podUid;
   attributes.issuer = issuer;
   return Object.freeze({

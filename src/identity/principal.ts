@@ -11,7 +11,7 @@ export interface Principal {
   readonly type: PrincipalType;
   /**
    * What the authenticator vouches for: `namespace`, `serviceAccount`, `podName`, `podUid`, `issuer` (Kubernetes);
-   * `trustDomain`, `path`, and `namespace`/`serviceAccount` for `/ns/X/sa/Y` paths (SPIFFE); `tokenId`,
+   * `trustDomain`, `path`, and `namespace`/`serviceAccount` for `/ns/X/sa/Y` paths of Kubernetes names (SPIFFE); `tokenId`,
    * `tokenName` (API tokens). Policy variables and bound encryption contexts read them.
    */
   readonly attributes: Readonly<Record<string, string>>;

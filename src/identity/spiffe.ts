@@ -6,6 +6,7 @@ import {
   type Authenticator,
   type Credentials,
 } from './authenticator.js';
+import { isNamespaceName, isSubdomainName } from './kubernetes-names.js';
 import type { Principal } from './principal.js';
 import { parseSpiffeId, type SpiffeId } from './spiffe-id.js';
 import { readCertificateExtensions, type CertificateExtensions } from './x509-extensions.js';
@@ -57,9 +58,12 @@ function leafSpiffeId(leaf: X509Certificate, extensions: CertificateExtensions):
 function principalOf(id: SpiffeId): Principal {
   const kubernetes = KUBERNETES_PATH.exec(id.path);
   const attributes: Record<string, string> = { trustDomain: id.trustDomain, path: id.path };
-  if (kubernetes !== null) {
-    attributes.namespace = kubernetes[1] as string;
-    attributes.serviceAccount = kubernetes[2] as string;
+  const [, namespace, serviceAccount] = kubernetes ?? [];
+  // Only Kubernetes names, as the service-account authenticator gives: a SPIFFE segment may hold `.` and capitals,
+  // and a namespace `payments.prod` would fall inside the `payments.*` keys of namespace `payments`.
+  if (namespace !== undefined && serviceAccount !== undefined && isNamespaceName(namespace) && isSubdomainName(serviceAccount)) {
+    attributes.namespace = namespace;
+    attributes.serviceAccount = serviceAccount;
   }
   return Object.freeze({ id: id.id, type: 'spiffe', admin: false, attributes: Object.freeze(attributes) });
 }

@@ -291,6 +291,9 @@ export class CryptoService {
     context: EncryptionContext | undefined,
     use: (cached: CachedKey, versionKey: SecretBytes) => T,
   ): Promise<Awaited<T>> {
+    // A caller that no statement could allow to decrypt is refused (403, naming no key, the same for any ciphertext)
+    // before the key is looked up: made-up key ids, each a cache miss, would otherwise cost it a query apiece.
+    if (!this.#authorizer.maySomeKeyBeAllowed(caller.principal, 'decrypt')) this.#authorizer.authorize(caller, 'decrypt', {}, context);
     for (let fetches = 1; ; fetches += 1) {
       const cached = await this.#cache.getById(parsed.keyId);
       if (cached === undefined) throw new DecryptionFailedError();

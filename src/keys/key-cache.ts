@@ -23,6 +23,8 @@ export interface KeyCacheOptions {
   /** How long an entry is trusted before it is read again; bounds staleness against other replicas' writes. */
   readonly ttlMs: number;
   readonly maxEntries?: number;
+  /** How many ids found to name no key are remembered; the oldest is forgotten first. */
+  readonly maxMissingIds?: number;
 }
 
 /**
@@ -30,11 +32,19 @@ export interface KeyCacheOptions {
  * replica invalidates the entry after it commits; writes on other replicas are seen within `ttlMs`.
  *
  * A load that races an invalidation is not stored: each load remembers the invalidation epoch it started in.
+ *
+ * Ids that name no key are remembered too (a bounded negative cache), so a ciphertext under a made-up key id, sent
+ * again and again, costs one query and not one per decrypt. Ids are random UUIDs that the creating replica picks,
+ * so a remembered id is only ever created by a write that invalidates it (here, or through the change feed), and
+ * stays trusted no longer than `ttlMs`. Names are not remembered missing: anyone may guess one, and create it.
  */
 export class KeyCache {
   readonly #options: KeyCacheOptions;
   readonly #maxEntries: number;
+  readonly #maxMissingIds: number;
   readonly #byId = new Map<string, Entry>();
+  /** Key id → when a load found no key of that id; insertion order is age order. */
+  readonly #missingIds = new Map<string, number>();
   readonly #idByName = new Map<string, string>();
   readonly #inflight = new Map<string, Promise<Entry | undefined>>();
   /** Counts invalidations; a load remembers the count it started at. */
@@ -46,6 +56,7 @@ export class KeyCache {
   constructor(options: KeyCacheOptions) {
     this.#options = options;
     this.#maxEntries = options.maxEntries ?? 10_000;
+    this.#maxMissingIds = options.maxMissingIds ?? 10_000;
   }
 
   async getByName(name: string): Promise<CachedKey | undefined> {
@@ -55,7 +66,9 @@ export class KeyCache {
   }
 
   async getById(id: string): Promise<CachedKey | undefined> {
-    return this.#fresh(id) ?? this.#load(`id:${id}`, () => this.#options.repository.findById(id));
+    const cached = this.#fresh(id);
+    if (cached !== undefined || this.#knownMissing(id)) return cached;
+    return this.#load(`id:${id}`, () => this.#options.repository.findById(id), id);
   }
 
   /**
@@ -68,6 +81,7 @@ export class KeyCache {
     this.#invalidatedAt.set(key.id, this.#epoch);
     this.#inflight.delete(`id:${key.id}`);
     this.#inflight.delete(`name:${key.name}`);
+    this.#missingIds.delete(key.id);
     this.#evict(key.id);
   }
 
@@ -103,6 +117,7 @@ export class KeyCache {
     this.#epoch += 1;
     this.#clearedAt = this.#epoch;
     this.#inflight.clear();
+    this.#missingIds.clear();
     for (const id of [...this.#byId.keys()]) this.#evict(id);
   }
 
@@ -113,26 +128,42 @@ export class KeyCache {
     return entry;
   }
 
-  #load(flightKey: string, find: () => Promise<KeyRecord | undefined>): Promise<Entry | undefined> {
+  #knownMissing(id: string): boolean {
+    const foundMissingAt = this.#missingIds.get(id);
+    if (foundMissingAt === undefined) return false;
+    if (this.#options.clock.now().getTime() - foundMissingAt < this.#options.ttlMs) return true;
+    this.#missingIds.delete(id);
+    return false;
+  }
+
+  /** `byId`: the id the load looks up, remembered as missing when no key has it. */
+  #load(flightKey: string, find: () => Promise<KeyRecord | undefined>, byId?: string): Promise<Entry | undefined> {
     const running = this.#inflight.get(flightKey);
     if (running !== undefined) return running;
     const started = this.#epoch;
     const load = (async () => {
       const key = await find();
-      if (key === undefined) return undefined;
+      if (key === undefined) {
+        if (byId !== undefined && !this.#invalidatedSince(byId, started)) this.#storeMissing(byId);
+        return undefined;
+      }
       const entry: Entry = {
         key,
         versionKeys: await this.#unwrapUsable(key),
         loadedAt: this.#options.clock.now().getTime(),
       };
-      const invalidatedAt = Math.max(this.#clearedAt, this.#invalidatedAt.get(key.id) ?? 0);
-      if (invalidatedAt <= started) this.#store(entry);
+      if (!this.#invalidatedSince(key.id, started)) this.#store(entry);
       return entry;
     })().finally(() => {
       if (this.#inflight.get(flightKey) === load) this.#inflight.delete(flightKey);
     });
     this.#inflight.set(flightKey, load);
     return load;
+  }
+
+  /** Whether the key was invalidated, or the cache cleared, since a load that started at epoch `started`. */
+  #invalidatedSince(id: string, started: number): boolean {
+    return Math.max(this.#clearedAt, this.#invalidatedAt.get(id) ?? 0) > started;
   }
 
   async #unwrapUsable(key: KeyRecord): Promise<Map<number, SecretBytes>> {
@@ -164,6 +195,15 @@ export class KeyCache {
     }
     this.#byId.set(entry.key.id, entry);
     this.#idByName.set(entry.key.name, entry.key.id);
+  }
+
+  #storeMissing(id: string): void {
+    this.#missingIds.delete(id);
+    if (this.#missingIds.size >= this.#maxMissingIds) {
+      const oldest = this.#missingIds.keys().next();
+      if (!oldest.done) this.#missingIds.delete(oldest.value);
+    }
+    this.#missingIds.set(id, this.#options.clock.now().getTime());
   }
 
   #evict(id: string): void {

@@ -159,6 +159,11 @@ export class KeyRepository {
     return this.findOne(this.db, { id }, false);
   }
 
+  async findNameById(id: string): Promise<string | undefined> {
+    const row = (await this.db<KeyRow>('keys').select('name').where({ id }).first()) as Pick<KeyRow, 'name'> | undefined;
+    return row?.name;
+  }
+
   async list(query: KeyListQuery): Promise<KeyRecord[]> {
     const builder = this.db<KeyRow>('keys').select('*').orderBy('name', 'asc').limit(query.limit);
     if (query.prefix) {

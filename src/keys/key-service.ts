@@ -58,6 +58,8 @@ export interface KeyServiceOptions {
 
 const DAY_MS = 24 * 3600 * 1000;
 const LIST_SCAN_BATCH = 200;
+/** The most key rows one workload listing request reads, whatever the store holds: above the largest page (500). */
+const LIST_SCAN_ROWS = 1000;
 const DESTROYED = Symbol('destroyed');
 
 /** Carries out a deletion whose date has passed, under the key's row lock. Returns whether it did. */
@@ -86,6 +88,29 @@ export function decodeKeyCursor(cursor: string): string {
   const name = Buffer.from(cursor, 'base64url').toString('utf8');
   if (!CURSOR_PATTERN.test(name) || encodeKeyCursor(name) !== cursor) throw new ValidationError('cursor is not valid');
   return name;
+}
+
+/**
+ * A listing cursor that names its key by id: where a workload's scan stopped, on a key it may not read and so may
+ * not learn the name of. `~` never occurs in a name, so the two kinds of cursor cannot be confused.
+ */
+const KEY_ID_CURSOR = /^~([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/;
+
+function encodeKeyIdCursor(id: string): string {
+  return Buffer.from(`~${id}`, 'utf8').toString('base64url');
+}
+
+/**
+ * The key-name ranges a listing scans: each allowed prefix within the requested one. Allowed prefixes do not cover
+ * one another, so the ranges are disjoint, and in name order.
+ */
+function listingRanges(allowed: readonly string[], requested: string): string[] {
+  const ranges: string[] = [];
+  for (const prefix of allowed) {
+    if (prefix.startsWith(requested)) ranges.push(prefix);
+    else if (requested.startsWith(prefix)) ranges.push(requested);
+  }
+  return ranges;
 }
 
 /** Key administration: create, read, update, rotate, enable and disable, schedule deletion. */
@@ -151,29 +176,63 @@ export class KeyService {
     caller: Caller,
     query: { prefix?: string | undefined; cursor?: string | undefined; limit: number },
   ): Promise<KeyPage> {
-    let after = query.cursor === undefined ? undefined : decodeKeyCursor(query.cursor);
     if (caller.principal.admin) {
+      const after = query.cursor === undefined ? undefined : await this.#cursorName(query.cursor);
       const rows = await this.#repository.list({ prefix: query.prefix, after, limit: query.limit + 1 });
       const keys = rows.slice(0, query.limit);
       const last = keys[keys.length - 1];
       return rows.length > query.limit && last !== undefined ? { keys, nextCursor: encodeKeyCursor(last.name) } : { keys };
     }
-    // A workload sees the keys it may read. The scan goes on until the page is full or the keys run out: a cursor
-    // always names a key the caller may read, so paging never reveals the name of one it may not.
+    // A workload sees the keys it may read, looked for only under the prefixes its grants could allow: with no grant
+    // it costs no query at all. A request reads at most LIST_SCAN_ROWS rows, so a narrow grant on a large store gives
+    // short (even empty) pages with a cursor, not a slow request. A cursor where the scan stopped names the key by
+    // id, so paging never reveals the name of a key the caller may not read.
+    const ranges = listingRanges(this.#authorizer.keyPrefixesAllowed(caller.principal, 'keys:read'), query.prefix ?? '');
+    if (ranges.length === 0) return { keys: [] };
+    let after = query.cursor === undefined ? undefined : await this.#cursorName(query.cursor);
+    let budget = LIST_SCAN_ROWS;
     const keys: KeyRecord[] = [];
-    for (;;) {
-      const batch = await this.#repository.list({ prefix: query.prefix, after, limit: LIST_SCAN_BATCH });
-      for (const key of batch) {
-        after = key.name;
-        if (!this.#authorizer.isAllowed(caller.principal, 'keys:read', { keyName: key.name })) continue;
-        keys.push(key);
-        if (keys.length === query.limit) {
-          const more = await this.#repository.list({ prefix: query.prefix, after, limit: 1 });
-          return more.length > 0 ? { keys, nextCursor: encodeKeyCursor(key.name) } : { keys };
+    for (const [index, prefix] of ranges.entries()) {
+      for (;;) {
+        const limit = Math.min(LIST_SCAN_BATCH, budget);
+        const batch = await this.#repository.list({ prefix, after, limit });
+        budget -= batch.length;
+        let listed = false;
+        for (const [position, key] of batch.entries()) {
+          after = key.name;
+          listed = this.#authorizer.isAllowed(caller.principal, 'keys:read', { keyName: key.name });
+          if (!listed) continue;
+          keys.push(key);
+          if (keys.length === query.limit) {
+            const more = position < batch.length - 1 || (await this.#anyKeyAfter(ranges.slice(index), key.name));
+            return more ? { keys, nextCursor: encodeKeyCursor(key.name) } : { keys };
+          }
         }
+        const last = batch[batch.length - 1];
+        if (budget === 0 && last !== undefined) {
+          return { keys, nextCursor: listed ? encodeKeyCursor(last.name) : encodeKeyIdCursor(last.id) };
+        }
+        if (batch.length < limit) break;
       }
-      if (batch.length < LIST_SCAN_BATCH) return { keys };
     }
+    return { keys };
+  }
+
+  /** The name a listing cursor continues after. */
+  async #cursorName(cursor: string): Promise<string> {
+    const id = KEY_ID_CURSOR.exec(Buffer.from(cursor, 'base64url').toString('utf8'))?.[1];
+    if (id === undefined || encodeKeyIdCursor(id) !== cursor) return decodeKeyCursor(cursor);
+    const name = await this.#repository.findNameById(id);
+    if (name === undefined) throw new ValidationError('cursor is not valid');
+    return name;
+  }
+
+  /** Whether any key lies after `after` in these ranges: one row read per range at most. */
+  async #anyKeyAfter(ranges: readonly string[], after: string): Promise<boolean> {
+    for (const prefix of ranges) {
+      if ((await this.#repository.list({ prefix, after, limit: 1 })).length > 0) return true;
+    }
+    return false;
   }
 
   async update(caller: Caller, name: string, input: UpdateKeyInput): Promise<KeyRecord> {

@@ -3,7 +3,15 @@ import type { EncryptionContext } from '../crypto/encryption-context.js';
 import type { Caller } from '../audit/trail.js';
 import type { Principal } from '../identity/principal.js';
 import type { Action, Resource } from './actions.js';
-import { ADMIN_DECISION, evaluate, mayEverUseKey, type Decision, type PolicySet } from './evaluate.js';
+import {
+  ADMIN_DECISION,
+  allowedKeyPrefixes,
+  evaluate,
+  mayEverUseKey,
+  maySomeKeyBeAllowed,
+  type Decision,
+  type PolicySet,
+} from './evaluate.js';
 
 /**
  * The one seam every authorisation decision goes through. Services call it before they act, with the resource the
@@ -22,6 +30,13 @@ export interface Authorizer {
    * sees and whether it may learn that the key exists. The request path's decisions agree with it by construction.
    */
   mayEverUseKey(principal: Principal, keyName: string): boolean;
+  /**
+   * What the names of the keys the principal may be allowed `action` on start with (see `allowedKeyPrefixes`): `['']`
+   * for an admin, none when no key can be allowed. For narrowing a scan; each key found is still checked.
+   */
+  keyPrefixesAllowed(principal: Principal, action: Action): readonly string[];
+  /** Whether any key could be allowed `action` for the principal; when not, it is refused without a key lookup. */
+  maySomeKeyBeAllowed(principal: Principal, action: Action): boolean;
 }
 
 /** The 403 names the action and the key, never a policy or its text. */
@@ -55,5 +70,13 @@ export class PolicyAuthorizer implements Authorizer {
 
   mayEverUseKey(principal: Principal, keyName: string): boolean {
     return principal.admin || mayEverUseKey(this.#policies(), principal, keyName);
+  }
+
+  keyPrefixesAllowed(principal: Principal, action: Action): readonly string[] {
+    return principal.admin ? [''] : allowedKeyPrefixes(this.#policies(), principal, action);
+  }
+
+  maySomeKeyBeAllowed(principal: Principal, action: Action): boolean {
+    return principal.admin || maySomeKeyBeAllowed(this.#policies(), principal, action);
   }
 }

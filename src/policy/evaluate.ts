@@ -1,7 +1,7 @@
 import type { EncryptionContext } from '../crypto/encryption-context.js';
 import type { Principal } from '../identity/principal.js';
 import { ACTIONS, KEY_ACTIONS, type Action, type Resource } from './actions.js';
-import { matchGlob } from './glob.js';
+import { matchGlob, substitute } from './glob.js';
 import {
   contextConditionsHold,
   principalConditionsHold,
@@ -180,4 +180,36 @@ export const KEY_USE_ACTIONS: readonly Action[] = ['datakey', 'encrypt', 'decryp
 /** Whether the principal may ever use the key: {@link allowedInSomeContext} for any of {@link KEY_USE_ACTIONS}. */
 export function mayEverUseKey(policies: PolicySet, principal: Principal, keyName: string): boolean {
   return KEY_USE_ACTIONS.some((action) => allowedInSomeContext(policies, principal, action, { keyName }));
+}
+
+/**
+ * What every key name that `action` (decided without an encryption context, such as `keys:read`) may be allowed on
+ * starts with, for this principal: the text before the first `*` of each key glob of each allow statement that
+ * could apply, variables substituted; sorted, and without any prefix that another one covers. Empty when no key can
+ * be allowed. It only narrows a search: a key under a prefix may still be denied, or miss the rest of its glob.
+ */
+export function allowedKeyPrefixes(policies: PolicySet, principal: Principal, action: Action): string[] {
+  const prefixes: string[] = [];
+  for (const statement of policies.statementsNaming(principal, action)) {
+    if (statement.effect !== 'allow' || !principalConditionsHold(statement, principal)) continue;
+    if (!contextConditionsHold(statement, undefined, principal)) continue;
+    for (const glob of statement.keys) {
+      // A variable the principal lacks makes the glob match nothing.
+      const prefix = substitute(glob.pieces[0] ?? [], principal);
+      if (prefix !== undefined) prefixes.push(prefix);
+    }
+  }
+  prefixes.sort();
+  // Sorted, a prefix comes after every prefix of it.
+  return prefixes.filter((prefix, index) => !prefixes.slice(0, index).some((shorter) => prefix.startsWith(shorter)));
+}
+
+/**
+ * Whether any key could be allowed `action` for this principal: an allow statement names it for the action, and the
+ * principal conditions hold (context conditions wait for the request). When not, no key lookup can change the answer.
+ */
+export function maySomeKeyBeAllowed(policies: PolicySet, principal: Principal, action: Action): boolean {
+  return policies
+    .statementsNaming(principal, action)
+    .some((statement) => statement.effect === 'allow' && principalConditionsHold(statement, principal));
 }

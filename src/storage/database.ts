@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import knexFactory, { type Knex } from 'knex';
 import pg from 'pg';
@@ -30,9 +30,19 @@ const pgTypes = {
   },
 };
 
+/**
+ * Creates the SQLite database file, and its directory, readable by the service's user only, as the root key is: the
+ * store holds the wrapped keys and the audit trail. SQLite gives the `-wal` and `-shm` files it creates the mode of
+ * the database file, so creating that one 0600 covers all three. Existing files and directories are left as they are.
+ */
+function createPrivateSqliteFile(filename: string): void {
+  mkdirSync(dirname(filename), { recursive: true, mode: 0o700 });
+  closeSync(openSync(filename, 'a', 0o600));
+}
+
 export function createDatabase(config: DatabaseConfig, options: DatabaseOptions): Database {
   if (config.client === 'sqlite') {
-    if (config.filename !== ':memory:') mkdirSync(dirname(config.filename), { recursive: true });
+    if (config.filename !== ':memory:') createPrivateSqliteFile(config.filename);
     return knexFactory({
       client: 'better-sqlite3',
       connection: { filename: config.filename },

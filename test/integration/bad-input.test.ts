@@ -42,6 +42,31 @@ describeEachDatabase('bad input found in review', (kind) => {
     expect(empty.statusCode).toBe(200);
   });
 
+  it('a body that is not valid UTF-8 is a 400, not read with U+FFFD in place of its bytes', async () => {
+    // {"context":{"tenant":"<byte>"}}: a lenient decoder reads 0xFF and 0xFE alike, so each would decrypt the other's.
+    const bodyWithByte = (byte: number) =>
+      Buffer.concat([Buffer.from('{"context":{"tenant":"'), Buffer.from([byte]), Buffer.from('"}}')]);
+    const post = (url: string, payload: Buffer) =>
+      t.app.inject({
+        method: 'POST',
+        url,
+        headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}`, 'content-type': 'application/json' },
+        payload,
+      });
+    for (const byte of [0xff, 0xfe]) {
+      const response = await post('/v1/keys/k/datakey', bodyWithByte(byte));
+      expect(response.statusCode).toBe(400);
+      expect(JSON.parse(response.body)).toMatchObject({ code: 'KH_ERR_VALIDATION', detail: 'The request body is not valid UTF-8' });
+    }
+    // A truncated multi-byte sequence (the first byte of "é") is refused too; the well-formed one is read as sent.
+    const truncated = Buffer.concat([Buffer.from('{"context":{"tenant":"'), Buffer.from([0xc3]), Buffer.from('"}}')]);
+    expect((await post('/v1/keys/k/datakey', truncated)).statusCode).toBe(400);
+    const wellFormed = await post('/v1/keys/k/datakey', Buffer.from('{"context":{"tenant":"é"}}'));
+    expect(wellFormed.statusCode).toBe(200);
+    const decrypted = await t.call('POST', '/v1/decrypt', { ciphertext: JSON.parse(wellFormed.body).ciphertext, context: { tenant: 'é' } });
+    expect(decrypted.status).toBe(200);
+  });
+
   it('a body that needs fields still refuses to be missing', async () => {
     expectProblem(await t.call('POST', '/v1/keys/k/encrypt'), 400, 'KH_ERR_VALIDATION');
   });

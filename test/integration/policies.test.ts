@@ -507,7 +507,8 @@ describeEachDatabase('access policies', (kind) => {
       });
 
       it('is refused 403 naming decrypt on the source without decrypt on the source', async () => {
-        await grant('p', { actions: ['rewrap'], keys: ['src', 'dst'] });
+        // With decrypt on no key at all, the refusal comes before the source is looked up, and names no key.
+        await grant('p', { actions: ['rewrap'], keys: ['src', 'dst'] }, { actions: ['decrypt'], keys: ['other'] });
         const response = await t.call('POST', '/v1/keys/dst/rewrap', { ciphertext: source }, a.token);
         expectProblem(response, 403, 'KH_ERR_FORBIDDEN');
         expect(response.body.detail).toBe('Not allowed to decrypt on key "src"');
@@ -607,6 +608,43 @@ describeEachDatabase('access policies', (kind) => {
     });
   });
 
+  describe('decrypt by a caller that no statement allows to decrypt', () => {
+    /** A well-formed ciphertext under a key id that names no key: the bytes after the format byte are the id. */
+    function underUnknownKeyId(ciphertext: string, index: number): string {
+      const bytes = Buffer.from(ciphertext.slice('kh1:'.length), 'base64url');
+      Buffer.from(`0000000000004000800000000000${String(index).padStart(4, '0')}`, 'hex').copy(bytes, 1);
+      return `kh1:${bytes.toString('base64url')}`;
+    }
+
+    it('is refused with a 403 naming no key, before any key is looked up, however many made-up key ids it sends', async () => {
+      const worker = await issue('worker');
+      await grant('p', { principals: ['token:worker'], actions: ['encrypt'], keys: ['*'] });
+      await createKey('k');
+      const ciphertext = await encrypt('k');
+      const items = Array.from({ length: 50 }, (_, i) => ({ op: 'decrypt', ciphertext: underUnknownKeyId(ciphertext, i) }));
+      const keyQueries: string[] = [];
+      const onQuery = (query: { sql: string }) => {
+        if (/\bfrom "keys"|\bfrom `keys`/i.test(query.sql)) keyQueries.push(query.sql);
+      };
+      t.app.keyhold.db.on('query', onQuery);
+      try {
+        const batch = await t.call('POST', '/v1/batch', { items }, worker.token);
+        expect(batch.status).toBe(207);
+        expect(batch.body.results).toHaveLength(50);
+        for (const result of batch.body.results) {
+          expect(result).toMatchObject({ status: 403, problem: { code: 'KH_ERR_FORBIDDEN', detail: 'Not allowed to decrypt' } });
+        }
+        // The same answer for a ciphertext under a key that exists: nothing tells the two apart.
+        const real = await t.call('POST', '/v1/decrypt', { ciphertext }, worker.token);
+        expectProblem(real, 403, 'KH_ERR_FORBIDDEN');
+        expect(real.body.detail).toBe('Not allowed to decrypt');
+      } finally {
+        t.app.keyhold.db.off('query', onQuery);
+      }
+      expect(keyQueries).toEqual([]);
+    });
+  });
+
   describe('GET /v1/keys as a workload', () => {
     let worker: { id: string; token: string };
     beforeEach(async () => {
@@ -616,6 +654,32 @@ describeEachDatabase('access policies', (kind) => {
 
     it('lists no keys without a grant', async () => {
       expect((await t.call('GET', '/v1/keys', undefined, worker.token)).body).toEqual({ keys: [] });
+    });
+
+    it('reads no key rows to list nothing for a caller without a keys:read grant', async () => {
+      await grant('p', { principals: ['token:worker'], actions: ['encrypt'], keys: ['*'] });
+      const keyQueries: string[] = [];
+      const onQuery = (query: { sql: string }) => {
+        if (/\bfrom "keys"|\bfrom `keys`/i.test(query.sql)) keyQueries.push(query.sql);
+      };
+      t.app.keyhold.db.on('query', onQuery);
+      try {
+        expect((await t.call('GET', '/v1/keys?limit=1', undefined, worker.token)).body).toEqual({ keys: [] });
+      } finally {
+        t.app.keyhold.db.off('query', onQuery);
+      }
+      expect(keyQueries).toEqual([]);
+    });
+
+    it('continues from a cursor past a key it may not read without learning its name', async () => {
+      await grant('p', { principals: ['token:worker'], actions: ['keys:read'], keys: ['a-*'] });
+      const id = (await t.call('GET', '/v1/keys/b-1')).body.id as string;
+      const cursor = Buffer.from(`~${id}`).toString('base64url');
+      const response = await t.call('GET', `/v1/keys?cursor=${cursor}`, undefined, worker.token);
+      expect(response.status).toBe(200);
+      expect(response.body).toEqual({ keys: [] });
+      const unknown = Buffer.from('~00000000-0000-4000-8000-000000000000').toString('base64url');
+      expectProblem(await t.call('GET', `/v1/keys?cursor=${unknown}`, undefined, worker.token), 400, 'KH_ERR_VALIDATION');
     });
 
     it('lists only the keys it may read', async () => {

@@ -43,14 +43,17 @@ describe('the keyhold server process (npm start)', () => {
     for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
   });
 
-  it('starts on an empty data dir, prints the admin token, and is ready within 10 s', async () => {
+  it('starts on an empty data dir, writes the admin token only to its file when stdout is a pipe, and is ready within 10 s', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'keyhold-proc-'));
     dirs.push(dataDir);
     const server = start({ KEYHOLD_DATA_DIR: dataDir });
     children.push(server.child);
     const address = await waitFor(() => /listening on (http:\/\/\S+)/.exec(server.output())?.[1], 10_000);
     const token = readFileSync(join(dataDir, 'admin.token'), 'utf8').trim();
-    expect(server.output()).toContain(token);
+    expect(token).toMatch(/^kh_/);
+    // stdout is a pipe here, as in a container, where it is the log pipeline: the token is in the file only.
+    expect(server.output()).not.toContain(token);
+    expect(server.output()).toContain(join(dataDir, 'admin.token'));
     expect(statSync(join(dataDir, 'admin.token')).mode & 0o777).toBe(0o600);
     expect(statSync(join(dataDir, 'root.key')).mode & 0o777).toBe(0o600);
     expect(server.output()).toContain('DEV MODE');
@@ -71,7 +74,31 @@ describe('the keyhold server process (npm start)', () => {
     expect(whoami2.status).toBe(200);
   });
 
+  it('prints the generated admin token once when stdout is a terminal', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'keyhold-proc-'));
+    dirs.push(dataDir);
+    // util-linux script(1) runs the server on a pseudo-terminal and copies what it prints to our pipe.
+    const child = spawn('script', ['-qfec', `"${process.execPath}" "${CLI}" server`, '/dev/null'], {
+      env: { PATH: process.env.PATH ?? '', KEYHOLD_PORT: '0', KEYHOLD_LOG_LEVEL: 'warn', KEYHOLD_DATA_DIR: dataDir },
+      stdio: ['pipe', 'pipe', 'pipe'],
+      detached: true,
+    });
+    let output = '';
+    child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const exited = new Promise((resolve) => child.on('exit', resolve));
+    try {
+      await waitFor(() => /listening on (http:\/\/\S+)/.exec(output)?.[1], 10_000);
+      const token = readFileSync(join(dataDir, 'admin.token'), 'utf8').trim();
+      expect(output.split(token)).toHaveLength(2);
+    } finally {
+      // The server is script's child, on the terminal's process group: end them together.
+      process.kill(-child.pid!, 'SIGKILL');
+      await exited;
+    }
+  });
+
   it('refuses to start with a clear message when the root key does not match the store', async () => {
+
     const dataDir = mkdtempSync(join(tmpdir(), 'keyhold-proc-'));
     dirs.push(dataDir);
     const first = start({ KEYHOLD_DATA_DIR: dataDir, KEYHOLD_ROOT_KEY: Buffer.alloc(32, 1).toString('base64') });
@@ -92,6 +119,31 @@ describe('the keyhold server process (npm start)', () => {
     expect(await wrong.exited).toBe(1);
     expect(wrong.output()).toMatch(/root key is not the one the store was wrapped with/);
   });
+
+  // The orchestrator's log collector may go away first: closing both pipes as the process logs `shutting down` left
+  // pino's exit-time synchronous flush retrying EPIPE for ever, 7 times in 8. Several rounds, since it is a race.
+  it('exits after SIGTERM even when the reader of its stdout and stderr is gone', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'keyhold-proc-'));
+    dirs.push(dataDir);
+    for (let round = 0; round < 6; round += 1) {
+      const server = start({ KEYHOLD_DATA_DIR: dataDir, KEYHOLD_LOG_LEVEL: 'info', KEYHOLD_SHUTDOWN_TIMEOUT_MS: '2000' });
+      children.push(server.child);
+      await waitFor(() => /listening on (http:\/\/\S+)/.exec(server.output())?.[1], 10_000);
+      let readerGone = false;
+      server.child.stdout!.on('data', (chunk: Buffer) => {
+        if (chunk.toString().includes('shutting down')) {
+          server.child.stdout!.destroy();
+          server.child.stderr!.destroy();
+          readerGone = true;
+        }
+      });
+      server.child.kill('SIGTERM');
+      // The test's own timeout is the only clock: a process that hangs never gets here. Closing the store finished,
+      // so it exits 0, on its own rather than by the shutdown timer.
+      expect(await server.exited).toBe(0);
+      expect(readerGone).toBe(true);
+    }
+  }, 60_000);
 
   it('refuses to start on invalid configuration, naming every problem', async () => {
     const bad = start({ KEYHOLD_PORT: 'eighty', KEYHOLD_ROOT_KEY: 'short', KEYHOLD_DATA_DIR: tmpdir() });

@@ -118,6 +118,11 @@ const REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
 /** What node:http sends unescaped in a request target. */
 const REQUEST_PATH = /^[\x21-\x7e]+$/;
 const JSON_MEDIA_TYPE = /^application\/(?:[\w.+-]+\+)?json$/i;
+const PROBLEM_MEDIA_TYPE = /^application\/problem\+json$/i;
+/** The service's own codes; a `detail` is kept only beside one of them. */
+const KEYHOLD_SERVICE_CODE = /^KH_ERR_[A-Z0-9_]{1,56}$/;
+/** Printable text of a bounded length: the service's details are one short sentence. */
+const PROBLEM_DETAIL = /^[^\p{Cc}]{1,1024}$/u;
 
 /** `{ cause }` only when there is one. */
 function causeOf(error: unknown): ErrorOptions | undefined {
@@ -228,8 +233,12 @@ function firstHeader(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
 }
 
+function mediaTypeOf(answer: Answer): string | undefined {
+  return firstHeader(answer.headers['content-type'])?.split(';')[0]?.trim();
+}
+
 function isJsonAnswer(answer: Answer): boolean {
-  const mediaType = firstHeader(answer.headers['content-type'])?.split(';')[0]?.trim();
+  const mediaType = mediaTypeOf(answer);
   return mediaType !== undefined && JSON_MEDIA_TYPE.test(mediaType);
 }
 
@@ -240,25 +249,30 @@ function requestIdHeader(answer: Answer): string | undefined {
 }
 
 /**
- * The parts of a problem document (RFC 9457) that are safe to repeat: the service's code and request id, and only
- * when they look like one. `detail` is never read, since a proxy in the way may echo the request, body and all.
+ * The parts of a problem document (RFC 9457) that are safe to repeat: the service's code and request id, when they
+ * look like one, and its `detail`, which the service writes without request data (never plaintext, key material
+ * or a credential). A proxy in the way may echo the request, body and all, so `detail` is kept only from an
+ * `application/problem+json` answer with a Keyhold code (`KH_ERR_…`), and only when it is one line of printable text.
  */
-function problemOf(answer: Answer): { serviceCode?: string; requestId?: string } {
+function problemOf(answer: Answer): { serviceCode?: string; requestId?: string; detail?: string } {
   let requestId = requestIdHeader(answer);
   let serviceCode: string | undefined;
+  let detail: string | undefined;
   if (answer.body.length > 0 && isJsonAnswer(answer)) {
     try {
       const body = JSON.parse(answer.body.toString('utf8')) as unknown;
       if (typeof body === 'object' && body !== null) {
-        const { code, requestId: bodyId } = body as { code?: unknown; requestId?: unknown };
+        const { code, requestId: bodyId, detail: bodyDetail } = body as { code?: unknown; requestId?: unknown; detail?: unknown };
         if (typeof code === 'string' && SERVICE_CODE.test(code)) serviceCode = code;
         if (typeof bodyId === 'string' && REQUEST_ID.test(bodyId)) requestId = bodyId;
+        const fromService = PROBLEM_MEDIA_TYPE.test(mediaTypeOf(answer) ?? '') && KEYHOLD_SERVICE_CODE.test(serviceCode ?? '');
+        if (fromService && typeof bodyDetail === 'string' && PROBLEM_DETAIL.test(bodyDetail)) detail = bodyDetail;
       }
     } catch {
       // Not a problem document after all: the status alone must do.
     }
   }
-  return { serviceCode, requestId };
+  return { serviceCode, requestId, detail };
 }
 
 function answerTooLarge(status: number): ServiceError {
@@ -341,8 +355,8 @@ function send(
  * credentials and is retried once at once, since a rotated token or SVID is the usual cause. 429, 5xx and network
  * failures are retried with full-jitter backoff that honours `Retry-After`; any other answer is final.
  *
- * Errors carry the status, the service's code and request id, never a body, a header or a credential: bodies hold
- * plaintext and key material.
+ * Errors carry the status, the service's code, request id and problem detail, never a body, a header or a
+ * credential: bodies hold plaintext and key material.
  */
 export function createHttpTransport(options: HttpTransportOptions): Transport {
   const baseUrl = validateOptions(options);
@@ -464,8 +478,8 @@ export function createHttpTransport(options: HttpTransportOptions): Transport {
         throw notJson();
       }
     }
-    const { serviceCode, requestId } = problemOf(answer);
-    const error = new ServiceError(sdkCodeForService(status, serviceCode), { status, serviceCode, requestId });
+    const { serviceCode, requestId, detail } = problemOf(answer);
+    const error = new ServiceError(sdkCodeForService(status, serviceCode), { status, serviceCode, requestId, detail });
     if (!isRetryableStatus(status)) throw error;
     return { ok: false, error, retryable: true, retryAfterMs: parseRetryAfter(answer.headers['retry-after'], now()) };
   }

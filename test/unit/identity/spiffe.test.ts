@@ -91,7 +91,13 @@ describe('SpiffeAuthenticator', () => {
       ['/ns/payments', {}],
       ['/cluster/ns/payments/sa/api', {}],
       ['/NS/payments/SA/api', {}],
-    ])('path %s gives namespace and service account only for exactly /ns/X/sa/Y', async (path, extra) => {
+      // Kubernetes names only (DNS-1123), as from a service-account token: a namespace never holds `.` or capitals.
+      ['/ns/payments.prod/sa/api', {}],
+      ['/ns/Payments/sa/api', {}],
+      ['/ns/payments_prod/sa/api', {}],
+      ['/ns/payments/sa/Api', {}],
+      ['/ns/payments/sa/api.v2', { namespace: 'payments', serviceAccount: 'api.v2' }],
+    ])('path %s gives namespace and service account only for exactly /ns/X/sa/Y, of Kubernetes names', async (path, extra) => {
       const principal = spiffe.authenticate(presenting(await issue({ uris: [`spiffe://example.org${path}`] })));
       expect(principal.attributes).toEqual({ trustDomain: 'example.org', path, ...extra });
     });

@@ -110,3 +110,87 @@ describe('KeyCache', () => {
     expect(versionKey.isZeroed).toBe(true);
   });
 });
+
+describe('KeyCache: ids that name no key', () => {
+  const UNKNOWN_ID = '0b7c1e2a-6f4d-4c3b-8a9e-1d2f3a4b5c6d';
+
+  /** A repository that has no keys, counting its reads by id; `hold` makes the next read wait for `release`. */
+  function emptyRepository() {
+    const reads: string[] = [];
+    let held: (() => void) | undefined;
+    let hold = false;
+    const repository = {
+      findByName: () => Promise.reject(new Error('not used')),
+      findById: (id: string) => {
+        reads.push(id);
+        if (!hold) return Promise.resolve(undefined);
+        hold = false;
+        return new Promise<undefined>((resolve) => (held = () => resolve(undefined)));
+      },
+      findWrappedVersions: async () => [],
+    } as unknown as KeyRepository;
+    return { repository, reads, holdNext: () => (hold = true), release: () => held?.() };
+  }
+
+  it('a second lookup of an unknown id runs no query', async () => {
+    const store = emptyRepository();
+    const cache = new KeyCache({ repository: store.repository, rootKey, clock: new ManualClock(), ttlMs: 5000 });
+    expect(await cache.getById(UNKNOWN_ID)).toBeUndefined();
+    expect(await cache.getById(UNKNOWN_ID)).toBeUndefined();
+    expect(store.reads).toEqual([UNKNOWN_ID]);
+  });
+
+  it('an unknown id is looked up again once invalidated (a key created here or on another replica), or after the TTL', async () => {
+    const store = emptyRepository();
+    const clock = new ManualClock();
+    const cache = new KeyCache({ repository: store.repository, rootKey, clock, ttlMs: 5000 });
+    await cache.getById(UNKNOWN_ID);
+    cache.invalidate({ id: UNKNOWN_ID, name: 'created-later' });
+    await cache.getById(UNKNOWN_ID);
+    expect(store.reads).toHaveLength(2);
+    clock.advance(5000);
+    await cache.getById(UNKNOWN_ID);
+    expect(store.reads).toHaveLength(3);
+    cache.clear();
+    await cache.getById(UNKNOWN_ID);
+    expect(store.reads).toHaveLength(4);
+  });
+
+  it('a miss read before an invalidation of that id is not remembered', async () => {
+    const store = emptyRepository();
+    const cache = new KeyCache({ repository: store.repository, rootKey, clock: new ManualClock(), ttlMs: 5000 });
+    store.holdNext();
+    const before = cache.getById(UNKNOWN_ID);
+    cache.invalidate({ id: UNKNOWN_ID, name: 'just-created' });
+    store.release();
+    expect(await before).toBeUndefined();
+    await cache.getById(UNKNOWN_ID);
+    expect(store.reads).toHaveLength(2);
+  });
+
+  it('remembers at most maxMissingIds ids, forgetting the oldest first', async () => {
+    const store = emptyRepository();
+    const cache = new KeyCache({ repository: store.repository, rootKey, clock: new ManualClock(), ttlMs: 5000, maxMissingIds: 2 });
+    const ids = ['00000000-0000-4000-8000-000000000001', '00000000-0000-4000-8000-000000000002', '00000000-0000-4000-8000-000000000003'];
+    for (const id of ids) await cache.getById(id);
+    await cache.getById(ids[2]!);
+    await cache.getById(ids[1]!);
+    expect(store.reads).toEqual(ids);
+    await cache.getById(ids[0]!);
+    expect(store.reads).toEqual([...ids, ids[0]]);
+  });
+
+  it('names are never remembered missing: anyone may guess one, then create it', async () => {
+    let reads = 0;
+    const repository = {
+      findByName: async () => {
+        reads += 1;
+        return undefined;
+      },
+    } as unknown as KeyRepository;
+    const cache = new KeyCache({ repository, rootKey, clock: new ManualClock(), ttlMs: 5000 });
+    await cache.getByName('guessed');
+    await cache.getByName('guessed');
+    expect(reads).toBe(2);
+  });
+});

@@ -5,7 +5,7 @@ import { KeyholdError } from '../../../src/errors.js';
 import type { Principal } from '../../../src/identity/principal.js';
 import { ACTIONS, EXPLICIT_ONLY_ACTIONS, KEY_ACTIONS, type Action } from '../../../src/policy/actions.js';
 import { forbidden, PolicyAuthorizer } from '../../../src/policy/authorizer.js';
-import { ADMIN_DECISION, EMPTY_POLICY_SET, evaluate, PolicySet, type Decision } from '../../../src/policy/evaluate.js';
+import { ADMIN_DECISION, allowedKeyPrefixes, EMPTY_POLICY_SET, evaluate, PolicySet, type Decision } from '../../../src/policy/evaluate.js';
 import { compilePolicy, type StatementDocument } from '../../../src/policy/policy.js';
 
 type Statement = Partial<StatementDocument>;
@@ -421,5 +421,39 @@ describe('PolicyAuthorizer', () => {
     const authorizer = new PolicyAuthorizer(() => policies({ p: [{ conditions: { context: { env: 'prod' } } }] }));
     expect(() => authorizer.authorize(callerOf(PAYMENTS_API), 'encrypt', { keyName: 'k' }, { env: 'prod' })).not.toThrow();
     expect(() => authorizer.authorize(callerOf(PAYMENTS_API), 'encrypt', { keyName: 'k' }, { env: 'dev' })).toThrow(KeyholdError);
+  });
+});
+
+describe('allowedKeyPrefixes: where the keys an action may be allowed on can be', () => {
+  it('is empty when no allow statement names the principal for the action', () => {
+    const set = policies({ p: [{ actions: ['encrypt'], keys: ['a-*'] }, { principals: ['k8s:payroll:*'], actions: ['keys:read'] }] });
+    expect(allowedKeyPrefixes(set, PAYMENTS_API, 'keys:read')).toEqual([]);
+  });
+
+  it('takes each key glob up to its first star, substituted, sorted, without prefixes another one covers', () => {
+    const set = policies({
+      p: [
+        { actions: ['keys:read'], keys: ['${principal.namespace}.*', 'shared-*-db', 'shared-a*', 'exact'] },
+        { actions: ['keys:read'], keys: ['${principal.tokenName}.*'] },
+      ],
+    });
+    expect(allowedKeyPrefixes(set, PAYMENTS_API, 'keys:read')).toEqual(['exact', 'payments.', 'shared-']);
+  });
+
+  it('ignores denies, and allows whose principal or context conditions cannot hold without a context', () => {
+    const set = policies({
+      p: [
+        { effect: 'deny', actions: ['keys:read'], keys: ['d-*'] },
+        { actions: ['keys:read'], keys: ['c-*'], conditions: { principal: { namespace: 'payroll' } } },
+        { actions: ['keys:read'], keys: ['x-*'], conditions: { context: { tenant: 'acme' } } },
+        { actions: ['keys:read'], keys: ['ok-*'] },
+      ],
+    });
+    expect(allowedKeyPrefixes(set, PAYMENTS_API, 'keys:read')).toEqual(['ok-']);
+  });
+
+  it('is the empty prefix for a glob that starts with a star', () => {
+    const set = policies({ p: [{ actions: ['keys:read'], keys: ['*-db', 'a-*'] }] });
+    expect(allowedKeyPrefixes(set, PAYMENTS_API, 'keys:read')).toEqual(['']);
   });
 });

@@ -84,7 +84,7 @@ function json(response: http.ServerResponse, status: number, body: unknown, head
 }
 
 function problem(response: http.ServerResponse, status: number, code: string, extra: http.OutgoingHttpHeaders = {}): void {
-  const body = { type: 'about:blank', title: 'x', status, detail: 'secret-detail plaintext=hunter2', code, requestId: `req-${status}` };
+  const body = { type: 'about:blank', title: 'x', status, detail: `The service explains ${code}`, code, requestId: `req-${status}` };
   const text = JSON.stringify(body);
   response.writeHead(status, { 'content-type': 'application/problem+json', 'content-length': Buffer.byteLength(text), ...extra });
   response.end(text);
@@ -406,10 +406,43 @@ describe('createHttpTransport: answers that are final', () => {
       transport(server, { auth: tokens('s3cr3t-t0k3n') }).request('POST', '/x', { plaintext: 'cGxhaW50ZXh0LXNlY3JldA==' }),
     );
     const rendered = `${String(error)} ${(error as Error).stack ?? ''} ${JSON.stringify(error)}`;
-    for (const secret of ['s3cr3t-t0k3n', 'cGxhaW50ZXh0LXNlY3JldA==', 'hunter2', 'secret-detail', 'authorization']) {
+    for (const secret of ['s3cr3t-t0k3n', 'cGxhaW50ZXh0LXNlY3JldA==', 'authorization']) {
       expect(rendered).not.toContain(secret);
     }
   });
+
+  it("keeps the service's detail and code from a 403 problem, on the error and in its message", async () => {
+    const detail = "Not allowed to decrypt with key 'payments.orders'";
+    const server = await startServer((_req, res) => {
+      const text = JSON.stringify({ type: 'about:blank', title: 'Not allowed', status: 403, detail, code: 'KH_ERR_FORBIDDEN', requestId: 'r403' });
+      res.writeHead(403, { 'content-type': 'application/problem+json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+      res.end(text);
+    });
+    const error = await failure(transport(server).request('POST', '/v1/decrypt', { ciphertext: 'kh1:x' }));
+    expect(error).toBeInstanceOf(ServiceError);
+    expect(error).toMatchObject({ code: 'KH_SDK_ACCESS_DENIED', status: 403, serviceCode: 'KH_ERR_FORBIDDEN', requestId: 'r403', detail });
+    expect((error as Error).message).toBe(`The service denied the request (HTTP 403 KH_ERR_FORBIDDEN): ${detail}`);
+  });
+
+  // A proxy in front of the service may echo the request, body and all: only the service's own problems are quoted.
+  const notTheService = [
+    ['an application/json answer', 'application/json', 'KH_ERR_VALIDATION', 'echo plaintext=hunter2'],
+    ['a problem without a Keyhold code', 'application/problem+json', 'PROXY_DENIED', 'echo plaintext=hunter2'],
+    ['a detail over several lines', 'application/problem+json', 'KH_ERR_VALIDATION', 'line one\nplaintext=hunter2'],
+    ['a detail longer than a sentence', 'application/problem+json', 'KH_ERR_VALIDATION', `plaintext=hunter2 ${'x'.repeat(1100)}`],
+  ] as const;
+  for (const [what, contentType, code, detail] of notTheService) {
+    it(`keeps no detail from ${what}`, async () => {
+      const server = await startServer((_req, res) => {
+        const text = JSON.stringify({ status: 400, detail, code, requestId: 'r400' });
+        res.writeHead(400, { 'content-type': contentType, 'content-length': Buffer.byteLength(text) });
+        res.end(text);
+      });
+      const error = await failure(transport(server).request('GET', '/x'));
+      expect(error).toMatchObject({ status: 400, requestId: 'r400', detail: undefined });
+      expect(`${String(error)} ${JSON.stringify(error)}`).not.toContain('hunter2');
+    });
+  }
 });
 
 describe('createHttpTransport: 401', () => {
