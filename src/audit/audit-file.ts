@@ -34,16 +34,22 @@ function loggedStatement(value: unknown): unknown {
 
 /**
  * The latest head statement per chain in a `KEYHOLD_AUDIT_FILE` or in the server's JSON log. Other lines (records,
- * other log lines) are skipped. A statement that does not parse is refused with its line number; whether one is
- * genuine is checked against the chain, where a forged one is `checkpoint-invalid`.
+ * other log lines, plain text a captured stdout holds) are skipped. A statement that does not parse is refused with
+ * its line number; whether one is genuine is checked against the chain, where a forged one is `checkpoint-invalid`.
  */
 export async function readWitness(path: string): Promise<Map<string, HeadStatement>> {
   const latest = new Map<string, HeadStatement>();
   for await (const { number, text } of numberedLines(path)) {
+    let value: unknown;
+    try {
+      value = loggedStatement(JSON.parse(text));
+    } catch {
+      // A line of the log that is not JSON, such as `Keyhold listening on …` in a captured stdout.
+      continue;
+    }
+    if (!isHeadStatementJson(value)) continue;
     let statement: HeadStatement;
     try {
-      const value = loggedStatement(JSON.parse(text));
-      if (!isHeadStatementJson(value)) continue;
       statement = parseHeadStatement(value);
     } catch (error) {
       throw fileError(path, number, error);

@@ -94,10 +94,15 @@ export function decodeKeyCursor(cursor: string): string {
  * A listing cursor that names its key by id: where a workload's scan stopped, on a key it may not read and so may
  * not learn the name of. `~` never occurs in a name, so the two kinds of cursor cannot be confused.
  */
-const KEY_ID_CURSOR = /^~([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/;
+/**
+ * A cursor where a workload's scan stopped on a key it may not read: that key's id, sealed under the root key and
+ * bound to the caller, after a first byte `~` that no key name starts with. The caller can neither read the id (and
+ * so match it to a ciphertext it holds) nor forge one to ask whether a key exists or where its name sorts.
+ */
+const SEALED_CURSOR_MARK = 0x7e;
 
-function encodeKeyIdCursor(id: string): string {
-  return Buffer.from(`~${id}`, 'utf8').toString('base64url');
+function sealedCursorAad(principalId: string): Buffer {
+  return Buffer.from(`keyhold/list-cursor/v1\u0000${principalId}`, 'utf8');
 }
 
 /**
@@ -177,7 +182,7 @@ export class KeyService {
     query: { prefix?: string | undefined; cursor?: string | undefined; limit: number },
   ): Promise<KeyPage> {
     if (caller.principal.admin) {
-      const after = query.cursor === undefined ? undefined : await this.#cursorName(query.cursor);
+      const after = query.cursor === undefined ? undefined : await this.#cursorName(caller.principal.id, query.cursor);
       const rows = await this.#repository.list({ prefix: query.prefix, after, limit: query.limit + 1 });
       const keys = rows.slice(0, query.limit);
       const last = keys[keys.length - 1];
@@ -189,7 +194,7 @@ export class KeyService {
     // id, so paging never reveals the name of a key the caller may not read.
     const ranges = listingRanges(this.#authorizer.keyPrefixesAllowed(caller.principal, 'keys:read'), query.prefix ?? '');
     if (ranges.length === 0) return { keys: [] };
-    let after = query.cursor === undefined ? undefined : await this.#cursorName(query.cursor);
+    let after = query.cursor === undefined ? undefined : await this.#cursorName(caller.principal.id, query.cursor);
     let budget = LIST_SCAN_ROWS;
     const keys: KeyRecord[] = [];
     for (const [index, prefix] of ranges.entries()) {
@@ -210,7 +215,7 @@ export class KeyService {
         }
         const last = batch[batch.length - 1];
         if (budget === 0 && last !== undefined) {
-          return { keys, nextCursor: listed ? encodeKeyCursor(last.name) : encodeKeyIdCursor(last.id) };
+          return { keys, nextCursor: listed ? encodeKeyCursor(last.name) : await this.#sealCursor(caller.principal.id, last.id) };
         }
         if (batch.length < limit) break;
       }
@@ -218,11 +223,22 @@ export class KeyService {
     return { keys };
   }
 
-  /** The name a listing cursor continues after. */
-  async #cursorName(cursor: string): Promise<string> {
-    const id = KEY_ID_CURSOR.exec(Buffer.from(cursor, 'base64url').toString('utf8'))?.[1];
-    if (id === undefined || encodeKeyIdCursor(id) !== cursor) return decodeKeyCursor(cursor);
-    const name = await this.#repository.findNameById(id);
+  async #sealCursor(principalId: string, keyId: string): Promise<string> {
+    const sealed = await this.#rootKey.wrap(Buffer.from(keyId, 'utf8'), sealedCursorAad(principalId));
+    return Buffer.concat([Buffer.of(SEALED_CURSOR_MARK), sealed]).toString('base64url');
+  }
+
+  /** The name a listing cursor continues after. A sealed cursor that does not open for this caller is not valid. */
+  async #cursorName(principalId: string, cursor: string): Promise<string> {
+    const bytes = Buffer.from(cursor, 'base64url');
+    if (bytes[0] !== SEALED_CURSOR_MARK || bytes.toString('base64url') !== cursor) return decodeKeyCursor(cursor);
+    let keyId: string;
+    try {
+      keyId = (await this.#rootKey.unwrap(bytes.subarray(1), sealedCursorAad(principalId))).toString('utf8');
+    } catch {
+      throw new ValidationError('cursor is not valid');
+    }
+    const name = await this.#repository.findNameById(keyId);
     if (name === undefined) throw new ValidationError('cursor is not valid');
     return name;
   }

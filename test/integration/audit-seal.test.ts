@@ -190,7 +190,8 @@ describeEachDatabase('audit chain ends: seal, heartbeat and witness', (kind) => 
     it('the server\'s log is a witness too: the same latest statement as the file', async () => {
       const { replicaId, auditFile, log } = await rollback({ alsoRestoreHeartbeat: true });
       const logFile = `${auditFile}.log`;
-      writeFileSync(logFile, log);
+      // A container's captured stdout: the JSON log lines, and the server's plain lines among them.
+      writeFileSync(logFile, `Keyhold listening on http://127.0.0.1:7780\n${log}`);
       expect((await readWitness(logFile)).get(replicaId)).toEqual((await readWitness(auditFile)).get(replicaId));
     });
 

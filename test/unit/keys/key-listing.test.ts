@@ -109,16 +109,38 @@ describe('KeyService.list for a workload', () => {
         expect(store.reads.rows - before).toBeLessThanOrEqual(MAX_ROWS_PER_REQUEST);
         seen.push(...page.keys.map((key) => key.name));
         cursor = page.nextCursor;
-        // A cursor where the scan stopped never names a key the caller may not read.
+        // A cursor where the scan stopped names neither a key the caller may not read nor its id.
         if (cursor !== undefined) {
           const decoded = Buffer.from(cursor, 'base64url').toString('utf8');
           expect(readable.includes(decoded) || decoded.startsWith('~')).toBe(true);
+          expect(decoded).not.toMatch(/k-\d{6}$|[0-9a-f]{8}-[0-9a-f]{4}/);
         }
       } while (cursor !== undefined);
       expect(seen).toEqual(readable);
       expect(requests).toBeGreaterThan(1);
     },
   );
+
+  it('a sealed cursor opens only for the caller it was given to; a made-up one is refused without a key lookup', async () => {
+    const names = numbered('k-', 2_000);
+    const store = countedStore([...names, `${names[1_999]}-x`]);
+    const service = keyServiceFor(store.repository, [{ principals: ['token:*'], keys: ['*-x'] }]);
+    const sealed = (await service.list(callerOf(WORKER), { limit: 100 })).nextCursor;
+    expect(Buffer.from(sealed!, 'base64url')[0]).toBe(0x7e);
+    const other: Principal = Object.freeze({ ...WORKER, id: 'token:other' });
+    await expect(service.list(callerOf(other), { cursor: sealed, limit: 100 })).rejects.toMatchObject({ code: 'KH_ERR_VALIDATION' });
+    const queries = store.reads.queries;
+    const forged = Buffer.from(`~${randomUUID()}`).toString('base64url');
+    await expect(service.list(callerOf(WORKER), { cursor: forged, limit: 100 })).rejects.toMatchObject({ code: 'KH_ERR_VALIDATION' });
+    expect(store.reads.queries).toBe(queries);
+    const seen: string[] = [];
+    for (let cursor = sealed; cursor !== undefined; ) {
+      const page = await service.list(callerOf(WORKER), { cursor, limit: 100 });
+      seen.push(...page.keys.map((key) => key.name));
+      cursor = page.nextCursor;
+    }
+    expect(seen).toEqual([`${names[1_999]}-x`]);
+  });
 
   it('a full page carries a cursor only when keys it could read may follow', async () => {
     const store = countedStore(['a.1', 'a.2', 'a.3', 'b.1']);
