@@ -35,8 +35,10 @@ export async function startServer(): Promise<FastifyInstance> {
     app.log.warn({ path: generated.path }, 'generated the first admin token into this file (mode 0600); it is not printed, since stdout is not a terminal');
   }
   const address = await app.listen({ host: config.host, port: config.port });
-  process.stdout.write(`Keyhold listening on ${address}\n`);
+  // Before the line that tells an orchestrator (or a test) the server is up: a SIGTERM that follows it must find the
+  // handler, or the default action kills the process with its audit chain unsealed.
   for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => shutDown(app, logDestination, signal, config.shutdownTimeoutMs));
+  process.stdout.write(`Keyhold listening on ${address}\n`);
   return app;
 }
 
