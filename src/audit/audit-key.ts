@@ -1,4 +1,4 @@
-import { createHmac } from 'node:crypto';
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import { hkdfSha256 } from '../crypto/hkdf.js';
 import { SecretBytes } from '../crypto/secret-bytes.js';
 
@@ -49,4 +49,14 @@ export function auditHmac(auditKey: AuditKeyMaterial, parts: ReadonlyArray<Uint8
   if (auditKey instanceof SecretBytes) return auditKey.use(compute);
   if (auditKey instanceof Uint8Array) return compute(auditKey);
   throw new TypeError('The audit key must be SecretBytes or bytes');
+}
+
+/** Whether a value is a hash or MAC as the audit modules write them: 64 lower-case hex characters. */
+export function isAuditHash(value: unknown): value is string {
+  return typeof value === 'string' && /^[0-9a-f]{64}$/.test(value);
+}
+
+/** Compares a MAC with a hex one without a data-dependent early exit, so a verifier is no forging oracle. */
+export function auditMacEquals(expected: Buffer, actual: unknown): boolean {
+  return isAuditHash(actual) && timingSafeEqual(expected, Buffer.from(actual, 'hex'));
 }

@@ -1,4 +1,5 @@
 import { MAX_CONTEXT_PAIRS } from '../crypto/encryption-context.js';
+import { isAuditHash } from './audit-key.js';
 
 /** The policy decision a request received; `null` when it never reached authorisation. */
 export type AuditDecision = 'allow' | 'deny';
@@ -221,6 +222,11 @@ export function sanitizeAuditString(value: string, maxLength: number = MAX_AUDIT
     if (length <= budget) piecesWithinBudget = pieces.length;
   }
   return pieces.join('');
+}
+
+/** Whether a value can name a chain: a non-empty string that sanitising leaves as it is. */
+export function isReplicaId(replicaId: unknown): replicaId is string {
+  return typeof replicaId === 'string' && replicaId.length > 0 && sanitizeAuditString(replicaId) === replicaId;
 }
 
 /**
@@ -491,8 +497,6 @@ export function strictCanonicalAuditRecord(record: AuditRecord): Buffer {
   return Buffer.from(canonicalAuditText(normalized, record.sequence), 'utf8');
 }
 
-const HASH_PATTERN = /^[0-9a-f]{64}$/;
-
 /**
  * One line of the JSON-lines export, newline included: an object with the fields in {@link AUDIT_RECORD_FIELDS}
  * order, then `hash`, so the file can be verified offline with the audit key. A record without a batch summary (v1)
@@ -501,7 +505,7 @@ const HASH_PATTERN = /^[0-9a-f]{64}$/;
  */
 export function toJsonLine(record: AuditRecord): string {
   assertSequence(record.sequence);
-  if (typeof record.hash !== 'string' || !HASH_PATTERN.test(record.hash)) {
+  if (!isAuditHash(record.hash)) {
     throw new TypeError('An audit record hash is 64 lower-case hex characters');
   }
   const normalized = normalizeAuditEvent(record);
@@ -543,7 +547,7 @@ export function parseJsonLine(line: string): AuditRecord {
   if (date === undefined || Number.isNaN(date.getTime()) || date.toISOString() !== time) {
     throw new TypeError('Audit field time must be an ISO 8601 UTC time with milliseconds');
   }
-  if (typeof hash !== 'string' || !HASH_PATTERN.test(hash)) {
+  if (!isAuditHash(hash)) {
     throw new TypeError('An audit record hash is 64 lower-case hex characters');
   }
   assertSequence(sequence);

@@ -1,9 +1,8 @@
-import { timingSafeEqual } from 'node:crypto';
-import { auditHmac, type AuditKeyMaterial } from './audit-key.js';
+import { auditHmac, auditMacEquals, isAuditHash, type AuditKeyMaterial } from './audit-key.js';
 import {
   canonicalAuditText,
+  isReplicaId,
   normalizeAuditEvent,
-  sanitizeAuditString,
   strictCanonicalAuditRecord,
   type AuditEvent,
   type AuditRecord,
@@ -11,7 +10,6 @@ import {
 import { verifyHeadStatement, type HeadStatement } from './head-statement.js';
 import { isSeal } from './seal.js';
 
-const HASH_PATTERN = /^[0-9a-f]{64}$/;
 const GENESIS_LABEL = 'keyhold-audit-genesis/v1';
 const CHECKPOINT_LABEL = 'keyhold-audit-checkpoint/v1';
 
@@ -21,10 +19,6 @@ export interface ChainHead {
   readonly hash: string;
 }
 
-function isReplicaId(replicaId: unknown): replicaId is string {
-  return typeof replicaId === 'string' && replicaId.length > 0 && sanitizeAuditString(replicaId) === replicaId;
-}
-
 function assertReplicaId(replicaId: string): void {
   if (!isReplicaId(replicaId)) {
     throw new RangeError('A replica id is a non-empty string of printable characters, at most 512 long');
@@ -32,15 +26,9 @@ function assertReplicaId(replicaId: string): void {
 }
 
 function assertHash(hash: string, what: string): void {
-  if (typeof hash !== 'string' || !HASH_PATTERN.test(hash)) {
+  if (!isAuditHash(hash)) {
     throw new RangeError(`${what} is 64 lower-case hex characters`);
   }
-}
-
-/** Compares two hex MACs without a data-dependent early exit, so a verifier is no forging oracle. */
-function hexEquals(expected: Buffer, actual: unknown): boolean {
-  if (typeof actual !== 'string' || !HASH_PATTERN.test(actual)) return false;
-  return timingSafeEqual(expected, Buffer.from(actual, 'hex'));
 }
 
 /**
@@ -162,8 +150,7 @@ function isCheckpointFields(fields: CheckpointFields): boolean {
     isReplicaId(fields.replicaId) &&
     Number.isSafeInteger(fields.sequence) &&
     fields.sequence >= 0 &&
-    typeof fields.hash === 'string' &&
-    HASH_PATTERN.test(fields.hash) &&
+    isAuditHash(fields.hash) &&
     (fields.kind === 'head' || fields.kind === 'purge')
   );
 }
@@ -198,7 +185,7 @@ export function createCheckpoint(auditKey: AuditKeyMaterial, fields: CheckpointF
  */
 export function verifyCheckpoint(auditKey: AuditKeyMaterial, checkpoint: AuditCheckpoint): boolean {
   if (!isCheckpointFields(checkpoint)) return false;
-  return hexEquals(checkpointMacBytes(auditKey, checkpoint), checkpoint.mac);
+  return auditMacEquals(checkpointMacBytes(auditKey, checkpoint), checkpoint.mac);
 }
 
 /**
@@ -366,7 +353,7 @@ export class ChainVerifier {
       if (error instanceof TypeError) return this.#fail(sequence, 'malformed');
       throw error;
     }
-    if (!hexEquals(linkMac(this.#auditKey, this.#prevHash, canonical), record.hash)) {
+    if (!auditMacEquals(linkMac(this.#auditKey, this.#prevHash, canonical), record.hash)) {
       return this.#fail(sequence, 'hash-mismatch');
     }
     if (this.#checkpoint !== undefined && sequence === this.#checkpoint.sequence && record.hash !== this.#checkpoint.hash) {

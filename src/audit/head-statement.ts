@@ -1,11 +1,9 @@
-import { timingSafeEqual } from 'node:crypto';
-import { auditHmac, type AuditKeyMaterial } from './audit-key.js';
-import { sanitizeAuditString } from './audit-record.js';
+import { auditHmac, auditMacEquals, isAuditHash, type AuditKeyMaterial } from './audit-key.js';
+import { isReplicaId } from './audit-record.js';
 
 /** Tags a head statement's MAC and its JSON line, so it can never be read as a record, a checkpoint or a link. */
 export const HEAD_STATEMENT_FORMAT = 'keyhold-audit-head/v1';
 
-const HASH_PATTERN = /^[0-9a-f]{64}$/;
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 
 /** What a writer says about its chain at one moment: where its committed head was, and whether it was sealed. */
@@ -34,13 +32,10 @@ function isStatementFields(fields: HeadStatementFields): boolean {
   return (
     typeof fields === 'object' &&
     fields !== null &&
-    typeof fields.replicaId === 'string' &&
-    fields.replicaId.length > 0 &&
-    sanitizeAuditString(fields.replicaId) === fields.replicaId &&
+    isReplicaId(fields.replicaId) &&
     Number.isSafeInteger(fields.sequence) &&
     fields.sequence >= 0 &&
-    typeof fields.hash === 'string' &&
-    HASH_PATTERN.test(fields.hash) &&
+    isAuditHash(fields.hash) &&
     fields.time instanceof Date &&
     !Number.isNaN(fields.time.getTime()) &&
     typeof fields.sealed === 'boolean'
@@ -67,8 +62,7 @@ export function createHeadStatement(auditKey: AuditKeyMaterial, fields: HeadStat
 
 /** Whether a statement is well formed and its MAC is right; a wrong audit key (not 32 bytes) still throws. */
 export function verifyHeadStatement(auditKey: AuditKeyMaterial, statement: HeadStatement): boolean {
-  if (!isStatementFields(statement) || typeof statement.mac !== 'string' || !HASH_PATTERN.test(statement.mac)) return false;
-  return timingSafeEqual(statementMac(auditKey, statement), Buffer.from(statement.mac, 'hex'));
+  return isStatementFields(statement) && auditMacEquals(statementMac(auditKey, statement), statement.mac);
 }
 
 /** The statement as the log and the JSON-lines file carry it: plain JSON, the time as ISO 8601. */
@@ -115,7 +109,7 @@ export function parseHeadStatement(value: unknown): HeadStatement {
     throw new TypeError('A head statement time is ISO 8601 UTC with milliseconds');
   }
   const statement = { replicaId, sequence, hash, time: date, sealed, mac } as HeadStatement;
-  if (!isStatementFields(statement) || typeof mac !== 'string' || !HASH_PATTERN.test(mac)) {
+  if (!isStatementFields(statement) || !isAuditHash(mac)) {
     throw new TypeError('A head statement has a replica id, a non-negative sequence, a hex hash, a sealed flag and a hex MAC');
   }
   return Object.freeze(statement);
