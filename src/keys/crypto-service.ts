@@ -9,6 +9,7 @@ import type { SecretBytes } from '../crypto/secret-bytes.js';
 import { DecryptionFailedError, KeyholdError, UnavailableError } from '../errors.js';
 import { boundContextOf } from './bound-context.js';
 import type { CachedKey, KeyCache } from './key-cache.js';
+import type { KeyRecord } from './key-record.js';
 import { checkCanDecrypt, checkCanEncrypt, checkCanRewrapRevoked } from './lifecycle.js';
 
 export const MAX_ENCRYPT_PLAINTEXT_BYTES = 4096;
@@ -77,6 +78,33 @@ export interface CryptoServiceOptions {
   readonly cache: KeyCache;
   readonly authorizer: Authorizer;
   readonly clock: Clock;
+}
+
+/**
+ * Opens a ciphertext and seals its plaintext under the destination key's primary version; the plaintext never leaves
+ * this function and is zeroed before it returns.
+ */
+function resealUnderPrimary(
+  parsed: ParsedCiphertext,
+  sourceKey: SecretBytes,
+  openContext: EncryptionContext | undefined,
+  destination: KeyRecord,
+  destinationKey: SecretBytes,
+  sealContext: EncryptionContext | undefined,
+): CiphertextResult {
+  const plaintext = openWithKeyVersion(parsed, sourceKey, openContext);
+  try {
+    const ciphertext = sealWithKeyVersion({
+      keyId: destination.id,
+      keyVersion: destination.primaryVersion,
+      versionKey: destinationKey,
+      plaintext,
+      context: sealContext,
+    });
+    return { keyId: destination.id, keyName: destination.name, keyVersion: destination.primaryVersion, ciphertext };
+  } finally {
+    plaintext.fill(0);
+  }
 }
 
 /**
@@ -169,22 +197,12 @@ export class CryptoService {
       this.#withSource(caller, parsed, undefined, input.context, ({ key: source }, sourceKey) => {
         if (destinationKey.isZeroed) throw new UnavailableError('The key changed during the request; retry');
         const sealContext = boundContextOf(destination, caller.principal, 'rewrap', destinationContext);
-        const plaintext = openWithKeyVersion(parsed, sourceKey, boundContextOf(source, caller.principal, 'decrypt', input.context));
-        try {
-          const ciphertext = sealWithKeyVersion({
-            keyId: destination.id,
-            keyVersion: destination.primaryVersion,
-            versionKey: destinationKey,
-            plaintext,
-            context: sealContext,
-          });
-          // The source was authorised and noted again just above; the record is of the rewrap into the destination.
-          caller.trail.decided('rewrap', destination.name, rewrapDecision);
-          caller.trail.usedKey(destination.id, destination.name, destination.primaryVersion);
-          return { keyId: destination.id, keyName: destination.name, keyVersion: destination.primaryVersion, ciphertext };
-        } finally {
-          plaintext.fill(0);
-        }
+        const openContext = boundContextOf(source, caller.principal, 'decrypt', input.context);
+        const result = resealUnderPrimary(parsed, sourceKey, openContext, destination, destinationKey, sealContext);
+        // The source was authorised and noted again just above; the record is of the rewrap into the destination.
+        caller.trail.decided('rewrap', destination.name, rewrapDecision);
+        caller.trail.usedKey(destination.id, destination.name, destination.primaryVersion);
+        return result;
       }),
     );
   }
@@ -242,19 +260,7 @@ export class CryptoService {
           if (fetches === MAX_KEY_FETCHES) throw new UnavailableError('The key changed during the request; retry');
           continue;
         }
-        const plaintext = openWithKeyVersion(parsed, sourceKey, context);
-        try {
-          const ciphertext = sealWithKeyVersion({
-            keyId: key.id,
-            keyVersion: key.primaryVersion,
-            versionKey: destinationKey,
-            plaintext,
-            context,
-          });
-          return { keyId: key.id, keyName: key.name, keyVersion: key.primaryVersion, ciphertext };
-        } finally {
-          plaintext.fill(0);
-        }
+        return resealUnderPrimary(parsed, sourceKey, context, key, destinationKey, context);
       } finally {
         for (const material of versionKeys.values()) material.zero();
       }
