@@ -31,7 +31,7 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 /** The compiled runner is dist/bench/run.js; the repository root is two levels up. */
 const ROOT = resolve(HERE, '..', '..');
 const ECHO_SERVER = join(HERE, 'echo-server.js');
-const KEYHOLD_CLI = join(ROOT, 'dist', 'src', 'cli.js');
+const KEYHOLD_CLI = join(ROOT, 'dist', 'src', 'main.js');
 const RESULTS_FILE = join(ROOT, 'bench', 'results', 'latest.json');
 
 /** A database of its own, dropped before and after, so a run never sees or leaves another run's rows. */

@@ -3,11 +3,11 @@ import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import pino, { type DestinationStream, type Logger } from 'pino';
-import { systemClock, type Clock } from './clock.js';
+import { systemClock, type Clock } from './lib/clock.js';
 import type { Config } from './config.js';
 import { answerFrameworkError, registerAuditHook } from './http/audit-hook.js';
 import { registerAuthentication } from './http/authentication.js';
-import { tlsServerOptions } from './identity/tls.js';
+import { tlsServerOptions } from './http/tls.js';
 import { registerJsonBodyParser } from './http/json-body.js';
 import { MIN_CHANGE_WAIT_MS, registerMinChange } from './http/min-change.js';
 import { registerProblemHandlers } from './http/problem.js';
@@ -20,7 +20,7 @@ import { keyRoutes } from './http/routes/keys.js';
 import { policyRoutes } from './http/routes/policies.js';
 import { systemRoutes } from './http/routes/system.js';
 import { tokenRoutes } from './http/routes/tokens.js';
-import { openKeyhold, type Keyhold } from './services.js';
+import { openKeyhold, type Keyhold } from './compose.js';
 import type { Database } from './storage/database.js';
 
 declare module 'fastify' {

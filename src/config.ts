@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { StartupError } from './errors.js';
-import { parseRootKeyText } from './crypto/root-key.js';
+import { parseRootKeyText } from './root-keys/root-key.js';
 import type { SecretBytes } from './crypto/secret-bytes.js';
 
 export type DatabaseConfig =

@@ -1,35 +1,11 @@
+import { MAX_AUDIT_BATCH_ENTRIES, type AuditBatch, type AuditBatchEntry } from '../context/caller.js';
 import { MAX_CONTEXT_PAIRS } from '../crypto/encryption-context.js';
 import { isAuditHash } from './audit-key.js';
 
 /** The policy decision a request received; `null` when it never reached authorisation. */
 export type AuditDecision = 'allow' | 'deny';
 
-/** One line of a batch summary: how many of the batch's items did `action` on this key version with this outcome. */
-export interface AuditBatchEntry {
-  readonly action: string;
-  /** `null` when the item named no key and its ciphertext named none that exists. */
-  readonly keyName: string | null;
-  readonly keyId: string | null;
-  readonly keyVersion: number | null;
-  /** `ok`, or the error code the item answered. */
-  readonly outcome: string;
-  readonly count: number;
-}
 
-/**
- * What the items of a batch request did, aggregated. A batch whose summary has more than
- * {@link MAX_AUDIT_BATCH_ENTRIES} lines writes one record per part, each with the same request id, so no record is
- * large and no key a batch used is left out of the log.
- */
-export interface AuditBatch {
-  /** Items in the whole request, in every part. */
-  readonly items: number;
-  /** This record's part, from 1, of `parts`. */
-  readonly part: number;
-  readonly parts: number;
-  /** In the order the items first did each, 1 to {@link MAX_AUDIT_BATCH_ENTRIES} lines. */
-  readonly entries: readonly AuditBatchEntry[];
-}
 
 /**
  * What one request produces for the audit log, whatever its outcome: authentication failures, denials and bad
@@ -138,8 +114,6 @@ export const MAX_AUDIT_STRING_LENGTH = 512;
 export const AUDIT_TRUNCATION_MARKER = '…[truncated]';
 /** The most context keys a record lists; more are cut and counted in a last entry `…[+N more]`. */
 export const MAX_AUDIT_CONTEXT_KEYS = MAX_CONTEXT_PAIRS;
-/** The most lines one record's batch summary holds; a longer summary is split over several records. */
-export const MAX_AUDIT_BATCH_ENTRIES = 64;
 
 /**
  * Is the UTF-16 code unit one a log line must not hold raw? C0 and C1 controls and DEL (ESC starts ANSI sequences,

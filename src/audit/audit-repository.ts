@@ -1,8 +1,9 @@
 import type { Knex } from 'knex';
 import { isPostgres, type Database } from '../storage/database.js';
-import { AUDIT_RECORD_FIELDS, type AuditBatch, type AuditRecord, type AuditRecordField } from './audit-record.js';
+import { AUDIT_RECORD_FIELDS, type AuditRecord, type AuditRecordField } from './audit-record.js';
 import type { AuditCheckpoint, ChainedAuditRecord, CheckpointKind } from './chain.js';
 import type { HeadStatement } from './head-statement.js';
+import type { AuditBatch } from '../context/caller.js';
 
 interface AuditRow {
   replica_id: string;

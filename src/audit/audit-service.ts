@@ -1,4 +1,4 @@
-import type { Clock } from '../clock.js';
+import type { Clock } from '../lib/clock.js';
 import { ValidationError } from '../errors.js';
 import type { Authorizer } from '../policy/authorizer.js';
 import type { AuditKeyMaterial } from './audit-key.js';
@@ -7,7 +7,7 @@ import type { AuditQuery, AuditRepository } from './audit-repository.js';
 import { HEAD_STATEMENT_INTERVAL_MS } from './audit-writer.js';
 import { createCheckpoint, verifyChainAsync, type AuditCheckpoint, type ChainProblem, type ChainVerification } from './chain.js';
 import type { HeadStatement } from './head-statement.js';
-import type { Caller } from './trail.js';
+import type { Caller } from '../context/caller.js';
 
 /**
  * How a chain ended, as far as the verifier can tell:

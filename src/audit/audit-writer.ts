@@ -1,8 +1,8 @@
 import { appendFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import type { Clock } from '../clock.js';
+import type { Clock } from '../lib/clock.js';
 import { UnavailableError } from '../errors.js';
-import { withTimeout } from '../timeout.js';
+import { withTimeout } from '../lib/timeout.js';
 import type { AuditKeyMaterial } from './audit-key.js';
 import { toJsonLine, type AuditEvent, type AuditRecord } from './audit-record.js';
 import { MAX_AUDIT_BATCH, type AuditRepository } from './audit-repository.js';

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type pg from 'pg';
 import type { Database } from '../storage/database.js';
-import { withTimeout } from '../timeout.js';
+import { withTimeout } from '../lib/timeout.js';
 import type { Change, ChangeBarrier, ChangeFeed, FeedEvent } from './change.js';
 import { CHANGE_CHANNEL, type ChangeRepository } from './change-repository.js';
 

@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import type { Change, ChangeFeed, FeedEvent } from '../changes/change.js';
-import type { Principal } from '../identity/principal.js';
+import type { Principal } from '../context/principal.js';
 import type { Authorizer } from '../policy/authorizer.js';
 import type { KeyEventData, ResyncEventData } from './schemas.js';
 

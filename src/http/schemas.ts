@@ -1,14 +1,14 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { ERROR_CODE_LIST, ERROR_CODES } from '../errors.js';
 import { BOUND_ATTRIBUTES, KEY_NAME_PATTERN, KEY_STATES, KEY_VERSION_STATES, type KeyRecord } from '../keys/key-record.js';
-import { ACTIONS } from '../policy/actions.js';
+import { ACTIONS } from '../context/actions.js';
 import { MAX_STATEMENTS } from '../policy/policy.js';
 import { MAX_CONTEXT_PAIRS } from '../crypto/encryption-context.js';
 import {
   MAX_DATA_KEY_BYTES,
   MAX_ENCRYPT_PLAINTEXT_BYTES,
   MIN_DATA_KEY_BYTES,
-} from '../keys/crypto-service.js';
+} from '../keys/envelope-service.js';
 import { MAX_PENDING_WINDOW_DAYS, MAX_RETAIN_VERSIONS, MIN_PENDING_WINDOW_DAYS } from '../keys/lifecycle.js';
 
 /**

@@ -1,4 +1,4 @@
-import type { DataKeyResult, DecryptResult } from '../keys/crypto-service.js';
+import type { DataKeyResult, DecryptResult } from '../keys/envelope-service.js';
 
 /** Secret bytes become base64 only here, at the edge; the buffer is zeroed once encoded. */
 function base64AndZero(bytes: Buffer): string {

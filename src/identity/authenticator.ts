@@ -1,6 +1,6 @@
 import type { X509Certificate } from 'node:crypto';
 import { KeyholdError } from '../errors.js';
-import type { Principal } from './principal.js';
+import type { Principal } from '../context/principal.js';
 
 /** What a request presents, taken from it once by the HTTP layer. Authenticators never see the request itself. */
 export interface Credentials {

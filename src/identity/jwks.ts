@@ -14,7 +14,7 @@ import {
   type RemoteJWKSet,
 } from 'jose';
 import type { Logger } from 'pino';
-import type { Clock } from '../clock.js';
+import type { Clock } from '../lib/clock.js';
 import { KeyholdError, StartupError, UnavailableError } from '../errors.js';
 import type { KubernetesAlgorithm, KubernetesIssuerConfig } from './auth-config.js';
 import { AuthenticationFailedError } from './authenticator.js';

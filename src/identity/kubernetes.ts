@@ -1,7 +1,7 @@
 import * as nodeCrypto from 'node:crypto';
 import { decodeJwt, decodeProtectedHeader, errors, jwtVerify, type JWTPayload } from 'jose';
 import type { Logger } from 'pino';
-import type { Clock } from '../clock.js';
+import type { Clock } from '../lib/clock.js';
 import { KeyholdError } from '../errors.js';
 import type { KubernetesAlgorithm, KubernetesIssuerConfig } from './auth-config.js';
 import {
@@ -13,7 +13,7 @@ import {
 import { createIssuerKeys, SAFE_KID, type IssuerKeys } from './jwks.js';
 import { DNS_LABEL, isSubdomainName, MAX_SUBDOMAIN_LENGTH } from './kubernetes-names.js';
 import { LruCache } from './lru-cache.js';
-import type { Principal } from './principal.js';
+import type { Principal } from '../context/principal.js';
 
 /** RFC 7519 §4.1.4/§4.1.5 allow "some small leeway"; a minute absorbs clock skew between nodes and no more. */
 export const CLOCK_TOLERANCE_SECONDS = 60;

@@ -1,5 +1,5 @@
 import type { X509Certificate } from 'node:crypto';
-import { systemClock, type Clock } from '../clock.js';
+import { systemClock, type Clock } from '../lib/clock.js';
 import {
   AuthenticationFailedError,
   type AuthenticationFailure,
@@ -7,7 +7,7 @@ import {
   type Credentials,
 } from './authenticator.js';
 import { isNamespaceName, isSubdomainName } from './kubernetes-names.js';
-import type { Principal } from './principal.js';
+import type { Principal } from '../context/principal.js';
 import { parseSpiffeId, type SpiffeId } from './spiffe-id.js';
 import { readCertificateExtensions, type CertificateExtensions } from './x509-extensions.js';
 

@@ -1,8 +1,8 @@
-import { callerOf, type Caller } from '../audit/trail.js';
+import { callerOf, type Caller } from '../context/caller.js';
 import type { EncryptionContext } from '../crypto/encryption-context.js';
 import { KeyholdError } from '../errors.js';
-import { isDatabaseUnavailable } from '../storage/errors.js';
-import type { CiphertextResult, CryptoService, DataKeyResult, DecryptResult } from './crypto-service.js';
+import { isDatabaseUnavailable } from '../lib/database-errors.js';
+import type { CiphertextResult, EnvelopeService, DataKeyResult, DecryptResult } from './envelope-service.js';
 
 export type BatchItem =
   | { op: 'datakey'; key: string; context?: EncryptionContext; includePlaintext?: boolean; bytes?: number }
@@ -24,7 +24,7 @@ export type BatchOutcome =
  * the request's: the batch's record lists every key, version and outcome its items had.
  */
 export class BatchService {
-  constructor(private readonly crypto: CryptoService) {}
+  constructor(private readonly crypto: EnvelopeService) {}
 
   async run(caller: Caller, items: readonly BatchItem[]): Promise<BatchOutcome[]> {
     const outcomes: BatchOutcome[] = [];

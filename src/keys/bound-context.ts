@@ -1,7 +1,7 @@
 import { RESERVED_CONTEXT_PREFIX, type EncryptionContext } from '../crypto/encryption-context.js';
 import { KeyholdError } from '../errors.js';
-import type { Principal } from '../identity/principal.js';
-import type { Action } from '../policy/actions.js';
+import type { Principal } from '../context/principal.js';
+import type { Action } from '../context/actions.js';
 import type { KeyRecord } from './key-record.js';
 
 /**

@@ -1,6 +1,6 @@
-import type { Clock } from '../clock.js';
+import type { Clock } from '../lib/clock.js';
 import { keyVersionWrapAad } from '../crypto/key-version-cipher.js';
-import type { RootKey } from '../crypto/root-key.js';
+import type { RootKey } from '../root-keys/root-key.js';
 import { SecretBytes } from '../crypto/secret-bytes.js';
 import type { KeyRecord, WrappedKeyVersion } from './key-record.js';
 import type { KeyRepository } from './key-repository.js';

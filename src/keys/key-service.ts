@@ -1,29 +1,20 @@
-import type { Caller } from '../audit/trail.js';
+import type { Caller } from '../context/caller.js';
 import type { ChangeAction } from '../changes/change.js';
 import { randomUUID } from 'node:crypto';
 import type { Authorizer } from '../policy/authorizer.js';
-import type { Action } from '../policy/actions.js';
-import type { Clock } from '../clock.js';
+import type { Action } from '../context/actions.js';
+import type { Clock } from '../lib/clock.js';
 import { AES_256_KEY_BYTES } from '../crypto/aes-gcm.js';
 import { keyVersionWrapAad } from '../crypto/key-version-cipher.js';
-import type { RootKey } from '../crypto/root-key.js';
+import type { RootKey } from '../root-keys/root-key.js';
 import { SecretBytes } from '../crypto/secret-bytes.js';
 import { KeyholdError, ValidationError } from '../errors.js';
-import { isUniqueViolation } from '../storage/errors.js';
+import { isUniqueViolation } from '../lib/database-errors.js';
 import type { KeyCache } from './key-cache.js';
 import type { BoundAttribute, KeyRecord } from './key-record.js';
 import type { KeyChanges, KeyRepository, LockedKeyWriter, NewVersion } from './key-repository.js';
-import {
-  checkKeyOperation,
-  checkVersionOperation,
-  DEFAULT_PENDING_WINDOW_DAYS,
-  isDueForDestruction,
-  MAX_ROTATION_PERIOD_SECONDS,
-  MIN_ROTATION_PERIOD_SECONDS,
-  minDecryptionVersionAfterRotation,
-  nextRotationAfter,
-  type KeyOperation,
-} from './lifecycle.js';
+import { checkKeyOperation, checkVersionOperation, DEFAULT_PENDING_WINDOW_DAYS, isDueForDestruction, MAX_ROTATION_PERIOD_SECONDS, MIN_ROTATION_PERIOD_SECONDS, minDecryptionVersionAfterRotation, nextRotationAfter } from './lifecycle.js';
+import type { KeyOperation } from '../context/caller.js';
 
 export interface CreateKeyInput {
   readonly name: string;

@@ -1,3 +1,4 @@
+import type { KeyOperation } from '../context/caller.js';
 import { KeyholdError, type ErrorCode } from '../errors.js';
 import { findVersion, type KeyRecord, type KeyState, type KeyVersionRecord, type KeyVersionState } from './key-record.js';
 
@@ -6,19 +7,6 @@ import { findVersion, type KeyRecord, type KeyState, type KeyVersionRecord, type
  * unit tests walk every cell.
  */
 
-export type KeyOperation =
-  | 'read'
-  | 'update'
-  | 'rotate'
-  | 'disable'
-  | 'enable'
-  | 'schedule-deletion'
-  | 'cancel-deletion'
-  | 'disable-version'
-  | 'enable-version'
-  | 'encrypt'
-  | 'decrypt'
-  | 'rewrap-revoked';
 
 /** `ok`: allowed; `noop`: allowed and already in the target state; otherwise the error code to refuse with. */
 export type Verdict = 'ok' | 'noop' | ErrorCode;

@@ -1,17 +1,10 @@
 import { KeyholdError } from '../errors.js';
 import type { EncryptionContext } from '../crypto/encryption-context.js';
-import type { Caller } from '../audit/trail.js';
-import type { Principal } from '../identity/principal.js';
-import type { Action, Resource } from './actions.js';
-import {
-  ADMIN_DECISION,
-  allowedKeyPrefixes,
-  evaluate,
-  mayEverUseKey,
-  maySomeKeyBeAllowed,
-  type Decision,
-  type PolicySet,
-} from './evaluate.js';
+import type { Caller } from '../context/caller.js';
+import type { Principal } from '../context/principal.js';
+import type { Action, Resource } from '../context/actions.js';
+import { ADMIN_DECISION, allowedKeyPrefixes, evaluate, mayEverUseKey, maySomeKeyBeAllowed, type PolicySet } from './evaluate.js';
+import type { Decision } from '../context/decision.js';
 
 /**
  * The one seam every authorisation decision goes through. Services call it before they act, with the resource the

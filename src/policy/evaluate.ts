@@ -1,32 +1,13 @@
+import type { Decision, MatchedStatement } from '../context/decision.js';
 import type { EncryptionContext } from '../crypto/encryption-context.js';
-import type { Principal } from '../identity/principal.js';
-import { ACTIONS, KEY_ACTIONS, type Action, type Resource } from './actions.js';
+import type { Principal } from '../context/principal.js';
+import { ACTIONS, KEY_ACTIONS, type Action, type Resource } from '../context/actions.js';
 import { matchGlob, substitute } from './glob.js';
-import {
-  contextConditionsHold,
-  principalConditionsHold,
-  requiredContext,
-  type CompiledPolicy,
-  type CompiledStatement,
-  type Effect,
-} from './policy.js';
+import { contextConditionsHold, principalConditionsHold, requiredContext, type CompiledPolicy, type CompiledStatement } from './policy.js';
+import type { Effect } from '../context/decision.js';
 
-/** A statement that decided (or took part in) a decision. */
-export interface MatchedStatement {
-  readonly policy: string;
-  readonly statement: number;
-  readonly sid?: string;
-  readonly effect: Effect;
-}
 
-export type DecisionReason = 'admin' | 'allowed' | 'explicit-deny' | 'no-matching-allow';
 
-export interface Decision {
-  readonly allowed: boolean;
-  readonly reason: DecisionReason;
-  /** The deny statements that matched when denied explicitly, else the allow statements that matched. */
-  readonly matched: readonly MatchedStatement[];
-}
 
 export const ADMIN_DECISION: Decision = Object.freeze({ allowed: true, reason: 'admin', matched: Object.freeze([]) });
 const IMPLICIT_DENY: Decision = Object.freeze({ allowed: false, reason: 'no-matching-allow', matched: Object.freeze([]) });

@@ -1,4 +1,4 @@
-import { PRINCIPAL_ATTRIBUTES, type Principal } from '../identity/principal.js';
+import { PRINCIPAL_ATTRIBUTES, type Principal } from '../context/principal.js';
 
 /**
  * Policy globs: `*` matches any run of characters, including none; every other character is literal. In key globs

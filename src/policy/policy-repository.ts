@@ -1,6 +1,6 @@
 import { recordChange } from '../changes/change-repository.js';
 import type { Database } from '../storage/database.js';
-import { isUniqueViolation } from '../storage/errors.js';
+import { isUniqueViolation } from '../lib/database-errors.js';
 import type { PolicyDocument } from './policy.js';
 
 export interface StoredPolicy {

@@ -1,14 +1,15 @@
-import type { Caller } from '../audit/trail.js';
-import type { Clock } from '../clock.js';
+import type { Caller } from '../context/caller.js';
+import type { Clock } from '../lib/clock.js';
 import type { EncryptionContext } from '../crypto/encryption-context.js';
 import { KeyholdError, ValidationError } from '../errors.js';
-import type { Principal, PrincipalType } from '../identity/principal.js';
-import type { Action } from './actions.js';
+import type { Principal, PrincipalType } from '../context/principal.js';
+import type { Action } from '../context/actions.js';
 import type { Authorizer } from './authorizer.js';
-import { evaluate, type Decision } from './evaluate.js';
+import { evaluate } from './evaluate.js';
 import { compilePolicy, PolicyDocumentError, type PolicyDocument } from './policy.js';
 import type { PolicyRepository, StoredPolicy } from './policy-repository.js';
 import type { PolicyStore } from './policy-store.js';
+import type { Decision } from '../context/decision.js';
 
 export interface SimulationInput {
   readonly principal: { readonly id: string; readonly type?: PrincipalType | undefined; readonly attributes?: Readonly<Record<string, string>> | undefined };

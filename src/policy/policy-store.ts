@@ -1,4 +1,4 @@
-import type { Clock } from '../clock.js';
+import type { Clock } from '../lib/clock.js';
 import { UnavailableError } from '../errors.js';
 import { EMPTY_POLICY_SET, PolicySet } from './evaluate.js';
 import { compilePolicy } from './policy.js';

@@ -1,9 +1,9 @@
+import type { Effect } from '../context/decision.js';
 import { RESERVED_CONTEXT_PREFIX, type EncryptionContext } from '../crypto/encryption-context.js';
-import { ACTIONS, EXPLICIT_ONLY_ACTIONS, type Action } from './actions.js';
-import { PRINCIPAL_ATTRIBUTES, type Principal } from '../identity/principal.js';
+import { ACTIONS, EXPLICIT_ONLY_ACTIONS, type Action } from '../context/actions.js';
+import { PRINCIPAL_ATTRIBUTES, type Principal } from '../context/principal.js';
 import { compileGlob, GlobSyntaxError, principalVariable, substitute, type Glob } from './glob.js';
 
-export type Effect = 'allow' | 'deny';
 
 /** A policy document as written through the API. */
 export interface PolicyDocument {

@@ -1,10 +1,10 @@
-import type { Caller } from '../audit/trail.js';
+import type { Caller } from '../context/caller.js';
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
-import type { Clock } from '../clock.js';
+import type { Clock } from '../lib/clock.js';
 import { KeyholdError } from '../errors.js';
 import type { Authorizer } from '../policy/authorizer.js';
-import type { Principal } from '../identity/principal.js';
-import { isUniqueViolation } from '../storage/errors.js';
+import type { Principal } from '../context/principal.js';
+import { isUniqueViolation } from '../lib/database-errors.js';
 import type { StoredToken, TokenRecord, TokenRepository } from './token-repository.js';
 
 const TOKEN_PREFIX = 'kh_';

@@ -10,7 +10,7 @@ import { TEST_ROOT_KEY, type ApiResponse, type TestApp } from './app.js';
 export const ADMIN_PRINCIPAL = 'token:bootstrap-admin';
 
 /** The built CLI; `npm run build` makes it. Tests that run it skip when it is missing. */
-export const CLI = fileURLToPath(new URL('../../dist/src/cli.js', import.meta.url));
+export const CLI = fileURLToPath(new URL('../../dist/src/main.js', import.meta.url));
 export const CLI_IS_BUILT = existsSync(CLI);
 
 /** A raw row of audit_records as the database holds it, for tampering and for grepping. */

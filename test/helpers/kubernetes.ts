@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK, type JWTPayload } from 'jose';
 import { stringify } from 'yaml';
-import type { Clock } from '../../src/clock.js';
+import type { Clock } from '../../src/lib/clock.js';
 import type { KubernetesAlgorithm } from '../../src/identity/auth-config.js';
 
 export const ISSUER = 'https://kubernetes.default.svc.cluster.local';

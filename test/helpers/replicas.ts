@@ -8,12 +8,12 @@ import { fileURLToPath } from 'node:url';
 import knexFactory, { type Knex } from 'knex';
 
 /**
- * Real replicas for fault tests: `node dist/src/cli.js server` processes over one PostgreSQL schema, reached through a
+ * Real replicas for fault tests: `node dist/src/main.js server` processes over one PostgreSQL schema, reached through a
  * TCP proxy the test controls. Cutting the proxy takes the database away from these replicas only, never from the
  * shared PostgreSQL that other test files use at the same time.
  */
 
-const CLI = fileURLToPath(new URL('../../dist/src/cli.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../../dist/src/main.js', import.meta.url));
 /** How long a replica may take from spawn to a 200 on /readyz: migrations and the root-key proof run first. */
 const READY_TIMEOUT_MS = 30_000;
 /** No child outlives a stuck test run by more than this, whatever the test does. */

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { InjectOptions } from 'fastify';
 import knexFactory from 'knex';
 import { afterEach, describe, expect, it } from 'vitest';
-import { MAX_AUDIT_BATCH_ENTRIES, parseJsonLine, sanitizeAuditString, type AuditRecord } from '../../src/audit/audit-record.js';
+import { parseJsonLine, sanitizeAuditString, type AuditRecord } from '../../src/audit/audit-record.js';
 import { AuditRepository } from '../../src/audit/audit-repository.js';
 import { createCheckpoint, genesisHead, linkAuditEvent, type ChainedAuditRecord } from '../../src/audit/chain.js';
 import type { Environment } from '../../src/config.js';
@@ -32,6 +32,7 @@ import {
   verifyViaApi,
 } from '../helpers/audit.js';
 import { expectProblem } from '../helpers/expect-problem.js';
+import { MAX_AUDIT_BATCH_ENTRIES } from '../../src/context/caller.js';
 
 const DAY_MS = 24 * 3600 * 1000;
 /** A chain whose writer is running: its heartbeat is fresh. */

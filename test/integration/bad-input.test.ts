@@ -1,4 +1,4 @@
-import { callerOf } from '../../src/audit/trail.js';
+import { callerOf } from '../../src/context/caller.js';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { buildTestApp, describeEachDatabase, TEST_ADMIN_TOKEN, type TestApp } from '../helpers/app.js';
 import { expectProblem } from '../helpers/expect-problem.js';

@@ -7,7 +7,7 @@ import type { KubernetesIssuerConfig } from '../../src/identity/auth-config.js';
 import type { Credentials } from '../../src/identity/authenticator.js';
 import { boundedFetch, DISCOVERY_RETRY_MS, MAX_FETCH_BYTES } from '../../src/identity/jwks.js';
 import { createKubernetesAuthenticator, type KubernetesAuthenticator } from '../../src/identity/kubernetes.js';
-import type { Principal } from '../../src/identity/principal.js';
+import type { Principal } from '../../src/context/principal.js';
 import { buildTestApp, describeEachDatabase, TestStore, type ApiResponse, type TestApp } from '../helpers/app.js';
 import { ManualClock } from '../helpers/clock.js';
 import { expectProblem } from '../helpers/expect-problem.js';

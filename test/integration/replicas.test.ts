@@ -8,7 +8,7 @@ import knexFactory from 'knex';
 import { describe, expect, it } from 'vitest';
 import { DATABASE_KINDS } from '../helpers/app.js';
 
-const CLI = fileURLToPath(new URL('../../dist/src/cli.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../../dist/src/main.js', import.meta.url));
 const POSTGRES_URL = process.env.KEYHOLD_TEST_DATABASE_URL;
 
 describe.runIf(DATABASE_KINDS.includes('postgres'))('replicas on one PostgreSQL [postgres]', () => {

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { LocalRootKey, parseRootKeyText } from '../../src/crypto/root-key.js';
+import { LocalRootKey, parseRootKeyText } from '../../src/root-keys/root-key.js';
 import { buildTestApp, TEST_ROOT_KEY, TestStore, type TestApp } from '../helpers/app.js';
 import { CLI, CLI_IS_BUILT } from '../helpers/audit.js';
 

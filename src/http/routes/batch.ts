@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { Services } from '../../services.js';
+import type { Services } from '../../compose.js';
 import { problemOf } from '../problem.js';
 import { BatchBody, BatchResult, json, problems } from '../schemas.js';
 import { dataKeyView, decryptView } from '../views.js';

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { PolicyAuthorizer } from '../../policy/authorizer.js';
-import type { Services } from '../../services.js';
+import type { Services } from '../../compose.js';
 import { KeyEventStreams } from '../key-events.js';
 import { eventStream, EventStreamHeaders, problems } from '../schemas.js';
 

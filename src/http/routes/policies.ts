@@ -3,7 +3,7 @@ import { Type } from '@sinclair/typebox';
 import { ValidationError } from '../../errors.js';
 import { decodeKeyCursor, encodeKeyCursor } from '../../keys/key-service.js';
 import type { StoredPolicy } from '../../policy/policy-repository.js';
-import type { Services } from '../../services.js';
+import type { Services } from '../../compose.js';
 import { given, pageLimit } from '../pagination.js';
 import {
   json,

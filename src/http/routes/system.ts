@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { Services } from '../../services.js';
+import type { Services } from '../../compose.js';
 import { Health, json, problems, Readiness, Whoami } from '../schemas.js';
 
 export function systemRoutes(services: Services): FastifyPluginAsyncTypebox {

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { ValidationError } from '../../errors.js';
-import type { Services } from '../../services.js';
+import type { Services } from '../../compose.js';
 import { given, pageLimit } from '../pagination.js';
 import { CreateTokenBody, IssuedToken, json, ListTokensQuery, problems, TokenIdParams, TokenList } from '../schemas.js';
 

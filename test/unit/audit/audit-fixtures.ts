@@ -1,5 +1,6 @@
-import type { AuditBatch, AuditEvent, AuditRecord } from '../../../src/audit/audit-record.js';
+import type { AuditEvent, AuditRecord } from '../../../src/audit/audit-record.js';
 import { genesisHead, linkAuditEvent, type ChainHead } from '../../../src/audit/chain.js';
+import type { AuditBatch } from '../../../src/context/caller.js';
 
 export const AUDIT_KEY = Buffer.alloc(32, 0x61);
 export const OTHER_AUDIT_KEY = Buffer.alloc(32, 0x62);

@@ -1,27 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import {
-  AUDIT_RECORD_FIELDS,
-  AUDIT_RECORD_FIELDS_V1,
-  AUDIT_RECORD_FORMAT_V1,
-  AUDIT_RECORD_FORMAT_V2,
-  MAX_AUDIT_BATCH_ENTRIES,
-  AUDIT_TRUNCATION_MARKER,
-  MAX_AUDIT_CONTEXT_KEYS,
-  MAX_AUDIT_STRING_LENGTH,
-  auditContextKeys,
-  canonicalAuditRecord,
-  normalizeAuditEvent,
-  parseJsonLine,
-  roundLatencyMs,
-  sanitizeAuditString,
-  strictCanonicalAuditRecord,
-  toJsonLine,
-  type AuditBatch,
-  type AuditEvent,
-  type AuditRecord,
-} from '../../../src/audit/audit-record.js';
+import { AUDIT_RECORD_FIELDS, AUDIT_RECORD_FIELDS_V1, AUDIT_RECORD_FORMAT_V1, AUDIT_RECORD_FORMAT_V2, AUDIT_TRUNCATION_MARKER, MAX_AUDIT_CONTEXT_KEYS, MAX_AUDIT_STRING_LENGTH, auditContextKeys, canonicalAuditRecord, normalizeAuditEvent, parseJsonLine, roundLatencyMs, sanitizeAuditString, strictCanonicalAuditRecord, toJsonLine, type AuditEvent, type AuditRecord } from '../../../src/audit/audit-record.js';
 import { genesisHead, linkAuditEvent } from '../../../src/audit/chain.js';
 import { AUDIT_KEY, REPLICA, auditBatch, auditEvent, batchEvent, edited } from './audit-fixtures.js';
+import { MAX_AUDIT_BATCH_ENTRIES, type AuditBatch } from '../../../src/context/caller.js';
 
 const GOLDEN_CANONICAL =
   '["keyhold-audit/v1",1,"2026-11-28T17:23:47.123Z","req-0001","replica-a","k8s:payments:api","kubernetes",null,' +

@@ -4,7 +4,7 @@ import { LIVENESS_WINDOW_MS, reportChain, verdictOf, type ChainEvidence } from '
 import { createCheckpoint, linkAuditEvent, verifyChain, type VerifyChainOptions } from '../../../src/audit/chain.js';
 import { createHeadStatement, type HeadStatement } from '../../../src/audit/head-statement.js';
 import { isSeal, sealEvent, SEAL_ACTION, SEAL_METHOD } from '../../../src/audit/seal.js';
-import { ACTIONS } from '../../../src/policy/actions.js';
+import { ACTIONS } from '../../../src/context/actions.js';
 import { AUDIT_KEY, OTHER_AUDIT_KEY, REPLICA, auditEvent, buildChain } from './audit-fixtures.js';
 
 const NOW = new Date('2026-12-06T03:00:00.000Z');

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseCiphertext } from '../../../src/crypto/ciphertext-format.js';
 import { keyVersionWrapAad, openWithKeyVersion } from '../../../src/crypto/key-version-cipher.js';
-import { LocalRootKey, parseRootKeyText } from '../../../src/crypto/root-key.js';
+import { LocalRootKey, parseRootKeyText } from '../../../src/root-keys/root-key.js';
 import { SecretBytes } from '../../../src/crypto/secret-bytes.js';
 import { GOLDEN_KH1 } from '../../helpers/golden.js';
 

@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { Change, ChangeFeed, FeedEvent } from '../../../src/changes/change.js';
 import { KeyEventStreams, type KeyEventStreamsOptions } from '../../../src/http/key-events.js';
-import type { Principal } from '../../../src/identity/principal.js';
+import type { Principal } from '../../../src/context/principal.js';
 
 /** A feed in memory: the test applies changes, and `changesSince` reads what was applied or recorded. */
 class FakeFeed implements ChangeFeed {

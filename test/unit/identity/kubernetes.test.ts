@@ -7,7 +7,7 @@ import { StartupError } from '../../../src/errors.js';
 import type { KubernetesAlgorithm, KubernetesIssuerConfig } from '../../../src/identity/auth-config.js';
 import { AuthenticationFailedError, type AuthenticationFailure, type Credentials } from '../../../src/identity/authenticator.js';
 import { createKubernetesAuthenticator, type KubernetesAuthenticator } from '../../../src/identity/kubernetes.js';
-import type { Principal } from '../../../src/identity/principal.js';
+import type { Principal } from '../../../src/context/principal.js';
 import { ManualClock } from '../../helpers/clock.js';
 import {
   AUDIENCE,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { Principal } from '../../../src/identity/principal.js';
+import type { Principal } from '../../../src/context/principal.js';
 import { boundContextOf } from '../../../src/keys/bound-context.js';
 import { keyRecord } from '../../helpers/key-fixtures.js';
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { keyVersionWrapAad } from '../../../src/crypto/key-version-cipher.js';
-import { LocalRootKey } from '../../../src/crypto/root-key.js';
+import { LocalRootKey } from '../../../src/root-keys/root-key.js';
 import { SecretBytes } from '../../../src/crypto/secret-bytes.js';
 import { KeyCache } from '../../../src/keys/key-cache.js';
 import type { KeyRecord, WrappedKeyVersion } from '../../../src/keys/key-record.js';

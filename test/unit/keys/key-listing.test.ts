@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { callerOf } from '../../../src/audit/trail.js';
-import { LocalRootKey } from '../../../src/crypto/root-key.js';
+import { callerOf } from '../../../src/context/caller.js';
+import { LocalRootKey } from '../../../src/root-keys/root-key.js';
 import { SecretBytes } from '../../../src/crypto/secret-bytes.js';
-import type { Principal } from '../../../src/identity/principal.js';
+import type { Principal } from '../../../src/context/principal.js';
 import { KeyCache } from '../../../src/keys/key-cache.js';
 import type { KeyRecord } from '../../../src/keys/key-record.js';
 import type { KeyListQuery, KeyRepository } from '../../../src/keys/key-repository.js';

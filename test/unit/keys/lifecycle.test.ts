@@ -7,27 +7,9 @@ import {
   type KeyState,
   type KeyVersionState,
 } from '../../../src/keys/key-record.js';
-import {
-  checkCanDecrypt,
-  checkCanEncrypt,
-  checkCanRewrapRevoked,
-  checkKeyOperation,
-  checkVersionOperation,
-  isDueForDestruction,
-  KEY_OPERATION_TABLE,
-  MAX_ROTATION_PERIOD_SECONDS,
-  MIN_ROTATION_PERIOD_SECONDS,
-  minDecryptionVersionAfterRotation,
-  nextRotationAfter,
-  VERSION_OPERATION_TABLE,
-  VERSION_READ_TABLE,
-  type KeyOperation,
-  type Verdict,
-  type VersionOperation,
-  type VersionReadOperation,
-  type VersionStanding,
-} from '../../../src/keys/lifecycle.js';
+import { checkCanDecrypt, checkCanEncrypt, checkCanRewrapRevoked, checkKeyOperation, checkVersionOperation, isDueForDestruction, KEY_OPERATION_TABLE, MAX_ROTATION_PERIOD_SECONDS, MIN_ROTATION_PERIOD_SECONDS, minDecryptionVersionAfterRotation, nextRotationAfter, VERSION_OPERATION_TABLE, VERSION_READ_TABLE, type Verdict, type VersionOperation, type VersionReadOperation, type VersionStanding } from '../../../src/keys/lifecycle.js';
 import { keyRecord, T0, versionRecord } from '../../helpers/key-fixtures.js';
+import type { KeyOperation } from '../../../src/context/caller.js';
 
 const version = versionRecord;
 

@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { callerOf } from '../../../src/audit/trail.js';
+import { callerOf } from '../../../src/context/caller.js';
 import { keyVersionWrapAad, sealWithKeyVersion } from '../../../src/crypto/key-version-cipher.js';
-import { LocalRootKey } from '../../../src/crypto/root-key.js';
+import { LocalRootKey } from '../../../src/root-keys/root-key.js';
 import { SecretBytes } from '../../../src/crypto/secret-bytes.js';
 import { KeyholdError } from '../../../src/errors.js';
-import type { Principal } from '../../../src/identity/principal.js';
-import { CryptoService } from '../../../src/keys/crypto-service.js';
+import type { Principal } from '../../../src/context/principal.js';
+import { EnvelopeService } from '../../../src/keys/envelope-service.js';
 import { KeyCache } from '../../../src/keys/key-cache.js';
 import type { KeyRecord, KeyState, WrappedKeyVersion } from '../../../src/keys/key-record.js';
 import type { KeyRepository } from '../../../src/keys/key-repository.js';
@@ -54,7 +54,7 @@ async function setUp(state: KeyState = 'enabled') {
     handedOut.push(...material.values());
     return material;
   };
-  const crypto = new CryptoService({ cache, authorizer: new PolicyAuthorizer(() => EMPTY_POLICY_SET), clock });
+  const crypto = new EnvelopeService({ cache, authorizer: new PolicyAuthorizer(() => EMPTY_POLICY_SET), clock });
   const ciphertext = sealWithKeyVersion({
     keyId: key.id,
     keyVersion: 1,

@@ -1,12 +1,13 @@
-import { callerOf } from '../../../src/audit/trail.js';
+import { callerOf } from '../../../src/context/caller.js';
 import { describe, expect, it } from 'vitest';
 import type { EncryptionContext } from '../../../src/crypto/encryption-context.js';
 import { KeyholdError } from '../../../src/errors.js';
-import type { Principal } from '../../../src/identity/principal.js';
-import { ACTIONS, EXPLICIT_ONLY_ACTIONS, KEY_ACTIONS, type Action } from '../../../src/policy/actions.js';
+import type { Principal } from '../../../src/context/principal.js';
+import { ACTIONS, EXPLICIT_ONLY_ACTIONS, KEY_ACTIONS, type Action } from '../../../src/context/actions.js';
 import { forbidden, PolicyAuthorizer } from '../../../src/policy/authorizer.js';
-import { ADMIN_DECISION, allowedKeyPrefixes, EMPTY_POLICY_SET, evaluate, PolicySet, type Decision } from '../../../src/policy/evaluate.js';
+import { ADMIN_DECISION, allowedKeyPrefixes, EMPTY_POLICY_SET, evaluate, PolicySet } from '../../../src/policy/evaluate.js';
 import { compilePolicy, type StatementDocument } from '../../../src/policy/policy.js';
+import type { Decision } from '../../../src/context/decision.js';
 
 type Statement = Partial<StatementDocument>;
 

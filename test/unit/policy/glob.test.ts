@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { Principal } from '../../../src/identity/principal.js';
+import type { Principal } from '../../../src/context/principal.js';
 import { compileGlob, GlobSyntaxError, matchGlob, POLICY_VARIABLES, type Glob } from '../../../src/policy/glob.js';
 
 /** The options a policy's key globs are compiled with (src/policy/policy.ts). */

@@ -1,8 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { EncryptionContext } from '../../../src/crypto/encryption-context.js';
-import type { Principal } from '../../../src/identity/principal.js';
-import { KEY_ACTIONS, type Action } from '../../../src/policy/actions.js';
+import type { Principal } from '../../../src/context/principal.js';
+import { KEY_ACTIONS, type Action } from '../../../src/context/actions.js';
 import { PolicyAuthorizer } from '../../../src/policy/authorizer.js';
 import { allowedInSomeContext, evaluate, KEY_USE_ACTIONS, mayEverUseKey, PolicySet } from '../../../src/policy/evaluate.js';
 import { compilePolicy, type StatementDocument } from '../../../src/policy/policy.js';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ACTIONS } from '../../../src/policy/actions.js';
-import type { Principal } from '../../../src/identity/principal.js';
+import { ACTIONS } from '../../../src/context/actions.js';
+import type { Principal } from '../../../src/context/principal.js';
 import {
   compilePolicy,
   contextConditionsHold,

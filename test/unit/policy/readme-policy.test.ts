@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import type { Principal } from '../../../src/identity/principal.js';
+import type { Principal } from '../../../src/context/principal.js';
 import { evaluate, PolicySet } from '../../../src/policy/evaluate.js';
 import { compilePolicy, type PolicyDocument } from '../../../src/policy/policy.js';
 

@@ -1,4 +1,4 @@
-import { callerOf } from '../../../src/audit/trail.js';
+import { callerOf } from '../../../src/context/caller.js';
 import { describe, expect, it } from 'vitest';
 import { PolicyAuthorizer } from '../../../src/policy/authorizer.js';
 import { EMPTY_POLICY_SET } from '../../../src/policy/evaluate.js';

@@ -1,5 +1,5 @@
 import { rootKeyNotHeld, type RootKey } from './root-key.js';
-import type { SecretBytes } from './secret-bytes.js';
+import type { SecretBytes } from '../crypto/secret-bytes.js';
 
 const SYSTEM_SECRET_AAD_LABEL = Buffer.from('keyhold/system-secret/v1\0', 'ascii');
 

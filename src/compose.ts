@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { withTimeout } from './timeout.js';
+import { withTimeout } from './lib/timeout.js';
 import { AuditRepository } from './audit/audit-repository.js';
 import { AuditService } from './audit/audit-service.js';
 import { AuditWriter } from './audit/audit-writer.js';
@@ -9,17 +9,17 @@ import { PolicyAuthorizer } from './policy/authorizer.js';
 import { PolicyRepository } from './policy/policy-repository.js';
 import { PolicyService } from './policy/policy-service.js';
 import { PolicyStore } from './policy/policy-store.js';
-import type { Clock } from './clock.js';
+import type { Clock } from './lib/clock.js';
 import type { Config } from './config.js';
-import type { RootKey } from './crypto/root-key.js';
+import type { RootKey } from './root-keys/root-key.js';
 import { BatchService } from './keys/batch-service.js';
-import { CryptoService } from './keys/crypto-service.js';
+import { EnvelopeService } from './keys/envelope-service.js';
 import { KeyCache } from './keys/key-cache.js';
 import { KeyRepository } from './keys/key-repository.js';
 import { KeyService } from './keys/key-service.js';
-import { loadAuditKey, loadRootKeyring, writeAdminTokenFile } from './root-key-loader.js';
+import { loadAuditKey, loadRootKeyring, writeAdminTokenFile } from './root-keys/root-key-loader.js';
 import { createDatabase, migrateToLatest, migrationsAreCurrent, type Database } from './storage/database.js';
-import { isUniqueViolation } from './storage/errors.js';
+import { isUniqueViolation } from './lib/database-errors.js';
 import { RootKeyRepository } from './storage/root-key-repository.js';
 import { SystemSecretRepository } from './storage/system-secret-repository.js';
 import { TokenRepository } from './tokens/token-repository.js';
@@ -32,7 +32,7 @@ import { KeyholdError, StartupError } from './errors.js';
 import { AuthenticatorChain, type Authenticator } from './identity/authenticator.js';
 import { createKubernetesAuthenticator } from './identity/kubernetes.js';
 import { SpiffeAuthenticator } from './identity/spiffe.js';
-import { TokenAuthenticator } from './identity/token-authenticator.js';
+import { TokenAuthenticator } from './tokens/token-authenticator.js';
 
 export interface ReadinessChecks {
   readonly database: boolean;
@@ -43,7 +43,7 @@ export interface ReadinessChecks {
 /** The use cases the HTTP layer calls. */
 export interface Services {
   readonly keys: KeyService;
-  readonly crypto: CryptoService;
+  readonly crypto: EnvelopeService;
   readonly batch: BatchService;
   readonly tokens: TokenService;
   /** Kubernetes service-account tokens, then SPIFFE client certificates, then API tokens. */
@@ -133,7 +133,7 @@ export async function openKeyhold(config: Config, deps: KeyholdDeps): Promise<Ke
     if (auditWriter === undefined) deps.logger.warn('KEYHOLD_AUDIT=off: requests are not audited; never run production like this');
     const repository = new KeyRepository(db);
     const cache = new KeyCache({ repository, rootKey, clock: deps.clock, ttlMs: config.cacheTtlMs });
-    const crypto = new CryptoService({ cache, authorizer, clock: deps.clock });
+    const crypto = new EnvelopeService({ cache, authorizer, clock: deps.clock });
     const tokens = new TokenService({
       repository: new TokenRepository(db),
       authorizer,

@@ -1,7 +1,7 @@
 import { createHmac, randomBytes } from 'node:crypto';
-import { aesGcmOpen, aesGcmSeal, AES_256_KEY_BYTES, GCM_IV_BYTES } from './aes-gcm.js';
+import { aesGcmOpen, aesGcmSeal, AES_256_KEY_BYTES, GCM_IV_BYTES } from '../crypto/aes-gcm.js';
 import { KeyholdError } from '../errors.js';
-import { SecretBytes } from './secret-bytes.js';
+import { SecretBytes } from '../crypto/secret-bytes.js';
 
 /**
  * The key-encryption key that wraps every key version at rest. It is an interface, as Tink's envelope AEAD takes

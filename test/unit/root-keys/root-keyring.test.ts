@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { LocalRootKey } from '../../../src/crypto/root-key.js';
-import { RootKeyring, systemSecretWrapAad } from '../../../src/crypto/root-keyring.js';
+import { LocalRootKey } from '../../../src/root-keys/root-key.js';
+import { RootKeyring, systemSecretWrapAad } from '../../../src/root-keys/root-keyring.js';
 import { SecretBytes } from '../../../src/crypto/secret-bytes.js';
 import { DecryptionFailedError, KeyholdError } from '../../../src/errors.js';
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { StartupError } from './errors.js';
 import { parseArgs } from 'node:util';
-import { renderOpenApi, rotateRootKeyFromEnvironment, startServer, verifyAuditFromEnvironment } from './server.js';
+import { renderOpenApi, rotateRootKeyFromEnvironment, startServer, verifyAuditFromEnvironment } from './cli/commands.js';
 
 const USAGE = `Usage: keyhold <command>
 

@@ -1,22 +1,22 @@
 import type { FastifyInstance } from 'fastify';
-import { buildApp, createLogger } from './app.js';
-import { AuditRepository } from './audit/audit-repository.js';
-import { readWitness, verifyAuditFile } from './audit/audit-file.js';
-import { AuditService, type VerificationReport } from './audit/audit-service.js';
-import { systemClock } from './clock.js';
-import { StartupError } from './errors.js';
-import { PolicyAuthorizer } from './policy/authorizer.js';
-import { EMPTY_POLICY_SET } from './policy/evaluate.js';
-import { stdoutLogDestination, type LogDestination } from './log-destination.js';
-import { loadAuditKey, loadRootKeyring, proveConfiguredRootKeys, readRootKeyFile } from './root-key-loader.js';
-import { rotateRootKey } from './root-rotation.js';
-import { createDatabase, migrationsAreCurrent } from './storage/database.js';
-import { RootKeyRepository } from './storage/root-key-repository.js';
-import { RootRewrapRepository } from './storage/root-rewrap-repository.js';
-import { SystemSecretRepository } from './storage/system-secret-repository.js';
-import { loadConfig, type Config } from './config.js';
-import { LocalRootKey } from './crypto/root-key.js';
-import { SecretBytes } from './crypto/secret-bytes.js';
+import { buildApp, createLogger } from '../app.js';
+import { AuditRepository } from '../audit/audit-repository.js';
+import { readWitness, verifyAuditFile } from '../audit/audit-file.js';
+import { AuditService, type VerificationReport } from '../audit/audit-service.js';
+import { systemClock } from '../lib/clock.js';
+import { StartupError } from '../errors.js';
+import { PolicyAuthorizer } from '../policy/authorizer.js';
+import { EMPTY_POLICY_SET } from '../policy/evaluate.js';
+import { stdoutLogDestination, type LogDestination } from '../lib/log-destination.js';
+import { loadAuditKey, loadRootKeyring, proveConfiguredRootKeys, readRootKeyFile } from '../root-keys/root-key-loader.js';
+import { rotateRootKey } from '../root-keys/root-rotation.js';
+import { createDatabase, migrationsAreCurrent } from '../storage/database.js';
+import { RootKeyRepository } from '../storage/root-key-repository.js';
+import { RootRewrapRepository } from '../storage/root-rewrap-repository.js';
+import { SystemSecretRepository } from '../storage/system-secret-repository.js';
+import { loadConfig, type Config } from '../config.js';
+import { LocalRootKey } from '../root-keys/root-key.js';
+import { SecretBytes } from '../crypto/secret-bytes.js';
 
 /** The only place that reads `process.env` and listens. */
 export async function startServer(): Promise<FastifyInstance> {

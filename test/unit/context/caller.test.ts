@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { MAX_AUDIT_BATCH_ENTRIES } from '../../../src/audit/audit-record.js';
-import { AuditTrail } from '../../../src/audit/trail.js';
-import { ADMIN_DECISION, type Decision } from '../../../src/policy/evaluate.js';
+import { AuditTrail } from '../../../src/context/caller.js';
+import { ADMIN_DECISION } from '../../../src/policy/evaluate.js';
+import type { Decision } from '../../../src/context/decision.js';
+import { MAX_AUDIT_BATCH_ENTRIES } from '../../../src/context/caller.js';
 
 const DENIED: Decision = { allowed: false, reason: 'no-matching-allow', matched: [] };
 

@@ -2,15 +2,15 @@ import { timingSafeEqual } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
-import type { Clock } from './clock.js';
-import type { RootKeySource } from './config.js';
-import { deriveAuditKeyFromSecret } from './audit/audit-key.js';
-import { LocalRootKey, parseRootKeyText, type RootKey } from './crypto/root-key.js';
-import { RootKeyring, systemSecretWrapAad } from './crypto/root-keyring.js';
-import { SecretBytes } from './crypto/secret-bytes.js';
-import { StartupError } from './errors.js';
-import type { RootKeyEntry, RootKeyRepository } from './storage/root-key-repository.js';
-import type { SystemSecretRepository } from './storage/system-secret-repository.js';
+import type { Clock } from '../lib/clock.js';
+import type { RootKeySource } from '../config.js';
+import { deriveAuditKeyFromSecret } from '../audit/audit-key.js';
+import { LocalRootKey, parseRootKeyText, type RootKey } from './root-key.js';
+import { RootKeyring, systemSecretWrapAad } from './root-keyring.js';
+import { SecretBytes } from '../crypto/secret-bytes.js';
+import { StartupError } from '../errors.js';
+import type { RootKeyEntry, RootKeyRepository } from '../storage/root-key-repository.js';
+import type { SystemSecretRepository } from '../storage/system-secret-repository.js';
 
 function warnIfReadableByOthers(path: string, logger: Logger): void {
   if ((statSync(path).mode & 0o077) !== 0) {

@@ -1,8 +1,51 @@
-import type { Decision } from '../policy/evaluate.js';
-import type { Principal } from '../identity/principal.js';
-import type { Action } from '../policy/actions.js';
-import type { KeyOperation } from '../keys/lifecycle.js';
-import { MAX_AUDIT_BATCH_ENTRIES, type AuditBatch, type AuditBatchEntry } from './audit-record.js';
+import type { Decision } from './decision.js';
+import type { Principal } from './principal.js';
+import type { Action } from './actions.js';
+
+/** The operations a request can run on a key, each with its row in the key-state table (`keys/lifecycle.ts`). */
+export type KeyOperation =
+  | 'read'
+  | 'update'
+  | 'rotate'
+  | 'disable'
+  | 'enable'
+  | 'schedule-deletion'
+  | 'cancel-deletion'
+  | 'disable-version'
+  | 'enable-version'
+  | 'encrypt'
+  | 'decrypt'
+  | 'rewrap-revoked';
+
+/** One line of a batch summary: how many of the batch's items did `action` on this key version with this outcome. */
+export interface AuditBatchEntry {
+  readonly action: string;
+  /** `null` when the item named no key and its ciphertext named none that exists. */
+  readonly keyName: string | null;
+  readonly keyId: string | null;
+  readonly keyVersion: number | null;
+  /** `ok`, or the error code the item answered. */
+  readonly outcome: string;
+  readonly count: number;
+}
+
+/**
+ * What the items of a batch request did, aggregated. A batch whose summary has more than
+ * {@link MAX_AUDIT_BATCH_ENTRIES} lines writes one record per part, each with the same request id, so no record is
+ * large and no key a batch used is left out of the log.
+ */
+export interface AuditBatch {
+  /** Items in the whole request, in every part. */
+  readonly items: number;
+  /** This record's part, from 1, of `parts`. */
+  readonly part: number;
+  readonly parts: number;
+  /** In the order the items first did each, 1 to {@link MAX_AUDIT_BATCH_ENTRIES} lines. */
+  readonly entries: readonly AuditBatchEntry[];
+}
+
+/** The most lines one record's batch summary holds; a longer summary is split over several records. */
+export const MAX_AUDIT_BATCH_ENTRIES = 64;
 
 /**
  * What a record's action names when the operation is more precise than the policy action that authorised it:

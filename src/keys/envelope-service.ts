@@ -1,6 +1,6 @@
-import type { Caller } from '../audit/trail.js';
+import type { Caller } from '../context/caller.js';
 import type { Authorizer } from '../policy/authorizer.js';
-import type { Clock } from '../clock.js';
+import type { Clock } from '../lib/clock.js';
 import { parseCiphertext, type ParsedCiphertext } from '../crypto/ciphertext-format.js';
 import { assertNoReservedContextKeys, type EncryptionContext } from '../crypto/encryption-context.js';
 import { openWithKeyVersion, sealWithKeyVersion } from '../crypto/key-version-cipher.js';
@@ -74,7 +74,7 @@ export interface RewrapRevokedInput {
   readonly context?: EncryptionContext | undefined;
 }
 
-export interface CryptoServiceOptions {
+export interface EnvelopeServiceOptions {
   readonly cache: KeyCache;
   readonly authorizer: Authorizer;
   readonly clock: Clock;
@@ -111,12 +111,12 @@ function resealUnderPrimary(
  * Data keys, encrypt, decrypt and rewrap. Keys come from the in-memory cache, so the hot path runs no query; all
  * crypto is synchronous node:crypto once the key is in hand, so material cannot change under a request.
  */
-export class CryptoService {
+export class EnvelopeService {
   readonly #cache: KeyCache;
   readonly #authorizer: Authorizer;
   readonly #clock: Clock;
 
-  constructor(options: CryptoServiceOptions) {
+  constructor(options: EnvelopeServiceOptions) {
     this.#cache = options.cache;
     this.#authorizer = options.authorizer;
     this.#clock = options.clock;

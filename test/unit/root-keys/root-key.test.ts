@@ -1,6 +1,6 @@
 import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { LocalRootKey, parseRootKeyText } from '../../../src/crypto/root-key.js';
+import { LocalRootKey, parseRootKeyText } from '../../../src/root-keys/root-key.js';
 import { SecretBytes } from '../../../src/crypto/secret-bytes.js';
 import { DecryptionFailedError } from '../../../src/errors.js';
 

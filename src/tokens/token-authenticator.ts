@@ -1,6 +1,6 @@
-import type { TokenService } from '../tokens/token-service.js';
-import { AuthenticationFailedError, type Authenticator, type Credentials } from './authenticator.js';
-import type { Principal } from './principal.js';
+import type { TokenService } from './token-service.js';
+import { AuthenticationFailedError, type Authenticator, type Credentials } from '../identity/authenticator.js';
+import type { Principal } from '../context/principal.js';
 
 function accept(principal: Principal | undefined): Principal {
   if (principal === undefined) throw new AuthenticationFailedError('unknown-token');

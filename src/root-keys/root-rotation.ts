@@ -1,12 +1,12 @@
-import type { Clock } from './clock.js';
-import { keyVersionWrapAad } from './crypto/key-version-cipher.js';
-import type { RootKey } from './crypto/root-key.js';
-import { RootKeyring, systemSecretWrapAad } from './crypto/root-keyring.js';
+import type { Clock } from '../lib/clock.js';
+import { keyVersionWrapAad } from '../crypto/key-version-cipher.js';
+import type { RootKey } from './root-key.js';
+import { RootKeyring, systemSecretWrapAad } from './root-keyring.js';
 import { isRecorded, loadAuditKey, refuseMaterialUnderUnheldKeys } from './root-key-loader.js';
-import { isDatabaseUnavailable } from './storage/errors.js';
-import type { RootKeyRepository } from './storage/root-key-repository.js';
-import type { RootRewrapRepository, WrappedRow } from './storage/root-rewrap-repository.js';
-import type { SystemSecretRepository } from './storage/system-secret-repository.js';
+import { isDatabaseUnavailable } from '../lib/database-errors.js';
+import type { RootKeyRepository } from '../storage/root-key-repository.js';
+import type { RootRewrapRepository, WrappedRow } from '../storage/root-rewrap-repository.js';
+import type { SystemSecretRepository } from '../storage/system-secret-repository.js';
 
 export interface RewrapProgress {
   /** Rows this run has moved to the new root key so far. */

@@ -1,6 +1,7 @@
-import knex from 'knex';
-
-const { KnexTimeoutError } = knex;
+/**
+ * How to read a database driver's error: pure checks of its name, code and message, so services can tell an outage
+ * or a duplicate from a bug without loading a driver.
+ */
 
 const UNAVAILABLE_NET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH']);
 
@@ -23,9 +24,10 @@ function isUnavailableSqlState(code: string): boolean {
 
 /** True when `error` says the database cannot be reached or cannot serve right now. */
 export function isDatabaseUnavailable(error: unknown): boolean {
-  if (error instanceof KnexTimeoutError) return true;
   if (typeof error !== 'object' || error === null) return false;
-  const { code, message } = error as { code?: unknown; message?: unknown };
+  const { name, code, message } = error as { name?: unknown; code?: unknown; message?: unknown };
+  // knex's pool and query timeouts (KnexTimeoutError sets its name).
+  if (name === 'KnexTimeoutError') return true;
   if (typeof code === 'string') {
     if (UNAVAILABLE_NET_CODES.has(code) || isUnavailableSqlState(code)) return true;
     if (code === 'SQLITE_BUSY' || code === 'SQLITE_IOERR' || code === 'SQLITE_CANTOPEN' || code === 'SQLITE_FULL') return true;
