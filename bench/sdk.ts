@@ -35,7 +35,7 @@ import {
 } from '@aws-crypto/client-node';
 import { apiToken, createClient, type KeyholdClient } from '@keyhold/sdk';
 import type { FastifyInstance } from 'fastify';
-import { buildApp } from '../src/app.js';
+import { openKeyholdApp } from '../src/compose.js';
 import { loadConfig } from '../src/config.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -418,7 +418,7 @@ async function startServer(): Promise<Server> {
       KEYHOLD_HOST: '127.0.0.1',
       KEYHOLD_PORT: '0',
     });
-    app = await buildApp(config);
+    ({ app } = await openKeyholdApp(config));
     const url = await app.listen({ host: '127.0.0.1', port: 0 });
     const response = await fetch(`${url}/v1/keys`, {
       method: 'POST',

@@ -2,12 +2,12 @@ import { randomUUID } from 'node:crypto';
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { TlsOptions } from 'node:tls';
 import pino, { type DestinationStream, type Logger } from 'pino';
 import { systemClock, type Clock } from './lib/clock.js';
 import type { Config } from './config.js';
 import { answerFrameworkError, registerAuditHook } from './http/audit-hook.js';
 import { registerAuthentication } from './http/authentication.js';
-import { tlsServerOptions } from './http/tls.js';
 import { registerJsonBodyParser } from './http/json-body.js';
 import { MIN_CHANGE_WAIT_MS, registerMinChange } from './http/min-change.js';
 import { registerProblemHandlers } from './http/problem.js';
@@ -20,20 +20,12 @@ import { keyRoutes } from './http/routes/keys.js';
 import { policyRoutes } from './http/routes/policies.js';
 import { systemRoutes } from './http/routes/system.js';
 import { tokenRoutes } from './http/routes/tokens.js';
-import { openKeyhold, type Keyhold } from './compose.js';
-import type { Database } from './storage/database.js';
-
-declare module 'fastify' {
-  interface FastifyInstance {
-    keyhold: Keyhold;
-  }
-}
+import { metricsRoutes } from './http/routes/metrics.js';
+import type { Services } from './services.js';
 
 export const BODY_LIMIT_BYTES = 1024 * 1024;
 const MAX_HEADER_BYTES = 32 * 1024;
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
-/** Long enough for any replica or SSE subscriber to catch up after an outage; a change row is a few bytes. */
-const CHANGE_RETENTION_MS = 24 * 3600 * 1000;
 
 /**
  * Pino redaction for everything secret that could reach a log line. Request bodies are never logged; these paths
@@ -52,13 +44,11 @@ export const REDACT_PATHS = [
   'token',
 ];
 
-export interface AppDeps {
+export interface AppOptions {
+  readonly logger: Logger;
   readonly clock?: Clock;
-  /** Where logs go; defaults to stdout. Tests capture it to check that no secret is logged. */
-  readonly logStream?: DestinationStream;
-  readonly database?: Database;
-  /** Runs the sweeper (due deletions and scheduled rotations) on `sweepIntervalMs`; tests drive it by hand. Default true. */
-  readonly sweeper?: boolean;
+  /** The server's TLS options, read by the caller (`tlsServerOptions`) before it opened anything; plain HTTP without. */
+  readonly tls?: TlsOptions;
 }
 
 export function createLogger(config: Config, stream?: DestinationStream): Logger {
@@ -66,13 +56,15 @@ export function createLogger(config: Config, stream?: DestinationStream): Logger
   return stream === undefined ? pino(options) : pino(options, stream);
 }
 
-/** Builds the HTTP application over an opened Keyhold. Nothing listens here; `server.ts` does. */
-export async function buildApp(config: Config, deps: AppDeps = {}): Promise<FastifyInstance> {
-  const clock = deps.clock ?? systemClock;
-  const logger = createLogger(config, deps.logStream);
-  // Read before the store is opened, so a missing certificate fails start-up without leaving anything open.
-  const tlsOptions = config.tls === undefined ? undefined : tlsServerOptions(config.tls);
-  const keyhold = await openKeyhold(config, { clock, logger, database: deps.database });
+/**
+ * Builds the HTTP application over the services: routes, hooks and the OpenAPI document. It opens nothing (the
+ * composition root in `compose.ts` does) and nothing listens here (`cli/server.ts` does). Closing the app closes
+ * no service either; whoever opened them closes them after it.
+ */
+export async function buildApp(services: Services, options: AppOptions): Promise<FastifyInstance> {
+  const clock = options.clock ?? systemClock;
+  const { logger } = options;
+  const tlsOptions = options.tls;
 
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
@@ -96,7 +88,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     // Errors fastify raises before routing (a malformed URL, say) are answered as problems too, and audited: they
     // are answered on a context without the onSend hooks.
     frameworkErrors: (error, request, reply) => {
-      void answerFrameworkError(error, request as FastifyRequest, reply as unknown as FastifyReply, keyhold.auditWriter, clock);
+      void answerFrameworkError(error, request as FastifyRequest, reply as unknown as FastifyReply, services.auditWriter, clock);
     },
     // Key names may be 128 characters; fastify's default bound on a path parameter is 100.
     routerOptions: { maxParamLength: 512 },
@@ -106,12 +98,10 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
-  app.decorate('keyhold', keyhold);
   app.addHook('onRequest', (request, reply, done) => {
     void reply.header('x-request-id', request.id);
     done();
   });
-  app.addHook('onClose', async () => keyhold.close());
   // Fastify ends the connections that are idle when close() starts, but one busy then would stay open for keep-alive
   // after its answer and hold the shutdown open until keepAliveTimeout. Node reads that timeout each time a
   // connection falls idle, so shortening it now ends each connection right after its last answer, at no cost per
@@ -121,7 +111,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   });
 
   registerProblemHandlers(app);
-  if (keyhold.auditWriter !== undefined) registerAuditHook(app, keyhold.auditWriter, clock);
+  if (services.auditWriter !== undefined) registerAuditHook(app, services.auditWriter, clock);
   registerJsonBodyParser(app);
   await app.register(swagger, {
     openapi: {
@@ -151,18 +141,17 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     },
   });
   registerAuthentication(app, {
-    authenticators: keyhold.services.authenticators,
+    authenticators: services.authenticators,
     // Admins bypass policies, so only workloads wait for a stale policy set to be read again.
-    beforeHandling: (principal) => (principal.admin ? undefined : keyhold.services.policyStore.ensureFresh()),
+    beforeHandling: (principal) => (principal.admin ? undefined : services.policyStore.ensureFresh()),
   });
   registerMinChange(app, {
-    barrier: keyhold.changeFeed,
+    barrier: services.changes,
     // The catch-up may have invalidated the policy set that authentication just made sure of.
-    afterCatchUp: (principal) => (principal.admin ? undefined : keyhold.services.policyStore.ensureFresh()),
+    afterCatchUp: (principal) => (principal.admin ? undefined : services.policyStore.ensureFresh()),
   });
   for (const schema of SHARED_SCHEMAS) app.addSchema(schema);
 
-  const { services } = keyhold;
   await app.register(systemRoutes(services));
   await app.register(keyRoutes(services));
   await app.register(cryptoRoutes(services));
@@ -172,48 +161,12 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   await app.register(auditRoutes(services));
   await app.register(eventRoutes(services));
 
-  app.get('/metrics', {
-    config: { public: true },
-    schema: { hide: true },
-  }, async (_request, reply) => {
-    const metrics = keyhold.auditWriter?.metrics;
-    const lines =
-      metrics === undefined
-        ? ['# Keyhold: the audit log is off (KEYHOLD_AUDIT=off)']
-        : [
-            ['keyhold_audit_records_total', 'Audit records committed to the database.', metrics.records],
-            ['keyhold_audit_commits_total', 'Audit group commits.', metrics.commits],
-            ['keyhold_audit_commit_failures_total', 'Audit group commits that failed; their requests got 503.', metrics.commitFailures],
-            ['keyhold_audit_file_failures_total', 'Writes to KEYHOLD_AUDIT_FILE that failed.', metrics.fileFailures],
-          ].flatMap(([name, help, value]) => [`# HELP ${name} ${help}`, `# TYPE ${name} counter`, `${name} ${value}`]);
-    return reply.type('text/plain; version=0.0.4').send(`${lines.join('\n')}\n`);
-  });
+  await app.register(metricsRoutes(services));
 
   app.get('/openapi.yaml', {
     config: { public: true },
     schema: { hide: true },
   }, async (_request, reply) => reply.type('application/yaml').send(app.swagger({ yaml: true })));
 
-  if (deps.sweeper !== false) {
-    const { keys } = keyhold.services;
-    const timer = setInterval(() => {
-      keys.destroyDueKeys().catch((error: unknown) => logger.error({ err: error }, 'deletion sweep failed'));
-      keys.rotateDueKeys().catch((error: unknown) => logger.error({ err: error }, 'rotation sweep failed'));
-      keyhold.changeFeed
-        .prune(clock.now(), CHANGE_RETENTION_MS)
-        .catch((error: unknown) => logger.error({ err: error }, 'change feed prune failed'));
-      const { retentionDays } = config.audit;
-      if (retentionDays !== undefined) {
-        keyhold.services.audit
-          .purgeOlderThan(retentionDays)
-          .then((purged) => {
-            for (const { replicaId, deleted } of purged) logger.info({ replicaId, deleted }, 'audit records past retention purged');
-          })
-          .catch((error: unknown) => logger.error({ err: error }, 'audit retention purge failed'));
-      }
-    }, config.sweepIntervalMs);
-    timer.unref();
-    app.addHook('onClose', async () => clearInterval(timer));
-  }
   return app;
 }

@@ -1,4 +1,10 @@
 import { randomBytes } from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+import type { DestinationStream } from 'pino';
+import { buildApp, createLogger } from './app.js';
+import { tlsServerOptions } from './http/tls.js';
+import { startSweeper } from './jobs/sweeper.js';
+import { systemClock } from './lib/clock.js';
 import { join } from 'node:path';
 import { withTimeout } from './lib/timeout.js';
 import { AuditRepository } from './audit/audit-repository.js';
@@ -11,7 +17,7 @@ import { PolicyService } from './policy/policy-service.js';
 import { PolicyStore } from './policy/policy-store.js';
 import type { Clock } from './lib/clock.js';
 import type { Config } from './config.js';
-import type { RootKey } from './root-keys/root-key.js';
+import type { ReadinessChecks, Services } from './services.js';
 import { BatchService } from './keys/batch-service.js';
 import { EnvelopeService } from './keys/envelope-service.js';
 import { KeyCache } from './keys/key-cache.js';
@@ -25,7 +31,6 @@ import { SystemSecretRepository } from './storage/system-secret-repository.js';
 import { TokenRepository } from './tokens/token-repository.js';
 import { TokenService } from './tokens/token-service.js';
 import { readAuthConfig } from './identity/auth-config.js';
-import type { ChangeFeed } from './changes/change.js';
 import { DatabaseChangeFeed } from './changes/change-feed.js';
 import { ChangeRepository } from './changes/change-repository.js';
 import { KeyholdError, StartupError } from './errors.js';
@@ -34,37 +39,9 @@ import { createKubernetesAuthenticator } from './identity/kubernetes.js';
 import { SpiffeAuthenticator } from './identity/spiffe.js';
 import { TokenAuthenticator } from './tokens/token-authenticator.js';
 
-export interface ReadinessChecks {
-  readonly database: boolean;
-  readonly rootKey: boolean;
-  readonly migrations: boolean;
-}
-
-/** The use cases the HTTP layer calls. */
-export interface Services {
-  readonly keys: KeyService;
-  readonly crypto: EnvelopeService;
-  readonly batch: BatchService;
-  readonly tokens: TokenService;
-  /** Kubernetes service-account tokens, then SPIFFE client certificates, then API tokens. */
-  readonly authenticators: AuthenticatorChain;
-  readonly policies: PolicyService;
-  /** The compiled policy set; requests bring it up to date before they are handled. */
-  readonly policyStore: PolicyStore;
-  readonly audit: AuditService;
-  /** Writes on every replica, in commit order; this replica's caches have applied each event it delivers. */
-  readonly changes: ChangeFeed;
-  readiness(): Promise<ReadinessChecks>;
-}
-
+/** The opened services and what start-up produced; `close()` ends the chain with its seal and closes the store. */
 export interface Keyhold {
   readonly services: Services;
-  readonly db: Database;
-  readonly rootKey: RootKey;
-  /** Undefined only with `KEYHOLD_AUDIT=off`. */
-  readonly auditWriter: AuditWriter | undefined;
-  readonly cache: KeyCache;
-  readonly changeFeed: DatabaseChangeFeed;
   /** Set when start-up generated the first admin token; the caller prints it once. */
   readonly generatedAdminToken: { token: string; path: string } | undefined;
   close(): Promise<void>;
@@ -73,7 +50,7 @@ export interface Keyhold {
 export interface KeyholdDeps {
   readonly clock: Clock;
   readonly logger: Logger;
-  /** An already open database (tests pass one bound to their own schema). It is not closed by `close()`. */
+  /** An already open database (tests pass their own). It is not closed by `close()`. */
   readonly database?: Database;
 }
 
@@ -133,7 +110,7 @@ export async function openKeyhold(config: Config, deps: KeyholdDeps): Promise<Ke
     if (auditWriter === undefined) deps.logger.warn('KEYHOLD_AUDIT=off: requests are not audited; never run production like this');
     const repository = new KeyRepository(db);
     const cache = new KeyCache({ repository, rootKey, clock: deps.clock, ttlMs: config.cacheTtlMs });
-    const crypto = new EnvelopeService({ cache, authorizer, clock: deps.clock });
+    const envelope = new EnvelopeService({ cache, authorizer, clock: deps.clock });
     const tokens = new TokenService({
       repository: new TokenRepository(db),
       authorizer,
@@ -185,13 +162,14 @@ export async function openKeyhold(config: Config, deps: KeyholdDeps): Promise<Ke
 
     const services: Services = {
       keys: new KeyService({ repository, cache, rootKey, authorizer, clock: deps.clock }),
-      crypto,
-      batch: new BatchService(crypto),
+      envelope,
+      batch: new BatchService(envelope),
       tokens,
       authenticators: new AuthenticatorChain(authenticators),
       policies: new PolicyService({ repository: policyRepository, store: policyStore, authorizer, clock: deps.clock }),
       policyStore,
       audit: new AuditService({ repository: auditRepository, auditKey, authorizer, clock: deps.clock }),
+      auditWriter,
       changes,
       async readiness() {
         const [database, migrations] = await Promise.all([
@@ -215,11 +193,6 @@ export async function openKeyhold(config: Config, deps: KeyholdDeps): Promise<Ke
     await auditWriter?.startHeartbeat();
     return {
       services,
-      db,
-      rootKey,
-      cache,
-      changeFeed: changes,
-      auditWriter,
       generatedAdminToken,
       async close() {
         await changes.close();
@@ -233,4 +206,50 @@ export async function openKeyhold(config: Config, deps: KeyholdDeps): Promise<Ke
     if (ownsDatabase) await db.destroy();
     throw error;
   }
+}
+
+export interface KeyholdAppDeps {
+  readonly clock?: Clock;
+  /** Where logs go; defaults to stdout. Tests capture it to check that no secret is logged. */
+  readonly logStream?: DestinationStream;
+  /** An already open database (tests pass their own); it outlives the app. */
+  readonly database?: Database;
+  /** Runs the sweeper (due deletions and scheduled rotations) on `sweepIntervalMs`; tests drive it by hand. Default true. */
+  readonly sweeper?: boolean;
+}
+
+export interface KeyholdApp {
+  readonly app: FastifyInstance;
+  readonly services: Services;
+  /** Set when start-up generated the first admin token; the caller prints it once. */
+  readonly generatedAdminToken: { token: string; path: string } | undefined;
+}
+
+/**
+ * Opens Keyhold and builds its HTTP app over it, with the sweeper. Closing the app stops the sweeper and then
+ * closes the services, after the requests in flight are answered. Nothing listens yet.
+ */
+export async function openKeyholdApp(config: Config, deps: KeyholdAppDeps = {}): Promise<KeyholdApp> {
+  const clock = deps.clock ?? systemClock;
+  const logger = createLogger(config, deps.logStream);
+  // Read before the store is opened, so a missing certificate fails start-up without leaving anything open.
+  const tls = config.tls === undefined ? undefined : tlsServerOptions(config.tls);
+  const keyhold = await openKeyhold(config, { clock, logger, database: deps.database });
+  let app: FastifyInstance;
+  try {
+    app = await buildApp(keyhold.services, { logger, clock, tls });
+  } catch (error) {
+    await keyhold.close();
+    throw error;
+  }
+  const { keys, changes, audit } = keyhold.services;
+  const stopSweeper =
+    deps.sweeper === false
+      ? undefined
+      : startSweeper({ keys, changes, audit, clock, logger, intervalMs: config.sweepIntervalMs, auditRetentionDays: config.audit.retentionDays });
+  app.addHook('onClose', async () => {
+    stopSweeper?.();
+    await keyhold.close();
+  });
+  return { app, services: keyhold.services, generatedAdminToken: keyhold.generatedAdminToken };
 }

@@ -6,10 +6,11 @@ import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import knexFactory from 'knex';
 import { describe } from 'vitest';
-import { buildApp, type AppDeps } from '../../src/app.js';
+import { openKeyholdApp, type KeyholdAppDeps } from '../../src/compose.js';
 import { loadConfig, type Config, type Environment } from '../../src/config.js';
 import { createDatabase, type Database } from '../../src/storage/database.js';
 import { ManualClock } from './clock.js';
+import type { Services } from '../../src/services.js';
 
 export type DatabaseKind = 'sqlite' | 'postgres';
 
@@ -46,10 +47,12 @@ export class TestStore {
     };
   }
 
-  /** The database handle to give the app: PostgreSQL tests run in their own schema. */
-  database(config: Config): Database | undefined {
-    if (this.kind === 'sqlite') return undefined;
-    const db = createDatabase(config.database, { acquireTimeoutMs: config.databaseTimeoutMs, searchPath: this.schema });
+  /** A database handle to give an app, owned by the test and closed by `destroy()`: PostgreSQL tests run in their own schema. */
+  database(config: Config): Database {
+    const db = createDatabase(config.database, {
+      acquireTimeoutMs: config.databaseTimeoutMs,
+      ...(this.kind === 'postgres' ? { searchPath: this.schema } : {}),
+    });
     this.#databases.push(db);
     return db;
   }
@@ -101,6 +104,10 @@ export class LogCapture extends Writable {
 
 export interface TestApp {
   readonly app: FastifyInstance;
+  /** The app's services, as the routes call them. */
+  readonly services: Services;
+  /** The test's own handle on the app's store, for what no API shows (stored rows, tampering). */
+  readonly db: Database;
   readonly store: TestStore;
   readonly clock: ManualClock;
   readonly logs: LogCapture;
@@ -123,7 +130,7 @@ export interface ApiResponse {
  * then gets no late event for the set-up's writes, on which an SDK would purge the cache a test is counting on.
  */
 export async function changesApplied(t: TestApp): Promise<void> {
-  const feed = t.app.keyhold.changeFeed;
+  const feed = t.services.changes;
   await feed.catchUp();
   const pending = await feed.changesSince(feed.appliedSeq, 1);
   if (pending === 'gap' || pending.length > 0) throw new Error('The change feed did not apply the changes committed so far');
@@ -133,23 +140,26 @@ export const TEST_ROOT_KEY = Buffer.alloc(32, 7).toString('base64');
 
 export async function buildTestApp(
   kind: DatabaseKind,
-  options: { env?: Environment; clock?: ManualClock; store?: TestStore; deps?: Partial<AppDeps> } = {},
+  options: { env?: Environment; clock?: ManualClock; store?: TestStore; deps?: Partial<KeyholdAppDeps> } = {},
 ): Promise<TestApp> {
   const store = options.store ?? new TestStore(kind);
   await store.createSchema();
   const clock = options.clock ?? new ManualClock();
   const logs = new LogCapture();
   const config = loadConfig(store.environment({ KEYHOLD_ROOT_KEY: TEST_ROOT_KEY, ...options.env }));
-  const app = await buildApp(config, {
+  const db = store.database(config);
+  const { app, services } = await openKeyholdApp(config, {
     clock,
     logStream: logs,
-    database: store.database(config),
+    database: db,
     sweeper: false,
     ...options.deps,
   });
   await app.ready();
   const testApp: TestApp = {
     app,
+    services,
+    db,
     store,
     clock,
     logs,

@@ -17,7 +17,7 @@ export const CLI_IS_BUILT = existsSync(CLI);
 export type AuditRow = Record<string, unknown> & { replica_id: string; sequence: number | string };
 
 function repository(t: TestApp): AuditRepository {
-  return new AuditRepository(t.app.keyhold.db);
+  return new AuditRepository(t.db);
 }
 
 /**
@@ -26,12 +26,12 @@ function repository(t: TestApp): AuditRepository {
  */
 export async function advanceClock(t: TestApp, ms: number): Promise<void> {
   t.clock.advance(ms);
-  await t.app.keyhold.auditWriter?.stateHead();
+  await t.services.auditWriter?.stateHead();
 }
 
 /** This app's chain: one replica id per process start. */
 export function replicaOf(t: TestApp): string {
-  const writer = t.app.keyhold.auditWriter;
+  const writer = t.services.auditWriter;
   if (writer === undefined) throw new Error('The audit writer is off');
   return writer.replicaId;
 }
@@ -48,16 +48,16 @@ export async function auditRecords(t: TestApp): Promise<AuditRecord[]> {
 
 /** Every row of audit_records as stored, unconverted. */
 export async function auditRows(t: TestApp): Promise<AuditRow[]> {
-  return (await t.app.keyhold.db('audit_records').orderBy(['replica_id', 'sequence'])) as AuditRow[];
+  return (await t.db('audit_records').orderBy(['replica_id', 'sequence'])) as AuditRow[];
 }
 
 /** Every row of audit_checkpoints as stored. */
 export async function checkpointRows(t: TestApp): Promise<Array<Record<string, unknown>>> {
-  return (await t.app.keyhold.db('audit_checkpoints').orderBy(['replica_id', 'kind'])) as Array<Record<string, unknown>>;
+  return (await t.db('audit_checkpoints').orderBy(['replica_id', 'kind'])) as Array<Record<string, unknown>>;
 }
 
 export async function countRecords(t: TestApp): Promise<number> {
-  const row = (await t.app.keyhold.db('audit_records').count({ n: '*' }).first()) as { n: number | string };
+  const row = (await t.db('audit_records').count({ n: '*' }).first()) as { n: number | string };
   return Number(row.n);
 }
 
@@ -118,7 +118,7 @@ export async function verifyViaApi(t: TestApp): Promise<VerificationBody> {
  * tampering that the writer itself would trip over on the next request.
  */
 export async function verifyDirectly(t: TestApp): Promise<VerificationBody> {
-  const report = await t.app.keyhold.services.audit.verify();
+  const report = await t.services.audit.verify();
   return JSON.parse(JSON.stringify(report)) as VerificationBody;
 }
 

@@ -96,7 +96,7 @@ describeEachDatabase('audit chain ends: seal, heartbeat and witness', (kind) => 
       const report = await verifyViaApi(t);
       expect(report.ok).toBe(false);
       expect(chainOf(report, replicaOf(t))).toMatchObject({ ok: true, state: 'unsealed' });
-      await t.app.keyhold.auditWriter!.stateHead();
+      await t.services.auditWriter!.stateHead();
       expect(await verifyViaApi(t)).toMatchObject({ ok: true, chains: [{ state: 'live' }] });
     });
 
@@ -110,7 +110,7 @@ describeEachDatabase('audit chain ends: seal, heartbeat and witness', (kind) => 
       await first.close();
       clock.advance(10 * DAY_MS);
       const second = await serve(store, clock);
-      const purged = await second.app.keyhold.services.audit.purgeOlderThan(5);
+      const purged = await second.services.audit.purgeOlderThan(5);
       expect(purged).toEqual([{ replicaId, deleted: 2 }]);
       expect(chainOf(await verifyDirectly(second), replicaId)).toMatchObject({ ok: true, records: 1, lastSequence: 3, state: 'sealed' });
     });
@@ -126,7 +126,7 @@ describeEachDatabase('audit chain ends: seal, heartbeat and witness', (kind) => 
       const clock = new ManualClock(Date.now() - 10 * MINUTE_MS);
       const first = await serve(store, clock, { KEYHOLD_AUDIT_FILE: auditFile });
       const replicaId = replicaOf(first);
-      const db = first.app.keyhold.db;
+      const db = first.db;
       await createKey(first, 'orders');
       while ((await lastRecord(first)).sequence < 30) await first.call('POST', '/v1/keys/orders/datakey');
       expect((await lastRecord(first)).sequence).toBe(30);
@@ -142,7 +142,7 @@ describeEachDatabase('audit chain ends: seal, heartbeat and witness', (kind) => 
 
       // The next server is up; the attacker edits the store under it, as with the server stopped.
       const second = await serve(store, clock);
-      const attacker = second.app.keyhold.db;
+      const attacker = second.db;
       expect(await attacker('audit_records').where({ replica_id: replicaId }).andWhere('sequence', '>', 30).delete()).toBe(32);
       await attacker('audit_checkpoints').where({ replica_id: replicaId }).delete();
       await attacker('audit_checkpoints').insert(savedCheckpoints);
@@ -168,7 +168,7 @@ describeEachDatabase('audit chain ends: seal, heartbeat and witness', (kind) => 
       expect(report.ok).toBe(false);
       expect(chainOf(report, replicaId)).toMatchObject({ ok: true, records: 30, lastSequence: 30, state: 'unsealed' });
       expect(chainOf(report, replicaOf(second))).toMatchObject({ ok: true, state: 'live' });
-      const accepted = await second.app.keyhold.services.audit.verify({ acceptUnsealed: new Set([replicaId]) });
+      const accepted = await second.services.audit.verify({ acceptUnsealed: new Set([replicaId]) });
       expect(accepted.ok).toBe(true);
       expect(chainOf(JSON.parse(JSON.stringify(accepted)) as VerificationBody, replicaId)).toMatchObject({ state: 'unsealed', accepted: true });
     });
@@ -177,7 +177,7 @@ describeEachDatabase('audit chain ends: seal, heartbeat and witness', (kind) => 
       const { second, replicaId, auditFile } = await rollback({ alsoRestoreHeartbeat: true });
       const witness = await readWitness(auditFile);
       expect(witness.get(replicaId)).toMatchObject({ sequence: 62, sealed: true });
-      const report = await second.app.keyhold.services.audit.verify({ witness, acceptUnsealed: 'all' });
+      const report = await second.services.audit.verify({ witness, acceptUnsealed: 'all' });
       expect(report.ok).toBe(false);
       expect(chainOf(JSON.parse(JSON.stringify(report)) as VerificationBody, replicaId)).toMatchObject({
         ok: false,
@@ -197,9 +197,9 @@ describeEachDatabase('audit chain ends: seal, heartbeat and witness', (kind) => 
 
     it('a chain the witness knows and the database has lost entirely is reported truncated from sequence 1', async () => {
       const { second, replicaId, auditFile } = await rollback({ alsoRestoreHeartbeat: true });
-      const db = second.app.keyhold.db;
+      const db = second.db;
       for (const table of ['audit_records', 'audit_checkpoints', 'audit_heads']) await db(table).where({ replica_id: replicaId }).delete();
-      const report = await second.app.keyhold.services.audit.verify({ witness: await readWitness(auditFile) });
+      const report = await second.services.audit.verify({ witness: await readWitness(auditFile) });
       expect(chainOf(JSON.parse(JSON.stringify(report)) as VerificationBody, replicaId)).toMatchObject({
         ok: false,
         firstBadSequence: 1,

@@ -53,7 +53,7 @@ describeEachDatabase('audit log', (kind) => {
   }
 
   async function breakAuditInserts(): Promise<void> {
-    const db = t.app.keyhold.db;
+    const db = t.db;
     if (kind === 'sqlite') {
       await db.raw(`CREATE TRIGGER audit_down BEFORE INSERT ON audit_records BEGIN SELECT RAISE(ABORT, 'audit down'); END`);
     } else {
@@ -64,7 +64,7 @@ describeEachDatabase('audit log', (kind) => {
   }
 
   async function repairAuditInserts(): Promise<void> {
-    const db = t.app.keyhold.db;
+    const db = t.db;
     if (kind === 'sqlite') {
       await db.raw('DROP TRIGGER audit_down');
     } else {
@@ -634,7 +634,7 @@ describeEachDatabase('audit log', (kind) => {
       await open();
       const auditKey = Buffer.alloc(32, 7);
       const replicaId = 'bulk-replica';
-      const repository = new AuditRepository(t.app.keyhold.db);
+      const repository = new AuditRepository(t.db);
       const genesis = genesisHead(auditKey, replicaId);
       await repository.startChain(createCheckpoint(auditKey, { replicaId, ...genesis, kind: 'head' }), t.clock.now());
       // 130 records of 64 keys each: 8,320 index rows, where one SQLite insert takes 500.
@@ -654,7 +654,7 @@ describeEachDatabase('audit log', (kind) => {
       const last = links.at(-1)!.record;
       const head = createCheckpoint(auditKey, { replicaId, sequence: last.sequence, hash: last.hash, kind: 'head' });
       expect(await repository.append(links, head, 0, t.clock.now())).toBe(true);
-      const indexed = (await t.app.keyhold.db('audit_record_keys').where({ replica_id: replicaId }).count({ n: '*' }).first()) as { n: number | string };
+      const indexed = (await t.db('audit_record_keys').where({ replica_id: replicaId }).count({ n: '*' }).first()) as { n: number | string };
       expect(Number(indexed.n)).toBe(130 * MAX_AUDIT_BATCH_ENTRIES);
       expect((await repository.query({ key: 'bulk-129-63', limit: 10 })).map((r) => r.requestId)).toEqual(['bulk-129']);
     });
@@ -724,7 +724,7 @@ describeEachDatabase('audit log', (kind) => {
         extra: plaintext,
       });
       expect(badInput.status).toBe(400);
-      await t.app.keyhold.auditWriter!.flush();
+      await t.services.auditWriter!.flush();
 
       const forbidden: Record<string, string> = {
         plaintext,
@@ -785,7 +785,7 @@ describeEachDatabase('audit log', (kind) => {
       expect(refused.text).not.toMatch(/plaintext|ciphertext|kh1:/);
       expect(refused.headers.etag).toBeUndefined();
       expect(await countRecords(t)).toBe(before);
-      expect(t.app.keyhold.auditWriter!.metrics.commitFailures).toBe(1);
+      expect(t.services.auditWriter!.metrics.commitFailures).toBe(1);
       expect(t.logs.text()).toContain('audit records could not be committed');
 
       await repairAuditInserts();
@@ -876,7 +876,7 @@ describeEachDatabase('audit log', (kind) => {
     }
 
     function records(replicaId: string) {
-      return t.app.keyhold.db('audit_records').where({ replica_id: replicaId });
+      return t.db('audit_records').where({ replica_id: replicaId });
     }
 
     it('an edited record is reported at its sequence as a hash mismatch', async () => {
@@ -914,7 +914,7 @@ describeEachDatabase('audit log', (kind) => {
       const { replicaId, last } = await activity();
       const survivor = (await records(replicaId).where({ sequence: last - 2 }).first()) as { hash: string };
       await records(replicaId).where('sequence', '>', last - 2).delete();
-      await t.app.keyhold.db('audit_checkpoints')
+      await t.db('audit_checkpoints')
         .where({ replica_id: replicaId, kind: 'head' })
         .update({ sequence: last - 2, hash: survivor.hash });
       expect(await verifyDirectly(t)).toEqual({
@@ -925,7 +925,7 @@ describeEachDatabase('audit log', (kind) => {
 
     it('a deleted head checkpoint is reported', async () => {
       const { replicaId, last } = await activity();
-      expect(await t.app.keyhold.db('audit_checkpoints').where({ replica_id: replicaId, kind: 'head' }).delete()).toBe(1);
+      expect(await t.db('audit_checkpoints').where({ replica_id: replicaId, kind: 'head' }).delete()).toBe(1);
       expect((await verifyDirectly(t)).chains).toEqual([
         { replicaId, ok: false, records: last, firstBadSequence: last, problem: 'missing-head', ...LIVE },
       ]);
@@ -933,14 +933,14 @@ describeEachDatabase('audit log', (kind) => {
 
     it('tampering with the head checkpoint fails the next request closed rather than extending a chain it cannot vouch for', async () => {
       await activity();
-      await t.app.keyhold.db('audit_checkpoints').where({ replica_id: replicaOf(t), kind: 'head' }).delete();
+      await t.db('audit_checkpoints').where({ replica_id: replicaOf(t), kind: 'head' }).delete();
       expectProblem(await t.call('POST', '/v1/keys/k/datakey'), 503, 'KH_ERR_UNAVAILABLE');
     });
 
     it('a truncated tail stays evident after the server goes on serving, even with the head checkpoint deleted', async () => {
       const { replicaId, last } = await activity();
       await records(replicaId).where('sequence', '>', last - 2).delete();
-      await t.app.keyhold.db('audit_checkpoints').where({ replica_id: replicaId, kind: 'head' }).delete();
+      await t.db('audit_checkpoints').where({ replica_id: replicaId, kind: 'head' }).delete();
       for (let i = 0; i < 3; i += 1) await t.call('POST', '/v1/keys/k/datakey');
       const report = await verifyDirectly(t);
       expect(report.ok).toBe(false);
@@ -949,7 +949,7 @@ describeEachDatabase('audit log', (kind) => {
     it('a forged record appended after the head fails the next commit closed, and is reported', async () => {
       const { replicaId, last } = await activity();
       const row = (await records(replicaId).where({ sequence: last }).first()) as Record<string, unknown>;
-      await t.app.keyhold.db('audit_records').insert({ ...row, sequence: last + 1, request_id: 'forged', hash: 'f'.repeat(64) });
+      await t.db('audit_records').insert({ ...row, sequence: last + 1, request_id: 'forged', hash: 'f'.repeat(64) });
       // The writer's next record would take the forged row's sequence: the insert fails, and so does the request.
       expectProblem(await t.call('POST', '/v1/keys/k/datakey'), 503, 'KH_ERR_UNAVAILABLE');
       expect(await chainReport(t)).toMatchObject({ ok: false, firstBadSequence: last + 1, problem: 'hash-mismatch' });
@@ -977,7 +977,7 @@ describeEachDatabase('audit log', (kind) => {
       await second.call('POST', '/v1/keys/k/datakey');
       const secondReplica = replicaOf(second);
       expect(secondReplica).not.toBe(firstReplica);
-      await second.app.keyhold.db('audit_records').where({ replica_id: firstReplica, sequence: 1 }).update({ status: 500 });
+      await second.db('audit_records').where({ replica_id: firstReplica, sequence: 1 }).update({ status: 500 });
       const report = await verifyViaApi(second);
       expect(report.ok).toBe(false);
       const byReplica = Object.fromEntries(report.chains.map((chain) => [chain.replicaId, chain]));
@@ -1016,7 +1016,7 @@ describeEachDatabase('audit log', (kind) => {
     }
 
     async function expectOneParsableLinePerRecord(auditFile: string): Promise<void> {
-      await t.app.keyhold.auditWriter!.flush();
+      await t.services.auditWriter!.flush();
       const { records: lines, statements } = auditFileLines(auditFile);
       const stored = await auditRecords(t);
       expect(lines).toHaveLength(stored.length);
@@ -1242,7 +1242,7 @@ describeEachDatabase('audit log', (kind) => {
       await createKey(t, 'k');
       await Promise.all([1, 2, 3].map(() => t.call('POST', '/v1/keys/k/datakey', { context: { x: '1' } })));
       await t.call('GET', '/v1/whoami', undefined, null);
-      await t.app.keyhold.auditWriter!.flush();
+      await t.services.auditWriter!.flush();
       const lines = auditFileLines(auditFile).records;
       const stored = await auditRecords(t);
       expect(lines.map(parseJsonLine)).toEqual(stored.map((record) => ({ ...record, contextKeys: [...record.contextKeys] })));
@@ -1258,7 +1258,7 @@ describeEachDatabase('audit log', (kind) => {
       const response = await t.call('POST', '/v1/keys/k/datakey');
       expect(response.status).toBe(200);
       expect(response.body.plaintext).toEqual(expect.any(String));
-      const writer = t.app.keyhold.auditWriter!;
+      const writer = t.services.auditWriter!;
       await writer.flush();
       expect(writer.metrics.fileFailures).toBeGreaterThanOrEqual(2);
       expect(writer.metrics.commitFailures).toBe(0);
@@ -1280,7 +1280,7 @@ describeEachDatabase('audit log', (kind) => {
       const replicaId = replicaOf(t);
       const cut = old[old.length - 1]!;
 
-      expect(await t.app.keyhold.services.audit.purgeOlderThan(5)).toEqual([{ replicaId, deleted: old.length }]);
+      expect(await t.services.audit.purgeOlderThan(5)).toEqual([{ replicaId, deleted: old.length }]);
       const remaining = await auditRecords(t);
       expect(remaining.map((r) => r.sequence)).toEqual([cut.sequence + 1, cut.sequence + 2]);
       expect(remaining.every((r) => r.time.getTime() === t.clock.now().getTime())).toBe(true);
@@ -1299,11 +1299,11 @@ describeEachDatabase('audit log', (kind) => {
       t.clock.advance(10 * DAY_MS);
       const { record: recent } = await auditedCall(t, 'POST', '/v1/batch', batch);
       const indexed = async (): Promise<number[]> =>
-        ((await t.app.keyhold.db('audit_record_keys').where({ key_name: 'gone' }).orderBy('sequence')) as Array<{ sequence: number | string }>).map(
+        ((await t.db('audit_record_keys').where({ key_name: 'gone' }).orderBy('sequence')) as Array<{ sequence: number | string }>).map(
           (row) => Number(row.sequence),
         );
       expect(await indexed()).toEqual([old.sequence, recent.sequence]);
-      await t.app.keyhold.services.audit.purgeOlderThan(5);
+      await t.services.audit.purgeOlderThan(5);
       expect(await indexed()).toEqual([recent.sequence]);
       expect((await t.call('GET', '/v1/audit?key=gone')).body.records.map((r: AuditRecord) => r.requestId)).toEqual([recent.requestId]);
     });
@@ -1314,7 +1314,7 @@ describeEachDatabase('audit log', (kind) => {
       await t.call('POST', '/v1/keys/k/datakey');
       const last = await lastRecord(t);
       await advanceClock(t, 10 * DAY_MS);
-      expect(await t.app.keyhold.services.audit.purgeOlderThan(5)).toEqual([{ replicaId: replicaOf(t), deleted: 2 }]);
+      expect(await t.services.audit.purgeOlderThan(5)).toEqual([{ replicaId: replicaOf(t), deleted: 2 }]);
       expect(await countRecords(t)).toBe(0);
       expect(await chainReport(t)).toEqual({ replicaId: replicaOf(t), ok: true, records: 0, lastSequence: last.sequence, ...LIVE });
       await t.call('POST', '/v1/keys/k/datakey');
@@ -1324,7 +1324,7 @@ describeEachDatabase('audit log', (kind) => {
     it('a purge leaves newer records alone, and nothing is purged when nothing is old enough', async () => {
       await open();
       await createKey(t, 'k');
-      expect(await t.app.keyhold.services.audit.purgeOlderThan(1)).toEqual([]);
+      expect(await t.services.audit.purgeOlderThan(1)).toEqual([]);
       expect(await countRecords(t)).toBe(1);
     });
 
@@ -1335,12 +1335,12 @@ describeEachDatabase('audit log', (kind) => {
       await advanceClock(t, 10 * DAY_MS);
       await t.call('POST', '/v1/keys/k/datakey');
       await t.call('POST', '/v1/keys/k/datakey');
-      await t.app.keyhold.services.audit.purgeOlderThan(5);
+      await t.services.audit.purgeOlderThan(5);
       const replicaId = replicaOf(t);
       const first = (await auditRecords(t))[0]!;
       // Delete one more record and move the cut over it.
-      await t.app.keyhold.db('audit_records').where({ replica_id: replicaId, sequence: first.sequence }).delete();
-      await t.app.keyhold.db('audit_checkpoints')
+      await t.db('audit_records').where({ replica_id: replicaId, sequence: first.sequence }).delete();
+      await t.db('audit_checkpoints')
         .where({ replica_id: replicaId, kind: 'purge' })
         .update({ sequence: first.sequence, hash: first.hash });
       expect(await chainReport(t)).toMatchObject({ ok: false, firstBadSequence: first.sequence, problem: 'checkpoint-invalid' });
@@ -1352,10 +1352,10 @@ describeEachDatabase('audit log', (kind) => {
       await t.call('POST', '/v1/keys/k/datakey');
       await advanceClock(t, 10 * DAY_MS);
       await t.call('POST', '/v1/keys/k/datakey');
-      await t.app.keyhold.services.audit.purgeOlderThan(5);
+      await t.services.audit.purgeOlderThan(5);
       const replicaId = replicaOf(t);
       const survivor = (await auditRows(t))[0]!;
-      await t.app.keyhold.db('audit_records').insert({ ...survivor, sequence: 0, request_id: 'forged', outcome: 'ok' });
+      await t.db('audit_records').insert({ ...survivor, sequence: 0, request_id: 'forged', outcome: 'ok' });
       expect(await chainReport(t)).toMatchObject({ replicaId, ok: false });
     });
 
@@ -1365,11 +1365,11 @@ describeEachDatabase('audit log', (kind) => {
       await t.call('POST', '/v1/keys/k/datakey');
       await advanceClock(t, 10 * DAY_MS);
       await t.call('POST', '/v1/keys/k/datakey');
-      await t.app.keyhold.services.audit.purgeOlderThan(5);
-      await t.app.keyhold.auditWriter!.flush();
+      await t.services.audit.purgeOlderThan(5);
+      await t.services.auditWriter!.flush();
       const replicaId = replicaOf(t);
-      await t.app.keyhold.db('audit_records').where({ replica_id: replicaId }).delete();
-      await t.app.keyhold.db('audit_checkpoints').where({ replica_id: replicaId, kind: 'head' }).delete();
+      await t.db('audit_records').where({ replica_id: replicaId }).delete();
+      await t.db('audit_checkpoints').where({ replica_id: replicaId, kind: 'head' }).delete();
       expect(await verifyDirectly(t)).toMatchObject({ ok: false, chains: [{ replicaId, ok: false, problem: 'missing-head' }] });
     });
 
@@ -1380,8 +1380,8 @@ describeEachDatabase('audit log', (kind) => {
       await advanceClock(t, 10 * DAY_MS);
       await t.call('POST', '/v1/keys/k/datakey');
       const replicaId = replicaOf(t);
-      await t.app.keyhold.db('audit_records').where({ replica_id: replicaId, sequence: 1 }).update({ outcome: 'KH_ERR_INTERNAL' });
-      expect(await t.app.keyhold.services.audit.purgeOlderThan(5)).toEqual([]);
+      await t.db('audit_records').where({ replica_id: replicaId, sequence: 1 }).update({ outcome: 'KH_ERR_INTERNAL' });
+      expect(await t.services.audit.purgeOlderThan(5)).toEqual([]);
       expect(await countRecords(t)).toBe(3);
       expect(await chainReport(t)).toMatchObject({ ok: false, firstBadSequence: 1, problem: 'hash-mismatch' });
     });

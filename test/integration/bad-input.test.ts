@@ -73,8 +73,8 @@ describeEachDatabase('bad input found in review', (kind) => {
 
   it('the encrypt input is zeroed once sealed, and the ciphertext still decrypts', async () => {
     const plaintext = Buffer.from('zero me after use');
-    const sealed = await t.app.keyhold.services.crypto.encrypt(
-      callerOf((await t.app.keyhold.services.tokens.authenticate(TEST_ADMIN_TOKEN))!),
+    const sealed = await t.services.envelope.encrypt(
+      callerOf((await t.services.tokens.authenticate(TEST_ADMIN_TOKEN))!),
       'k',
       { plaintext },
     );

@@ -21,7 +21,7 @@ describeEachDatabase('the change feed across replicas', (kind) => {
     await pair.close();
   });
 
-  const catchUp = () => b.app.keyhold.changeFeed.catchUp();
+  const catchUp = () => b.services.changes.catchUp();
 
   it('a key disabled through A is refused by B, whose cache held it', async () => {
     await a.call('POST', '/v1/keys', { name: 'shared' });
@@ -83,7 +83,7 @@ describeEachDatabase('the change feed across replicas', (kind) => {
 
   it('records every change in commit order, each exactly once, and subscribers see them after the caches', async () => {
     const seen: string[] = [];
-    const unsubscribe = b.app.keyhold.services.changes.subscribe((event) => {
+    const unsubscribe = b.services.changes.subscribe((event) => {
       if (event.type === 'change') seen.push(`${event.change.kind}:${event.change.action}:${event.change.keyName ?? event.change.subject}`);
     });
     await a.call('POST', '/v1/keys', { name: 'log' });
@@ -102,7 +102,7 @@ describeEachDatabase('the change feed across replicas', (kind) => {
       'key:schedule-deletion:log',
       'policy:put:p',
     ]);
-    const since = await b.app.keyhold.services.changes.changesSince(0, 100);
+    const since = await b.services.changes.changesSince(0, 100);
     expect(since).not.toBe('gap');
     const seqs = (since as readonly { seq: number }[]).map((change) => change.seq);
     expect(seqs).toEqual(seqs.map((_, index) => index + 1));
@@ -112,13 +112,13 @@ describeEachDatabase('the change feed across replicas', (kind) => {
     await a.call('POST', '/v1/keys', { name: 'busy' });
     await catchUp();
     const events: string[] = [];
-    b.app.keyhold.services.changes.subscribe((event) => events.push(event.type === 'change' ? `change:${event.change.seq}` : 'resync'));
+    b.services.changes.subscribe((event) => events.push(event.type === 'change' ? `change:${event.change.seq}` : 'resync'));
     expect((await b.call('POST', '/v1/keys/busy/datakey', {})).status).toBe(200);
-    const next = b.app.keyhold.changeFeed.appliedSeq + 1;
+    const next = b.services.changes.appliedSeq + 1;
     // A commits through the API just after B's first statement, whichever that is; A's own feed is left alone.
     let committed: Promise<unknown> | undefined;
     const afterRead = async (repository: ChangeRepository) => {
-      if (committed !== undefined || (repository as unknown as { db: unknown }).db !== b.app.keyhold.db) return;
+      if (committed !== undefined || (repository as unknown as { db: unknown }).db !== b.db) return;
       committed = a.call('POST', '/v1/keys/busy/disable');
       await committed;
     };
@@ -145,21 +145,21 @@ describeEachDatabase('the change feed across replicas', (kind) => {
     await catchUp();
     expect((await b.call('POST', '/v1/keys/gone/datakey', {})).status).toBe(200);
     const events: string[] = [];
-    b.app.keyhold.services.changes.subscribe((event) => events.push(event.type));
+    b.services.changes.subscribe((event) => events.push(event.type));
     // B's reads of the sequence wait until A has written and pruned: a notification would otherwise deliver each
     // change before the test can prune it.
     let open: () => void = () => undefined;
     const gate = new Promise<void>((resolve) => (open = resolve));
     const { latestSeq } = ChangeRepository.prototype;
     vi.spyOn(ChangeRepository.prototype, 'latestSeq').mockImplementation(async function (this: ChangeRepository) {
-      if ((this as unknown as { db: unknown }).db === b.app.keyhold.db) await gate;
+      if ((this as unknown as { db: unknown }).db === b.db) await gate;
       return latestSeq.call(this);
     });
     await a.call('POST', '/v1/keys/gone/disable');
     await a.call('POST', '/v1/keys/gone/enable');
     await a.call('POST', '/v1/keys/gone/disable');
     // Every row, the newest too: the sequence alone tells B what it missed.
-    expect(await a.app.keyhold.changeFeed.prune(new Date(a.clock.now().getTime() + 1), 0)).toBe(4);
+    expect(await a.services.changes.prune(new Date(a.clock.now().getTime() + 1), 0)).toBe(4);
     open();
     await catchUp();
     expect(events).toEqual(['resync']);

@@ -38,7 +38,7 @@ describeEachDatabase('concurrent writes and the sweeper', (kind) => {
     await t.call('POST', '/v1/keys', { name: 'doomed' });
     await t.call('POST', '/v1/keys/doomed/schedule-deletion', { pendingWindowDays: 7 });
     t.clock.advance(7 * 24 * 3600 * 1000 + 1);
-    const db = t.app.keyhold.db;
+    const db = t.db;
     const deadline = Date.now() + 10_000;
     let state: string | undefined;
     while (Date.now() < deadline) {

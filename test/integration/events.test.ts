@@ -128,7 +128,7 @@ describeEachDatabase('GET /v1/events', (kind) => {
   });
 
   it('refuses a request without credentials with 401, and opens no stream', async () => {
-    const subscribeSpy = vi.spyOn(t.app.keyhold.services.changes, 'subscribe');
+    const subscribeSpy = vi.spyOn(t.services.changes, 'subscribe');
     const subscriber = await subscribe(null);
     expect(subscriber.status).toBe(401);
     expectProblem(await t.call('GET', '/v1/events', undefined, null), 401, 'KH_ERR_UNAUTHENTICATED');
@@ -232,7 +232,7 @@ describeEachDatabase('GET /v1/events', (kind) => {
   });
 
   it('a client that disconnects leaves no listener on the feed', async () => {
-    const { changes } = t.app.keyhold.services;
+    const { changes } = t.services;
     let listening = 0;
     const subscribeOriginal = changes.subscribe.bind(changes);
     vi.spyOn(changes, 'subscribe').mockImplementation((listener) => {
@@ -274,7 +274,7 @@ describeEachDatabase('GET /v1/events', (kind) => {
   });
 
   it('fails closed: when the open cannot be audited the answer is 503 and nothing stays subscribed', async () => {
-    const { changes } = t.app.keyhold.services;
+    const { changes } = t.services;
     let listening = 0;
     const subscribeOriginal = changes.subscribe.bind(changes);
     vi.spyOn(changes, 'subscribe').mockImplementation((listener) => {
@@ -285,7 +285,7 @@ describeEachDatabase('GET /v1/events', (kind) => {
         unsubscribe();
       };
     });
-    vi.spyOn(t.app.keyhold.auditWriter!, 'append').mockRejectedValueOnce(new UnavailableError('The audit log is unavailable'));
+    vi.spyOn(t.services.auditWriter!, 'append').mockRejectedValueOnce(new UnavailableError('The audit log is unavailable'));
     const subscriber = await subscribe(TEST_ADMIN_TOKEN);
     expect(subscriber.status).toBe(503);
     expect(subscriber.headers['content-type']).toMatch(/^application\/problem\+json/);

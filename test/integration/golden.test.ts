@@ -7,7 +7,7 @@ describeEachDatabase('golden kh1 ciphertexts through the server', (kind) => {
   beforeEach(async () => {
     t = await buildTestApp(kind, { env: { KEYHOLD_ROOT_KEY: GOLDEN_KH1.rootKey } });
     // Put the key exactly as release 1 stored it: the wrapped material straight from the fixture.
-    const db = t.app.keyhold.db;
+    const db = t.db;
     const at = Date.parse('2026-11-28T00:00:00Z');
     await db('keys').insert({
       id: GOLDEN_KH1.keyId,

@@ -260,7 +260,7 @@ describeEachDatabase('HTTP edge cases', (kind) => {
     beforeEach(async () => {
       // Authenticate once so the admin token is cached and the failure comes from the route, not the hook.
       expect((await t.call('GET', '/v1/whoami')).status).toBe(200);
-      await t.app.keyhold.db.destroy();
+      await t.db.destroy();
     });
 
     it('GET /v1/keys/{name} answers 503 KH_ERR_UNAVAILABLE with Retry-After and a masked detail', async () => {

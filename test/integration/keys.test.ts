@@ -526,7 +526,7 @@ describeEachDatabase('key administration', (kind) => {
       await transition('orders', 'schedule-deletion', { pendingWindowDays: 7 });
       await transition('orders', 'cancel-deletion');
       t.clock.advance(8 * DAY_MS);
-      expect(await t.app.keyhold.services.keys.destroyDueKeys()).toBe(0);
+      expect(await t.services.keys.destroyDueKeys()).toBe(0);
       expect((await getKey('orders')).state).toBe('disabled');
     });
 
@@ -552,7 +552,7 @@ describeEachDatabase('key administration', (kind) => {
 
     it('does not destroy the key before its deletion date', async () => {
       t.clock.advance(7 * DAY_MS - 1);
-      expect(await t.app.keyhold.services.keys.destroyDueKeys()).toBe(0);
+      expect(await t.services.keys.destroyDueKeys()).toBe(0);
       expect((await getKey('orders')).state).toBe('pending_deletion');
     });
 
@@ -568,17 +568,17 @@ describeEachDatabase('key administration', (kind) => {
 
     it('the sweeper destroys the key once its deletion date has passed', async () => {
       t.clock.advance(7 * DAY_MS);
-      expect(await t.app.keyhold.services.keys.destroyDueKeys()).toBe(1);
+      expect(await t.services.keys.destroyDueKeys()).toBe(1);
       const key = await getKey('orders');
       expect(key).toMatchObject({ state: 'destroyed', destroyedAt: iso(now()) });
       expect(key.versions.every((v: { state: string; destroyedAt: string }) => v.state === 'destroyed' && v.destroyedAt === iso(now()))).toBe(true);
-      expect(await t.app.keyhold.services.keys.destroyDueKeys()).toBe(0);
+      expect(await t.services.keys.destroyDueKeys()).toBe(0);
     });
 
     it('erases the wrapped material of every version in the database', async () => {
       t.clock.advance(7 * DAY_MS);
-      await t.app.keyhold.services.keys.destroyDueKeys();
-      const rows = (await t.app.keyhold.db('key_versions').where({ key_id: keyId }).orderBy('version').select('version', 'material', 'state')) as Array<{
+      await t.services.keys.destroyDueKeys();
+      const rows = (await t.db('key_versions').where({ key_id: keyId }).orderBy('version').select('version', 'material', 'state')) as Array<{
         version: number;
         material: unknown;
         state: string;
@@ -603,7 +603,7 @@ describeEachDatabase('key administration', (kind) => {
     it('a state change after the deletion date carries the deletion out and refuses with KH_ERR_KEY_DESTROYED', async () => {
       t.clock.advance(7 * DAY_MS);
       expectProblem(await t.call('POST', '/v1/keys/orders/cancel-deletion'), 409, 'KH_ERR_KEY_DESTROYED');
-      const material = await t.app.keyhold.db('key_versions').whereNotNull('material').count({ n: '*' }).first();
+      const material = await t.db('key_versions').whereNotNull('material').count({ n: '*' }).first();
       expect(Number(material?.n)).toBe(0);
       expect((await t.call('GET', '/v1/keys/orders')).body.state).toBe('destroyed');
     });
@@ -616,13 +616,13 @@ describeEachDatabase('key administration', (kind) => {
       ['encrypt', 'POST', '/v1/keys/orders/encrypt', { plaintext: SECRET }],
     ])('a destroyed key refuses to %s with 409 KH_ERR_KEY_DESTROYED', async (_label, method, url, body) => {
       t.clock.advance(7 * DAY_MS);
-      await t.app.keyhold.services.keys.destroyDueKeys();
+      await t.services.keys.destroyDueKeys();
       expectProblem(await t.call(method, url, body), 409, 'KH_ERR_KEY_DESTROYED');
     });
 
     it('a destroyed key keeps its name: creating it again answers 409 KH_ERR_KEY_EXISTS', async () => {
       t.clock.advance(7 * DAY_MS);
-      await t.app.keyhold.services.keys.destroyDueKeys();
+      await t.services.keys.destroyDueKeys();
       expectProblem(await t.call('POST', '/v1/keys', { name: 'orders' }), 409, 'KH_ERR_KEY_EXISTS');
     });
   });

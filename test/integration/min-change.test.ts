@@ -27,8 +27,8 @@ describeEachDatabase('Keyhold-Min-Change', (kind) => {
 
   /** The sequence of A's last write, as A's event stream would have named it. */
   async function seqOfA(): Promise<string> {
-    await a.app.keyhold.changeFeed.catchUp();
-    return String(a.app.keyhold.services.changes.appliedSeq);
+    await a.services.changes.catchUp();
+    return String(a.services.changes.appliedSeq);
   }
 
   async function callB(method: 'GET' | 'POST', url: string, minChange: string, token = TEST_ADMIN_TOKEN): Promise<ApiResponse> {
@@ -57,7 +57,7 @@ describeEachDatabase('Keyhold-Min-Change', (kind) => {
   it('a replica named a change it has not applied catches up first, and refuses the key that change disabled', async () => {
     const seq = await disabledThroughA('revoked');
     expectProblem(await callB('POST', '/v1/keys/revoked/datakey', seq), 409, 'KH_ERR_KEY_DISABLED');
-    expect(b.app.keyhold.services.changes.appliedSeq).toBeGreaterThanOrEqual(Number(seq));
+    expect(b.services.changes.appliedSeq).toBeGreaterThanOrEqual(Number(seq));
   });
 
   it('a policy withdrawn by the named change no longer grants, though authentication ran before the catch-up', async () => {
@@ -65,7 +65,7 @@ describeEachDatabase('Keyhold-Min-Change', (kind) => {
     const worker = (await a.call('POST', '/v1/tokens', { name: 'app' })).body.token as string;
     const grant = { statements: [{ effect: 'allow', principals: ['token:app'], actions: ['datakey'], keys: ['app-key'] }] };
     expect((await a.call('PUT', '/v1/policies/app', grant)).status).toBe(201);
-    await b.app.keyhold.changeFeed.catchUp();
+    await b.services.changes.catchUp();
     expect((await b.call('POST', '/v1/keys/app-key/datakey', {}, worker)).status).toBe(200);
     expect((await a.call('DELETE', '/v1/policies/app')).status).toBe(204);
     expectProblem(await callB('POST', '/v1/keys/app-key/datakey', await seqOfA(), worker), 403, 'KH_ERR_FORBIDDEN');
@@ -85,7 +85,7 @@ describeEachDatabase('Keyhold-Min-Change', (kind) => {
   });
 
   it('a replica that cannot read the feed answers 503 with Retry-After rather than from older state', async () => {
-    const feed = b.app.keyhold.changeFeed;
+    const feed = b.services.changes;
     vi.spyOn(feed, 'changesSince').mockRejectedValue(new Error('the store is gone'));
     const response = await callB('GET', '/v1/whoami', String(feed.appliedSeq + 1));
     expectProblem(response, 503, 'KH_ERR_UNAVAILABLE');
@@ -93,7 +93,7 @@ describeEachDatabase('Keyhold-Min-Change', (kind) => {
   });
 
   it('a replica that cannot catch up within the bound answers 503 at the bound, not later', async () => {
-    const feed = b.app.keyhold.changeFeed;
+    const feed = b.services.changes;
     const slow = () => new Promise<[]>((resolve) => setTimeout(() => resolve([]), MIN_CHANGE_WAIT_MS + 500));
     vi.spyOn(feed, 'changesSince').mockImplementation(slow);
     const started = performance.now();
@@ -105,7 +105,7 @@ describeEachDatabase('Keyhold-Min-Change', (kind) => {
 
   // On PostgreSQL a notification may start a read of its own meanwhile.
   it.runIf(kind === 'sqlite')('a sequence this replica has applied costs no read of the feed', async () => {
-    const feed = b.app.keyhold.changeFeed;
+    const feed = b.services.changes;
     const read = vi.spyOn(feed, 'changesSince');
     expect((await callB('GET', '/v1/whoami', String(feed.appliedSeq))).status).toBe(200);
     expect((await callB('GET', '/v1/whoami', '0')).status).toBe(200);

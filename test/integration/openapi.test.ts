@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { ERROR_CODE_LIST } from '../../src/errors.js';
-import { renderOpenApi } from '../../src/cli/commands.js';
+import { renderOpenApi } from '../../src/cli/openapi.js';
 
 const committed = readFileSync(new URL('../../openapi.yaml', import.meta.url), 'utf8');
 

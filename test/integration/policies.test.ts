@@ -626,7 +626,7 @@ describeEachDatabase('access policies', (kind) => {
       const onQuery = (query: { sql: string }) => {
         if (/\bfrom "keys"|\bfrom `keys`/i.test(query.sql)) keyQueries.push(query.sql);
       };
-      t.app.keyhold.db.on('query', onQuery);
+      t.db.on('query', onQuery);
       try {
         const batch = await t.call('POST', '/v1/batch', { items }, worker.token);
         expect(batch.status).toBe(207);
@@ -639,7 +639,7 @@ describeEachDatabase('access policies', (kind) => {
         expectProblem(real, 403, 'KH_ERR_FORBIDDEN');
         expect(real.body.detail).toBe('Not allowed to decrypt');
       } finally {
-        t.app.keyhold.db.off('query', onQuery);
+        t.db.off('query', onQuery);
       }
       expect(keyQueries).toEqual([]);
     });
@@ -662,11 +662,11 @@ describeEachDatabase('access policies', (kind) => {
       const onQuery = (query: { sql: string }) => {
         if (/\bfrom "keys"|\bfrom `keys`/i.test(query.sql)) keyQueries.push(query.sql);
       };
-      t.app.keyhold.db.on('query', onQuery);
+      t.db.on('query', onQuery);
       try {
         expect((await t.call('GET', '/v1/keys?limit=1', undefined, worker.token)).body).toEqual({ keys: [] });
       } finally {
-        t.app.keyhold.db.off('query', onQuery);
+        t.db.off('query', onQuery);
       }
       expect(keyQueries).toEqual([]);
     });
@@ -854,7 +854,7 @@ describeEachDatabase('access policies', (kind) => {
         await other.close();
       }
       // A notification (PostgreSQL) or the next poll brings it; this reads the feed now rather than wait for either.
-      await t.app.keyhold.changeFeed.catchUp();
+      await t.services.changes.catchUp();
       expect((await t.call('POST', '/v1/keys/orders/encrypt', { plaintext: SECRET }, worker.token)).status).toBe(200);
     });
   });

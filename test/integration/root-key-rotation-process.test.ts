@@ -48,8 +48,8 @@ describe.skipIf(POSTGRES_URL === undefined || !CLI_IS_BUILT)('keyhold root rotat
   });
 
   async function wrappedUnder(app: TestApp): Promise<Record<string, number>> {
-    const rows = await app.app.keyhold.db('key_versions').whereNotNull('material').select('root_key_id');
-    const secrets = await app.app.keyhold.db('system_secrets').select('root_key_id');
+    const rows = await app.db('key_versions').whereNotNull('material').select('root_key_id');
+    const secrets = await app.db('system_secrets').select('root_key_id');
     const counts: Record<string, number> = {};
     for (const row of [...rows, ...secrets] as Array<{ root_key_id: string }>) counts[row.root_key_id] = (counts[row.root_key_id] ?? 0) + 1;
     return counts;
@@ -116,7 +116,7 @@ describe.skipIf(POSTGRES_URL === undefined || !CLI_IS_BUILT)('keyhold root rotat
         expect(opened.status, opened.text).toBe(200);
         expect(opened.body.plaintext).toBe(plaintext);
       }
-      expect((await t.app.keyhold.services.audit.verify()).ok).toBe(true);
+      expect((await t.services.audit.verify()).ok).toBe(true);
     },
     120_000,
   );
@@ -139,6 +139,6 @@ describe.skipIf(POSTGRES_URL === undefined || !CLI_IS_BUILT)('keyhold root rotat
     expect(usage.stderr).toContain('root rotate needs --new-key-file PATH');
 
     t = await buildTestApp('postgres', { store });
-    expect((await t.app.keyhold.db('root_keys').select('id')).map((row: { id: string }) => row.id)).toEqual([OLD.id]);
+    expect((await t.db('root_keys').select('id')).map((row: { id: string }) => row.id)).toEqual([OLD.id]);
   });
 });

@@ -16,6 +16,8 @@ const OLD_KEY = TEST_ROOT_KEY;
 const OLD = new LocalRootKey(parseRootKeyText(OLD_KEY)!);
 const NEW_KEY = randomBytes(32).toString('base64');
 const NEW = new LocalRootKey(parseRootKeyText(NEW_KEY)!);
+/** KEYHOLD_CACHE_TTL_MS's default: the tests' apps keep key versions in their cache this long by their clock. */
+const CACHE_TTL_MS = 5000;
 
 interface Sealed {
   readonly ciphertext: string;
@@ -67,16 +69,15 @@ describeEachDatabase('root key rotation', (kind) => {
   }
 
   async function rootKeyIds(app: TestApp): Promise<string[]> {
-    const versions = await app.app.keyhold.db('key_versions').whereNotNull('material').select('root_key_id');
-    const secrets = await app.app.keyhold.db('system_secrets').select('root_key_id');
+    const versions = await app.db('key_versions').whereNotNull('material').select('root_key_id');
+    const secrets = await app.db('system_secrets').select('root_key_id');
     return [...versions, ...secrets].map((row: { root_key_id: string }) => row.root_key_id);
   }
 
-  /** Runs the rotation in-process over the app's store, with the app's own (configured) keyring. */
+  /** Runs the rotation in-process over the app's store, with the keyring `both()` configures: new primary, old previous. */
   function rotate(app: TestApp, onProgress?: (progress: RewrapProgress) => void, batchSize = 2): Promise<RewrapSummary> {
-    const db = app.app.keyhold.db;
-    const configured = app.app.keyhold.rootKey;
-    if (!(configured instanceof RootKeyring)) throw new Error('the app holds no keyring');
+    const db = app.db;
+    const configured = new RootKeyring(NEW, [OLD]);
     return rotateRootKey({
       rootKeys: new RootKeyRepository(db),
       secrets: new SystemSecretRepository(db),
@@ -112,7 +113,7 @@ describeEachDatabase('root key rotation', (kind) => {
     expect(new Set(await rootKeyIds(t))).toEqual(new Set([NEW.id]));
     t = await t.restart(newOnly());
     await expectAllDecrypt(t, sealed);
-    expect((await t.app.keyhold.services.audit.verify()).ok).toBe(true);
+    expect((await t.services.audit.verify()).ok).toBe(true);
   });
 
   it('a rewrap stopped part way leaves a store that both keys serve in full, and a second run finishes it', async () => {
@@ -146,8 +147,8 @@ describeEachDatabase('root key rotation', (kind) => {
     const rotation = rotate(app, undefined, 1).finally(() => (done = true));
     let rounds = 0;
     while (!done || rounds === 0) {
-      // Without the cache every round unwraps from the store as the rewrap has left it so far.
-      app.app.keyhold.cache.clear();
+      // Past the cache's TTL, every round unwraps from the store as the rewrap has left it so far.
+      app.clock.advance(CACHE_TTL_MS + 1);
       await expectAllDecrypt(app, sealed);
       rounds += 1;
     }
@@ -180,7 +181,7 @@ describeEachDatabase('root key rotation', (kind) => {
     t = undefined;
     await expect(restart).rejects.toThrow(/KEYHOLD_PREVIOUS_ROOT_KEY_FILE holds root key [0-9a-f]{16}, which this store never recorded/);
     t = await buildTestApp(kind, { store, env: oldOnly() });
-    expect((await new RootKeyRepository(t.app.keyhold.db).list()).map((entry) => entry.id)).toEqual([OLD.id]);
+    expect((await new RootKeyRepository(t.db).list()).map((entry) => entry.id)).toEqual([OLD.id]);
   });
 
   it('the old key alone still starts after the first rotated start, until the rewrap has moved something', async () => {
@@ -192,13 +193,13 @@ describeEachDatabase('root key rotation', (kind) => {
 
   it('the audit chain verifies across the rotation, and the audit key is the one derived before it was stored', async () => {
     await seed();
-    const before = await t!.app.keyhold.services.audit.verify();
+    const before = await t!.services.audit.verify();
     expect(before.ok).toBe(true);
     // A store from before the audit key was stored: the next start derives it as before and stores it.
-    await t!.app.keyhold.db('system_secrets').delete();
+    await t!.db('system_secrets').delete();
     t = await t!.restart(oldOnly());
-    expect((await t.app.keyhold.services.audit.verify()).ok).toBe(true);
-    expect(await t.app.keyhold.db('system_secrets').select('name', 'root_key_id')).toEqual([{ name: 'audit-key', root_key_id: OLD.id }]);
+    expect((await t.services.audit.verify()).ok).toBe(true);
+    expect(await t.db('system_secrets').select('name', 'root_key_id')).toEqual([{ name: 'audit-key', root_key_id: OLD.id }]);
     await t.call('GET', '/v1/keys/alpha');
 
     t = await t.restart(both());
@@ -207,19 +208,19 @@ describeEachDatabase('root key rotation', (kind) => {
     await t.call('GET', '/v1/keys/beta');
     t = await t.restart(newOnly());
     await t.call('GET', '/v1/keys/gamma');
-    await t.app.keyhold.auditWriter?.flush();
-    const report = await t.app.keyhold.services.audit.verify();
+    await t.services.auditWriter?.flush();
+    const report = await t.services.audit.verify();
     expect(report.ok, JSON.stringify(report)).toBe(true);
     expect(report.chains.length).toBeGreaterThanOrEqual(4);
   });
 
   it('the first start with both keys on a store that never stored its audit key derives it from the first root key', async () => {
     await seed();
-    await t!.app.keyhold.db('system_secrets').delete();
+    await t!.db('system_secrets').delete();
     t = await t!.restart(both());
-    expect((await t.app.keyhold.services.audit.verify()).ok).toBe(true);
+    expect((await t.services.audit.verify()).ok).toBe(true);
     t = await t.restart(both());
-    expect((await t.app.keyhold.services.audit.verify()).ok).toBe(true);
+    expect((await t.services.audit.verify()).ok).toBe(true);
   });
 
   it('rotating again to the same key finds nothing to do', async () => {

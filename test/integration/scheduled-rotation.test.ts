@@ -10,7 +10,7 @@ describeEachDatabase('scheduled rotation', (kind) => {
   });
   afterEach(async () => t.close());
 
-  const rotateDue = () => t.app.keyhold.services.keys.rotateDueKeys();
+  const rotateDue = () => t.services.keys.rotateDueKeys();
   const get = async (name: string) => (await t.call('GET', `/v1/keys/${name}`)).body;
 
   it('rotates a key once its nextRotationAt has passed, and schedules the next rotation', async () => {
@@ -75,7 +75,7 @@ describeEachDatabase('retainVersions', (kind) => {
     const ciphertexts = [(await t.call('POST', '/v1/keys/kept/datakey', {})).body.ciphertext];
     for (let i = 0; i < 3; i += 1) {
       t.clock.advance(HOUR_MS);
-      expect(await t.app.keyhold.services.keys.rotateDueKeys()).toBe(1);
+      expect(await t.services.keys.rotateDueKeys()).toBe(1);
       ciphertexts.push((await t.call('POST', '/v1/keys/kept/datakey', {})).body.ciphertext);
     }
     const key = (await t.call('GET', '/v1/keys/kept')).body;

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { ValidationError } from '../../errors.js';
-import type { Services } from '../../compose.js';
+import type { Services } from '../../services.js';
 import { given, pageLimit } from '../pagination.js';
 import { AuditPage, AuditQueryString, AuditVerification, json, problems } from '../schemas.js';
 
@@ -43,7 +43,7 @@ function date(raw: string | undefined, name: string): Date | undefined {
   return parsed;
 }
 
-export function auditRoutes(services: Services): FastifyPluginAsyncTypebox {
+export function auditRoutes(services: Pick<Services, 'audit'>): FastifyPluginAsyncTypebox {
   return async (app) => {
     const { audit } = services;
 

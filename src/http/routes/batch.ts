@@ -1,10 +1,10 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { Services } from '../../compose.js';
+import type { Services } from '../../services.js';
 import { problemOf } from '../problem.js';
 import { BatchBody, BatchResult, json, problems } from '../schemas.js';
 import { dataKeyView, decryptView } from '../views.js';
 
-export function batchRoutes(services: Services): FastifyPluginAsyncTypebox {
+export function batchRoutes(services: Pick<Services, 'batch'>): FastifyPluginAsyncTypebox {
   return async (app) => {
     app.post('/v1/batch', {
       schema: {

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { Services } from '../../compose.js';
+import type { Services } from '../../services.js';
 import {
   CiphertextResult,
   DataKeyBody,
@@ -20,9 +20,9 @@ const tags = ['crypto'];
 const ERRORS = [400, 401, 403, 404, 409, 413, 415, 503];
 
 /** Data keys, encrypt, decrypt, rewrap and the migration of revoked versions. */
-export function cryptoRoutes(services: Services): FastifyPluginAsyncTypebox {
+export function cryptoRoutes(services: Pick<Services, 'envelope'>): FastifyPluginAsyncTypebox {
   return async (app) => {
-    const { crypto } = services;
+    const { envelope } = services;
 
     app.post('/v1/keys/:name/datakey', {
       preValidation: defaultEmptyBody,
@@ -34,7 +34,7 @@ export function cryptoRoutes(services: Services): FastifyPluginAsyncTypebox {
         body: DataKeyBody,
         response: { 200: json(DataKeyResult, 'The data key.'), ...problems(...ERRORS) },
       },
-    }, async (request) => dataKeyView(await crypto.generateDataKey(request.caller, request.params.name, request.body)));
+    }, async (request) => dataKeyView(await envelope.generateDataKey(request.caller, request.params.name, request.body)));
 
     app.post('/v1/keys/:name/encrypt', {
       schema: {
@@ -46,7 +46,7 @@ export function cryptoRoutes(services: Services): FastifyPluginAsyncTypebox {
         response: { 200: json(CiphertextResult, 'The ciphertext.'), ...problems(...ERRORS) },
       },
     }, async (request) =>
-      crypto.encrypt(request.caller, request.params.name, {
+      envelope.encrypt(request.caller, request.params.name, {
         plaintext: Buffer.from(request.body.plaintext, 'base64'),
         context: request.body.context,
       }),
@@ -60,7 +60,7 @@ export function cryptoRoutes(services: Services): FastifyPluginAsyncTypebox {
         body: DecryptBody,
         response: { 200: json(DecryptResult, 'The plaintext.'), ...problems(...ERRORS) },
       },
-    }, async (request) => decryptView(await crypto.decrypt(request.caller, request.body)));
+    }, async (request) => decryptView(await envelope.decrypt(request.caller, request.body)));
 
     app.post('/v1/keys/:name/decrypt', {
       schema: {
@@ -71,7 +71,7 @@ export function cryptoRoutes(services: Services): FastifyPluginAsyncTypebox {
         body: DecryptBody,
         response: { 200: json(DecryptResult, 'The plaintext.'), ...problems(...ERRORS) },
       },
-    }, async (request) => decryptView(await crypto.decrypt(request.caller, { ...request.body, keyName: request.params.name })));
+    }, async (request) => decryptView(await envelope.decrypt(request.caller, { ...request.body, keyName: request.params.name })));
 
     app.post('/v1/keys/:name/rewrap', {
       schema: {
@@ -82,7 +82,7 @@ export function cryptoRoutes(services: Services): FastifyPluginAsyncTypebox {
         body: RewrapBody,
         response: { 200: json(CiphertextResult, 'The new ciphertext.'), ...problems(...ERRORS) },
       },
-    }, async (request) => crypto.rewrap(request.caller, request.params.name, request.body));
+    }, async (request) => envelope.rewrap(request.caller, request.params.name, request.body));
 
     app.post('/v1/keys/:name/rewrap-revoked', {
       schema: {
@@ -95,6 +95,6 @@ export function cryptoRoutes(services: Services): FastifyPluginAsyncTypebox {
         body: RewrapRevokedBody,
         response: { 200: json(CiphertextResult, 'The new ciphertext, under the primary version.'), ...problems(...ERRORS) },
       },
-    }, async (request) => crypto.rewrapRevoked(request.caller, request.params.name, request.body));
+    }, async (request) => envelope.rewrapRevoked(request.caller, request.params.name, request.body));
   };
 }

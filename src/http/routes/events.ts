@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { PolicyAuthorizer } from '../../policy/authorizer.js';
-import type { Services } from '../../compose.js';
+import type { Services } from '../../services.js';
 import { KeyEventStreams } from '../key-events.js';
 import { eventStream, EventStreamHeaders, problems } from '../schemas.js';
 
@@ -17,7 +17,7 @@ const DESCRIPTION = [
   'A caller allowed no key gets a stream without key events.',
 ].join(' ');
 
-export function eventRoutes(services: Services): FastifyPluginAsyncTypebox {
+export function eventRoutes(services: Pick<Services, 'changes' | 'policyStore'>): FastifyPluginAsyncTypebox {
   return async (app) => {
     const streams = new KeyEventStreams({
       feed: services.changes,

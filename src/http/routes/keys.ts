@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Caller } from '../../context/caller.js';
 import type { KeyRecord } from '../../keys/key-record.js';
-import type { Services } from '../../compose.js';
+import type { Services } from '../../services.js';
 import { defaultEmptyBody } from '../empty-body.js';
 import { given, pageLimit } from '../pagination.js';
 import {
@@ -23,7 +23,7 @@ const tags = ['keys'];
 const COMMON = [400, 401, 403, 404, 409, 503];
 
 /** Key administration: one schema and one service call per route. */
-export function keyRoutes(services: Services): FastifyPluginAsyncTypebox {
+export function keyRoutes(services: Pick<Services, 'keys'>): FastifyPluginAsyncTypebox {
   return async (app) => {
     const { keys } = services;
 

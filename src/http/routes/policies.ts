@@ -3,7 +3,7 @@ import { Type } from '@sinclair/typebox';
 import { ValidationError } from '../../errors.js';
 import { decodeKeyCursor, encodeKeyCursor } from '../../keys/key-service.js';
 import type { StoredPolicy } from '../../policy/policy-repository.js';
-import type { Services } from '../../compose.js';
+import type { Services } from '../../services.js';
 import { given, pageLimit } from '../pagination.js';
 import {
   json,
@@ -51,7 +51,7 @@ function policyView(policy: StoredPolicy) {
   };
 }
 
-export function policyRoutes(services: Services): FastifyPluginAsyncTypebox {
+export function policyRoutes(services: Pick<Services, 'policies'>): FastifyPluginAsyncTypebox {
   return async (app) => {
     const { policies } = services;
 

@@ -1,8 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { Services } from '../../compose.js';
+import type { Services } from '../../services.js';
 import { Health, json, problems, Readiness, Whoami } from '../schemas.js';
 
-export function systemRoutes(services: Services): FastifyPluginAsyncTypebox {
+export function systemRoutes(services: Pick<Services, 'readiness'>): FastifyPluginAsyncTypebox {
   return async (app) => {
     app.get('/healthz', {
       config: { public: true },

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { ValidationError } from '../../errors.js';
-import type { Services } from '../../compose.js';
+import type { Services } from '../../services.js';
 import { given, pageLimit } from '../pagination.js';
 import { CreateTokenBody, IssuedToken, json, ListTokensQuery, problems, TokenIdParams, TokenList } from '../schemas.js';
 
@@ -29,7 +29,7 @@ function decodeCursor(cursor: string): { name: string; id: string } {
   throw new ValidationError('cursor is not valid');
 }
 
-export function tokenRoutes(services: Services): FastifyPluginAsyncTypebox {
+export function tokenRoutes(services: Pick<Services, 'tokens'>): FastifyPluginAsyncTypebox {
   return async (app) => {
     const { tokens } = services;
 

@@ -1,0 +1,99 @@
+import { parseArgs } from 'node:util';
+import { createLogger } from '../app.js';
+import { readWitness, verifyAuditFile } from '../audit/audit-file.js';
+import { AuditRepository } from '../audit/audit-repository.js';
+import { AuditService, type VerificationReport } from '../audit/audit-service.js';
+import { loadConfig } from '../config.js';
+import { StartupError } from '../errors.js';
+import { systemClock } from '../lib/clock.js';
+import { PolicyAuthorizer } from '../policy/authorizer.js';
+import { EMPTY_POLICY_SET } from '../policy/evaluate.js';
+import { loadAuditKey, loadRootKeyring } from '../root-keys/root-key-loader.js';
+import { createDatabase, migrationsAreCurrent } from '../storage/database.js';
+import { RootKeyRepository } from '../storage/root-key-repository.js';
+import { SystemSecretRepository } from '../storage/system-secret-repository.js';
+import { usageError } from './usage.js';
+
+/** `keyhold audit verify [--witness FILE | --file FILE] [--accept-unsealed ID|all]...` */
+export async function auditCommand(args: string[]): Promise<void> {
+  if (args[0] !== 'verify') {
+    usageError(`Unknown audit command: ${args[0] ?? '(none)'}`);
+    return;
+  }
+  let values: { witness?: string; file?: string; 'accept-unsealed'?: string[] };
+  try {
+    ({ values } = parseArgs({
+      args: args.slice(1),
+      options: {
+        witness: { type: 'string' },
+        file: { type: 'string' },
+        'accept-unsealed': { type: 'string', multiple: true },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (error) {
+    usageError((error as Error).message);
+    return;
+  }
+  const { witness, file } = values;
+  if (witness === '' || file === '') {
+    usageError('--witness and --file need a path');
+    return;
+  }
+  if (witness !== undefined && file !== undefined) {
+    usageError('--witness checks the store against a file, --file checks a file alone: give one of them');
+    return;
+  }
+  const accepted = values['accept-unsealed'] ?? [];
+  if (accepted.some((replicaId) => replicaId === '')) {
+    usageError('--accept-unsealed needs a replica id, or all');
+    return;
+  }
+  const acceptUnsealed = accepted.includes('all') ? 'all' : new Set(accepted);
+  process.exitCode = (await verifyAuditFromEnvironment({ witnessFile: witness, file, acceptUnsealed })) ? 0 : 1;
+}
+
+export interface AuditVerifyOptions {
+  /** `--witness FILE`: check the database against the latest head statement per chain in this JSON-lines file. */
+  readonly witnessFile?: string | undefined;
+  /** `--file FILE`: verify this shipped JSON-lines file on its own; no audit table is read. */
+  readonly file?: string | undefined;
+  /** `--accept-unsealed`: chains that may have ended without a seal (crashes accounted for), or `all`. */
+  readonly acceptUnsealed?: 'all' | ReadonlySet<string> | undefined;
+}
+
+/**
+ * `keyhold audit verify`: walks every audit chain in the configured store (or, with `file`, in a shipped JSON-lines
+ * file) with the stored audit key, unwrapped under the configured root key(s), prints the report as JSON, and
+ * resolves to whether every chain is intact and none ended without a seal unless accepted. The audit key is kept
+ * only in the store, wrapped, so even the offline check reads it from there; it reads no audit table then.
+ */
+export async function verifyAuditFromEnvironment(options: AuditVerifyOptions = {}): Promise<boolean> {
+  const config = loadConfig(process.env);
+  const logger = createLogger({ ...config, logLevel: config.logLevel === 'info' ? 'warn' : config.logLevel });
+  const db = createDatabase(config.database, { acquireTimeoutMs: config.databaseTimeoutMs });
+  try {
+    if (!(await migrationsAreCurrent(db))) throw new StartupError('The store is not migrated; start the server once first');
+    const rootKeys = new RootKeyRepository(db);
+    const keyring = await loadRootKeyring(config.rootKey, config.previousRootKeyFile, rootKeys, systemClock, logger);
+    const auditKey = await loadAuditKey(keyring, rootKeys, new SystemSecretRepository(db), systemClock);
+    let report: VerificationReport;
+    if (options.file !== undefined) {
+      report = await verifyAuditFile(options.file, { auditKey, now: systemClock.now(), acceptUnsealed: options.acceptUnsealed });
+    } else {
+      const audit = new AuditService({
+        repository: new AuditRepository(db),
+        auditKey,
+        authorizer: new PolicyAuthorizer(() => EMPTY_POLICY_SET),
+        clock: systemClock,
+      });
+      const witness = options.witnessFile === undefined ? undefined : await readWitness(options.witnessFile);
+      report = await audit.verify({ witness, acceptUnsealed: options.acceptUnsealed });
+    }
+    process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+    return report.ok;
+  } finally {
+    await db.destroy();
+  }
+}

@@ -1,0 +1,39 @@
+import type { AuditService } from './audit/audit-service.js';
+import type { AuditWriter } from './audit/audit-writer.js';
+import type { DatabaseChangeFeed } from './changes/change-feed.js';
+import type { AuthenticatorChain } from './identity/authenticator.js';
+import type { BatchService } from './keys/batch-service.js';
+import type { EnvelopeService } from './keys/envelope-service.js';
+import type { KeyService } from './keys/key-service.js';
+import type { PolicyService } from './policy/policy-service.js';
+import type { PolicyStore } from './policy/policy-store.js';
+import type { TokenService } from './tokens/token-service.js';
+
+export interface ReadinessChecks {
+  readonly database: boolean;
+  readonly rootKey: boolean;
+  readonly migrations: boolean;
+}
+
+/**
+ * The use cases the HTTP layer calls, built by the composition root (`compose.ts`). Each route family takes only the
+ * ones it uses.
+ */
+export interface Services {
+  readonly keys: KeyService;
+  /** Data keys, encrypt, decrypt, rewrap. */
+  readonly envelope: EnvelopeService;
+  readonly batch: BatchService;
+  readonly tokens: TokenService;
+  /** Kubernetes service-account tokens, then SPIFFE client certificates, then API tokens. */
+  readonly authenticators: AuthenticatorChain;
+  readonly policies: PolicyService;
+  /** The compiled policy set; requests bring it up to date before they are handled. */
+  readonly policyStore: PolicyStore;
+  readonly audit: AuditService;
+  /** Commits each request's audit record before it is answered; undefined only with `KEYHOLD_AUDIT=off`. */
+  readonly auditWriter: AuditWriter | undefined;
+  /** Writes on every replica, in commit order; this replica's caches have applied each event it delivers. */
+  readonly changes: DatabaseChangeFeed;
+  readiness(): Promise<ReadinessChecks>;
+}
