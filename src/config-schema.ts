@@ -7,7 +7,7 @@ import { Type, type SchemaOptions, type Static, type TLiteral, type TSchema, typ
  * `KEYHOLD_DATA_DIR`, the host name) has no `default` and says so in `defaultText` instead; the loader computes it.
  */
 export interface VariableOptions extends SchemaOptions {
-  /** One line for the README's configuration table. */
+  /** The variable's line in the README's configuration table (whose test adds the default and an integer's range). */
   readonly description: string;
   /** The default's cell in the README's table, when it is not a literal `default`. */
   readonly defaultText?: string;
@@ -64,7 +64,7 @@ export const EnvironmentSchema = Type.Object({
     text({
       pattern: ROOT_KEY_PATTERN,
       errorMessage: 'must be the base64 encoding of exactly 32 bytes',
-      description: 'the root key: base64 of 32 bytes',
+      description: 'the root key: the base64 of 32 bytes',
     }),
   ),
   KEYHOLD_ROOT_KEY_FILE: Type.Optional(
@@ -84,13 +84,13 @@ export const EnvironmentSchema = Type.Object({
         // A bearer shaped like a JWT is judged by the Kubernetes authenticator and would never reach the token store.
         Type.String({ pattern: '^(?!eyJ)', errorMessage: 'must not start with "eyJ" (JWTs do)' }),
       ],
-      { description: 'the first admin token, created only if no admin token exists' },
+      { description: 'the first admin token (32 or more printable ASCII characters), created only if no admin token exists' },
     ),
   ),
   KEYHOLD_LOG_LEVEL: oneOf(LOG_LEVELS, { default: 'info', description: 'pino level, or `silent`' }),
   KEYHOLD_CACHE_TTL_MS: integer(100, 3_600_000, {
     default: 5000,
-    description: 'the longest a replica trusts its in-memory copy of a key, a token lookup or the policies',
+    description: 'a backstop: the longest a replica trusts its cached copy of a key, a token lookup or the policies',
   }),
   KEYHOLD_CHANGE_POLL_INTERVAL_MS: integer(50, 60_000, {
     default: 1000,
@@ -151,11 +151,4 @@ export const VARIABLE_NAMES = Object.keys(EnvironmentSchema.properties) as Varia
 /** A variable's schema with its documentation options. */
 export function variableSchema(name: VariableName): TSchema & Partial<VariableOptions> {
   return EnvironmentSchema.properties[name] as TSchema & Partial<VariableOptions>;
-}
-
-/** The README's default cell: the literal `default` in backquotes, else `defaultText`, else `–` for none. */
-export function documentedDefault(name: VariableName): string {
-  const schema = variableSchema(name);
-  if (schema.default !== undefined) return `\`${String(schema.default)}\``;
-  return schema.defaultText ?? '–';
 }
