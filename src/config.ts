@@ -1,5 +1,8 @@
 import { hostname } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
+import { Kind, type TSchema } from '@sinclair/typebox';
+import { Value, ValueErrorType } from '@sinclair/typebox/value';
+import { EnvironmentSchema, VARIABLE_NAMES, variableSchema, type EnvironmentValues, type VariableName } from './config-schema.js';
 import { StartupError } from './errors.js';
 import { parseRootKeyText } from './root-keys/root-key.js';
 import type { SecretBytes } from './crypto/secret-bytes.js';
@@ -68,19 +71,48 @@ export interface TlsConfig {
 
 export type Environment = Readonly<Record<string, string | undefined>>;
 
-const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-export const MIN_BOOTSTRAP_TOKEN_LENGTH = 32;
+export { LOG_LEVELS, MIN_BOOTSTRAP_TOKEN_LENGTH } from './config-schema.js';
 
-function integer(env: Environment, name: string, fallback: number, min: number, max: number, problems: string[]): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  if (!/^\d+$/.test(raw)) {
-    problems.push(`${name} must be an integer`);
-    return fallback;
+/**
+ * The schema's variables read from `env`: an empty value counts as unset, a literal `default` fills in, and an
+ * integer variable's text becomes a number only when it is decimal digits (so `80.5`, `0x50`, `+1` and ` 80` stay text
+ * and fail the integer check). Derived defaults are left to the caller.
+ */
+function readVariables(env: Environment): Record<VariableName, unknown> {
+  const values: Partial<Record<VariableName, unknown>> = {};
+  for (const name of VARIABLE_NAMES) {
+    const schema = variableSchema(name);
+    const raw = env[name];
+    if (raw === undefined || raw === '') {
+      if (schema.default !== undefined) values[name] = schema.default;
+    } else {
+      values[name] = schema[Kind] === 'Integer' && /^\d+$/.test(raw) ? Number(raw) : raw;
+    }
   }
-  const value = Number(raw);
-  if (value < min || value > max) problems.push(`${name} must be between ${min} and ${max}`);
-  return value;
+  return values as Record<VariableName, unknown>;
+}
+
+/** One line per broken rule, naming the variable and never showing its value (a root key or token is a secret). */
+function schemaProblems(values: Record<VariableName, unknown>): string[] {
+  const problems: string[] = [];
+  for (const error of Value.Errors(EnvironmentSchema, values)) {
+    // An intersection reports each broken member, then itself; the members carry the messages.
+    if (error.type === ValueErrorType.Intersect) continue;
+    const name = error.path.slice(1);
+    const schema = error.schema as TSchema & { errorMessage?: string; minimum?: number; maximum?: number };
+    if (schema.errorMessage !== undefined) {
+      problems.push(`${name} ${schema.errorMessage}`);
+    } else if (schema[Kind] === 'Integer') {
+      problems.push(
+        error.type === ValueErrorType.Integer
+          ? `${name} must be an integer`
+          : `${name} must be between ${schema.minimum} and ${schema.maximum}`,
+      );
+    } else {
+      problems.push(`${name} is not valid`);
+    }
+  }
+  return problems;
 }
 
 function parseDatabase(raw: string | undefined, dataDir: string, problems: string[]): DatabaseConfig {
@@ -99,32 +131,12 @@ function parseDatabase(raw: string | undefined, dataDir: string, problems: strin
     }
     return { client: 'postgres', url: raw };
   }
-  problems.push('KEYHOLD_DATABASE_URL must start with postgres://, postgresql:// or sqlite:');
+  // The schema's pattern has already reported any other scheme.
   return { client: 'sqlite', filename: join(dataDir, 'keyhold.sqlite') };
 }
 
-function parseAudit(env: Environment, problems: string[]): AuditConfig {
-  const switchValue = env.KEYHOLD_AUDIT || 'on';
-  if (switchValue !== 'on' && switchValue !== 'off') problems.push('KEYHOLD_AUDIT must be on or off');
-  const replicaName = env.KEYHOLD_REPLICA_ID || hostname();
-  if (!/^[A-Za-z0-9._:-]{1,64}$/.test(replicaName)) {
-    problems.push('KEYHOLD_REPLICA_ID must be 1 to 64 of A-Z a-z 0-9 . _ : -');
-  }
-  return Object.freeze({
-    enabled: switchValue !== 'off',
-    replicaName: /^[A-Za-z0-9._:-]{1,64}$/.test(replicaName) ? replicaName : 'keyhold',
-    filePath: env.KEYHOLD_AUDIT_FILE ? resolve(env.KEYHOLD_AUDIT_FILE) : undefined,
-    retentionDays: env.KEYHOLD_AUDIT_RETENTION_DAYS
-      ? integer(env, 'KEYHOLD_AUDIT_RETENTION_DAYS', 0, 1, 36_500, problems)
-      : undefined,
-    timeoutMs: integer(env, 'KEYHOLD_AUDIT_TIMEOUT_MS', 2000, 50, 60_000, problems),
-  });
-}
-
-function parseTls(env: Environment, problems: string[]): TlsConfig | undefined {
-  const certFile = env.KEYHOLD_TLS_CERT_FILE || undefined;
-  const keyFile = env.KEYHOLD_TLS_KEY_FILE || undefined;
-  const clientCaFile = env.KEYHOLD_TLS_CLIENT_CA_FILE || undefined;
+function parseTls(values: EnvironmentValues, problems: string[]): TlsConfig | undefined {
+  const { KEYHOLD_TLS_CERT_FILE: certFile, KEYHOLD_TLS_KEY_FILE: keyFile, KEYHOLD_TLS_CLIENT_CA_FILE: clientCaFile } = values;
   if (certFile === undefined && keyFile === undefined) {
     if (clientCaFile !== undefined) problems.push('KEYHOLD_TLS_CLIENT_CA_FILE needs KEYHOLD_TLS_CERT_FILE and KEYHOLD_TLS_KEY_FILE');
     return undefined;
@@ -140,25 +152,21 @@ function parseTls(env: Environment, problems: string[]): TlsConfig | undefined {
   });
 }
 
-function parseRootKey(env: Environment, dataDir: string, problems: string[]): RootKeySource {
-  const inline = env.KEYHOLD_ROOT_KEY;
-  const file = env.KEYHOLD_ROOT_KEY_FILE;
-  if (inline && file) problems.push('Set KEYHOLD_ROOT_KEY or KEYHOLD_ROOT_KEY_FILE, not both');
-  if (inline) {
+function parseRootKey(values: EnvironmentValues, dataDir: string, problems: string[]): RootKeySource {
+  const { KEYHOLD_ROOT_KEY: inline, KEYHOLD_ROOT_KEY_FILE: file } = values;
+  if (inline !== undefined && file !== undefined) problems.push('Set KEYHOLD_ROOT_KEY or KEYHOLD_ROOT_KEY_FILE, not both');
+  if (inline !== undefined) {
+    // The schema's pattern accepts exactly what this parses; a refused key has been reported already.
     const key = parseRootKeyText(inline);
-    if (key === undefined) {
-      problems.push('KEYHOLD_ROOT_KEY must be the base64 encoding of exactly 32 bytes');
-    } else {
-      return { kind: 'inline', key };
-    }
+    if (key !== undefined) return { kind: 'inline', key };
   }
-  if (file) return { kind: 'file', path: resolve(file) };
+  if (file !== undefined) return { kind: 'file', path: resolve(file) };
   return { kind: 'data-dir', path: join(dataDir, 'root.key') };
 }
 
-function parsePreviousRootKeyFile(env: Environment, rootKey: RootKeySource, problems: string[]): string | undefined {
-  const file = env.KEYHOLD_PREVIOUS_ROOT_KEY_FILE;
-  if (!file) return undefined;
+function parsePreviousRootKeyFile(values: EnvironmentValues, rootKey: RootKeySource, problems: string[]): string | undefined {
+  const file = values.KEYHOLD_PREVIOUS_ROOT_KEY_FILE;
+  if (file === undefined) return undefined;
   // A rotation moves from one operator-managed key to another; the generated development key is neither.
   if (rootKey.kind === 'data-dir') {
     problems.push('KEYHOLD_PREVIOUS_ROOT_KEY_FILE needs the new root key in KEYHOLD_ROOT_KEY or KEYHOLD_ROOT_KEY_FILE');
@@ -171,42 +179,42 @@ function parsePreviousRootKeyFile(env: Environment, rootKey: RootKeySource, prob
 }
 
 /**
- * Reads the configuration from `env` once, validates all of it, and returns it frozen. Every problem is reported
- * together, so one start-up attempt shows everything to fix. Secrets never appear in the messages.
+ * Reads the configuration from `env` once, validates all of it against `EnvironmentSchema` and the rules that involve
+ * two variables, and returns it frozen. Every problem is reported together, so one start-up attempt shows everything
+ * to fix. Secrets never appear in the messages.
  */
 export function loadConfig(env: Environment): Config {
-  const problems: string[] = [];
-  const dataDir = resolve(env.KEYHOLD_DATA_DIR || './data');
-  const logLevel = (env.KEYHOLD_LOG_LEVEL || 'info') as Config['logLevel'];
-  if (!LOG_LEVELS.includes(logLevel)) problems.push(`KEYHOLD_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`);
-  const bootstrapToken = env.KEYHOLD_BOOTSTRAP_TOKEN || undefined;
-  if (bootstrapToken !== undefined && bootstrapToken.length < MIN_BOOTSTRAP_TOKEN_LENGTH) {
-    problems.push(`KEYHOLD_BOOTSTRAP_TOKEN must be at least ${MIN_BOOTSTRAP_TOKEN_LENGTH} characters`);
-  }
-  if (bootstrapToken !== undefined && !/^[\x21-\x7e]+$/.test(bootstrapToken)) {
-    problems.push('KEYHOLD_BOOTSTRAP_TOKEN must be printable ASCII without spaces');
-  }
-  // A bearer shaped like a JWT is judged by the Kubernetes authenticator and would never reach the token store.
-  if (bootstrapToken?.startsWith('eyJ') === true) problems.push('KEYHOLD_BOOTSTRAP_TOKEN must not start with "eyJ" (JWTs do)');
-  const host = env.KEYHOLD_HOST || '127.0.0.1';
-  const rootKey = parseRootKey(env, dataDir, problems);
+  const read = readVariables(env);
+  // The replica id's default is derived, and checked like a configured one: a host name can break the pattern too.
+  read.KEYHOLD_REPLICA_ID ??= hostname();
+  const problems = schemaProblems(read);
+  // Past this point a value that broke the schema only feeds a configuration that is thrown away below.
+  const values = read as EnvironmentValues;
+  const dataDir = resolve(values.KEYHOLD_DATA_DIR);
+  const rootKey = parseRootKey(values, dataDir, problems);
   const config: Config = {
-    host,
-    port: integer(env, 'KEYHOLD_PORT', 7780, 0, 65535, problems),
+    host: values.KEYHOLD_HOST,
+    port: values.KEYHOLD_PORT,
     dataDir,
-    database: parseDatabase(env.KEYHOLD_DATABASE_URL, dataDir, problems),
+    database: parseDatabase(values.KEYHOLD_DATABASE_URL, dataDir, problems),
     rootKey,
-    previousRootKeyFile: parsePreviousRootKeyFile(env, rootKey, problems),
-    bootstrapToken,
-    logLevel,
-    cacheTtlMs: integer(env, 'KEYHOLD_CACHE_TTL_MS', 5000, 100, 3_600_000, problems),
-    changePollIntervalMs: integer(env, 'KEYHOLD_CHANGE_POLL_INTERVAL_MS', 1000, 50, 60_000, problems),
-    sweepIntervalMs: integer(env, 'KEYHOLD_SWEEP_INTERVAL_MS', 60_000, 100, 86_400_000, problems),
-    databaseTimeoutMs: integer(env, 'KEYHOLD_DATABASE_TIMEOUT_MS', 5000, 100, 120_000, problems),
-    shutdownTimeoutMs: integer(env, 'KEYHOLD_SHUTDOWN_TIMEOUT_MS', 10_000, 100, 600_000, problems),
-    authConfigPath: env.KEYHOLD_AUTH_CONFIG ? resolve(env.KEYHOLD_AUTH_CONFIG) : undefined,
-    tls: parseTls(env, problems),
-    audit: parseAudit(env, problems),
+    previousRootKeyFile: parsePreviousRootKeyFile(values, rootKey, problems),
+    bootstrapToken: values.KEYHOLD_BOOTSTRAP_TOKEN,
+    logLevel: values.KEYHOLD_LOG_LEVEL,
+    cacheTtlMs: values.KEYHOLD_CACHE_TTL_MS,
+    changePollIntervalMs: values.KEYHOLD_CHANGE_POLL_INTERVAL_MS,
+    sweepIntervalMs: values.KEYHOLD_SWEEP_INTERVAL_MS,
+    databaseTimeoutMs: values.KEYHOLD_DATABASE_TIMEOUT_MS,
+    shutdownTimeoutMs: values.KEYHOLD_SHUTDOWN_TIMEOUT_MS,
+    authConfigPath: values.KEYHOLD_AUTH_CONFIG === undefined ? undefined : resolve(values.KEYHOLD_AUTH_CONFIG),
+    tls: parseTls(values, problems),
+    audit: Object.freeze({
+      enabled: values.KEYHOLD_AUDIT !== 'off',
+      replicaName: values.KEYHOLD_REPLICA_ID,
+      filePath: values.KEYHOLD_AUDIT_FILE === undefined ? undefined : resolve(values.KEYHOLD_AUDIT_FILE),
+      retentionDays: values.KEYHOLD_AUDIT_RETENTION_DAYS,
+      timeoutMs: values.KEYHOLD_AUDIT_TIMEOUT_MS,
+    }),
   };
   if (problems.length > 0) {
     throw new StartupError(`Invalid configuration:\n  - ${problems.join('\n  - ')}`);

@@ -9,7 +9,7 @@ const DAY_MS = 86_400_000;
 
 /**
  * `POST /v1/keys/{name}/rewrap-revoked`: how data under a revoked version (disabled, below the minimum, or of a
- * disabled key) moves to the primary version while every workload stays refused. The README playbook, step by step,
+ * disabled key) moves to the primary version while every workload stays refused. The playbook of docs/keys.md, step by step,
  * is `sdk/test/integration/compromised-version-playbook.test.ts`.
  */
 describeEachDatabase('rewrap-revoked', (kind) => {

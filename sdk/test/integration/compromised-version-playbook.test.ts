@@ -7,7 +7,7 @@ import { auditRecords } from '../../../test/helpers/audit.js';
 import { apiToken, createClient, inspectMessage, type ClientOptions, type KeyholdClient } from '../../src/index.js';
 
 /**
- * The README's playbook "To respond to a compromised version", step by step, against a real server through the real
+ * The playbook "Responding to a compromised version" of docs/keys.md, step by step, against a real server through the real
  * SDK: for a `kh1` ciphertext the workload got from the service, and for an SDK message.
  */
 

@@ -1,0 +1,154 @@
+import { Type, type SchemaOptions, type Static, type TLiteral, type TSchema, type TUnion } from '@sinclair/typebox';
+
+/**
+ * What a variable's schema says beyond JSON Schema, for the loader's messages and the README's table.
+ *
+ * `default` (JSON Schema) is a value the loader applies as it is. A default that is derived at start-up (from
+ * `KEYHOLD_DATA_DIR`, the host name) has no `default` and says so in `defaultText` instead; the loader computes it.
+ */
+export interface VariableOptions extends SchemaOptions {
+  /** The variable's line in the README's configuration table (whose test adds the default and an integer's range). */
+  readonly description: string;
+  /** The default's cell in the README's table, when it is not a literal `default`. */
+  readonly defaultText?: string;
+  /** Completes "NAME …" when the value breaks this schema. It never contains the value: some variables are secrets. */
+  readonly errorMessage?: string;
+}
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export const MIN_BOOTSTRAP_TOKEN_LENGTH = 32;
+
+/**
+ * Exactly what `parseRootKeyText` accepts: the canonical base64 of 32 bytes, so the 43rd character carries two zero
+ * bits, with surrounding white space (`\s` is the set `String.prototype.trim` removes).
+ */
+const ROOT_KEY_PATTERN = '^\\s*[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=\\s*$';
+const REPLICA_ID_PATTERN = '^[A-Za-z0-9._:-]{1,64}$';
+
+/** An integer variable. Its text must be decimal digits only, which the loader turns into a number before checking. */
+function integer(minimum: number, maximum: number, options: VariableOptions) {
+  return Type.Integer({ minimum, maximum, ...options });
+}
+
+function text(options: VariableOptions) {
+  return Type.String(options);
+}
+
+function oneOf<const T extends readonly string[]>(values: T, options: VariableOptions): TUnion<TLiteral<T[number]>[]> {
+  return Type.Union(
+    values.map((value) => Type.Literal(value)),
+    { errorMessage: `must be one of ${values.join(', ')}`, ...options },
+  );
+}
+
+/**
+ * Every `KEYHOLD_*` variable the server reads, in the order the README's table lists them. An empty value counts as
+ * unset. Checks that involve two variables, and the parsing of URLs and keys, follow in `loadConfig`.
+ */
+export const EnvironmentSchema = Type.Object({
+  KEYHOLD_HOST: text({ default: '127.0.0.1', description: 'address to listen on' }),
+  KEYHOLD_PORT: integer(0, 65535, { default: 7780, description: 'port to listen on' }),
+  KEYHOLD_DATA_DIR: text({
+    default: './data',
+    description: 'SQLite database, development root key, generated admin token',
+  }),
+  KEYHOLD_DATABASE_URL: Type.Optional(
+    text({
+      pattern: '^(postgres://|postgresql://|sqlite:)',
+      defaultText: '`sqlite:DATA_DIR/keyhold.sqlite`',
+      errorMessage: 'must start with postgres://, postgresql:// or sqlite:',
+      description: '`postgres://…` (production) or `sqlite:PATH`',
+    }),
+  ),
+  KEYHOLD_ROOT_KEY: Type.Optional(
+    text({
+      pattern: ROOT_KEY_PATTERN,
+      errorMessage: 'must be the base64 encoding of exactly 32 bytes',
+      description: 'the root key: the base64 of 32 bytes',
+    }),
+  ),
+  KEYHOLD_ROOT_KEY_FILE: Type.Optional(
+    text({ description: 'a file holding that base64 text (a mounted Kubernetes secret, say)' }),
+  ),
+  KEYHOLD_PREVIOUS_ROOT_KEY_FILE: Type.Optional(
+    text({ description: 'during a root key rotation, the old root key, accepted only to unwrap' }),
+  ),
+  KEYHOLD_BOOTSTRAP_TOKEN: Type.Optional(
+    Type.Intersect(
+      [
+        Type.String({
+          minLength: MIN_BOOTSTRAP_TOKEN_LENGTH,
+          errorMessage: `must be at least ${MIN_BOOTSTRAP_TOKEN_LENGTH} characters`,
+        }),
+        Type.String({ pattern: '^[\\x21-\\x7e]+$', errorMessage: 'must be printable ASCII without spaces' }),
+        // A bearer shaped like a JWT is judged by the Kubernetes authenticator and would never reach the token store.
+        Type.String({ pattern: '^(?!eyJ)', errorMessage: 'must not start with "eyJ" (JWTs do)' }),
+      ],
+      { description: 'the first admin token (32 or more printable ASCII characters), created only if no admin token exists' },
+    ),
+  ),
+  KEYHOLD_LOG_LEVEL: oneOf(LOG_LEVELS, { default: 'info', description: 'pino level, or `silent`' }),
+  KEYHOLD_CACHE_TTL_MS: integer(100, 3_600_000, {
+    default: 5000,
+    description: 'a backstop: the longest a replica trusts its cached copy of a key, a token lookup or the policies',
+  }),
+  KEYHOLD_CHANGE_POLL_INTERVAL_MS: integer(50, 60_000, {
+    default: 1000,
+    description: 'how often a replica reads the change sequence even without a notification',
+  }),
+  KEYHOLD_SWEEP_INTERVAL_MS: integer(100, 86_400_000, {
+    default: 60_000,
+    description: 'how often due scheduled rotations, deletions and audit purges are carried out',
+  }),
+  KEYHOLD_DATABASE_TIMEOUT_MS: integer(100, 120_000, {
+    default: 5000,
+    description: 'the bound on a connection, a statement and a lock wait; past it a request gets 503',
+  }),
+  KEYHOLD_SHUTDOWN_TIMEOUT_MS: integer(100, 600_000, {
+    default: 10_000,
+    description: 'on SIGTERM, how long requests in flight may take before the process exits 1 anyway',
+  }),
+  KEYHOLD_AUTH_CONFIG: Type.Optional(
+    text({ description: 'YAML or JSON file of Kubernetes issuers and SPIFFE trust domains' }),
+  ),
+  KEYHOLD_TLS_CERT_FILE: Type.Optional(text({ description: 'PEM server certificate; with the key, turns HTTPS on' })),
+  KEYHOLD_TLS_KEY_FILE: Type.Optional(text({ description: 'PEM private key of that certificate' })),
+  KEYHOLD_TLS_CLIENT_CA_FILE: Type.Optional(
+    text({ description: 'PEM trust bundle for client certificates (SPIFFE SVIDs); needs TLS' }),
+  ),
+  KEYHOLD_REPLICA_ID: text({
+    pattern: REPLICA_ID_PATTERN,
+    defaultText: 'host name',
+    errorMessage: 'must be 1 to 64 of A-Z a-z 0-9 . _ : -',
+    description: "names this process's audit chain (a random suffix is added per start)",
+  }),
+  KEYHOLD_AUDIT_FILE: Type.Optional(
+    text({ description: 'a JSON-lines copy of every committed audit record and chain head statement' }),
+  ),
+  KEYHOLD_AUDIT_RETENTION_DAYS: Type.Optional(
+    integer(1, 36_500, {
+      defaultText: '– (keep all)',
+      description: 'purge audit records older than this, keeping the chains verifiable',
+    }),
+  ),
+  KEYHOLD_AUDIT_TIMEOUT_MS: integer(50, 60_000, {
+    default: 2000,
+    description: 'the bound on an audit commit; past it the requests it covers get 503',
+  }),
+  KEYHOLD_AUDIT: oneOf(['on', 'off'] as const, {
+    default: 'on',
+    errorMessage: 'must be on or off',
+    description: '`off` disables the database audit log: for benchmarks only',
+  }),
+});
+
+export type EnvironmentValues = Static<typeof EnvironmentSchema>;
+export type VariableName = keyof EnvironmentValues & string;
+
+/** The variables' names, in the schema's order. */
+export const VARIABLE_NAMES = Object.keys(EnvironmentSchema.properties) as VariableName[];
+
+/** A variable's schema with its documentation options. */
+export function variableSchema(name: VariableName): TSchema & Partial<VariableOptions> {
+  return EnvironmentSchema.properties[name] as TSchema & Partial<VariableOptions>;
+}
