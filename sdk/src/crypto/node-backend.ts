@@ -1,6 +1,6 @@
 import { createCipheriv, createDecipheriv, createHmac, randomBytes, randomFillSync, timingSafeEqual } from 'node:crypto';
 import { DecryptionError } from '../errors.js';
-import type { CryptoBackend, SegmentCipher } from './backend.js';
+import type { CryptoBackend, SegmentCipher } from './primitives.js';
 
 const TAG_BYTES = 16;
 /**

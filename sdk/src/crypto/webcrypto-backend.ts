@@ -1,6 +1,6 @@
 import type { webcrypto } from 'node:crypto';
 import { DecryptionError } from '../errors.js';
-import type { CryptoBackend, SegmentCipher } from './backend.js';
+import type { CryptoBackend, SegmentCipher } from './primitives.js';
 
 interface WebCrypto {
   readonly subtle: webcrypto.SubtleCrypto;
@@ -11,7 +11,7 @@ const TAG_BITS = 128;
 /** getRandomValues refuses more than 65,536 bytes a call (WebCrypto §10.1.1). */
 const MAX_RANDOM_CHUNK = 65_536;
 
-/** WebCrypto, native or `@peculiar/webcrypto`. Keys are imported non-extractable. */
+/** WebCrypto: the runtime's own, or any implementation of it. Keys are imported non-extractable. */
 export function webCryptoBackend(crypto: WebCrypto): CryptoBackend {
   const { subtle } = crypto;
   return Object.freeze({

@@ -1,4 +1,4 @@
-import type { CryptoBackend, SegmentCipher } from '../crypto/backend.js';
+import type { CryptoBackend, SegmentCipher } from '../crypto/primitives.js';
 import { DecryptionError, InvalidArgumentError } from '../errors.js';
 import type { MessageHeader } from '../format/header.js';
 import type { Suite } from '../format/suites.js';

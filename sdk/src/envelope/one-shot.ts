@@ -1,4 +1,4 @@
-import type { CryptoBackend } from '../crypto/backend.js';
+import type { CryptoBackend } from '../crypto/primitives.js';
 import { DecryptionError } from '../errors.js';
 import { contextIncludes, type CanonicalContext } from '../format/encryption-context.js';
 import { decodeHeader, encodeHeader, MESSAGE_ID_BYTES, type MessageHeader } from '../format/header.js';

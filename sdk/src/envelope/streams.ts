@@ -1,5 +1,5 @@
 import { TransformStream } from 'node:stream/web';
-import type { CryptoBackend } from '../crypto/backend.js';
+import type { CryptoBackend } from '../crypto/primitives.js';
 import { DecryptionError } from '../errors.js';
 import { contextIncludes, type CanonicalContext } from '../format/encryption-context.js';
 import { decodeHeader, HEADER_PREFIX_BYTES, headerLength } from '../format/header.js';

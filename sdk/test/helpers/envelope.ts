@@ -1,6 +1,6 @@
 import { Crypto as PeculiarCrypto } from '@peculiar/webcrypto';
 import { ReadableStream } from 'node:stream/web';
-import type { CryptoBackend } from '../../src/crypto/backend.js';
+import type { CryptoBackend } from '../../src/crypto/primitives.js';
 import { nodeBackend } from '../../src/crypto/node-backend.js';
 import { webCryptoBackend } from '../../src/crypto/webcrypto-backend.js';
 import { decryptMessage, encryptMessage, startMessage } from '../../src/envelope/one-shot.js';
@@ -10,7 +10,7 @@ import { DEFAULT_SEGMENT_SIZE } from '../../src/format/header.js';
 import { DEFAULT_SUITE } from '../../src/format/suites.js';
 import { FakeDataKeySource } from './fake-source.js';
 
-/** node:crypto, the runtime's WebCrypto, and `@peculiar/webcrypto`, the fallback for runtimes with neither. */
+/** node:crypto, the runtime's WebCrypto, and `@peculiar/webcrypto`: a second WebCrypto implementation the backend must agree with. */
 export const BACKENDS: ReadonlyArray<readonly [string, CryptoBackend]> = [
   ['node', nodeBackend],
   ['webcrypto', webCryptoBackend(globalThis.crypto as unknown as Parameters<typeof webCryptoBackend>[0])],

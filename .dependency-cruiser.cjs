@@ -1,0 +1,107 @@
+/**
+ * The architecture on one page: what each part of `src/` may import. `npm test` runs this; a cycle, an import that
+ * no rule below allows, or a driver, framework or server import in the wrong place fails it.
+ *
+ * Layers, lowest first. A folder (or root file) may import itself and the parts it lists, nothing else of `src/`.
+ */
+const MAY_IMPORT = {
+  // Pure: no I/O, no framework, no configuration.
+  'errors.ts': [],
+  lib: [], // clock, timeouts, log destination, the driver-error checks
+  crypto: ['errors.ts'], // AES-GCM, HKDF, the ciphertext format, secret bytes
+  context: ['errors.ts'], // who calls (principal), what they may ask (actions), what was decided, the audit trail
+  // Domain: rules and services, with repository ports; adapters are injected.
+  changes: ['errors.ts', 'lib'],
+  identity: ['errors.ts', 'lib', 'context'],
+  policy: ['errors.ts', 'lib', 'context', 'crypto', 'changes'],
+  'root-keys': ['errors.ts', 'lib', 'crypto'],
+  audit: ['errors.ts', 'lib', 'crypto', 'context', 'policy'],
+  keys: ['errors.ts', 'lib', 'crypto', 'context', 'policy', 'changes', 'root-keys'],
+  tokens: ['errors.ts', 'lib', 'context', 'policy', 'identity', 'changes'],
+  // Configuration: read once, validated, frozen.
+  'config-schema.ts': ['errors.ts', 'root-keys'],
+  'config.ts': ['errors.ts', 'lib', 'crypto', 'root-keys', 'config-schema.ts'],
+  // Adapters and edges.
+  storage: ['errors.ts', 'lib', 'config.ts', 'audit', 'changes', 'keys', 'policy', 'root-keys', 'tokens'],
+  jobs: ['lib', 'audit', 'changes', 'keys'],
+  'services.ts': ['audit', 'changes', 'identity', 'keys', 'policy', 'tokens'],
+  http: ['errors.ts', 'lib', 'config.ts', 'crypto', 'context', 'identity', 'policy', 'keys', 'tokens', 'audit', 'changes', 'services.ts'],
+  'app.ts': ['errors.ts', 'lib', 'config.ts', 'http', 'services.ts'],
+  // The composition root wires adapters into services and services into the app; the CLI runs it.
+  'compose.ts': ['*'],
+  cli: ['*'],
+  'main.ts': ['errors.ts', 'cli'],
+};
+
+const escape = (part) => part.replace(/[.-]/g, (c) => `\\${c}`);
+const pathOf = (part) => (part.endsWith('.ts') ? `^src/${escape(part)}$` : `^src/${escape(part)}/`);
+const everythingBut = (...parts) => `^src/(?!(${parts.map(escape).join('|')})(/|$))`;
+
+const layerRules = Object.entries(MAY_IMPORT).flatMap(([part, allowed]) => [
+  { from: { path: pathOf(part) }, to: { path: pathOf(part) } },
+  ...(allowed.includes('*')
+    ? [{ from: { path: pathOf(part) }, to: { path: everythingBut('main.ts') } }]
+    : allowed.map((other) => ({ from: { path: pathOf(part) }, to: { path: pathOf(other) } }))),
+]);
+
+/** Packages that only the named parts of the server may load. */
+const packageHomes = [
+  { name: 'database-drivers', packages: 'knex|pg|better-sqlite3', home: ['storage'] },
+  { name: 'http-framework', packages: 'fastify|@fastify/[^/]+|fastify-plugin', home: ['http', 'app.ts', 'compose.ts', 'cli'] },
+  { name: 'der-parser', packages: 'node-forge', home: ['identity'] },
+];
+
+module.exports = {
+  forbidden: [
+    { name: 'no-circular', severity: 'error', comment: 'A module cycle: break it with a port or by moving the shared type down.', from: {}, to: { circular: true } },
+    { name: 'not-to-unresolvable', severity: 'error', from: {}, to: { couldNotResolve: true } },
+    {
+      name: 'sdk-stands-alone',
+      severity: 'error',
+      comment: 'The SDK ships alone: it imports no server code and has no runtime dependency.',
+      from: { path: '^sdk/src/' },
+      to: { pathNot: '^sdk/src/', dependencyTypesNot: ['core', 'type-only'] },
+    },
+    { name: 'server-not-sdk', severity: 'error', from: { path: '^(src|migrations)/' }, to: { path: '^sdk/' } },
+    {
+      name: 'pure-core-no-packages',
+      severity: 'error',
+      comment: 'The crypto core, the request context, the policy evaluator and the key rules load no package.',
+      from: { path: '^src/(crypto|context)/|^src/policy/(evaluate|glob|policy)\\.ts$|^src/keys/(key-record|lifecycle|bound-context)\\.ts$' },
+      to: { dependencyTypes: ['npm', 'npm-dev', 'npm-optional', 'npm-peer', 'npm-no-pkg', 'npm-unknown'] },
+    },
+    {
+      name: 'pure-core-within-core',
+      severity: 'error',
+      comment: 'The policy evaluator and the key rules use only the pure core, never the services beside them.',
+      from: { path: '^src/policy/(evaluate|glob|policy)\\.ts$|^src/keys/(key-record|lifecycle|bound-context)\\.ts$' },
+      to: { path: '^src/', pathNot: '^src/(errors\\.ts|crypto/|context/|policy/(evaluate|glob|policy|actions)\\.ts|keys/(key-record|lifecycle|bound-context)\\.ts)' },
+    },
+    ...packageHomes.map(({ name, packages, home }) => ({
+      name,
+      severity: 'error',
+      comment: `Only ${home.join(', ')} may load ${packages.replace(/\|/g, ', ')}.`,
+      from: { path: '^src/', pathNot: home.map(pathOf).join('|') },
+      to: { path: `node_modules/(${packages})/` },
+    })),
+  ],
+  allowed: [
+    ...layerRules,
+    { from: { path: '^src/' }, to: { dependencyTypes: ['core', 'npm', 'npm-dev', 'type-only'], pathNot: '^src/' } },
+    { from: { path: '^src/storage/' }, to: { path: '^migrations/' } },
+    { from: { path: '^migrations/' }, to: { path: '^migrations/' } },
+    { from: { path: '^migrations/' }, to: { dependencyTypes: ['core', 'npm'] } },
+    { from: { path: '^sdk/src/' }, to: { path: '^sdk/src/' } },
+    { from: { path: '^sdk/src/' }, to: { dependencyTypes: ['core'] } },
+  ],
+  allowedSeverity: 'error',
+  options: {
+    doNotFollow: { path: 'node_modules' },
+    tsPreCompilationDeps: true,
+    tsConfig: { fileName: 'tsconfig.json' },
+    enhancedResolveOptions: {
+      exportsFields: ['exports'],
+      conditionNames: ['import', 'require', 'node', 'default', 'types'],
+    },
+  },
+};
