@@ -5,7 +5,6 @@ import { buildApp, createLogger } from './app.js';
 import { tlsServerOptions } from './http/tls.js';
 import { startSweeper } from './jobs/sweeper.js';
 import { systemClock } from './lib/clock.js';
-import { join } from 'node:path';
 import { withTimeout } from './lib/timeout.js';
 import { AuditRepository } from './audit/audit-repository.js';
 import { AuditService } from './audit/audit-service.js';
@@ -17,15 +16,15 @@ import { PolicyService } from './policy/policy-service.js';
 import { PolicyStore } from './policy/policy-store.js';
 import type { Clock } from './lib/clock.js';
 import type { Config } from './config.js';
-import type { ReadinessChecks, Services } from './services.js';
+import type { Services } from './services.js';
 import { BatchService } from './keys/batch-service.js';
 import { EnvelopeService } from './keys/envelope-service.js';
 import { KeyCache } from './keys/key-cache.js';
 import { KeyRepository } from './keys/key-repository.js';
 import { KeyService } from './keys/key-service.js';
-import { loadAuditKey, loadRootKeyring, writeAdminTokenFile } from './root-keys/root-key-loader.js';
+import { loadAuditKey, loadRootKeyring } from './root-keys/root-key-loader.js';
+import { ensureAdminToken } from './tokens/admin-bootstrap.js';
 import { createDatabase, migrateToLatest, migrationsAreCurrent, type Database } from './storage/database.js';
-import { isUniqueViolation } from './lib/database-errors.js';
 import { RootKeyRepository } from './storage/root-key-repository.js';
 import { SystemSecretRepository } from './storage/system-secret-repository.js';
 import { TokenRepository } from './tokens/token-repository.js';
@@ -33,7 +32,7 @@ import { TokenService } from './tokens/token-service.js';
 import { readAuthConfig } from './identity/auth-config.js';
 import { DatabaseChangeFeed } from './changes/change-feed.js';
 import { ChangeRepository } from './changes/change-repository.js';
-import { KeyholdError, StartupError } from './errors.js';
+import { StartupError } from './errors.js';
 import { AuthenticatorChain, type Authenticator } from './identity/authenticator.js';
 import { createKubernetesAuthenticator } from './identity/kubernetes.js';
 import { SpiffeAuthenticator } from './identity/spiffe.js';
@@ -55,29 +54,6 @@ export interface KeyholdDeps {
 }
 
 const READINESS_TIMEOUT_MS = 2000;
-
-async function ensureAdminToken(
-  config: Config,
-  tokens: TokenService,
-  logger: Logger,
-): Promise<{ token: string; path: string } | undefined> {
-  if (await tokens.hasLiveAdmin()) return undefined;
-  try {
-    if (config.bootstrapToken !== undefined) {
-      await tokens.issue('bootstrap-admin', true, undefined, config.bootstrapToken);
-      logger.info('created the admin token from KEYHOLD_BOOTSTRAP_TOKEN');
-      return undefined;
-    }
-    const issued = await tokens.issue('admin', true);
-    const path = join(config.dataDir, 'admin.token');
-    writeAdminTokenFile(path, issued.token);
-    return { token: issued.token, path };
-  } catch (error) {
-    // Another replica bootstrapped at the same moment; its admin token stands.
-    if (isUniqueViolation(error) || (error instanceof KeyholdError && error.code === 'KH_ERR_TOKEN_EXISTS')) return undefined;
-    throw error;
-  }
-}
 
 /**
  * The composition root: opens the store, runs migrations under knex's lock, proves the root key, makes sure an
@@ -179,7 +155,7 @@ export async function openKeyhold(config: Config, deps: KeyholdDeps): Promise<Ke
         return { database, migrations, rootKey: true };
       },
     };
-    const generatedAdminToken = await ensureAdminToken(config, tokens, deps.logger);
+    const generatedAdminToken = await ensureAdminToken(tokens, { bootstrapToken: config.bootstrapToken, dataDir: config.dataDir }, deps.logger);
     // The feed starts from the sequence it reads now, so the policies are loaded after it: a write in between is
     // then either in the load or in the feed.
     await changes.start();

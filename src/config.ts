@@ -5,17 +5,12 @@ import { Value, ValueErrorType } from '@sinclair/typebox/value';
 import { EnvironmentSchema, VARIABLE_NAMES, variableSchema, type EnvironmentValues, type VariableName } from './config-schema.js';
 import { StartupError } from './errors.js';
 import { parseRootKeyText } from './root-keys/root-key.js';
-import type { SecretBytes } from './crypto/secret-bytes.js';
+import type { RootKeySource } from './root-keys/root-key.js';
 
 export type DatabaseConfig =
   | { readonly client: 'sqlite'; readonly filename: string }
   | { readonly client: 'postgres'; readonly url: string };
 
-export type RootKeySource =
-  | { readonly kind: 'inline'; readonly key: SecretBytes }
-  | { readonly kind: 'file'; readonly path: string }
-  /** The dev-mode default: `DATA_DIR/root.key`, generated when the store is empty. */
-  | { readonly kind: 'data-dir'; readonly path: string };
 
 export interface Config {
   readonly host: string;

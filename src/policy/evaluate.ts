@@ -4,10 +4,6 @@ import type { Principal } from '../context/principal.js';
 import { ACTIONS, KEY_ACTIONS, type Action, type Resource } from '../context/actions.js';
 import { matchGlob, substitute } from './glob.js';
 import { contextConditionsHold, principalConditionsHold, requiredContext, type CompiledPolicy, type CompiledStatement } from './policy.js';
-import type { Effect } from '../context/decision.js';
-
-
-
 
 export const ADMIN_DECISION: Decision = Object.freeze({ allowed: true, reason: 'admin', matched: Object.freeze([]) });
 const IMPLICIT_DENY: Decision = Object.freeze({ allowed: false, reason: 'no-matching-allow', matched: Object.freeze([]) });

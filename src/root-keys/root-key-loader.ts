@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'no
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import type { Clock } from '../lib/clock.js';
-import type { RootKeySource } from '../config.js';
+import type { RootKeySource } from './root-key.js';
 import { deriveAuditKeyFromSecret } from '../audit/audit-key.js';
 import { LocalRootKey, parseRootKeyText, type RootKey } from './root-key.js';
 import { RootKeyring, systemSecretWrapAad } from './root-keyring.js';
@@ -210,10 +210,4 @@ export async function loadAuditKey(
     }
   }
   return SecretBytes.adopt(await keyring.unwrapRecorded(stored.rootKeyId, stored.material, aad));
-}
-
-/** Writes the generated admin token for the operator to pick up: 0600, next to the development root key. */
-export function writeAdminTokenFile(path: string, token: string): void {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  writeFileSync(path, `${token}\n`, { mode: 0o600 });
 }

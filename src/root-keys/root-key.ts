@@ -87,3 +87,10 @@ export function parseRootKeyText(text: string): SecretBytes | undefined {
   if (bytes.length !== AES_256_KEY_BYTES || bytes.toString('base64') !== trimmed) return undefined;
   return SecretBytes.adopt(bytes);
 }
+
+/** Where the primary root key comes from, as configured. */
+export type RootKeySource =
+  | { readonly kind: 'inline'; readonly key: SecretBytes }
+  | { readonly kind: 'file'; readonly path: string }
+  /** The dev-mode default: `DATA_DIR/root.key`, generated when the store is empty. */
+  | { readonly kind: 'data-dir'; readonly path: string };

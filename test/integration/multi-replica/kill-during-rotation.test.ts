@@ -42,7 +42,7 @@ describe.runIf(DATABASE_KINDS.includes('postgres'))('kill -9 during rotation [po
 
   it('leaves one primary version, versions 1..N without gap or duplicate, and every issued ciphertext decryptable on every replica', async () => {
     const cluster = await startCluster({ replicas: 3 });
-    const [victim, ...others] = cluster.replicas as [Replica, ...Replica[]];
+    const [victim] = cluster.replicas as [Replica, ...Replica[]];
     expect((await victim.call('POST', '/v1/keys', { name: 'ledger' })).status).toBe(201);
 
     const ciphertexts: string[] = [];

@@ -3,7 +3,6 @@ import { ERROR_CODES, KeyholdError, type ErrorCode } from '../../../src/errors.j
 import {
   KEY_STATES,
   KEY_VERSION_STATES,
-  type KeyRecord,
   type KeyState,
   type KeyVersionState,
 } from '../../../src/keys/key-record.js';

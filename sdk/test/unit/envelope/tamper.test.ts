@@ -81,7 +81,7 @@ describe('tampering fails with the one decryption error and releases no plaintex
   });
 
   it('a data key other than the one the commitment names is refused before any segment is opened', async () => {
-    const { source, blob } = await threeSegments();
+    const { blob } = await threeSegments();
     const wrongKey = new FakeDataKeySource();
     await expectDecryptionError(open(wrongKey, blob));
   });
