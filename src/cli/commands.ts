@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { buildApp, createLogger } from '../app.js';
-import { AuditRepository } from '../audit/audit-repository.js';
+import { KnexAuditRepository } from '../storage/knex-audit-repository.js';
 import { readWitness, verifyAuditFile } from '../audit/audit-file.js';
 import { AuditService, type VerificationReport } from '../audit/audit-service.js';
 import { systemClock } from '../lib/clock.js';
@@ -11,9 +11,9 @@ import { stdoutLogDestination, type LogDestination } from '../lib/log-destinatio
 import { loadAuditKey, loadRootKeyring, proveConfiguredRootKeys, readRootKeyFile } from '../root-keys/root-key-loader.js';
 import { rotateRootKey } from '../root-keys/root-rotation.js';
 import { createDatabase, migrationsAreCurrent } from '../storage/database.js';
-import { RootKeyRepository } from '../storage/root-key-repository.js';
-import { RootRewrapRepository } from '../storage/root-rewrap-repository.js';
-import { SystemSecretRepository } from '../storage/system-secret-repository.js';
+import { KnexRootKeyRepository } from '../storage/knex-root-key-repository.js';
+import { KnexRootRewrapRepository } from '../storage/knex-root-rewrap-repository.js';
+import { KnexSystemSecretRepository } from '../storage/knex-system-secret-repository.js';
 import { loadConfig, type Config } from '../config.js';
 import { LocalRootKey } from '../root-keys/root-key.js';
 import { SecretBytes } from '../crypto/secret-bytes.js';
@@ -93,15 +93,15 @@ export async function verifyAuditFromEnvironment(options: AuditVerifyOptions = {
   const db = createDatabase(config.database, { acquireTimeoutMs: config.databaseTimeoutMs });
   try {
     if (!(await migrationsAreCurrent(db))) throw new StartupError('The store is not migrated; start the server once first');
-    const rootKeys = new RootKeyRepository(db);
+    const rootKeys = new KnexRootKeyRepository(db);
     const keyring = await loadRootKeyring(config.rootKey, config.previousRootKeyFile, rootKeys, systemClock, logger);
-    const auditKey = await loadAuditKey(keyring, rootKeys, new SystemSecretRepository(db), systemClock);
+    const auditKey = await loadAuditKey(keyring, rootKeys, new KnexSystemSecretRepository(db), systemClock);
     let report: VerificationReport;
     if (options.file !== undefined) {
       report = await verifyAuditFile(options.file, { auditKey, now: systemClock.now(), acceptUnsealed: options.acceptUnsealed });
     } else {
       const audit = new AuditService({
-        repository: new AuditRepository(db),
+        repository: new KnexAuditRepository(db),
         auditKey,
         authorizer: new PolicyAuthorizer(() => EMPTY_POLICY_SET),
         clock: systemClock,
@@ -136,7 +136,7 @@ export async function rotateRootKeyFromEnvironment(options: RootRotateOptions): 
   const db = createDatabase(config.database, { acquireTimeoutMs: config.databaseTimeoutMs });
   try {
     if (!(await migrationsAreCurrent(db))) throw new StartupError('The store is not migrated; start the server once first');
-    const rootKeys = new RootKeyRepository(db);
+    const rootKeys = new KnexRootKeyRepository(db);
     const configured = await proveConfiguredRootKeys(config.rootKey, config.previousRootKeyFile, rootKeys, systemClock, logger);
     if (newKey.id !== configured.id) {
       process.stderr.write(
@@ -146,8 +146,8 @@ export async function rotateRootKeyFromEnvironment(options: RootRotateOptions): 
     }
     const summary = await rotateRootKey({
       rootKeys,
-      secrets: new SystemSecretRepository(db),
-      rewrap: new RootRewrapRepository(db),
+      secrets: new KnexSystemSecretRepository(db),
+      rewrap: new KnexRootRewrapRepository(db),
       configured,
       newKey,
       clock: systemClock,
