@@ -14,7 +14,7 @@ const MAY_IMPORT = {
   changes: ['errors.ts', 'lib'],
   identity: ['errors.ts', 'lib', 'context'],
   policy: ['errors.ts', 'lib', 'context', 'crypto', 'changes'],
-  'root-keys': ['errors.ts', 'lib', 'crypto'],
+  'root-keys': ['errors.ts', 'lib', 'crypto', 'audit'], // audit: the audit key is derived once from the first root key
   audit: ['errors.ts', 'lib', 'crypto', 'context', 'policy'],
   keys: ['errors.ts', 'lib', 'crypto', 'context', 'policy', 'changes', 'root-keys'],
   tokens: ['errors.ts', 'lib', 'context', 'policy', 'identity', 'changes'],
@@ -22,7 +22,7 @@ const MAY_IMPORT = {
   'config-schema.ts': ['errors.ts', 'root-keys'],
   'config.ts': ['errors.ts', 'lib', 'crypto', 'root-keys', 'config-schema.ts'],
   // Adapters and edges.
-  storage: ['errors.ts', 'lib', 'config.ts', 'audit', 'changes', 'keys', 'policy', 'root-keys', 'tokens'],
+  storage: ['errors.ts', 'lib', 'config.ts', 'context', 'audit', 'changes', 'keys', 'policy', 'root-keys', 'tokens'],
   jobs: ['lib', 'audit', 'changes', 'keys'],
   'services.ts': ['audit', 'changes', 'identity', 'keys', 'policy', 'tokens'],
   http: ['errors.ts', 'lib', 'config.ts', 'crypto', 'context', 'identity', 'policy', 'keys', 'tokens', 'audit', 'changes', 'services.ts'],

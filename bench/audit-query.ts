@@ -17,7 +17,8 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
-import { AuditRepository, type AuditQuery } from '../src/audit/audit-repository.js';
+import { KnexAuditRepository } from '../src/storage/knex-audit-repository.js';
+import type { AuditQuery, AuditRepository } from '../src/audit/audit-repository.js';
 import { createDatabase, migrateToLatest, type Database } from '../src/storage/database.js';
 import { benchDatabaseUrl, dropDatabase, recreateDatabase, redactUrl } from './postgres.js';
 
@@ -503,7 +504,7 @@ async function main(): Promise<number> {
     await client.connect();
     db = createDatabase({ client: 'postgres', url }, { acquireTimeoutMs: STATEMENT_TIMEOUT_MS });
     await migrateToLatest(db);
-    const repository = new AuditRepository(db);
+    const repository = new KnexAuditRepository(db);
     const end = Date.now();
     const loaded = await (async () => {
       const version = (await client.query<{ server_version: string }>('SHOW server_version')).rows[0]?.server_version;

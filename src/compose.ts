@@ -6,12 +6,12 @@ import { tlsServerOptions } from './http/tls.js';
 import { startSweeper } from './jobs/sweeper.js';
 import { systemClock } from './lib/clock.js';
 import { withTimeout } from './lib/timeout.js';
-import { AuditRepository } from './audit/audit-repository.js';
+import { KnexAuditRepository } from './storage/knex-audit-repository.js';
 import { AuditService } from './audit/audit-service.js';
 import { AuditWriter } from './audit/audit-writer.js';
 import type { Logger } from 'pino';
 import { PolicyAuthorizer } from './policy/authorizer.js';
-import { PolicyRepository } from './policy/policy-repository.js';
+import { KnexPolicyRepository } from './storage/knex-policy-repository.js';
 import { PolicyService } from './policy/policy-service.js';
 import { PolicyStore } from './policy/policy-store.js';
 import type { Clock } from './lib/clock.js';
@@ -20,18 +20,18 @@ import type { Services } from './services.js';
 import { BatchService } from './keys/batch-service.js';
 import { EnvelopeService } from './keys/envelope-service.js';
 import { KeyCache } from './keys/key-cache.js';
-import { KeyRepository } from './keys/key-repository.js';
+import { KnexKeyRepository } from './storage/knex-key-repository.js';
 import { KeyService } from './keys/key-service.js';
 import { loadAuditKey, loadRootKeyring } from './root-keys/root-key-loader.js';
 import { ensureAdminToken } from './tokens/admin-bootstrap.js';
 import { createDatabase, migrateToLatest, migrationsAreCurrent, type Database } from './storage/database.js';
-import { RootKeyRepository } from './storage/root-key-repository.js';
-import { SystemSecretRepository } from './storage/system-secret-repository.js';
-import { TokenRepository } from './tokens/token-repository.js';
+import { KnexRootKeyRepository } from './storage/knex-root-key-repository.js';
+import { KnexSystemSecretRepository } from './storage/knex-system-secret-repository.js';
+import { KnexTokenRepository } from './storage/knex-token-repository.js';
 import { TokenService } from './tokens/token-service.js';
 import { readAuthConfig } from './identity/auth-config.js';
 import { DatabaseChangeFeed } from './changes/change-feed.js';
-import { ChangeRepository } from './changes/change-repository.js';
+import { KnexChangeRepository } from './storage/knex-change-repository.js';
 import { StartupError } from './errors.js';
 import { AuthenticatorChain, type Authenticator } from './identity/authenticator.js';
 import { createKubernetesAuthenticator } from './identity/kubernetes.js';
@@ -64,13 +64,13 @@ export async function openKeyhold(config: Config, deps: KeyholdDeps): Promise<Ke
   const db = deps.database ?? createDatabase(config.database, { acquireTimeoutMs: config.databaseTimeoutMs });
   try {
     await migrateToLatest(db);
-    const rootKeys = new RootKeyRepository(db);
+    const rootKeys = new KnexRootKeyRepository(db);
     const rootKey = await loadRootKeyring(config.rootKey, config.previousRootKeyFile, rootKeys, deps.clock, deps.logger);
-    const policyRepository = new PolicyRepository(db);
+    const policyRepository = new KnexPolicyRepository(db);
     const policyStore = new PolicyStore({ repository: policyRepository, clock: deps.clock, ttlMs: config.cacheTtlMs });
     const authorizer = new PolicyAuthorizer(() => policyStore.current());
-    const auditKey = await loadAuditKey(rootKey, rootKeys, new SystemSecretRepository(db), deps.clock);
-    const auditRepository = new AuditRepository(db);
+    const auditKey = await loadAuditKey(rootKey, rootKeys, new KnexSystemSecretRepository(db), deps.clock);
+    const auditRepository = new KnexAuditRepository(db);
     const auditWriter = config.audit.enabled
       ? new AuditWriter({
           repository: auditRepository,
@@ -84,11 +84,11 @@ export async function openKeyhold(config: Config, deps: KeyholdDeps): Promise<Ke
         })
       : undefined;
     if (auditWriter === undefined) deps.logger.warn('KEYHOLD_AUDIT=off: requests are not audited; never run production like this');
-    const repository = new KeyRepository(db);
+    const repository = new KnexKeyRepository(db);
     const cache = new KeyCache({ repository, rootKey, clock: deps.clock, ttlMs: config.cacheTtlMs });
     const envelope = new EnvelopeService({ cache, authorizer, clock: deps.clock });
     const tokens = new TokenService({
-      repository: new TokenRepository(db),
+      repository: new KnexTokenRepository(db),
       authorizer,
       clock: deps.clock,
       cacheTtlMs: config.cacheTtlMs,
@@ -110,8 +110,7 @@ export async function openKeyhold(config: Config, deps: KeyholdDeps): Promise<Ke
     }
     authenticators.push(new TokenAuthenticator(tokens));
     const changes = new DatabaseChangeFeed({
-      db,
-      repository: new ChangeRepository(db),
+      repository: new KnexChangeRepository(db),
       logger: deps.logger,
       pollIntervalMs: config.changePollIntervalMs,
       appliers: [

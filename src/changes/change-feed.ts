@@ -1,9 +1,7 @@
 import type { Logger } from 'pino';
-import type pg from 'pg';
-import type { Database } from '../storage/database.js';
 import { withTimeout } from '../lib/timeout.js';
 import type { Change, ChangeBarrier, ChangeFeed, FeedEvent } from './change.js';
-import { CHANGE_CHANNEL, type ChangeRepository } from './change-repository.js';
+import type { ChangeNotifications, ChangeRepository } from './change-repository.js';
 
 /** What a replica holds in memory and must forget when the store changes under it. */
 export interface ChangeApplier {
@@ -14,7 +12,6 @@ export interface ChangeApplier {
 }
 
 export interface DatabaseChangeFeedOptions {
-  readonly db: Database;
   readonly repository: ChangeRepository;
   readonly appliers: readonly ChangeApplier[];
   readonly logger: Logger;
@@ -43,8 +40,8 @@ export class DatabaseChangeFeed implements ChangeFeed, ChangeBarrier {
   #again = false;
   #pollTimer: NodeJS.Timeout | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
-  #connection: pg.Client | undefined;
-  #stopLocalCommits: () => void = () => undefined;
+  /** Commit notifications (PostgreSQL NOTIFY; on SQLite, commits in this process), while they are open. */
+  #notifications: ChangeNotifications | undefined;
   /** True after a failed read: the next successful one starts by dropping every cache. */
   #lostTrack = false;
   #closed = false;
@@ -60,8 +57,7 @@ export class DatabaseChangeFeed implements ChangeFeed, ChangeBarrier {
   /** Starts from the store's current sequence: caches are empty, so nothing before it concerns them. */
   async start(): Promise<void> {
     this.#appliedSeq = await this.#options.repository.latestSeq();
-    if (this.#options.repository.postgres) await this.#listen(false);
-    else this.#stopLocalCommits = this.#options.repository.onLocalCommit(() => void this.catchUp());
+    await this.#listen(false);
     this.#pollTimer = setInterval(() => void this.catchUp(), this.#options.pollIntervalMs);
     this.#pollTimer.unref();
   }
@@ -120,14 +116,15 @@ export class DatabaseChangeFeed implements ChangeFeed, ChangeBarrier {
 
   async close(): Promise<void> {
     this.#closed = true;
-    this.#stopLocalCommits();
+    const notifications = this.#notifications;
+    this.#notifications = undefined;
+    // Called now: on SQLite this unsubscribes at once, as before any await.
+    const closing = notifications?.close().catch(() => undefined);
     clearInterval(this.#pollTimer);
     clearTimeout(this.#retryTimer);
     this.#listeners.clear();
     await this.#catchingUp?.catch(() => undefined);
-    const connection = this.#connection;
-    this.#connection = undefined;
-    if (connection !== undefined) await this.#options.db.client.destroyRawConnection(connection).catch(() => undefined);
+    await closing;
   }
 
   async #readOnce(): Promise<void> {
@@ -182,38 +179,31 @@ export class DatabaseChangeFeed implements ChangeFeed, ChangeBarrier {
     }
   }
 
-  /** Opens the LISTEN connection; on a reconnect, drops the caches and reads what was missed. */
+  /** Opens the commit notifications; on a reconnect, drops the caches and reads what was missed. */
   async #listen(reconnecting: boolean): Promise<void> {
     if (this.#closed) return;
-    let connection: pg.Client | undefined;
+    let notifications: ChangeNotifications | undefined;
     try {
-      connection = (await this.#options.db.client.acquireRawConnection()) as pg.Client;
-      const opened = connection;
-      opened.on('notification', (message) => {
-        if (message.channel === CHANGE_CHANNEL) void this.catchUp();
-      });
-      const lost = (error?: Error) => {
-        if (this.#connection !== opened) return;
-        this.#connection = undefined;
-        this.#options.logger.warn({ err: error }, 'change feed connection lost; reconnecting');
-        opened.removeAllListeners('notification');
-        void this.#options.db.client.destroyRawConnection(opened).catch(() => undefined);
-        this.#scheduleListen();
-      };
-      opened.on('error', lost);
-      opened.on('end', () => lost());
-      await opened.query(`LISTEN ${CHANGE_CHANNEL}`);
+      notifications = await this.#options.repository.notifications(
+        () => void this.catchUp(),
+        (error) => {
+          if (this.#notifications !== notifications) return;
+          this.#notifications = undefined;
+          this.#options.logger.warn({ err: error }, 'change feed connection lost; reconnecting');
+          this.#scheduleListen();
+        },
+      );
       if (this.#closed) {
-        await this.#options.db.client.destroyRawConnection(opened).catch(() => undefined);
+        await notifications.close().catch(() => undefined);
         return;
       }
-      this.#connection = opened;
+      this.#notifications = notifications;
       if (reconnecting) {
         this.#lostTrack = true;
         await this.catchUp();
       }
     } catch (error) {
-      if (connection !== undefined) await this.#options.db.client.destroyRawConnection(connection).catch(() => undefined);
+      if (notifications !== undefined) await notifications.close().catch(() => undefined);
       if (!reconnecting) throw error;
       this.#scheduleListen();
     }

@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { createLogger } from '../app.js';
 import { readWitness, verifyAuditFile } from '../audit/audit-file.js';
-import { AuditRepository } from '../audit/audit-repository.js';
+import { KnexAuditRepository } from '../storage/knex-audit-repository.js';
 import { AuditService, type VerificationReport } from '../audit/audit-service.js';
 import { loadConfig } from '../config.js';
 import { StartupError } from '../errors.js';
@@ -10,8 +10,8 @@ import { PolicyAuthorizer } from '../policy/authorizer.js';
 import { EMPTY_POLICY_SET } from '../policy/evaluate.js';
 import { loadAuditKey, loadRootKeyring } from '../root-keys/root-key-loader.js';
 import { createDatabase, migrationsAreCurrent } from '../storage/database.js';
-import { RootKeyRepository } from '../storage/root-key-repository.js';
-import { SystemSecretRepository } from '../storage/system-secret-repository.js';
+import { KnexRootKeyRepository } from '../storage/knex-root-key-repository.js';
+import { KnexSystemSecretRepository } from '../storage/knex-system-secret-repository.js';
 import { usageError } from './usage.js';
 
 /** `keyhold audit verify [--witness FILE | --file FILE] [--accept-unsealed ID|all]...` */
@@ -75,15 +75,15 @@ export async function verifyAuditFromEnvironment(options: AuditVerifyOptions = {
   const db = createDatabase(config.database, { acquireTimeoutMs: config.databaseTimeoutMs });
   try {
     if (!(await migrationsAreCurrent(db))) throw new StartupError('The store is not migrated; start the server once first');
-    const rootKeys = new RootKeyRepository(db);
+    const rootKeys = new KnexRootKeyRepository(db);
     const keyring = await loadRootKeyring(config.rootKey, config.previousRootKeyFile, rootKeys, systemClock, logger);
-    const auditKey = await loadAuditKey(keyring, rootKeys, new SystemSecretRepository(db), systemClock);
+    const auditKey = await loadAuditKey(keyring, rootKeys, new KnexSystemSecretRepository(db), systemClock);
     let report: VerificationReport;
     if (options.file !== undefined) {
       report = await verifyAuditFile(options.file, { auditKey, now: systemClock.now(), acceptUnsealed: options.acceptUnsealed });
     } else {
       const audit = new AuditService({
-        repository: new AuditRepository(db),
+        repository: new KnexAuditRepository(db),
         auditKey,
         authorizer: new PolicyAuthorizer(() => EMPTY_POLICY_SET),
         clock: systemClock,

@@ -7,9 +7,9 @@ import { LocalRootKey } from '../root-keys/root-key.js';
 import { proveConfiguredRootKeys, readRootKeyFile } from '../root-keys/root-key-loader.js';
 import { rotateRootKey } from '../root-keys/root-rotation.js';
 import { createDatabase, migrationsAreCurrent } from '../storage/database.js';
-import { RootKeyRepository } from '../storage/root-key-repository.js';
-import { RootRewrapRepository } from '../storage/root-rewrap-repository.js';
-import { SystemSecretRepository } from '../storage/system-secret-repository.js';
+import { KnexRootKeyRepository } from '../storage/knex-root-key-repository.js';
+import { KnexRootRewrapRepository } from '../storage/knex-root-rewrap-repository.js';
+import { KnexSystemSecretRepository } from '../storage/knex-system-secret-repository.js';
 import { usageError } from './usage.js';
 
 const DEFAULT_BATCH_SIZE = 500;
@@ -72,7 +72,7 @@ export async function rotateRootKeyFromEnvironment(options: RootRotateOptions): 
   const db = createDatabase(config.database, { acquireTimeoutMs: config.databaseTimeoutMs });
   try {
     if (!(await migrationsAreCurrent(db))) throw new StartupError('The store is not migrated; start the server once first');
-    const rootKeys = new RootKeyRepository(db);
+    const rootKeys = new KnexRootKeyRepository(db);
     const configured = await proveConfiguredRootKeys(config.rootKey, config.previousRootKeyFile, rootKeys, systemClock, logger);
     if (newKey.id !== configured.id) {
       process.stderr.write(
@@ -82,8 +82,8 @@ export async function rotateRootKeyFromEnvironment(options: RootRotateOptions): 
     }
     const summary = await rotateRootKey({
       rootKeys,
-      secrets: new SystemSecretRepository(db),
-      rewrap: new RootRewrapRepository(db),
+      secrets: new KnexSystemSecretRepository(db),
+      rewrap: new KnexRootRewrapRepository(db),
       configured,
       newKey,
       clock: systemClock,

@@ -9,7 +9,6 @@ import { keyVersionWrapAad } from '../crypto/key-version-cipher.js';
 import type { RootKey } from '../root-keys/root-key.js';
 import { SecretBytes } from '../crypto/secret-bytes.js';
 import { KeyholdError, ValidationError } from '../errors.js';
-import { isUniqueViolation } from '../lib/database-errors.js';
 import type { KeyCache } from './key-cache.js';
 import type { BoundAttribute, KeyRecord } from './key-record.js';
 import type { KeyChanges, KeyRepository, LockedKeyWriter, NewVersion } from './key-repository.js';
@@ -149,12 +148,8 @@ export class KeyService {
       destroyedAt: null,
       versions: [],
     };
-    try {
-      await this.#repository.create(key, await this.#newVersion(id, 1, now));
-    } catch (error) {
-      if (isUniqueViolation(error)) throw new KeyholdError('KH_ERR_KEY_EXISTS');
-      throw error;
-    }
+    // A name already taken fails here with KH_ERR_KEY_EXISTS.
+    await this.#repository.create(key, await this.#newVersion(id, 1, now));
     return this.#mustFind(input.name);
   }
 

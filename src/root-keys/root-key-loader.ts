@@ -9,8 +9,8 @@ import { LocalRootKey, parseRootKeyText, type RootKey } from './root-key.js';
 import { RootKeyring, systemSecretWrapAad } from './root-keyring.js';
 import { SecretBytes } from '../crypto/secret-bytes.js';
 import { StartupError } from '../errors.js';
-import type { RootKeyEntry, RootKeyRepository } from '../storage/root-key-repository.js';
-import type { SystemSecretRepository } from '../storage/system-secret-repository.js';
+import type { RootKeyEntry, RootKeyRepository } from './root-key-repository.js';
+import type { SystemSecretRepository } from './system-secret-repository.js';
 
 function warnIfReadableByOthers(path: string, logger: Logger): void {
   if ((statSync(path).mode & 0o077) !== 0) {

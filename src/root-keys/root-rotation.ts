@@ -4,9 +4,9 @@ import type { RootKey } from './root-key.js';
 import { RootKeyring, systemSecretWrapAad } from './root-keyring.js';
 import { isRecorded, loadAuditKey, refuseMaterialUnderUnheldKeys } from './root-key-loader.js';
 import { isDatabaseUnavailable } from '../lib/database-errors.js';
-import type { RootKeyRepository } from '../storage/root-key-repository.js';
-import type { RootRewrapRepository, WrappedRow } from '../storage/root-rewrap-repository.js';
-import type { SystemSecretRepository } from '../storage/system-secret-repository.js';
+import type { RootKeyRepository } from './root-key-repository.js';
+import type { RootRewrapRepository, WrappedRow } from './root-rewrap-repository.js';
+import type { SystemSecretRepository } from './system-secret-repository.js';
 
 export interface RewrapProgress {
   /** Rows this run has moved to the new root key so far. */

@@ -2,7 +2,6 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { KeyholdError } from '../errors.js';
-import { isUniqueViolation } from '../lib/database-errors.js';
 import type { TokenService } from './token-service.js';
 
 export interface AdminBootstrap {
@@ -34,7 +33,7 @@ export async function ensureAdminToken(
     return { token: issued.token, path };
   } catch (error) {
     // Another replica bootstrapped at the same moment; its admin token stands.
-    if (isUniqueViolation(error) || (error instanceof KeyholdError && error.code === 'KH_ERR_TOKEN_EXISTS')) return undefined;
+    if (error instanceof KeyholdError && error.code === 'KH_ERR_TOKEN_EXISTS') return undefined;
     throw error;
   }
 }

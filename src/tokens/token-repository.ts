@@ -1,6 +1,3 @@
-import { recordChange } from '../changes/change-repository.js';
-import type { Database } from '../storage/database.js';
-
 export interface TokenRecord {
   readonly id: string;
   readonly name: string;
@@ -15,84 +12,19 @@ export interface StoredToken extends TokenRecord {
   readonly secretHash: string;
 }
 
-interface TokenRow {
-  id: string;
-  name: string;
-  secret_hash: string;
-  admin: boolean | number;
-  created_at: number;
-  expires_at: number | null;
-  revoked_at: number | null;
-}
-
-function toToken(row: TokenRow): StoredToken {
-  return {
-    id: row.id,
-    name: row.name,
-    secretHash: row.secret_hash,
-    admin: row.admin === true || row.admin === 1,
-    createdAt: new Date(Number(row.created_at)),
-    expiresAt: row.expires_at === null ? null : new Date(Number(row.expires_at)),
-    revokedAt: row.revoked_at === null ? null : new Date(Number(row.revoked_at)),
-  };
-}
-
-export class TokenRepository {
-  constructor(private readonly db: Database) {}
-
-  async insert(token: StoredToken): Promise<void> {
-    await this.db('tokens').insert({
-      id: token.id,
-      name: token.name,
-      secret_hash: token.secretHash,
-      admin: token.admin,
-      created_at: token.createdAt.getTime(),
-      expires_at: token.expiresAt?.getTime() ?? null,
-      revoked_at: null,
-    });
-  }
-
-  async findByHash(secretHash: string): Promise<StoredToken | undefined> {
-    const row = (await this.db<TokenRow>('tokens').where({ secret_hash: secretHash }).first()) as TokenRow | undefined;
-    return row === undefined ? undefined : toToken(row);
-  }
-
-  async findById(id: string): Promise<StoredToken | undefined> {
-    const row = (await this.db<TokenRow>('tokens').where({ id }).first()) as TokenRow | undefined;
-    return row === undefined ? undefined : toToken(row);
-  }
-
+/** Persistence of API tokens. */
+export interface TokenRepository {
+  /** Stores a new, live token. Throws `KH_ERR_TOKEN_EXISTS` when its id or secret hash is stored already. */
+  insert(token: StoredToken): Promise<void>;
+  findByHash(secretHash: string): Promise<StoredToken | undefined>;
+  findById(id: string): Promise<StoredToken | undefined>;
   /** Live tokens (not revoked), ordered by name then id, after the cursor. */
-  async list(query: { after?: { name: string; id: string } | undefined; limit: number }): Promise<StoredToken[]> {
-    const builder = this.db<TokenRow>('tokens')
-      .whereNull('revoked_at')
-      .orderBy([{ column: 'name' }, { column: 'id' }])
-      .limit(query.limit);
-    const after = query.after;
-    if (after !== undefined) {
-      builder.andWhere((where) =>
-        where.where('name', '>', after.name).orWhere((same) => same.where('name', '=', after.name).andWhere('id', '>', after.id)),
-      );
-    }
-    return ((await builder) as TokenRow[]).map(toToken);
-  }
-
-  /** Revokes a live token and, in the same transaction, tells every replica to forget it. */
-  async revoke(id: string, at: Date): Promise<boolean> {
-    return this.db.transaction(async (trx) => {
-      const updated = await trx('tokens').where({ id }).whereNull('revoked_at').update({ revoked_at: at.getTime() });
-      if (updated === 0) return false;
-      await recordChange(trx, { kind: 'token', action: 'revoke', subject: id, at });
-      return true;
-    });
-  }
-
-  async hasLiveAdmin(now: Date): Promise<boolean> {
-    const row = await this.db('tokens')
-      .where({ admin: true })
-      .whereNull('revoked_at')
-      .andWhere((where) => where.whereNull('expires_at').orWhere('expires_at', '>', now.getTime()))
-      .first('id');
-    return row !== undefined;
-  }
+  list(query: { after?: { name: string; id: string } | undefined; limit: number }): Promise<StoredToken[]>;
+  /**
+   * Revokes a live token and, in the same commit, records a `revoke` change so every replica forgets it. False when
+   * no live token has this id.
+   */
+  revoke(id: string, at: Date): Promise<boolean>;
+  /** Whether an admin token is neither revoked nor expired at `now`. */
+  hasLiveAdmin(now: Date): Promise<boolean>;
 }

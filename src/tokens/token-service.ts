@@ -4,7 +4,6 @@ import type { Clock } from '../lib/clock.js';
 import { KeyholdError } from '../errors.js';
 import type { Authorizer } from '../policy/authorizer.js';
 import type { Principal } from '../context/principal.js';
-import { isUniqueViolation } from '../lib/database-errors.js';
 import type { StoredToken, TokenRecord, TokenRepository } from './token-repository.js';
 
 const TOKEN_PREFIX = 'kh_';
@@ -117,12 +116,8 @@ export class TokenService {
       expiresAt: ttlSeconds === undefined ? null : new Date(now.getTime() + ttlSeconds * 1000),
       revokedAt: null,
     };
-    try {
-      await this.#repository.insert(stored);
-    } catch (error) {
-      if (isUniqueViolation(error)) throw new KeyholdError('KH_ERR_TOKEN_EXISTS');
-      throw error;
-    }
+    // A secret (or id) already stored fails here with KH_ERR_TOKEN_EXISTS.
+    await this.#repository.insert(stored);
     const { secretHash: _hash, ...record } = stored;
     return { ...record, token: tokenSecret };
   }

@@ -3,7 +3,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
 import type { AuditRecord } from '../../src/audit/audit-record.js';
-import { AuditRepository } from '../../src/audit/audit-repository.js';
+import { KnexAuditRepository } from '../../src/storage/knex-audit-repository.js';
+import type { AuditRepository } from '../../src/audit/audit-repository.js';
 import { TEST_ROOT_KEY, type ApiResponse, type TestApp } from './app.js';
 
 /** The admin token of every test app is issued from KEYHOLD_BOOTSTRAP_TOKEN under this name. */
@@ -17,7 +18,7 @@ export const CLI_IS_BUILT = existsSync(CLI);
 export type AuditRow = Record<string, unknown> & { replica_id: string; sequence: number | string };
 
 function repository(t: TestApp): AuditRepository {
-  return new AuditRepository(t.db);
+  return new KnexAuditRepository(t.db);
 }
 
 /**

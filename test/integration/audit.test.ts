@@ -5,7 +5,7 @@ import type { InjectOptions } from 'fastify';
 import knexFactory from 'knex';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseJsonLine, sanitizeAuditString, type AuditRecord } from '../../src/audit/audit-record.js';
-import { AuditRepository } from '../../src/audit/audit-repository.js';
+import { KnexAuditRepository } from '../../src/storage/knex-audit-repository.js';
 import { createCheckpoint, genesisHead, linkAuditEvent, type ChainedAuditRecord } from '../../src/audit/chain.js';
 import type { Environment } from '../../src/config.js';
 import { buildTestApp, describeEachDatabase, TEST_ADMIN_TOKEN, TestStore, type TestApp } from '../helpers/app.js';
@@ -634,7 +634,7 @@ describeEachDatabase('audit log', (kind) => {
       await open();
       const auditKey = Buffer.alloc(32, 7);
       const replicaId = 'bulk-replica';
-      const repository = new AuditRepository(t.db);
+      const repository = new KnexAuditRepository(t.db);
       const genesis = genesisHead(auditKey, replicaId);
       await repository.startChain(createCheckpoint(auditKey, { replicaId, ...genesis, kind: 'head' }), t.clock.now());
       // 130 records of 64 keys each: 8,320 index rows, where one SQLite insert takes 500.

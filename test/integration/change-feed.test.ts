@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, expect, it, vi } from 'vitest';
-import { ChangeRepository } from '../../src/changes/change-repository.js';
+import { KnexChangeRepository } from '../../src/storage/knex-change-repository.js';
+import type { ChangeRepository } from '../../src/changes/change-repository.js';
 import { buildReplicaPair, describeEachDatabase, type ReplicaPair, type TestApp } from '../helpers/app.js';
 import { expectProblem } from '../helpers/expect-problem.js';
 
@@ -122,13 +123,13 @@ describeEachDatabase('the change feed across replicas', (kind) => {
       committed = a.call('POST', '/v1/keys/busy/disable');
       await committed;
     };
-    const { latestSeq, since } = ChangeRepository.prototype;
-    vi.spyOn(ChangeRepository.prototype, 'latestSeq').mockImplementation(async function (this: ChangeRepository) {
+    const { latestSeq, since } = KnexChangeRepository.prototype;
+    vi.spyOn(KnexChangeRepository.prototype, 'latestSeq').mockImplementation(async function (this: ChangeRepository) {
       const latest = await latestSeq.call(this);
       await afterRead(this);
       return latest;
     });
-    vi.spyOn(ChangeRepository.prototype, 'since').mockImplementation(async function (this: ChangeRepository, seq: number, limit: number) {
+    vi.spyOn(KnexChangeRepository.prototype, 'since').mockImplementation(async function (this: ChangeRepository, seq: number, limit: number) {
       const changes = await since.call(this, seq, limit);
       await afterRead(this);
       return changes;
@@ -150,8 +151,8 @@ describeEachDatabase('the change feed across replicas', (kind) => {
     // change before the test can prune it.
     let open: () => void = () => undefined;
     const gate = new Promise<void>((resolve) => (open = resolve));
-    const { latestSeq } = ChangeRepository.prototype;
-    vi.spyOn(ChangeRepository.prototype, 'latestSeq').mockImplementation(async function (this: ChangeRepository) {
+    const { latestSeq } = KnexChangeRepository.prototype;
+    vi.spyOn(KnexChangeRepository.prototype, 'latestSeq').mockImplementation(async function (this: ChangeRepository) {
       if ((this as unknown as { db: unknown }).db === b.db) await gate;
       return latestSeq.call(this);
     });

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, expect, it, vi } from 'vitest';
-import { ChangeRepository } from '../../src/changes/change-repository.js';
+import { KnexChangeRepository } from '../../src/storage/knex-change-repository.js';
 import { MIN_CHANGE_WAIT_MS, MIN_CHANGE_HEADER } from '../../src/http/min-change.js';
 import { buildReplicaPair, describeEachDatabase, type ReplicaPair, TEST_ADMIN_TOKEN, type ApiResponse, type TestApp } from '../helpers/app.js';
 import { expectProblem } from '../helpers/expect-problem.js';
@@ -16,7 +16,7 @@ describeEachDatabase('Keyhold-Min-Change', (kind) => {
   let b: TestApp;
 
   beforeEach(async () => {
-    vi.spyOn(ChangeRepository.prototype, 'onLocalCommit').mockReturnValue(() => undefined);
+    vi.spyOn(KnexChangeRepository.prototype, 'onLocalCommit').mockReturnValue(() => undefined);
     pair = await buildReplicaPair(kind);
     ({ a, b } = pair);
   });

@@ -7,9 +7,9 @@ import { RootKeyring } from '../../src/root-keys/root-keyring.js';
 import { StartupError } from '../../src/errors.js';
 import { readRootKeyFile } from '../../src/root-keys/root-key-loader.js';
 import { rotateRootKey, type RewrapProgress, type RewrapSummary } from '../../src/root-keys/root-rotation.js';
-import { RootKeyRepository } from '../../src/storage/root-key-repository.js';
-import { RootRewrapRepository } from '../../src/storage/root-rewrap-repository.js';
-import { SystemSecretRepository } from '../../src/storage/system-secret-repository.js';
+import { KnexRootKeyRepository } from '../../src/storage/knex-root-key-repository.js';
+import { KnexRootRewrapRepository } from '../../src/storage/knex-root-rewrap-repository.js';
+import { KnexSystemSecretRepository } from '../../src/storage/knex-system-secret-repository.js';
 import { buildTestApp, describeEachDatabase, TEST_ROOT_KEY, TestStore, type TestApp } from '../helpers/app.js';
 
 const OLD_KEY = TEST_ROOT_KEY;
@@ -79,9 +79,9 @@ describeEachDatabase('root key rotation', (kind) => {
     const db = app.db;
     const configured = new RootKeyring(NEW, [OLD]);
     return rotateRootKey({
-      rootKeys: new RootKeyRepository(db),
-      secrets: new SystemSecretRepository(db),
-      rewrap: new RootRewrapRepository(db),
+      rootKeys: new KnexRootKeyRepository(db),
+      secrets: new KnexSystemSecretRepository(db),
+      rewrap: new KnexRootRewrapRepository(db),
       configured,
       newKey: NEW,
       clock: app.clock,
@@ -181,7 +181,7 @@ describeEachDatabase('root key rotation', (kind) => {
     t = undefined;
     await expect(restart).rejects.toThrow(/KEYHOLD_PREVIOUS_ROOT_KEY_FILE holds root key [0-9a-f]{16}, which this store never recorded/);
     t = await buildTestApp(kind, { store, env: oldOnly() });
-    expect((await new RootKeyRepository(t.db).list()).map((entry) => entry.id)).toEqual([OLD.id]);
+    expect((await new KnexRootKeyRepository(t.db).list()).map((entry) => entry.id)).toEqual([OLD.id]);
   });
 
   it('the old key alone still starts after the first rotated start, until the rewrap has moved something', async () => {

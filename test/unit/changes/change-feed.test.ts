@@ -3,7 +3,6 @@ import { describe, expect, it, vi } from 'vitest';
 import type { Change, FeedEvent } from '../../../src/changes/change.js';
 import { DatabaseChangeFeed, type ChangeApplier } from '../../../src/changes/change-feed.js';
 import type { ChangeRepository } from '../../../src/changes/change-repository.js';
-import type { Database } from '../../../src/storage/database.js';
 
 /** The feed's view of the store, in memory: a sequence, its retained rows, and a switch that makes reads fail. */
 class FakeChanges {
@@ -13,7 +12,7 @@ class FakeChanges {
   /** Runs after each read has taken its result, as a commit by another replica between two statements would. */
   afterRead: (() => void) | undefined;
 
-  /** What the feed subscribed for commits in this process (SQLite). */
+  /** What the feed subscribed for commit notifications, while subscribed. */
   localCommit: (() => void) | undefined;
 
   add(kind: Change['kind'], subject: string, keyName: string | null = null): Change {
@@ -32,7 +31,6 @@ class FakeChanges {
       return result;
     };
     return {
-      postgres: false,
       latestSeq: async () => {
         check();
         return read(this.latest);
@@ -42,11 +40,11 @@ class FakeChanges {
         return read(this.rows.filter((row) => row.seq > seq).slice(0, limit));
       },
       pruneBefore: async () => 0,
-      onLocalCommit: (listener: () => void) => {
-        this.localCommit = listener;
-        return () => (this.localCommit = undefined);
+      notifications: async (onCommit: () => void) => {
+        this.localCommit = onCommit;
+        return { close: async () => void (this.localCommit = undefined) };
       },
-    } as unknown as ChangeRepository;
+    };
   }
 }
 
@@ -63,7 +61,6 @@ class RecordingApplier implements ChangeApplier {
 
 function feedOver(store: FakeChanges, applier: RecordingApplier): DatabaseChangeFeed {
   return new DatabaseChangeFeed({
-    db: undefined as unknown as Database,
     repository: store.repository(),
     appliers: [applier],
     logger: pino({ level: 'silent' }),

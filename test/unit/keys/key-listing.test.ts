@@ -5,13 +5,13 @@ import { LocalRootKey } from '../../../src/root-keys/root-key.js';
 import { SecretBytes } from '../../../src/crypto/secret-bytes.js';
 import type { Principal } from '../../../src/context/principal.js';
 import { KeyCache } from '../../../src/keys/key-cache.js';
-import type { KeyRecord } from '../../../src/keys/key-record.js';
-import type { KeyListQuery, KeyRepository } from '../../../src/keys/key-repository.js';
+import type { KeyRepository } from '../../../src/keys/key-repository.js';
 import { KeyService } from '../../../src/keys/key-service.js';
 import { PolicyAuthorizer } from '../../../src/policy/authorizer.js';
 import { PolicySet } from '../../../src/policy/evaluate.js';
 import { compilePolicy, type StatementDocument } from '../../../src/policy/policy.js';
 import { ManualClock } from '../../helpers/clock.js';
+import { InMemoryKeyRepository } from '../../helpers/fakes/in-memory-key-repository.js';
 import { keyRecord } from '../../helpers/key-fixtures.js';
 
 /** The most rows one workload listing may read (LIST_SCAN_ROWS), plus the one-row look-ahead of a full page. */
@@ -21,22 +21,16 @@ const WORKER: Principal = Object.freeze({ id: 'token:worker', type: 'token', adm
 
 /** An in-memory key store that counts the rows its listings read, as the database would. */
 function countedStore(names: readonly string[]) {
-  const keys = [...names].sort().map((name) => keyRecord({ id: randomUUID(), name }));
-  const reads = { queries: 0, rows: 0 };
-  const repository = {
-    list: async (query: KeyListQuery): Promise<KeyRecord[]> => {
-      const rows = keys
-        .filter((key) => key.name.startsWith(query.prefix ?? '') && (query.after === undefined || key.name > query.after))
-        .slice(0, query.limit);
-      reads.queries += 1;
-      reads.rows += rows.length;
-      return rows;
+  const repository = new InMemoryKeyRepository();
+  for (const name of names) repository.seed(keyRecord({ id: randomUUID(), name }));
+  const reads = {
+    get queries() {
+      return repository.reads.list + repository.reads.findNameById;
     },
-    findNameById: async (id: string): Promise<string | undefined> => {
-      reads.queries += 1;
-      return keys.find((key) => key.id === id)?.name;
+    get rows() {
+      return repository.reads.listedRows;
     },
-  } as unknown as KeyRepository;
+  };
   return { repository, reads };
 }
 

@@ -8,10 +8,10 @@ import type { Principal } from '../../../src/context/principal.js';
 import { EnvelopeService } from '../../../src/keys/envelope-service.js';
 import { KeyCache } from '../../../src/keys/key-cache.js';
 import type { KeyRecord, KeyState, WrappedKeyVersion } from '../../../src/keys/key-record.js';
-import type { KeyRepository } from '../../../src/keys/key-repository.js';
 import { PolicyAuthorizer } from '../../../src/policy/authorizer.js';
 import { EMPTY_POLICY_SET } from '../../../src/policy/evaluate.js';
 import { ManualClock } from '../../helpers/clock.js';
+import { InMemoryKeyRepository } from '../../helpers/fakes/in-memory-key-repository.js';
 import { FIXTURE_KEY_ID, keyRecord, versionRecord } from '../../helpers/key-fixtures.js';
 
 /**
@@ -39,12 +39,8 @@ async function storedVersions(): Promise<WrappedKeyVersion[]> {
 async function setUp(state: KeyState = 'enabled') {
   const key: KeyRecord = keyRecord({ state, primaryVersion: 2, versions: [versionRecord(1, 'disabled'), versionRecord(2)] });
   const wrapped = await storedVersions();
-  const repository = {
-    findById: async () => key,
-    findByName: async () => key,
-    findWrappedVersions: async (_keyId: string, versions?: readonly number[]) =>
-      wrapped.filter((version) => versions === undefined || versions.includes(version.version)),
-  } as unknown as KeyRepository;
+  const repository = new InMemoryKeyRepository();
+  repository.seed(key, wrapped);
   const clock = new ManualClock();
   const cache = new KeyCache({ repository, rootKey, clock, ttlMs: 60_000 });
   const handedOut: SecretBytes[] = [];

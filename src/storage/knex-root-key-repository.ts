@@ -1,19 +1,9 @@
 import type { Knex } from 'knex';
 import { isPostgres, type Database } from './database.js';
+import type { RootKeyEntry, RootKeyRepository, WrappedUnder } from '../root-keys/root-key-repository.js';
 
 /** An arbitrary, fixed advisory-lock id for recording root keys ("khroot" in ASCII). */
 const ROOT_KEY_LOCK_ID = 0x6b68726f6f74;
-
-export interface RootKeyEntry {
-  readonly id: string;
-  readonly checkValue: string;
-}
-
-/** How much stored material is wrapped under one root key. */
-export interface WrappedUnder {
-  readonly keyVersions: number;
-  readonly systemSecrets: number;
-}
 
 async function listIn(db: Knex | Knex.Transaction): Promise<RootKeyEntry[]> {
   // Recording keeps created_at strictly increasing, so this is the order the keys were recorded in.
@@ -26,8 +16,8 @@ async function count(query: Knex.QueryBuilder): Promise<number> {
   return Number(row?.count ?? 0);
 }
 
-/** The root keys the store has been wrapped with, by public id and check value, oldest first. */
-export class RootKeyRepository {
+/** Root keys in the `root_keys` table, recorded under an advisory lock on PostgreSQL. */
+export class KnexRootKeyRepository implements RootKeyRepository {
   constructor(private readonly db: Database) {}
 
   async list(): Promise<RootKeyEntry[]> {

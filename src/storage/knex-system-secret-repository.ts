@@ -1,14 +1,8 @@
 import type { Database } from './database.js';
+import type { SystemSecretRepository, WrappedSystemSecret } from '../root-keys/system-secret-repository.js';
 
-/** A service secret as stored: wrapped under the root key named by `rootKeyId`. */
-export interface WrappedSystemSecret {
-  readonly name: string;
-  readonly rootKeyId: string;
-  readonly material: Buffer;
-}
-
-/** The service's own secrets (the audit key), wrapped under a root key like key versions are. */
-export class SystemSecretRepository {
+/** The service's own secrets in the `system_secrets` table. */
+export class KnexSystemSecretRepository implements SystemSecretRepository {
   constructor(private readonly db: Database) {}
 
   async find(name: string): Promise<WrappedSystemSecret | undefined> {

@@ -1,13 +1,6 @@
 import type { Knex } from 'knex';
 import { isPostgres, type Database } from './database.js';
-
-/** One row of stored material to move to another root key: a key version's, or a system secret's. */
-export type WrappedRow =
-  | { readonly table: 'key_versions'; readonly keyId: string; readonly version: number; readonly rootKeyId: string; readonly material: Buffer }
-  | { readonly table: 'system_secrets'; readonly name: string; readonly rootKeyId: string; readonly material: Buffer };
-
-/** Gives a row's material wrapped under the target root key. */
-export type Rewrap = (row: WrappedRow) => Promise<Buffer>;
+import type { Rewrap, RootRewrapRepository, WrappedRow } from '../root-keys/root-rewrap-repository.js';
 
 async function count(query: Knex.QueryBuilder): Promise<number> {
   const row = (await query.count({ count: '*' }).first()) as { count: number | string } | undefined;
@@ -19,7 +12,7 @@ async function count(query: Knex.QueryBuilder): Promise<number> {
  * transaction. A row's material and root_key_id change in one UPDATE, so every row is wholly under its old key or
  * wholly under the new one, whenever the process stops.
  */
-export class RootRewrapRepository {
+export class KnexRootRewrapRepository implements RootRewrapRepository {
   constructor(private readonly db: Database) {}
 
   /** Material (destroyed versions hold none) wrapped under any root key but `rootKeyId`. */
