@@ -7,6 +7,7 @@ import { startSweeper } from './jobs/sweeper.js';
 import { systemClock } from './lib/clock.js';
 import { withTimeout } from './lib/timeout.js';
 import { KnexAuditRepository } from './storage/knex-audit-repository.js';
+import { AuditLog } from './audit/audit-log.js';
 import { AuditService } from './audit/audit-service.js';
 import { AuditWriter } from './audit/audit-writer.js';
 import type { Logger } from 'pino';
@@ -135,6 +136,7 @@ export async function openKeyhold(config: Config, deps: KeyholdDeps): Promise<Ke
       ],
     });
 
+    const auditLog = new AuditLog({ repository: auditRepository, auditKey, clock: deps.clock });
     const services: Services = {
       keys: new KeyService({ repository, cache, rootKey, authorizer, clock: deps.clock }),
       envelope,
@@ -143,7 +145,8 @@ export async function openKeyhold(config: Config, deps: KeyholdDeps): Promise<Ke
       authenticators: new AuthenticatorChain(authenticators),
       policies: new PolicyService({ repository: policyRepository, store: policyStore, authorizer, clock: deps.clock }),
       policyStore,
-      audit: new AuditService({ repository: auditRepository, auditKey, authorizer, clock: deps.clock }),
+      audit: new AuditService(auditLog, authorizer),
+      auditLog,
       auditWriter,
       changes,
       async readiness() {
@@ -217,11 +220,11 @@ export async function openKeyholdApp(config: Config, deps: KeyholdAppDeps = {}):
     await keyhold.close();
     throw error;
   }
-  const { keys, changes, audit } = keyhold.services;
+  const { keys, changes, auditLog } = keyhold.services;
   const stopSweeper =
     deps.sweeper === false
       ? undefined
-      : startSweeper({ keys, changes, audit, clock, logger, intervalMs: config.sweepIntervalMs, auditRetentionDays: config.audit.retentionDays });
+      : startSweeper({ keys, changes, auditLog, clock, logger, intervalMs: config.sweepIntervalMs, auditRetentionDays: config.audit.retentionDays });
   app.addHook('onClose', async () => {
     stopSweeper?.();
     await keyhold.close();

@@ -1,3 +1,4 @@
+import type { AuditLog } from './audit/audit-log.js';
 import type { AuditService } from './audit/audit-service.js';
 import type { AuditWriter } from './audit/audit-writer.js';
 import type { DatabaseChangeFeed } from './changes/change-feed.js';
@@ -30,7 +31,10 @@ export interface Services {
   readonly policies: PolicyService;
   /** The compiled policy set; requests bring it up to date before they are handled. */
   readonly policyStore: PolicyStore;
+  /** The audit log as the API reads it, authorised. */
   readonly audit: AuditService;
+  /** The audit log itself: verify and purge, for the sweeper and operators. */
+  readonly auditLog: AuditLog;
   /** Commits each request's audit record before it is answered; undefined only with `KEYHOLD_AUDIT=off`. */
   readonly auditWriter: AuditWriter | undefined;
   /** Writes on every replica, in commit order; this replica's caches have applied each event it delivers. */

@@ -3,7 +3,7 @@ import { createInterface } from 'node:readline';
 import { StartupError } from '../errors.js';
 import type { AuditKeyMaterial } from './audit-key.js';
 import { parseJsonLine } from './audit-record.js';
-import { reportChain, verdictOf, type VerificationReport, type VerifyOptions } from './audit-service.js';
+import { reportChain, verdictOf, type VerificationReport, type VerifyOptions } from './audit-log.js';
 import { ChainVerifier } from './chain.js';
 import { isHeadStatementJson, isLaterStatement, parseHeadStatement, type HeadStatement } from './head-statement.js';
 

@@ -2,12 +2,10 @@ import { parseArgs } from 'node:util';
 import { createLogger } from '../app.js';
 import { readWitness, verifyAuditFile } from '../audit/audit-file.js';
 import { KnexAuditRepository } from '../storage/knex-audit-repository.js';
-import { AuditService, type VerificationReport } from '../audit/audit-service.js';
+import { AuditLog, type VerificationReport } from '../audit/audit-log.js';
 import { loadConfig } from '../config.js';
 import { StartupError } from '../errors.js';
 import { systemClock } from '../lib/clock.js';
-import { PolicyAuthorizer } from '../policy/authorizer.js';
-import { EMPTY_POLICY_SET } from '../policy/evaluate.js';
 import { loadAuditKey, loadRootKeyring } from '../root-keys/root-key-loader.js';
 import { createDatabase, migrationsAreCurrent } from '../storage/database.js';
 import { KnexRootKeyRepository } from '../storage/knex-root-key-repository.js';
@@ -82,12 +80,7 @@ export async function verifyAuditFromEnvironment(options: AuditVerifyOptions = {
     if (options.file !== undefined) {
       report = await verifyAuditFile(options.file, { auditKey, now: systemClock.now(), acceptUnsealed: options.acceptUnsealed });
     } else {
-      const audit = new AuditService({
-        repository: new KnexAuditRepository(db),
-        auditKey,
-        authorizer: new PolicyAuthorizer(() => EMPTY_POLICY_SET),
-        clock: systemClock,
-      });
+      const audit = new AuditLog({ repository: new KnexAuditRepository(db), auditKey, clock: systemClock });
       const witness = options.witnessFile === undefined ? undefined : await readWitness(options.witnessFile);
       report = await audit.verify({ witness, acceptUnsealed: options.acceptUnsealed });
     }

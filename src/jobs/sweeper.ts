@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { AuditService } from '../audit/audit-service.js';
+import type { AuditLog } from '../audit/audit-log.js';
 import type { DatabaseChangeFeed } from '../changes/change-feed.js';
 import type { KeyService } from '../keys/key-service.js';
 import type { Clock } from '../lib/clock.js';
@@ -10,7 +10,7 @@ export const CHANGE_RETENTION_MS = 24 * 3600 * 1000;
 export interface SweeperOptions {
   readonly keys: KeyService;
   readonly changes: DatabaseChangeFeed;
-  readonly audit: AuditService;
+  readonly auditLog: AuditLog;
   readonly clock: Clock;
   readonly logger: Logger;
   readonly intervalMs: number;
@@ -24,7 +24,7 @@ export interface SweeperOptions {
  * Returns the function that stops it.
  */
 export function startSweeper(options: SweeperOptions): () => void {
-  const { keys, changes, audit, clock, logger, auditRetentionDays } = options;
+  const { keys, changes, auditLog, clock, logger, auditRetentionDays } = options;
   const timer = setInterval(() => {
     keys.destroyDueKeys().catch((error: unknown) => logger.error({ err: error }, 'deletion sweep failed'));
     keys.rotateDueKeys().catch((error: unknown) => logger.error({ err: error }, 'rotation sweep failed'));
@@ -32,7 +32,7 @@ export function startSweeper(options: SweeperOptions): () => void {
       .prune(clock.now(), CHANGE_RETENTION_MS)
       .catch((error: unknown) => logger.error({ err: error }, 'change feed prune failed'));
     if (auditRetentionDays !== undefined) {
-      audit
+      auditLog
         .purgeOlderThan(auditRetentionDays)
         .then((purged) => {
           for (const { replicaId, deleted } of purged) logger.info({ replicaId, deleted }, 'audit records past retention purged');

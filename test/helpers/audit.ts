@@ -119,7 +119,7 @@ export async function verifyViaApi(t: TestApp): Promise<VerificationBody> {
  * tampering that the writer itself would trip over on the next request.
  */
 export async function verifyDirectly(t: TestApp): Promise<VerificationBody> {
-  const report = await t.services.audit.verify();
+  const report = await t.services.auditLog.verify();
   return JSON.parse(JSON.stringify(report)) as VerificationBody;
 }
 

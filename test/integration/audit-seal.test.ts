@@ -110,7 +110,7 @@ describeEachDatabase('audit chain ends: seal, heartbeat and witness', (kind) => 
       await first.close();
       clock.advance(10 * DAY_MS);
       const second = await serve(store, clock);
-      const purged = await second.services.audit.purgeOlderThan(5);
+      const purged = await second.services.auditLog.purgeOlderThan(5);
       expect(purged).toEqual([{ replicaId, deleted: 2 }]);
       expect(chainOf(await verifyDirectly(second), replicaId)).toMatchObject({ ok: true, records: 1, lastSequence: 3, state: 'sealed' });
     });
@@ -168,7 +168,7 @@ describeEachDatabase('audit chain ends: seal, heartbeat and witness', (kind) => 
       expect(report.ok).toBe(false);
       expect(chainOf(report, replicaId)).toMatchObject({ ok: true, records: 30, lastSequence: 30, state: 'unsealed' });
       expect(chainOf(report, replicaOf(second))).toMatchObject({ ok: true, state: 'live' });
-      const accepted = await second.services.audit.verify({ acceptUnsealed: new Set([replicaId]) });
+      const accepted = await second.services.auditLog.verify({ acceptUnsealed: new Set([replicaId]) });
       expect(accepted.ok).toBe(true);
       expect(chainOf(JSON.parse(JSON.stringify(accepted)) as VerificationBody, replicaId)).toMatchObject({ state: 'unsealed', accepted: true });
     });
@@ -177,7 +177,7 @@ describeEachDatabase('audit chain ends: seal, heartbeat and witness', (kind) => 
       const { second, replicaId, auditFile } = await rollback({ alsoRestoreHeartbeat: true });
       const witness = await readWitness(auditFile);
       expect(witness.get(replicaId)).toMatchObject({ sequence: 62, sealed: true });
-      const report = await second.services.audit.verify({ witness, acceptUnsealed: 'all' });
+      const report = await second.services.auditLog.verify({ witness, acceptUnsealed: 'all' });
       expect(report.ok).toBe(false);
       expect(chainOf(JSON.parse(JSON.stringify(report)) as VerificationBody, replicaId)).toMatchObject({
         ok: false,
@@ -199,7 +199,7 @@ describeEachDatabase('audit chain ends: seal, heartbeat and witness', (kind) => 
       const { second, replicaId, auditFile } = await rollback({ alsoRestoreHeartbeat: true });
       const db = second.db;
       for (const table of ['audit_records', 'audit_checkpoints', 'audit_heads']) await db(table).where({ replica_id: replicaId }).delete();
-      const report = await second.services.audit.verify({ witness: await readWitness(auditFile) });
+      const report = await second.services.auditLog.verify({ witness: await readWitness(auditFile) });
       expect(chainOf(JSON.parse(JSON.stringify(report)) as VerificationBody, replicaId)).toMatchObject({
         ok: false,
         firstBadSequence: 1,

@@ -1280,7 +1280,7 @@ describeEachDatabase('audit log', (kind) => {
       const replicaId = replicaOf(t);
       const cut = old[old.length - 1]!;
 
-      expect(await t.services.audit.purgeOlderThan(5)).toEqual([{ replicaId, deleted: old.length }]);
+      expect(await t.services.auditLog.purgeOlderThan(5)).toEqual([{ replicaId, deleted: old.length }]);
       const remaining = await auditRecords(t);
       expect(remaining.map((r) => r.sequence)).toEqual([cut.sequence + 1, cut.sequence + 2]);
       expect(remaining.every((r) => r.time.getTime() === t.clock.now().getTime())).toBe(true);
@@ -1303,7 +1303,7 @@ describeEachDatabase('audit log', (kind) => {
           (row) => Number(row.sequence),
         );
       expect(await indexed()).toEqual([old.sequence, recent.sequence]);
-      await t.services.audit.purgeOlderThan(5);
+      await t.services.auditLog.purgeOlderThan(5);
       expect(await indexed()).toEqual([recent.sequence]);
       expect((await t.call('GET', '/v1/audit?key=gone')).body.records.map((r: AuditRecord) => r.requestId)).toEqual([recent.requestId]);
     });
@@ -1314,7 +1314,7 @@ describeEachDatabase('audit log', (kind) => {
       await t.call('POST', '/v1/keys/k/datakey');
       const last = await lastRecord(t);
       await advanceClock(t, 10 * DAY_MS);
-      expect(await t.services.audit.purgeOlderThan(5)).toEqual([{ replicaId: replicaOf(t), deleted: 2 }]);
+      expect(await t.services.auditLog.purgeOlderThan(5)).toEqual([{ replicaId: replicaOf(t), deleted: 2 }]);
       expect(await countRecords(t)).toBe(0);
       expect(await chainReport(t)).toEqual({ replicaId: replicaOf(t), ok: true, records: 0, lastSequence: last.sequence, ...LIVE });
       await t.call('POST', '/v1/keys/k/datakey');
@@ -1324,7 +1324,7 @@ describeEachDatabase('audit log', (kind) => {
     it('a purge leaves newer records alone, and nothing is purged when nothing is old enough', async () => {
       await open();
       await createKey(t, 'k');
-      expect(await t.services.audit.purgeOlderThan(1)).toEqual([]);
+      expect(await t.services.auditLog.purgeOlderThan(1)).toEqual([]);
       expect(await countRecords(t)).toBe(1);
     });
 
@@ -1335,7 +1335,7 @@ describeEachDatabase('audit log', (kind) => {
       await advanceClock(t, 10 * DAY_MS);
       await t.call('POST', '/v1/keys/k/datakey');
       await t.call('POST', '/v1/keys/k/datakey');
-      await t.services.audit.purgeOlderThan(5);
+      await t.services.auditLog.purgeOlderThan(5);
       const replicaId = replicaOf(t);
       const first = (await auditRecords(t))[0]!;
       // Delete one more record and move the cut over it.
@@ -1352,7 +1352,7 @@ describeEachDatabase('audit log', (kind) => {
       await t.call('POST', '/v1/keys/k/datakey');
       await advanceClock(t, 10 * DAY_MS);
       await t.call('POST', '/v1/keys/k/datakey');
-      await t.services.audit.purgeOlderThan(5);
+      await t.services.auditLog.purgeOlderThan(5);
       const replicaId = replicaOf(t);
       const survivor = (await auditRows(t))[0]!;
       await t.db('audit_records').insert({ ...survivor, sequence: 0, request_id: 'forged', outcome: 'ok' });
@@ -1365,7 +1365,7 @@ describeEachDatabase('audit log', (kind) => {
       await t.call('POST', '/v1/keys/k/datakey');
       await advanceClock(t, 10 * DAY_MS);
       await t.call('POST', '/v1/keys/k/datakey');
-      await t.services.audit.purgeOlderThan(5);
+      await t.services.auditLog.purgeOlderThan(5);
       await t.services.auditWriter!.flush();
       const replicaId = replicaOf(t);
       await t.db('audit_records').where({ replica_id: replicaId }).delete();
@@ -1381,7 +1381,7 @@ describeEachDatabase('audit log', (kind) => {
       await t.call('POST', '/v1/keys/k/datakey');
       const replicaId = replicaOf(t);
       await t.db('audit_records').where({ replica_id: replicaId, sequence: 1 }).update({ outcome: 'KH_ERR_INTERNAL' });
-      expect(await t.services.audit.purgeOlderThan(5)).toEqual([]);
+      expect(await t.services.auditLog.purgeOlderThan(5)).toEqual([]);
       expect(await countRecords(t)).toBe(3);
       expect(await chainReport(t)).toMatchObject({ ok: false, firstBadSequence: 1, problem: 'hash-mismatch' });
     });

@@ -116,7 +116,7 @@ describe.skipIf(POSTGRES_URL === undefined || !CLI_IS_BUILT)('keyhold root rotat
         expect(opened.status, opened.text).toBe(200);
         expect(opened.body.plaintext).toBe(plaintext);
       }
-      expect((await t.services.audit.verify()).ok).toBe(true);
+      expect((await t.services.auditLog.verify()).ok).toBe(true);
     },
     120_000,
   );

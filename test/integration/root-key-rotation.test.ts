@@ -113,7 +113,7 @@ describeEachDatabase('root key rotation', (kind) => {
     expect(new Set(await rootKeyIds(t))).toEqual(new Set([NEW.id]));
     t = await t.restart(newOnly());
     await expectAllDecrypt(t, sealed);
-    expect((await t.services.audit.verify()).ok).toBe(true);
+    expect((await t.services.auditLog.verify()).ok).toBe(true);
   });
 
   it('a rewrap stopped part way leaves a store that both keys serve in full, and a second run finishes it', async () => {
@@ -193,12 +193,12 @@ describeEachDatabase('root key rotation', (kind) => {
 
   it('the audit chain verifies across the rotation, and the audit key is the one derived before it was stored', async () => {
     await seed();
-    const before = await t!.services.audit.verify();
+    const before = await t!.services.auditLog.verify();
     expect(before.ok).toBe(true);
     // A store from before the audit key was stored: the next start derives it as before and stores it.
     await t!.db('system_secrets').delete();
     t = await t!.restart(oldOnly());
-    expect((await t.services.audit.verify()).ok).toBe(true);
+    expect((await t.services.auditLog.verify()).ok).toBe(true);
     expect(await t.db('system_secrets').select('name', 'root_key_id')).toEqual([{ name: 'audit-key', root_key_id: OLD.id }]);
     await t.call('GET', '/v1/keys/alpha');
 
@@ -209,7 +209,7 @@ describeEachDatabase('root key rotation', (kind) => {
     t = await t.restart(newOnly());
     await t.call('GET', '/v1/keys/gamma');
     await t.services.auditWriter?.flush();
-    const report = await t.services.audit.verify();
+    const report = await t.services.auditLog.verify();
     expect(report.ok, JSON.stringify(report)).toBe(true);
     expect(report.chains.length).toBeGreaterThanOrEqual(4);
   });
@@ -218,9 +218,9 @@ describeEachDatabase('root key rotation', (kind) => {
     await seed();
     await t!.db('system_secrets').delete();
     t = await t!.restart(both());
-    expect((await t.services.audit.verify()).ok).toBe(true);
+    expect((await t.services.auditLog.verify()).ok).toBe(true);
     t = await t.restart(both());
-    expect((await t.services.audit.verify()).ok).toBe(true);
+    expect((await t.services.auditLog.verify()).ok).toBe(true);
   });
 
   it('rotating again to the same key finds nothing to do', async () => {

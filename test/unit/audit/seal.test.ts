@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../../../src/audit/audit-record.js';
-import { LIVENESS_WINDOW_MS, reportChain, verdictOf, type ChainEvidence } from '../../../src/audit/audit-service.js';
+import { LIVENESS_WINDOW_MS, reportChain, verdictOf, type ChainEvidence } from '../../../src/audit/audit-log.js';
 import { createCheckpoint, linkAuditEvent, verifyChain, type VerifyChainOptions } from '../../../src/audit/chain.js';
 import { createHeadStatement, type HeadStatement } from '../../../src/audit/head-statement.js';
 import { isSeal, sealEvent, SEAL_ACTION, SEAL_METHOD } from '../../../src/audit/seal.js';
