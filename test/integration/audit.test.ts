@@ -5,8 +5,6 @@ import type { InjectOptions } from 'fastify';
 import knexFactory from 'knex';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseJsonLine, sanitizeAuditString, type AuditRecord } from '../../src/audit/audit-record.js';
-import { KnexAuditRepository } from '../../src/storage/knex-audit-repository.js';
-import { createCheckpoint, genesisHead, linkAuditEvent, type ChainedAuditRecord } from '../../src/audit/chain.js';
 import type { Environment } from '../../src/config.js';
 import { buildTestApp, describeEachDatabase, TEST_ADMIN_TOKEN, TestStore, type TestApp } from '../helpers/app.js';
 import { ManualClock } from '../helpers/clock.js';
@@ -32,7 +30,6 @@ import {
   verifyViaApi,
 } from '../helpers/audit.js';
 import { expectProblem } from '../helpers/expect-problem.js';
-import { MAX_AUDIT_BATCH_ENTRIES } from '../../src/context/caller.js';
 
 const DAY_MS = 24 * 3600 * 1000;
 /** A chain whose writer is running: its heartbeat is fresh. */
@@ -628,35 +625,6 @@ describeEachDatabase('audit log', (kind) => {
         expect((await recordsForKey(key)).map((r) => r.batch?.part), key).toEqual([part]);
       }
       expect((await chainReport(t)).ok).toBe(true);
-    });
-
-    it('one group commit of many batch records indexes all their keys, more rows than one SQLite insert takes', async () => {
-      await open();
-      const auditKey = Buffer.alloc(32, 7);
-      const replicaId = 'bulk-replica';
-      const repository = new KnexAuditRepository(t.db);
-      const genesis = genesisHead(auditKey, replicaId);
-      await repository.startChain(createCheckpoint(auditKey, { replicaId, ...genesis, kind: 'head' }), t.clock.now());
-      // 130 records of 64 keys each: 8,320 index rows, where one SQLite insert takes 500.
-      const links: ChainedAuditRecord[] = [];
-      for (let i = 0; i < 130; i += 1) {
-        const entries = Array.from({ length: MAX_AUDIT_BATCH_ENTRIES }, (_, k) => ({
-          action: 'datakey', keyName: `bulk-${i}-${k}`, keyId: null, keyVersion: null, outcome: 'KH_ERR_KEY_NOT_FOUND', count: 1,
-        }));
-        const event = {
-          time: t.clock.now(), requestId: `bulk-${i}`, replicaId, principalId: null, principalType: null, tokenId: null,
-          sourceAddress: null, method: 'POST', route: '/v1/batch', action: 'batch', keyName: null, keyId: null,
-          keyVersion: null, contextKeys: [], decision: null, decisionReason: null, policy: null, statement: null,
-          outcome: 'ok', status: 207, latencyMs: 1, batch: { items: 130 * 64, part: i + 1, parts: 130, entries },
-        };
-        links.push(linkAuditEvent(auditKey, event, links.at(-1) ?? genesis));
-      }
-      const last = links.at(-1)!.record;
-      const head = createCheckpoint(auditKey, { replicaId, sequence: last.sequence, hash: last.hash, kind: 'head' });
-      expect(await repository.append(links, head, 0, t.clock.now())).toBe(true);
-      const indexed = (await t.db('audit_record_keys').where({ replica_id: replicaId }).count({ n: '*' }).first()) as { n: number | string };
-      expect(Number(indexed.n)).toBe(130 * MAX_AUDIT_BATCH_ENTRIES);
-      expect((await repository.query({ key: 'bulk-129-63', limit: 10 })).map((r) => r.requestId)).toEqual(['bulk-129']);
     });
 
     it('version disable and enable, and scheduling and cancelling a deletion, are recorded by operation, decided by their policy action', async () => {

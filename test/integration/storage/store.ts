@@ -1,7 +1,21 @@
-import { afterAll, beforeAll } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest';
 import { loadConfig } from '../../../src/config.js';
 import { createDatabase, migrateToLatest, type Database } from '../../../src/storage/database.js';
 import { TestStore, type DatabaseKind } from '../../helpers/app.js';
+
+async function openStore(kind: DatabaseKind): Promise<{ store: TestStore; db: Database }> {
+  const store = new TestStore(kind);
+  await store.createSchema();
+  const config = loadConfig(store.environment());
+  const db = store.database(config) ?? createDatabase(config.database, { acquireTimeoutMs: config.databaseTimeoutMs });
+  await migrateToLatest(db);
+  return { store, db };
+}
+
+async function closeStore(kind: DatabaseKind, opened: { store: TestStore; db: Database }): Promise<void> {
+  if (kind === 'sqlite') await opened.db.destroy();
+  await opened.store.destroy();
+}
 
 /**
  * One migrated store for a contract suite, opened before its tests and dropped after them. Tests share it, so
@@ -9,17 +23,26 @@ import { TestStore, type DatabaseKind } from '../../helpers/app.js';
  */
 export function sharedStore(kind: DatabaseKind): { readonly db: Database } {
   const holder = {} as { db: Database };
-  let store: TestStore;
+  let opened: { store: TestStore; db: Database };
   beforeAll(async () => {
-    store = new TestStore(kind);
-    await store.createSchema();
-    const config = loadConfig(store.environment());
-    holder.db = store.database(config) ?? createDatabase(config.database, { acquireTimeoutMs: config.databaseTimeoutMs });
-    await migrateToLatest(holder.db);
+    opened = await openStore(kind);
+    holder.db = opened.db;
   });
-  afterAll(async () => {
-    if (kind === 'sqlite') await holder.db.destroy();
-    await store.destroy();
+  afterAll(() => closeStore(kind, opened));
+  return holder;
+}
+
+/**
+ * A migrated store of each test's own, for contracts about the whole store (the first root key recorded, the
+ * material outside a root key) that tests sharing one store would see each other's writes in.
+ */
+export function storePerTest(kind: DatabaseKind): { readonly db: Database } {
+  const holder = {} as { db: Database };
+  let opened: { store: TestStore; db: Database };
+  beforeEach(async () => {
+    opened = await openStore(kind);
+    holder.db = opened.db;
   });
+  afterEach(() => closeStore(kind, opened));
   return holder;
 }
