@@ -2,42 +2,34 @@ import { callerOf } from '../../../src/context/caller.js';
 import { describe, expect, it } from 'vitest';
 import { PolicyAuthorizer } from '../../../src/policy/authorizer.js';
 import { EMPTY_POLICY_SET } from '../../../src/policy/evaluate.js';
-import type { StoredToken, TokenRepository } from '../../../src/tokens/token-repository.js';
+import type { StoredToken } from '../../../src/tokens/token-repository.js';
 import { principalOf, TokenService } from '../../../src/tokens/token-service.js';
 import { ManualClock } from '../../helpers/clock.js';
+import { InMemoryTokenRepository } from '../../helpers/fakes/in-memory-token-repository.js';
+
+/** The in-memory repository, whose lookups a test can hold after they read, to race them against a revocation. */
+class HeldTokenRepository extends InMemoryTokenRepository {
+  #hold: Promise<void> | undefined;
+
+  override async findByHash(secretHash: string): Promise<StoredToken | undefined> {
+    const found = await super.findByHash(secretHash);
+    if (this.#hold !== undefined) await this.#hold;
+    return found;
+  }
+
+  holdLookups(): () => void {
+    let release!: () => void;
+    this.#hold = new Promise((resolve) => (release = resolve));
+    return () => {
+      this.#hold = undefined;
+      release();
+    };
+  }
+}
 
 function fakeRepository() {
-  const tokens: StoredToken[] = [];
-  let hold: Promise<void> | undefined;
-  let lookups = 0;
-  const repository = {
-    insert: async (token: StoredToken) => void tokens.push(token),
-    findByHash: async (hash: string) => {
-      lookups += 1;
-      const found = tokens.find((t) => t.secretHash === hash);
-      const snapshot = found === undefined ? undefined : { ...found };
-      if (hold !== undefined) await hold;
-      return snapshot;
-    },
-    findById: async (id: string) => tokens.find((t) => t.id === id),
-    revoke: async (id: string, at: Date) => {
-      const token = tokens.find((t) => t.id === id);
-      if (token !== undefined) Object.assign(token, { revokedAt: at });
-      return token !== undefined;
-    },
-  } as unknown as TokenRepository;
-  return {
-    repository,
-    lookups: () => lookups,
-    holdLookups(): () => void {
-      let release!: () => void;
-      hold = new Promise((resolve) => (release = resolve));
-      return () => {
-        hold = undefined;
-        release();
-      };
-    },
-  };
+  const repository = new HeldTokenRepository();
+  return { repository, lookups: () => repository.reads.findByHash, holdLookups: () => repository.holdLookups() };
 }
 
 describe('TokenService', () => {
