@@ -4,8 +4,8 @@ import { LocalRootKey } from '../../../src/root-keys/root-key.js';
 import { SecretBytes } from '../../../src/crypto/secret-bytes.js';
 import { KeyCache } from '../../../src/keys/key-cache.js';
 import type { KeyRecord, WrappedKeyVersion } from '../../../src/keys/key-record.js';
-import type { KeyRepository } from '../../../src/keys/key-repository.js';
 import { ManualClock } from '../../helpers/clock.js';
+import { InMemoryKeyRepository } from '../../helpers/fakes/in-memory-key-repository.js';
 
 const KEY_ID = '5d1f3a52-8c0e-4b7e-9a41-0f2c6b9d7e13';
 const rootKey = new LocalRootKey(SecretBytes.random(32));
@@ -32,19 +32,46 @@ function record(state: KeyRecord['state']): KeyRecord {
   };
 }
 
-/** A repository whose reads the test releases by hand, to order them against invalidations. */
+/** The in-memory repository, whose reads by name wait until the test lets each run, to order them against invalidations. */
+class HeldKeyRepository extends InMemoryKeyRepository {
+  readonly #turns: Array<{ run: () => void; finished: Promise<void> }> = [];
+
+  /** How many reads by name have started, run or not. */
+  get startedReads(): number {
+    return this.#turns.length;
+  }
+
+  override async findByName(name: string): Promise<KeyRecord | undefined> {
+    let done!: () => void;
+    const finished = new Promise<void>((resolve) => (done = resolve));
+    await new Promise<void>((run) => this.#turns.push({ run, finished }));
+    try {
+      return await super.findByName(name);
+    } finally {
+      done();
+    }
+  }
+
+  /** Lets the `index`th read run, and waits until it has read. */
+  async release(index: number): Promise<void> {
+    const turn = this.#turns[index]!;
+    turn.run();
+    await turn.finished;
+  }
+}
+
+/** Key `k`, whose reads the test answers one at a time, each with the key as stored by then. */
 function controlledRepository(wrapped: WrappedKeyVersion[]) {
-  const pending: Array<(key: KeyRecord) => void> = [];
-  let reads = 0;
-  const repository = {
-    findByName: () => {
-      reads += 1;
-      return new Promise<KeyRecord>((resolve) => pending.push(resolve));
+  const repository = new HeldKeyRepository();
+  return {
+    repository,
+    reads: () => repository.startedReads,
+    /** Stores key `k` in `state`, then lets the `index`th read run against it. */
+    answer: (index: number, state: KeyRecord['state']) => {
+      repository.seed(record(state), wrapped);
+      return repository.release(index);
     },
-    findById: () => Promise.reject(new Error('not used')),
-    findWrappedVersions: async () => wrapped,
-  } as unknown as KeyRepository;
-  return { repository, pending, reads: () => reads };
+  };
 }
 
 describe('KeyCache', () => {
@@ -55,7 +82,7 @@ describe('KeyCache', () => {
     cache.invalidate({ id: '00000000-0000-4000-8000-000000000000', name: 'other' });
     const joined = cache.getByName('k');
     expect(store.reads()).toBe(1);
-    store.pending[0]!(record('disabled'));
+    await store.answer(0, 'disabled');
     expect(await joined).toBe(await first);
     expect(await cache.getByName('k')).toBe(await first);
     expect(store.reads()).toBe(1);
@@ -71,8 +98,8 @@ describe('KeyCache', () => {
     const after = cache.getByName('k');
     expect(store.reads()).toBe(2);
 
-    store.pending[0]!(record('enabled'));
-    store.pending[1]!(record('disabled'));
+    await store.answer(0, 'enabled');
+    await store.answer(1, 'disabled');
     expect((await before)?.key.state).toBe('enabled');
     expect((await after)?.key.state).toBe('disabled');
     // Only the load that began after the invalidation is kept.
@@ -85,7 +112,7 @@ describe('KeyCache', () => {
     const cache = new KeyCache({ repository: store.repository, rootKey, clock: new ManualClock(), ttlMs: 5000 });
     const loads = [cache.getByName('k'), cache.getByName('k'), cache.getByName('k')];
     expect(store.reads()).toBe(1);
-    store.pending[0]!(record('disabled'));
+    await store.answer(0, 'disabled');
     expect(new Set(await Promise.all(loads)).size).toBe(1);
   });
 
@@ -94,7 +121,7 @@ describe('KeyCache', () => {
     const store = controlledRepository([{ version: 1, rootKeyId: rootKey.id, material }]);
     const cache = new KeyCache({ repository: store.repository, rootKey, clock: new ManualClock(), ttlMs: 5000 });
     const load = cache.getByName('k');
-    store.pending[0]!(record('disabled'));
+    await store.answer(0, 'disabled');
     expect((await load)?.versionKeys.size).toBe(0);
   });
 
@@ -103,7 +130,7 @@ describe('KeyCache', () => {
     const store = controlledRepository([{ version: 1, rootKeyId: rootKey.id, material }]);
     const cache = new KeyCache({ repository: store.repository, rootKey, clock: new ManualClock(), ttlMs: 5000 });
     const load = cache.getByName('k');
-    store.pending[0]!(record('enabled'));
+    await store.answer(0, 'enabled');
     const versionKey = (await load)!.versionKeys.get(1)!;
     expect(versionKey.isZeroed).toBe(false);
     cache.invalidate({ id: KEY_ID, name: 'k' });
@@ -114,22 +141,33 @@ describe('KeyCache', () => {
 describe('KeyCache: ids that name no key', () => {
   const UNKNOWN_ID = '0b7c1e2a-6f4d-4c3b-8a9e-1d2f3a4b5c6d';
 
-  /** A repository that has no keys, counting its reads by id; `hold` makes the next read wait for `release`. */
+  /** A repository that has no keys, noting the ids it is asked for; `holdNext` makes the next read by id wait for `release`. */
+  class EmptyKeyRepository extends InMemoryKeyRepository {
+    readonly idReads: string[] = [];
+    #hold = false;
+    #held: (() => void) | undefined;
+
+    override async findById(id: string): Promise<KeyRecord | undefined> {
+      this.idReads.push(id);
+      if (this.#hold) {
+        this.#hold = false;
+        await new Promise<void>((resolve) => (this.#held = resolve));
+      }
+      return super.findById(id);
+    }
+
+    holdNext(): void {
+      this.#hold = true;
+    }
+
+    release(): void {
+      this.#held?.();
+    }
+  }
+
   function emptyRepository() {
-    const reads: string[] = [];
-    let held: (() => void) | undefined;
-    let hold = false;
-    const repository = {
-      findByName: () => Promise.reject(new Error('not used')),
-      findById: (id: string) => {
-        reads.push(id);
-        if (!hold) return Promise.resolve(undefined);
-        hold = false;
-        return new Promise<undefined>((resolve) => (held = () => resolve(undefined)));
-      },
-      findWrappedVersions: async () => [],
-    } as unknown as KeyRepository;
-    return { repository, reads, holdNext: () => (hold = true), release: () => held?.() };
+    const repository = new EmptyKeyRepository();
+    return { repository, reads: repository.idReads, holdNext: () => repository.holdNext(), release: () => repository.release() };
   }
 
   it('a second lookup of an unknown id runs no query', async () => {
@@ -181,16 +219,10 @@ describe('KeyCache: ids that name no key', () => {
   });
 
   it('names are never remembered missing: anyone may guess one, then create it', async () => {
-    let reads = 0;
-    const repository = {
-      findByName: async () => {
-        reads += 1;
-        return undefined;
-      },
-    } as unknown as KeyRepository;
+    const repository = new InMemoryKeyRepository();
     const cache = new KeyCache({ repository, rootKey, clock: new ManualClock(), ttlMs: 5000 });
     await cache.getByName('guessed');
     await cache.getByName('guessed');
-    expect(reads).toBe(2);
+    expect(repository.reads.findByName).toBe(2);
   });
 });
