@@ -1,7 +1,7 @@
 import pino from 'pino';
 import { describe, expect, it, vi } from 'vitest';
 import { canonicalAuditRecord, type AuditEvent, type AuditRecord } from '../../../src/audit/audit-record.js';
-import { MAX_AUDIT_BATCH, type AuditRepository } from '../../../src/audit/audit-repository.js';
+import { MAX_AUDIT_BATCH } from '../../../src/audit/audit-repository.js';
 import { AuditWriter, HEAD_STATEMENT_INTERVAL_MS } from '../../../src/audit/audit-writer.js';
 import {
   createCheckpoint,
@@ -15,21 +15,18 @@ import { verifyHeadStatement, type HeadStatement } from '../../../src/audit/head
 import { sealEvent, SEAL_METHOD } from '../../../src/audit/seal.js';
 import { UnavailableError } from '../../../src/errors.js';
 import { ManualClock } from '../../helpers/clock.js';
+import { InMemoryAuditRepository } from '../../helpers/fakes/in-memory-audit-repository.js';
 import { AUDIT_KEY, REPLICA, auditEvent } from './audit-fixtures.js';
 
 /** What the writer may do to storage, and how a test makes it fail. */
 type AppendBehaviour = 'store' | 'fail' | 'store-then-fail' | 'hang';
 
 /**
- * An in-memory AuditRepository with the writer's view of storage: `startChain`, a compare-and-set `append` that
- * moves the head checkpoint only from where the writer says it is, and `lastRecord`. Every append call is kept, so
- * a test sees how records were grouped into commits.
+ * The in-memory AuditRepository, scripted: each append call is kept, so a test sees how records were grouped into
+ * commits, and can be made to fail, hang, or land and then fail. Head statements are kept as a history.
  */
-class FakeAuditRepository {
+class FakeAuditRepository extends InMemoryAuditRepository {
   readonly calls: Array<{ records: readonly AuditRecord[]; head: AuditCheckpoint; previousSequence: number }> = [];
-  readonly stored: AuditRecord[] = [];
-  /** The stored head checkpoint; deleting it (`undefined`) is what an attacker with the database can do. */
-  head: AuditCheckpoint | undefined;
   lastRecordCalls = 0;
   /** Behaviours for the next append calls, in order; `store` once they run out. */
   readonly script: AppendBehaviour[] = [];
@@ -38,19 +35,30 @@ class FakeAuditRepository {
   /** Every head statement stored, in order. */
   readonly statements: HeadStatement[] = [];
 
-  async recordHead(statement: HeadStatement): Promise<void> {
+  /** This replica's stored records. */
+  get stored(): AuditRecord[] {
+    return this.records;
+  }
+
+  /** The stored head checkpoint; setting it (even to `undefined`) is what an attacker with the database can do. */
+  get head(): AuditCheckpoint | undefined {
+    return this.checkpointOf(REPLICA, 'head');
+  }
+
+  set head(checkpoint: AuditCheckpoint | undefined) {
+    if (checkpoint === undefined) this.deleteCheckpoint(REPLICA, 'head');
+    else this.overwriteCheckpoint(checkpoint);
+  }
+
+  override async recordHead(statement: HeadStatement): Promise<void> {
     this.statements.push(statement);
+    await super.recordHead(statement);
   }
 
-  async startChain(head: AuditCheckpoint): Promise<void> {
-    this.head = head;
-  }
-
-  async append(links: readonly ChainedAuditRecord[], head: AuditCheckpoint, previousSequence: number): Promise<boolean> {
+  override async append(links: readonly ChainedAuditRecord[], head: AuditCheckpoint, previousSequence: number): Promise<boolean> {
     // PostgreSQL stores each record from the canonical text it comes with: it must be the one its hash covers.
     for (const { record, canonical } of links) expect(canonical).toBe(canonicalAuditRecord(record, record.sequence).toString('utf8'));
-    const records = links.map((link) => link.record);
-    this.calls.push({ records, head, previousSequence });
+    this.calls.push({ records: links.map((link) => link.record), head, previousSequence });
     const behaviour = this.script.shift() ?? 'store';
     if (this.gate !== undefined) {
       const gate = this.gate;
@@ -59,18 +67,15 @@ class FakeAuditRepository {
     }
     if (behaviour === 'hang') return new Promise<boolean>(() => undefined);
     if (behaviour === 'fail') throw new Error('insert failed');
-    if (this.head === undefined || this.head.sequence !== previousSequence) return false;
-    this.stored.push(...records);
-    this.head = head;
+    const landed = await super.append(links, head, previousSequence);
     // The commit landed, but its answer was lost: the writer cannot know.
-    if (behaviour === 'store-then-fail') throw new Error('connection reset after commit');
-    return true;
+    if (landed && behaviour === 'store-then-fail') throw new Error('connection reset after commit');
+    return landed;
   }
 
-  async lastRecord(replicaId: string): Promise<{ sequence: number; hash: string } | undefined> {
+  override async lastRecord(replicaId: string): Promise<{ sequence: number; hash: string } | undefined> {
     this.lastRecordCalls += 1;
-    const last = this.stored.filter((record) => record.replicaId === replicaId).at(-1);
-    return last === undefined ? undefined : { sequence: last.sequence, hash: last.hash };
+    return super.lastRecord(replicaId);
   }
 }
 
@@ -82,7 +87,7 @@ function gated(repository: FakeAuditRepository): () => void {
 
 function writerOver(repository: FakeAuditRepository, timeoutMs = 1000, logger = pino({ level: 'silent' })): AuditWriter {
   return new AuditWriter({
-    repository: repository as unknown as AuditRepository,
+    repository,
     auditKey: AUDIT_KEY,
     replicaId: REPLICA,
     clock: new ManualClock(),
