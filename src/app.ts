@@ -5,12 +5,12 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRepl
 import pino, { type DestinationStream, type Logger } from 'pino';
 import { systemClock, type Clock } from './lib/clock.js';
 import type { Config } from './config.js';
-import { answerFrameworkError, registerAuditHook } from './http/audit-hook.js';
-import { registerAuthentication } from './http/authentication.js';
+import { answerFrameworkError, registerAuditHook } from './http/plugins/audit-hook.js';
+import { registerAuthentication } from './http/plugins/authentication.js';
 import { tlsServerOptions } from './http/tls.js';
-import { registerJsonBodyParser } from './http/json-body.js';
-import { MIN_CHANGE_WAIT_MS, registerMinChange } from './http/min-change.js';
-import { registerProblemHandlers } from './http/problem.js';
+import { registerJsonBodyParser } from './http/plugins/json-body.js';
+import { MIN_CHANGE_WAIT_MS, registerMinChange } from './http/plugins/min-change.js';
+import { registerProblemHandlers } from './http/plugins/problem.js';
 import { SHARED_SCHEMAS } from './http/schemas.js';
 import { auditRoutes } from './http/routes/audit.js';
 import { batchRoutes } from './http/routes/batch.js';

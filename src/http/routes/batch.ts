@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Services } from '../../compose.js';
-import { problemOf } from '../problem.js';
+import { problemOf } from '../plugins/problem.js';
 import { BatchBody, BatchResult, json, problems } from '../schemas.js';
 import { dataKeyView, decryptView } from '../views.js';
 

@@ -13,7 +13,7 @@ import {
   RewrapBody,
   RewrapRevokedBody,
 } from '../schemas.js';
-import { defaultEmptyBody } from '../empty-body.js';
+import { defaultEmptyBody } from '../plugins/empty-body.js';
 import { dataKeyView, decryptView } from '../views.js';
 
 const tags = ['crypto'];

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Caller } from '../../context/caller.js';
 import type { KeyRecord } from '../../keys/key-record.js';
 import type { Services } from '../../compose.js';
-import { defaultEmptyBody } from '../empty-body.js';
+import { defaultEmptyBody } from '../plugins/empty-body.js';
 import { given, pageLimit } from '../pagination.js';
 import {
   CreateKeyBody,
