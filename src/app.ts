@@ -11,7 +11,7 @@ import { tlsServerOptions } from './http/tls.js';
 import { registerJsonBodyParser } from './http/plugins/json-body.js';
 import { MIN_CHANGE_WAIT_MS, registerMinChange } from './http/plugins/min-change.js';
 import { registerProblemHandlers } from './http/plugins/problem.js';
-import { SHARED_SCHEMAS } from './http/schemas.js';
+import { SHARED_SCHEMAS } from './http/schemas/components.js';
 import { auditRoutes } from './http/routes/audit.js';
 import { batchRoutes } from './http/routes/batch.js';
 import { cryptoRoutes } from './http/routes/crypto.js';

@@ -2,7 +2,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { ERROR_CODES, KeyholdError, type ErrorCode } from '../../errors.js';
 import { AuthenticationFailedError } from '../../identity/authenticator.js';
 import { isDatabaseUnavailable } from '../../lib/database-errors.js';
-import type { ProblemBody } from '../schemas.js';
+import type { ProblemBody } from '../schemas/common.js';
 
 declare module 'fastify' {
   interface FastifyRequest {

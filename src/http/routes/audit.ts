@@ -2,7 +2,8 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { ValidationError } from '../../errors.js';
 import type { Services } from '../../compose.js';
 import { given, pageLimit } from '../pagination.js';
-import { AuditPage, AuditQueryString, AuditVerification, json, problems } from '../schemas.js';
+import { json, problems } from '../schemas/common.js';
+import { AuditPage, AuditQueryString, AuditVerification } from '../schemas/audit.js';
 
 const tags = ['audit'];
 

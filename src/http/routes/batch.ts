@@ -1,7 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Services } from '../../compose.js';
 import { problemOf } from '../plugins/problem.js';
-import { BatchBody, BatchResult, json, problems } from '../schemas.js';
+import { json, problems } from '../schemas/common.js';
+import { BatchBody, BatchResult } from '../schemas/batch.js';
 import { dataKeyView, decryptView } from '../views.js';
 
 export function batchRoutes(services: Services): FastifyPluginAsyncTypebox {

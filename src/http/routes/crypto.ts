@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Services } from '../../compose.js';
+import { json, KeyNameParams, problems } from '../schemas/common.js';
 import {
   CiphertextResult,
   DataKeyBody,
@@ -7,12 +8,9 @@ import {
   DecryptBody,
   DecryptResult,
   EncryptBody,
-  json,
-  KeyNameParams,
-  problems,
   RewrapBody,
   RewrapRevokedBody,
-} from '../schemas.js';
+} from '../schemas/crypto.js';
 import { defaultEmptyBody } from '../plugins/empty-body.js';
 import { dataKeyView, decryptView } from '../views.js';
 

@@ -2,7 +2,8 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { PolicyAuthorizer } from '../../policy/authorizer.js';
 import type { Services } from '../../compose.js';
 import { KeyEventStreams } from '../key-events.js';
-import { eventStream, EventStreamHeaders, problems } from '../schemas.js';
+import { problems } from '../schemas/common.js';
+import { eventStream, EventStreamHeaders } from '../schemas/events.js';
 
 const DESCRIPTION = [
   'Server-Sent Events of key-state changes, for clients that cache data keys.',

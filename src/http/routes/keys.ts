@@ -4,19 +4,17 @@ import type { KeyRecord } from '../../keys/key-record.js';
 import type { Services } from '../../compose.js';
 import { defaultEmptyBody } from '../plugins/empty-body.js';
 import { given, pageLimit } from '../pagination.js';
+import { json, KeyNameParams, problems } from '../schemas/common.js';
 import {
   CreateKeyBody,
   EmptyBody,
-  json,
   KeyRef,
   KeyList,
-  KeyNameParams,
   KeyVersionParams,
   ListKeysQuery,
-  problems,
   ScheduleDeletionBody,
   UpdateKeyBody,
-} from '../schemas.js';
+} from '../schemas/keys.js';
 
 const tags = ['keys'];
 

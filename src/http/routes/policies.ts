@@ -5,17 +5,16 @@ import { decodeKeyCursor, encodeKeyCursor } from '../../keys/key-service.js';
 import type { StoredPolicy } from '../../policy/policy-repository.js';
 import type { Services } from '../../compose.js';
 import { given, pageLimit } from '../pagination.js';
+import { json, problems } from '../schemas/common.js';
 import {
-  json,
   ListPoliciesQuery,
   PolicyDocumentBody,
   PolicyList,
   PolicyNameParams,
   PolicyRef,
-  problems,
   SimulationBody,
   SimulationResult,
-} from '../schemas.js';
+} from '../schemas/policies.js';
 
 const tags = ['policies'];
 

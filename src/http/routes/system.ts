@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Services } from '../../compose.js';
-import { Health, json, problems, Readiness, Whoami } from '../schemas.js';
+import { json, problems } from '../schemas/common.js';
+import { Health, Readiness, Whoami } from '../schemas/system.js';
 
 export function systemRoutes(services: Services): FastifyPluginAsyncTypebox {
   return async (app) => {

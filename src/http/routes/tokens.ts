@@ -2,7 +2,8 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { ValidationError } from '../../errors.js';
 import type { Services } from '../../compose.js';
 import { given, pageLimit } from '../pagination.js';
-import { CreateTokenBody, IssuedToken, json, ListTokensQuery, problems, TokenIdParams, TokenList } from '../schemas.js';
+import { json, problems } from '../schemas/common.js';
+import { CreateTokenBody, IssuedToken, ListTokensQuery, TokenIdParams, TokenList } from '../schemas/tokens.js';
 
 const tags = ['tokens'];
 
