@@ -10,6 +10,7 @@ import { buildApp, type AppDeps } from '../../src/app.js';
 import { loadConfig, type Config, type Environment } from '../../src/config.js';
 import { createDatabase, type Database } from '../../src/storage/database.js';
 import { ManualClock } from './clock.js';
+import { assertNoUndeclaredProblems } from './declared-problems.js';
 
 export type DatabaseKind = 'sqlite' | 'postgres';
 
@@ -177,6 +178,8 @@ export async function buildTestApp(
     async close() {
       await app.close();
       if (options.store === undefined) await store.destroy();
+      // Every problem answered must be one its route's schema (and so openapi.yaml) declares.
+      assertNoUndeclaredProblems();
     },
   };
   return testApp;
