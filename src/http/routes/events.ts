@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { PolicyAuthorizer } from '../../policy/authorizer.js';
 import type { Services } from '../../compose.js';
 import { KeyEventStreams } from '../key-events.js';
-import { problems } from '../schemas/common.js';
+import { AUTHENTICATED_PROBLEMS, problems } from '../schemas/common.js';
 import { eventStream, EventStreamHeaders } from '../schemas/events.js';
 
 const DESCRIPTION = [
@@ -39,7 +39,7 @@ export function eventRoutes(services: Services): FastifyPluginAsyncTypebox {
         description: DESCRIPTION,
         tags: ['events'],
         headers: EventStreamHeaders,
-        response: { 200: eventStream('The stream; it opens once its audit record is written.'), ...problems(400, 401, 503) },
+        response: { 200: eventStream('The stream; it opens once its audit record is written.'), ...problems(AUTHENTICATED_PROBLEMS) },
       },
     }, async (request, reply) => {
       const lastEventId = request.headers['last-event-id'];

@@ -1,5 +1,5 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
-import { ERROR_CODE_LIST, ERROR_CODES } from '../../errors.js';
+import { ERROR_CODE_LIST, ERROR_CODES, type ErrorCode } from '../../errors.js';
 import { KEY_NAME_PATTERN } from '../../keys/key-record.js';
 import { MAX_CONTEXT_PAIRS } from '../../crypto/encryption-context.js';
 
@@ -49,12 +49,38 @@ export const Problem = Type.Object(
 export type ProblemBody = Static<typeof Problem>;
 export const ProblemRef = Type.Unsafe<ProblemBody>(Type.Ref('Problem'));
 
-/** Response entries for the problem statuses a route can answer with. */
-export function problems(...statuses: number[]): Record<number, TSchema> {
+/**
+ * What every authenticated route may answer, whatever its handler does: 400 for a malformed `Keyhold-Min-Change`
+ * (plugins/min-change.ts) or a parameter its schema refuses; 401 from plugins/authentication.ts; 500 for anything
+ * unexpected (plugins/problem.ts masks it); 503 when the credentials or the policies cannot be read, the replica
+ * cannot catch up to `Keyhold-Min-Change`, or the request's audit record cannot be committed (plugins/audit-hook.ts).
+ */
+export const AUTHENTICATED_PROBLEMS: readonly ErrorCode[] = [
+  'KH_ERR_VALIDATION',
+  'KH_ERR_UNAUTHENTICATED',
+  'KH_ERR_INTERNAL',
+  'KH_ERR_UNAVAILABLE',
+];
+
+/**
+ * What a request that may carry a body (POST, PUT, PATCH, DELETE) may answer before its handler runs: a body that
+ * is not JSON, not UTF-8, too deep or refused by the schema (plugins/json-body.ts), over the body limit, or of
+ * another media type. Fastify reads no body for GET.
+ */
+export const BODY_PROBLEMS: readonly ErrorCode[] = ['KH_ERR_VALIDATION', 'KH_ERR_PAYLOAD_TOO_LARGE', 'KH_ERR_UNSUPPORTED_MEDIA_TYPE'];
+
+/**
+ * Response entries for the problems a route can answer with: one per status, whose description lists the codes
+ * of that status the route can return. The integration tests fail when a route answers a code it does not list.
+ */
+export function problems(...codes: ReadonlyArray<ErrorCode | readonly ErrorCode[]>): Record<number, TSchema> {
+  const declared = new Set(codes.flat());
   const entries: Record<number, TSchema> = {};
-  for (const status of statuses) {
+  for (const status of new Set(ERROR_CODE_LIST.map((code) => ERROR_CODES[code].status))) {
+    const listed = ERROR_CODE_LIST.filter((code) => ERROR_CODES[code].status === status && declared.has(code));
+    if (listed.length === 0) continue;
     entries[status] = {
-      description: ERROR_CODE_LIST.filter((code) => ERROR_CODES[code].status === status).join(', '),
+      description: listed.join(', '),
       content: { 'application/problem+json': { schema: ProblemRef } },
     } as unknown as TSchema;
   }

@@ -1,6 +1,17 @@
 import { Type } from '@sinclair/typebox';
+import type { KeyOperation } from '../../context/caller.js';
+import type { ErrorCode } from '../../errors.js';
 import { BOUND_ATTRIBUTES, KEY_STATES, KEY_VERSION_STATES, type KeyRecord } from '../../keys/key-record.js';
-import { MAX_PENDING_WINDOW_DAYS, MAX_RETAIN_VERSIONS, MIN_PENDING_WINDOW_DAYS } from '../../keys/lifecycle.js';
+import {
+  KEY_OPERATION_TABLE,
+  MAX_PENDING_WINDOW_DAYS,
+  MAX_RETAIN_VERSIONS,
+  MIN_PENDING_WINDOW_DAYS,
+  VERSION_OPERATION_TABLE,
+  VERSION_READ_TABLE,
+  type VersionOperation,
+  type VersionReadOperation,
+} from '../../keys/lifecycle.js';
 import { KeyName, NO_NUL, nullableTimestamp, pageCursor, PageLimit, timestamp } from './common.js';
 
 /** Key administration: the key record, its versions, and the bodies that create and change it. */
@@ -121,3 +132,21 @@ export const ScheduleDeletionBody = Type.Object(
   },
   { additionalProperties: false },
 );
+
+const refusals = (verdicts: ReadonlyArray<string>): ErrorCode[] =>
+  verdicts.filter((verdict): verdict is ErrorCode => verdict !== 'ok' && verdict !== 'noop');
+
+/** The codes keys/lifecycle.ts refuses `operation` with in some key state: the documentation follows the table. */
+export function keyStateRefusals(operation: KeyOperation): ErrorCode[] {
+  return refusals(Object.values(KEY_OPERATION_TABLE).map((row) => row[operation]));
+}
+
+/** The codes keys/lifecycle.ts refuses a version operation with in some version state. */
+export function versionStateRefusals(operation: VersionOperation): ErrorCode[] {
+  return refusals(Object.values(VERSION_OPERATION_TABLE).map((row) => row[operation]));
+}
+
+/** The codes keys/lifecycle.ts refuses reading ciphertext under a version with, by the version's standing. */
+export function versionReadRefusals(operation: VersionReadOperation): ErrorCode[] {
+  return refusals(Object.values(VERSION_READ_TABLE).map((row) => row[operation]));
+}
