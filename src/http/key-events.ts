@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import type { Change, ChangeFeed, FeedEvent } from '../changes/change.js';
 import type { Principal } from '../context/principal.js';
 import type { Authorizer } from '../policy/authorizer.js';
-import type { KeyEventData, ResyncEventData } from './schemas.js';
+import type { KeyEventData, ResyncEventData } from './schemas/events.js';
 
 export interface KeyEventStreamsOptions {
   readonly feed: ChangeFeed;

@@ -11,6 +11,7 @@ import { loadConfig, type Config, type Environment } from '../../src/config.js';
 import { createDatabase, type Database } from '../../src/storage/database.js';
 import { ManualClock } from './clock.js';
 import type { Services } from '../../src/services.js';
+import { assertNoUndeclaredProblems } from './declared-problems.js';
 
 export type DatabaseKind = 'sqlite' | 'postgres';
 
@@ -187,6 +188,8 @@ export async function buildTestApp(
     async close() {
       await app.close();
       if (options.store === undefined) await store.destroy();
+      // Every problem answered must be one its route's schema (and so openapi.yaml) declares.
+      assertNoUndeclaredProblems();
     },
   };
   return testApp;

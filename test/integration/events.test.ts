@@ -2,7 +2,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, beforeEach, expect, it, vi } from 'vitest';
 import { UnavailableError } from '../../src/errors.js';
-import { KeyEventData, ResyncEventData } from '../../src/http/schemas.js';
+import { KeyEventData, ResyncEventData } from '../../src/http/schemas/events.js';
 import { auditRecords, createKey, issueToken, putPolicy } from '../helpers/audit.js';
 import { buildTestApp, changesApplied, describeEachDatabase, TEST_ADMIN_TOKEN, type TestApp } from '../helpers/app.js';
 import { expectProblem } from '../helpers/expect-problem.js';

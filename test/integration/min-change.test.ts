@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, expect, it, vi } from 'vitest';
 import { KnexChangeRepository } from '../../src/storage/knex-change-repository.js';
-import { MIN_CHANGE_WAIT_MS, MIN_CHANGE_HEADER } from '../../src/http/min-change.js';
+import { MIN_CHANGE_WAIT_MS, MIN_CHANGE_HEADER } from '../../src/http/plugins/min-change.js';
 import { buildReplicaPair, describeEachDatabase, type ReplicaPair, TEST_ADMIN_TOKEN, type ApiResponse, type TestApp } from '../helpers/app.js';
 import { expectProblem } from '../helpers/expect-problem.js';
 

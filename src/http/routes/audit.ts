@@ -2,7 +2,8 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { ValidationError } from '../../errors.js';
 import type { Services } from '../../services.js';
 import { given, pageLimit } from '../pagination.js';
-import { AuditPage, AuditQueryString, AuditVerification, json, problems } from '../schemas.js';
+import { AUTHENTICATED_PROBLEMS, json, problems } from '../schemas/common.js';
+import { AuditPage, AuditQueryString, AuditVerification } from '../schemas/audit.js';
 
 const tags = ['audit'];
 
@@ -53,7 +54,7 @@ export function auditRoutes(services: Pick<Services, 'audit'>): FastifyPluginAsy
         summary: 'Audit records, newest first, filtered by time, principal, key, action and outcome.',
         tags,
         querystring: AuditQueryString,
-        response: { 200: json(AuditPage, 'A page of records.'), ...problems(400, 401, 403, 503) },
+        response: { 200: json(AuditPage, 'A page of records.'), ...problems(AUTHENTICATED_PROBLEMS, 'KH_ERR_FORBIDDEN') },
       },
     }, async (request) => {
       const { query } = request;
@@ -84,7 +85,7 @@ export function auditRoutes(services: Pick<Services, 'audit'>): FastifyPluginAsy
         operationId: 'verifyAudit',
         summary: 'Walk every audit chain and report, per replica, the first missing or altered sequence number.',
         tags,
-        response: { 200: json(AuditVerification, 'The verdict per chain.'), ...problems(401, 403, 503) },
+        response: { 200: json(AuditVerification, 'The verdict per chain.'), ...problems(AUTHENTICATED_PROBLEMS, 'KH_ERR_FORBIDDEN') },
       },
     }, async (request) => {
       const report = await audit.verify(request.caller);

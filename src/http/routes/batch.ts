@@ -1,7 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Services } from '../../services.js';
-import { problemOf } from '../problem.js';
-import { BatchBody, BatchResult, json, problems } from '../schemas.js';
+import { problemOf } from '../plugins/problem.js';
+import { AUTHENTICATED_PROBLEMS, BODY_PROBLEMS, json, problems } from '../schemas/common.js';
+import { BatchBody, BatchResult } from '../schemas/batch.js';
 import { dataKeyView, decryptView } from '../views.js';
 
 export function batchRoutes(services: Pick<Services, 'batch'>): FastifyPluginAsyncTypebox {
@@ -15,7 +16,8 @@ export function batchRoutes(services: Pick<Services, 'batch'>): FastifyPluginAsy
         response: {
           200: json(BatchResult, 'Every item succeeded.'),
           207: json(BatchResult, 'Some items failed; each result carries its own status and problem.'),
-          ...problems(400, 401, 413, 415, 503),
+          // An item's refusal is in its own result; only an unexpected error fails the whole request.
+          ...problems(AUTHENTICATED_PROBLEMS, BODY_PROBLEMS),
         },
       },
     }, async (request, reply) => {

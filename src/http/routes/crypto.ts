@@ -1,5 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Services } from '../../services.js';
+import type { ErrorCode } from '../../errors.js';
+import { AUTHENTICATED_PROBLEMS, BODY_PROBLEMS, json, KeyNameParams, problems } from '../schemas/common.js';
+import { keyStateRefusals, versionReadRefusals } from '../schemas/keys.js';
 import {
   CiphertextResult,
   DataKeyBody,
@@ -7,17 +10,36 @@ import {
   DecryptBody,
   DecryptResult,
   EncryptBody,
-  json,
-  KeyNameParams,
-  problems,
   RewrapBody,
   RewrapRevokedBody,
-} from '../schemas.js';
-import { defaultEmptyBody } from '../empty-body.js';
+} from '../schemas/crypto.js';
+import { defaultEmptyBody } from '../plugins/empty-body.js';
 import { dataKeyView, decryptView } from '../views.js';
 
 const tags = ['crypto'];
-const ERRORS = [400, 401, 403, 404, 409, 413, 415, 503];
+
+/** What any of these may answer: a policy's refusal, a bound-context mismatch (403) or a reserved context key (400). */
+const COMMON: readonly ErrorCode[] = [...AUTHENTICATED_PROBLEMS, ...BODY_PROBLEMS, 'KH_ERR_FORBIDDEN'];
+
+/** The primary version a ciphertext is sealed under must be enabled (lifecycle.ts `checkPrimaryVersionEnabled`). */
+const PRIMARY_VERSION_REFUSALS: readonly ErrorCode[] = ['KH_ERR_KEY_VERSION_DISABLED', 'KH_ERR_KEY_VERSION_DESTROYED'];
+
+/** Sealing under a key named in the URL (envelope-service.ts `#withPrimary`): it must exist and be able to encrypt. */
+const SEAL: readonly ErrorCode[] = ['KH_ERR_KEY_NOT_FOUND', ...keyStateRefusals('encrypt'), ...PRIMARY_VERSION_REFUSALS];
+
+/**
+ * Opening a ciphertext (envelope-service.ts `#withSource`): a ciphertext of no key, of a key the caller may never
+ * use, or of a version the key never had fails as decryption does, never as 404; then the key and version rules.
+ */
+const OPEN: readonly ErrorCode[] = ['KH_ERR_DECRYPTION_FAILED', ...keyStateRefusals('decrypt'), ...versionReadRefusals('decrypt')];
+
+/** Rewrap-revoked reads any version with material of the URL's key and seals under its primary. */
+const REWRAP_REVOKED: readonly ErrorCode[] = [
+  'KH_ERR_DECRYPTION_FAILED',
+  ...keyStateRefusals('rewrap-revoked'),
+  ...versionReadRefusals('rewrap-revoked'),
+  ...PRIMARY_VERSION_REFUSALS,
+];
 
 /** Data keys, encrypt, decrypt, rewrap and the migration of revoked versions. */
 export function cryptoRoutes(services: Pick<Services, 'envelope'>): FastifyPluginAsyncTypebox {
@@ -32,7 +54,7 @@ export function cryptoRoutes(services: Pick<Services, 'envelope'>): FastifyPlugi
         tags,
         params: KeyNameParams,
         body: DataKeyBody,
-        response: { 200: json(DataKeyResult, 'The data key.'), ...problems(...ERRORS) },
+        response: { 200: json(DataKeyResult, 'The data key.'), ...problems(COMMON, SEAL) },
       },
     }, async (request) => dataKeyView(await envelope.generateDataKey(request.caller, request.params.name, request.body)));
 
@@ -43,7 +65,7 @@ export function cryptoRoutes(services: Pick<Services, 'envelope'>): FastifyPlugi
         tags,
         params: KeyNameParams,
         body: EncryptBody,
-        response: { 200: json(CiphertextResult, 'The ciphertext.'), ...problems(...ERRORS) },
+        response: { 200: json(CiphertextResult, 'The ciphertext.'), ...problems(COMMON, SEAL) },
       },
     }, async (request) =>
       envelope.encrypt(request.caller, request.params.name, {
@@ -58,7 +80,7 @@ export function cryptoRoutes(services: Pick<Services, 'envelope'>): FastifyPlugi
         summary: 'Decrypt a ciphertext with the key it names.',
         tags,
         body: DecryptBody,
-        response: { 200: json(DecryptResult, 'The plaintext.'), ...problems(...ERRORS) },
+        response: { 200: json(DecryptResult, 'The plaintext.'), ...problems(COMMON, OPEN) },
       },
     }, async (request) => decryptView(await envelope.decrypt(request.caller, request.body)));
 
@@ -69,7 +91,7 @@ export function cryptoRoutes(services: Pick<Services, 'envelope'>): FastifyPlugi
         tags,
         params: KeyNameParams,
         body: DecryptBody,
-        response: { 200: json(DecryptResult, 'The plaintext.'), ...problems(...ERRORS) },
+        response: { 200: json(DecryptResult, 'The plaintext.'), ...problems(COMMON, OPEN) },
       },
     }, async (request) => decryptView(await envelope.decrypt(request.caller, { ...request.body, keyName: request.params.name })));
 
@@ -80,7 +102,7 @@ export function cryptoRoutes(services: Pick<Services, 'envelope'>): FastifyPlugi
         tags,
         params: KeyNameParams,
         body: RewrapBody,
-        response: { 200: json(CiphertextResult, 'The new ciphertext.'), ...problems(...ERRORS) },
+        response: { 200: json(CiphertextResult, 'The new ciphertext.'), ...problems(COMMON, OPEN, SEAL) },
       },
     }, async (request) => envelope.rewrap(request.caller, request.params.name, request.body));
 
@@ -93,7 +115,7 @@ export function cryptoRoutes(services: Pick<Services, 'envelope'>): FastifyPlugi
         tags,
         params: KeyNameParams,
         body: RewrapRevokedBody,
-        response: { 200: json(CiphertextResult, 'The new ciphertext, under the primary version.'), ...problems(...ERRORS) },
+        response: { 200: json(CiphertextResult, 'The new ciphertext, under the primary version.'), ...problems(COMMON, REWRAP_REVOKED) },
       },
     }, async (request) => envelope.rewrapRevoked(request.caller, request.params.name, request.body));
   };

@@ -2,7 +2,8 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { PolicyAuthorizer } from '../../policy/authorizer.js';
 import type { Services } from '../../services.js';
 import { KeyEventStreams } from '../key-events.js';
-import { eventStream, EventStreamHeaders, problems } from '../schemas.js';
+import { AUTHENTICATED_PROBLEMS, problems } from '../schemas/common.js';
+import { eventStream, EventStreamHeaders } from '../schemas/events.js';
 
 const DESCRIPTION = [
   'Server-Sent Events of key-state changes, for clients that cache data keys.',
@@ -38,7 +39,7 @@ export function eventRoutes(services: Pick<Services, 'changes' | 'policyStore'>)
         description: DESCRIPTION,
         tags: ['events'],
         headers: EventStreamHeaders,
-        response: { 200: eventStream('The stream; it opens once its audit record is written.'), ...problems(400, 401, 503) },
+        response: { 200: eventStream('The stream; it opens once its audit record is written.'), ...problems(AUTHENTICATED_PROBLEMS) },
       },
     }, async (request, reply) => {
       const lastEventId = request.headers['last-event-id'];

@@ -1,26 +1,39 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { Caller } from '../../context/caller.js';
+import type { Caller, KeyOperation } from '../../context/caller.js';
+import type { ErrorCode } from '../../errors.js';
 import type { KeyRecord } from '../../keys/key-record.js';
 import type { Services } from '../../services.js';
-import { defaultEmptyBody } from '../empty-body.js';
+import { defaultEmptyBody } from '../plugins/empty-body.js';
 import { given, pageLimit } from '../pagination.js';
+import { AUTHENTICATED_PROBLEMS, BODY_PROBLEMS, json, KeyNameParams, problems } from '../schemas/common.js';
 import {
   CreateKeyBody,
   EmptyBody,
-  json,
   KeyRef,
   KeyList,
-  KeyNameParams,
+  keyStateRefusals,
   KeyVersionParams,
   ListKeysQuery,
-  problems,
   ScheduleDeletionBody,
   UpdateKeyBody,
-} from '../schemas.js';
+  versionStateRefusals,
+} from '../schemas/keys.js';
 
 const tags = ['keys'];
 
-const COMMON = [400, 401, 403, 404, 409, 503];
+/**
+ * A change to a key (key-service.ts `#mutate`): refused by a policy, for a key that does not exist, by the lifecycle
+ * table, or because its deletion date had passed (it is destroyed first).
+ */
+const mutationProblemCodes = (operation: KeyOperation): ErrorCode[] => [
+  ...AUTHENTICATED_PROBLEMS,
+  ...BODY_PROBLEMS,
+  'KH_ERR_FORBIDDEN',
+  'KH_ERR_KEY_NOT_FOUND',
+  'KH_ERR_KEY_DESTROYED',
+  ...keyStateRefusals(operation),
+];
+const mutationProblems = (operation: KeyOperation) => problems(mutationProblemCodes(operation));
 
 /** Key administration: one schema and one service call per route. */
 export function keyRoutes(services: Pick<Services, 'keys'>): FastifyPluginAsyncTypebox {
@@ -33,7 +46,7 @@ export function keyRoutes(services: Pick<Services, 'keys'>): FastifyPluginAsyncT
         summary: 'Create a key with its first version.',
         tags,
         body: CreateKeyBody,
-        response: { 201: json(KeyRef, 'The new key.'), ...problems(400, 401, 403, 409, 503) },
+        response: { 201: json(KeyRef, 'The new key.'), ...problems(AUTHENTICATED_PROBLEMS, BODY_PROBLEMS, 'KH_ERR_FORBIDDEN', 'KH_ERR_KEY_EXISTS') },
       },
     }, async (request, reply) => reply.code(201).send(await keys.create(request.caller, request.body)));
 
@@ -43,7 +56,8 @@ export function keyRoutes(services: Pick<Services, 'keys'>): FastifyPluginAsyncT
         summary: 'List keys by name, with keyset pagination.',
         tags,
         querystring: ListKeysQuery,
-        response: { 200: json(KeyList, 'A page of keys.'), ...problems(400, 401, 403, 503) },
+        // A workload's listing is filtered by its grants, never refused.
+        response: { 200: json(KeyList, 'A page of keys.'), ...problems(AUTHENTICATED_PROBLEMS) },
       },
     }, async (request) =>
       keys.list(request.caller, {
@@ -59,7 +73,7 @@ export function keyRoutes(services: Pick<Services, 'keys'>): FastifyPluginAsyncT
         summary: 'Read a key and its versions.',
         tags,
         params: KeyNameParams,
-        response: { 200: json(KeyRef, 'The key.'), ...problems(400, 401, 403, 404, 503) },
+        response: { 200: json(KeyRef, 'The key.'), ...problems(AUTHENTICATED_PROBLEMS, 'KH_ERR_FORBIDDEN', 'KH_ERR_KEY_NOT_FOUND') },
       },
     }, async (request) => keys.get(request.caller, request.params.name));
 
@@ -70,11 +84,11 @@ export function keyRoutes(services: Pick<Services, 'keys'>): FastifyPluginAsyncT
         tags,
         params: KeyNameParams,
         body: UpdateKeyBody,
-        response: { 200: json(KeyRef, 'The updated key.'), ...problems(...COMMON) },
+        response: { 200: json(KeyRef, 'The updated key.'), ...mutationProblems('update') },
       },
     }, async (request) => keys.update(request.caller, request.params.name, request.body));
 
-    const transitions: ReadonlyArray<readonly [string, string, string, (p: Caller, n: string) => Promise<KeyRecord>]> = [
+    const transitions: ReadonlyArray<readonly [KeyOperation, string, string, (p: Caller, n: string) => Promise<KeyRecord>]> = [
       ['rotate', 'rotateKey', 'Add a version and make it primary.', (p, n) => keys.rotate(p, n)],
       ['disable', 'disableKey', 'Disable the key: it refuses every cryptographic operation.', (p, n) => keys.disable(p, n)],
       ['enable', 'enableKey', 'Enable a disabled key.', (p, n) => keys.enable(p, n)],
@@ -90,7 +104,7 @@ export function keyRoutes(services: Pick<Services, 'keys'>): FastifyPluginAsyncT
           tags,
           params: KeyNameParams,
           body: EmptyBody,
-          response: { 200: json(KeyRef, 'The key after the change.'), ...problems(...COMMON) },
+          response: { 200: json(KeyRef, 'The key after the change.'), ...mutationProblems(path) },
         },
       }, async (request) => run(request.caller, request.params.name));
     }
@@ -103,7 +117,7 @@ export function keyRoutes(services: Pick<Services, 'keys'>): FastifyPluginAsyncT
         tags,
         params: KeyNameParams,
         body: ScheduleDeletionBody,
-        response: { 200: json(KeyRef, 'The key, pending deletion.'), ...problems(...COMMON) },
+        response: { 200: json(KeyRef, 'The key, pending deletion.'), ...mutationProblems('schedule-deletion') },
       },
     }, async (request) => keys.scheduleDeletion(request.caller, request.params.name, request.body.pendingWindowDays));
 
@@ -119,7 +133,14 @@ export function keyRoutes(services: Pick<Services, 'keys'>): FastifyPluginAsyncT
           tags,
           params: KeyVersionParams,
           body: EmptyBody,
-          response: { 200: json(KeyRef, 'The key after the change.'), ...problems(...COMMON) },
+          response: {
+            200: json(KeyRef, 'The key after the change.'),
+            ...problems(
+              mutationProblemCodes(`${path}-version`),
+              'KH_ERR_KEY_VERSION_NOT_FOUND',
+              versionStateRefusals(`${path}-version`),
+            ),
+          },
         },
       }, async (request) => {
         const { name, version } = request.params;

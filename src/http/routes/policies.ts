@@ -5,17 +5,16 @@ import { decodeKeyCursor, encodeKeyCursor } from '../../keys/key-service.js';
 import type { StoredPolicy } from '../../policy/policy-repository.js';
 import type { Services } from '../../services.js';
 import { given, pageLimit } from '../pagination.js';
+import { AUTHENTICATED_PROBLEMS, BODY_PROBLEMS, json, problems } from '../schemas/common.js';
 import {
-  json,
   ListPoliciesQuery,
   PolicyDocumentBody,
   PolicyList,
   PolicyNameParams,
   PolicyRef,
-  problems,
   SimulationBody,
   SimulationResult,
-} from '../schemas.js';
+} from '../schemas/policies.js';
 
 const tags = ['policies'];
 
@@ -66,7 +65,7 @@ export function policyRoutes(services: Pick<Services, 'policies'>): FastifyPlugi
         response: {
           200: json(PolicyRef, 'Replaced.'),
           201: json(PolicyRef, 'Created.'),
-          ...problems(400, 401, 403, 412, 503),
+          ...problems(AUTHENTICATED_PROBLEMS, BODY_PROBLEMS, 'KH_ERR_FORBIDDEN', 'KH_ERR_POLICY_REVISION_MISMATCH'),
         },
       },
     }, async (request, reply) => {
@@ -85,7 +84,7 @@ export function policyRoutes(services: Pick<Services, 'policies'>): FastifyPlugi
         summary: 'Read a policy.',
         tags,
         params: PolicyNameParams,
-        response: { 200: json(PolicyRef, 'The policy.'), ...problems(400, 401, 403, 404, 503) },
+        response: { 200: json(PolicyRef, 'The policy.'), ...problems(AUTHENTICATED_PROBLEMS, 'KH_ERR_FORBIDDEN', 'KH_ERR_POLICY_NOT_FOUND') },
       },
     }, async (request, reply) => {
       const policy = await policies.get(request.caller, request.params.name);
@@ -99,7 +98,7 @@ export function policyRoutes(services: Pick<Services, 'policies'>): FastifyPlugi
         tags,
         params: PolicyNameParams,
         headers: Type.Pick(PreconditionHeaders, ['if-match']),
-        response: { 204: { description: 'Deleted.', type: 'null' }, ...problems(400, 401, 403, 404, 412, 503) },
+        response: { 204: { description: 'Deleted.', type: 'null' }, ...problems(AUTHENTICATED_PROBLEMS, BODY_PROBLEMS, 'KH_ERR_FORBIDDEN', 'KH_ERR_POLICY_NOT_FOUND', 'KH_ERR_POLICY_REVISION_MISMATCH') },
       },
     }, async (request, reply) => {
       await policies.delete(request.caller, request.params.name, expectedRevision({ 'if-match': request.headers['if-match'] }));
@@ -112,7 +111,7 @@ export function policyRoutes(services: Pick<Services, 'policies'>): FastifyPlugi
         summary: 'List policies by name.',
         tags,
         querystring: ListPoliciesQuery,
-        response: { 200: json(PolicyList, 'A page of policies.'), ...problems(400, 401, 403, 503) },
+        response: { 200: json(PolicyList, 'A page of policies.'), ...problems(AUTHENTICATED_PROBLEMS, 'KH_ERR_FORBIDDEN') },
       },
     }, async (request) => {
       const cursor = given(request.query.cursor);
@@ -132,7 +131,7 @@ export function policyRoutes(services: Pick<Services, 'policies'>): FastifyPlugi
         summary: 'Evaluate a hypothetical request against the stored policies, as a workload.',
         tags,
         body: SimulationBody,
-        response: { 200: json(SimulationResult, 'The decision and the statements that made it.'), ...problems(400, 401, 403, 503) },
+        response: { 200: json(SimulationResult, 'The decision and the statements that made it.'), ...problems(AUTHENTICATED_PROBLEMS, BODY_PROBLEMS, 'KH_ERR_FORBIDDEN') },
       },
     }, async (request) => {
       const result = await policies.simulate(request.caller, request.body);

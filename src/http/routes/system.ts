@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Services } from '../../services.js';
-import { Health, json, problems, Readiness, Whoami } from '../schemas.js';
+import { AUTHENTICATED_PROBLEMS, json, problems } from '../schemas/common.js';
+import { Health, Readiness, Whoami } from '../schemas/system.js';
 
 export function systemRoutes(services: Pick<Services, 'readiness'>): FastifyPluginAsyncTypebox {
   return async (app) => {
@@ -33,7 +34,7 @@ export function systemRoutes(services: Pick<Services, 'readiness'>): FastifyPlug
         operationId: 'whoami',
         summary: 'The calling principal and its attributes.',
         tags: ['system'],
-        response: { 200: json(Whoami, 'The caller.'), ...problems(401) },
+        response: { 200: json(Whoami, 'The caller.'), ...problems(AUTHENTICATED_PROBLEMS) },
       },
     }, async (request) => request.caller.principal);
   };

@@ -2,7 +2,8 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { ValidationError } from '../../errors.js';
 import type { Services } from '../../services.js';
 import { given, pageLimit } from '../pagination.js';
-import { CreateTokenBody, IssuedToken, json, ListTokensQuery, problems, TokenIdParams, TokenList } from '../schemas.js';
+import { AUTHENTICATED_PROBLEMS, BODY_PROBLEMS, json, problems } from '../schemas/common.js';
+import { CreateTokenBody, IssuedToken, ListTokensQuery, TokenIdParams, TokenList } from '../schemas/tokens.js';
 
 const tags = ['tokens'];
 
@@ -39,7 +40,7 @@ export function tokenRoutes(services: Pick<Services, 'tokens'>): FastifyPluginAs
         summary: 'Issue an API token. The secret is in this response only.',
         tags,
         body: CreateTokenBody,
-        response: { 201: json(IssuedToken, 'The token, with its secret.'), ...problems(400, 401, 403, 409, 503) },
+        response: { 201: json(IssuedToken, 'The token, with its secret.'), ...problems(AUTHENTICATED_PROBLEMS, BODY_PROBLEMS, 'KH_ERR_FORBIDDEN', 'KH_ERR_TOKEN_EXISTS') },
       },
     }, async (request, reply) => reply.code(201).send(await tokens.create(request.caller, request.body)));
 
@@ -49,7 +50,7 @@ export function tokenRoutes(services: Pick<Services, 'tokens'>): FastifyPluginAs
         summary: 'List live tokens, never their secrets.',
         tags,
         querystring: ListTokensQuery,
-        response: { 200: json(TokenList, 'A page of tokens.'), ...problems(400, 401, 403, 503) },
+        response: { 200: json(TokenList, 'A page of tokens.'), ...problems(AUTHENTICATED_PROBLEMS, 'KH_ERR_FORBIDDEN') },
       },
     }, async (request) => {
       const limit = pageLimit(request.query.limit);
@@ -66,7 +67,7 @@ export function tokenRoutes(services: Pick<Services, 'tokens'>): FastifyPluginAs
         summary: 'Revoke a token. It stops working at once on this replica.',
         tags,
         params: TokenIdParams,
-        response: { 204: { description: 'Revoked.', type: 'null' }, ...problems(400, 401, 403, 404, 503) },
+        response: { 204: { description: 'Revoked.', type: 'null' }, ...problems(AUTHENTICATED_PROBLEMS, BODY_PROBLEMS, 'KH_ERR_FORBIDDEN', 'KH_ERR_TOKEN_NOT_FOUND') },
       },
     }, async (request, reply) => {
       await tokens.revoke(request.caller, request.params.id);

@@ -1,8 +1,8 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { ERROR_CODES, KeyholdError, type ErrorCode } from '../errors.js';
-import { AuthenticationFailedError } from '../identity/authenticator.js';
-import { isDatabaseUnavailable } from '../lib/database-errors.js';
-import type { ProblemBody } from './schemas.js';
+import { ERROR_CODES, KeyholdError, type ErrorCode } from '../../errors.js';
+import { AuthenticationFailedError } from '../../identity/authenticator.js';
+import { isDatabaseUnavailable } from '../../lib/database-errors.js';
+import type { ProblemBody } from '../schemas/common.js';
 
 declare module 'fastify' {
   interface FastifyRequest {

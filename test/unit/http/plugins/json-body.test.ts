@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { jsonNestingDepth, MAX_JSON_DEPTH } from '../../../src/http/json-body.js';
+import { jsonNestingDepth, MAX_JSON_DEPTH } from '../../../../src/http/plugins/json-body.js';
 
 const LIMIT = MAX_JSON_DEPTH;
 

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { auditContextKeys, type AuditEvent } from '../audit/audit-record.js';
-import type { AuditWriter } from '../audit/audit-writer.js';
-import type { Clock } from '../lib/clock.js';
+import { auditContextKeys, type AuditEvent } from '../../audit/audit-record.js';
+import type { AuditWriter } from '../../audit/audit-writer.js';
+import type { Clock } from '../../lib/clock.js';
 import { problemOf, PROBLEM_CONTENT_TYPE, RETRY_AFTER_SECONDS, sendProblem } from './problem.js';
 
 function contextOf(body: unknown): Readonly<Record<string, string>> | undefined {

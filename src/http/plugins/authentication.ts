@@ -1,8 +1,8 @@
 import type { TLSSocket } from 'node:tls';
 import type { FastifyInstance, FastifyRequest, onRequestHookHandler } from 'fastify';
-import { AuthenticationFailedError, type AuthenticatorChain, type Credentials, type PeerCertificate } from '../identity/authenticator.js';
-import { callerOf, type Caller } from '../context/caller.js';
-import type { Principal } from '../context/principal.js';
+import { AuthenticationFailedError, type AuthenticatorChain, type Credentials, type PeerCertificate } from '../../identity/authenticator.js';
+import { callerOf, type Caller } from '../../context/caller.js';
+import type { Principal } from '../../context/principal.js';
 
 declare module 'fastify' {
   interface FastifyRequest {

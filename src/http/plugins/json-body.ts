@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { ValidationError } from '../errors.js';
+import { ValidationError } from '../../errors.js';
 
 /** Deeper than any request we define (a batch item's context is 4 levels); deeper bodies are refused unparsed. */
 export const MAX_JSON_DEPTH = 32;

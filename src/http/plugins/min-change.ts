@@ -1,7 +1,7 @@
 import type { FastifyInstance, onRequestHookHandler } from 'fastify';
-import type { ChangeBarrier } from '../changes/change.js';
-import { UnavailableError, ValidationError } from '../errors.js';
-import type { Principal } from '../context/principal.js';
+import type { ChangeBarrier } from '../../changes/change.js';
+import { UnavailableError, ValidationError } from '../../errors.js';
+import type { Principal } from '../../context/principal.js';
 
 /**
  * `Keyhold-Min-Change: <seq>`: answer only from state that includes change `seq`. A client sends the last event id

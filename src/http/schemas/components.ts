@@ -1,0 +1,12 @@
+import type { TSchema } from '@sinclair/typebox';
+import { Problem } from './common.js';
+import { KeyEventData, ResyncEventData } from './events.js';
+import { Key } from './keys.js';
+import { Policy } from './policies.js';
+
+/**
+ * The schemas with an `$id`, registered with `app.addSchema` before any route refers to them, so `openapi.yaml`
+ * lists each once under components. The event data schemas are referred to by no route (an event stream has no
+ * JSON body), but registering them puts them in `openapi.yaml` for clients.
+ */
+export const SHARED_SCHEMAS: readonly TSchema[] = [Problem, Key, Policy, KeyEventData, ResyncEventData];
