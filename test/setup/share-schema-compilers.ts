@@ -47,11 +47,15 @@ function memoised(selector: Selector): Selector {
 
 const fromFastify = createRequire(createRequire(import.meta.url).resolve('fastify'));
 
+/** Marks a replacement, so that a setup file run again in the same process (isolate: false) does not wrap it again. */
+const SHARED = Symbol.for('keyhold.test.shared-schema-compiler');
+
 function replaceSelector(id: string, make: (real: () => Selector) => Selector): void {
   const path = fromFastify.resolve(id);
-  const real = fromFastify(id) as (() => Selector) & Record<string, unknown>;
+  const real = fromFastify(id) as (() => Selector) & Record<PropertyKey, unknown>;
+  if (real[SHARED] === true) return;
   const shared = make(real);
-  const replacement = Object.assign(() => shared, real, { default: undefined as unknown });
+  const replacement = Object.assign(() => shared, real, { default: undefined as unknown, [SHARED]: true });
   replacement.default = replacement;
   fromFastify.cache[path]!.exports = replacement;
 }
