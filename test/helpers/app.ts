@@ -1,10 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
-import knexFactory from 'knex';
 import { describe } from 'vitest';
 import { openKeyholdApp, type KeyholdAppDeps } from '../../src/compose.js';
 import { loadConfig, type Config, type Environment } from '../../src/config.js';
@@ -12,6 +11,7 @@ import { createDatabase, type Database } from '../../src/storage/database.js';
 import { ManualClock } from './clock.js';
 import type { Services } from '../../src/services.js';
 import { assertNoUndeclaredProblems } from './declared-problems.js';
+import { clonePostgresTemplate, cloneSqliteTemplate, dropPostgresSchema } from './store-template.js';
 
 export type DatabaseKind = 'sqlite' | 'postgres';
 
@@ -28,13 +28,14 @@ export function describeEachDatabase(title: string, suite: (kind: DatabaseKind) 
 export const TEST_ADMIN_TOKEN = `kh_test_admin_${'x'.repeat(32)}`;
 
 /**
- * A store a test owns: a fresh SQLite file, or a fresh PostgreSQL schema. It outlives app instances, so restart
- * tests can build a second app over the same data.
+ * A store a test owns: a SQLite file, or a PostgreSQL schema, cloned from a migrated template by `createSchema()` (see
+ * ./store-template.ts). It outlives app instances, so restart tests can build a second app over the same data.
  */
 export class TestStore {
   readonly dataDir = mkdtempSync(join(tmpdir(), 'keyhold-test-'));
   readonly schema = `kh_test_${randomBytes(6).toString('hex')}`;
   readonly #databases: Database[] = [];
+  #created: Promise<void> | undefined;
 
   constructor(readonly kind: DatabaseKind) {}
 
@@ -65,26 +66,29 @@ export class TestStore {
     return path;
   }
 
-  async createSchema(): Promise<void> {
-    if (this.kind !== 'postgres' || POSTGRES_URL === undefined) return;
-    const admin = knexFactory({ client: 'pg', connection: POSTGRES_URL });
-    try {
-      await admin.raw('CREATE SCHEMA IF NOT EXISTS ??', [this.schema]);
-    } finally {
-      await admin.destroy();
-    }
+  /**
+   * Creates the store, migrated, from the template: the SQLite file in the data dir, or the PostgreSQL schema.
+   * Idempotent; a SQLite file that exists already is left as it is.
+   */
+  createSchema(): Promise<void> {
+    this.#created ??= (async () => {
+      if (this.kind === 'sqlite') {
+        const filename = join(this.dataDir, 'keyhold.sqlite');
+        if (!existsSync(filename)) await cloneSqliteTemplate(filename);
+      } else if (POSTGRES_URL !== undefined) {
+        await clonePostgresTemplate(POSTGRES_URL, this.schema);
+      }
+    })();
+    return this.#created;
   }
 
   async destroy(): Promise<void> {
     await Promise.all(this.#databases.splice(0).map((db) => db.destroy()));
     if (this.kind === 'postgres' && POSTGRES_URL !== undefined) {
-      const admin = knexFactory({ client: 'pg', connection: POSTGRES_URL });
-      try {
-        await admin.raw('DROP SCHEMA IF EXISTS ?? CASCADE', [this.schema]);
-      } finally {
-        await admin.destroy();
-      }
+      await this.#created?.catch(() => undefined);
+      await dropPostgresSchema(POSTGRES_URL, this.schema);
     }
+    this.#created = undefined;
     rmSync(this.dataDir, { recursive: true, force: true });
   }
 }

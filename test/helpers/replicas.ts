@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import knexFactory, { type Knex } from 'knex';
+import { clonePostgresTemplate } from './store-template.js';
 
 /**
  * Real replicas for fault tests: `node dist/src/main.js server` processes over one PostgreSQL schema, reached through a
@@ -337,12 +338,9 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
   const count = options.replicas ?? 3;
   const base = postgresUrl();
   const schema = `kh_cluster_${randomBytes(6).toString('hex')}`;
-  const admin = knexFactory({ client: 'pg', connection: base.toString() });
-  try {
-    await admin.raw('CREATE SCHEMA ??', [schema]);
-  } finally {
-    await admin.destroy();
-  }
+  // Migrated already, from the template: these are fault tests, not migration tests. Replicas migrating an empty
+  // store, and racing to, is what test/integration/replicas.test.ts checks.
+  await clonePostgresTemplate(base.toString(), schema);
   const proxy = await startProxy({ host: base.hostname, port: Number(base.port || 5432) });
   const viaProxy = new URL(base);
   viaProxy.hostname = '127.0.0.1';
@@ -396,8 +394,8 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
   };
   liveClusters.add(cluster);
   try {
-    // The first replica migrates and creates the admin token alone; booting on an empty database together is what
-    // test/integration/replicas.test.ts checks, and a fault test should not fail on that race.
+    // The first replica records the root key and creates the admin token alone; booting on an empty database
+    // together is what test/integration/replicas.test.ts checks, and a fault test should not fail on that race.
     const [first, ...rest] = replicas;
     await first?.start();
     await Promise.all(rest.map((replica) => replica.start()));

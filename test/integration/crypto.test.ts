@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { buildTestApp, describeEachDatabase, type ApiResponse, type TestApp } from '../helpers/app.js';
 import { expectProblem } from '../helpers/expect-problem.js';
 
@@ -13,16 +13,18 @@ function withoutRequestId(response: ApiResponse): Record<string, unknown> {
 }
 
 describeEachDatabase('cryptographic operations', (kind) => {
+  // One app for the file: these tests only use 'orders' and 'archive' and never change their state. A test that
+  // rotates or disables a key makes a key of its own for it.
   let t: TestApp;
   let ordersId: string;
-  beforeEach(async () => {
+  beforeAll(async () => {
     t = await buildTestApp(kind);
     const orders = await t.call('POST', '/v1/keys', { name: 'orders' });
     expect(orders.status).toBe(201);
     ordersId = orders.body.id;
     expect((await t.call('POST', '/v1/keys', { name: 'archive' })).status).toBe(201);
   });
-  afterEach(async () => t.close());
+  afterAll(async () => t?.close());
 
   async function encrypt(key: string, body: Record<string, unknown>): Promise<any> {
     const response = await t.call('POST', `/v1/keys/${key}/encrypt`, body);
@@ -234,11 +236,13 @@ describeEachDatabase('cryptographic operations', (kind) => {
 
   describe('POST /v1/keys/{name}/rewrap', () => {
     it('rewraps to the new primary version of the same key after a rotation', async () => {
-      const { ciphertext } = await encrypt('orders', { plaintext: SECRET, context: CONTEXT });
-      expect((await t.call('POST', '/v1/keys/orders/rotate')).status).toBe(200);
-      const rewrapped = await t.call('POST', '/v1/keys/orders/rewrap', { ciphertext, context: CONTEXT });
+      const created = await t.call('POST', '/v1/keys', { name: 'rotated' });
+      expect(created.status).toBe(201);
+      const { ciphertext } = await encrypt('rotated', { plaintext: SECRET, context: CONTEXT });
+      expect((await t.call('POST', '/v1/keys/rotated/rotate')).status).toBe(200);
+      const rewrapped = await t.call('POST', '/v1/keys/rotated/rewrap', { ciphertext, context: CONTEXT });
       expect(rewrapped.status).toBe(200);
-      expect(rewrapped.body).toEqual({ keyId: ordersId, keyName: 'orders', keyVersion: 2, ciphertext: expect.stringMatching(/^kh1:/) });
+      expect(rewrapped.body).toEqual({ keyId: created.body.id, keyName: 'rotated', keyVersion: 2, ciphertext: expect.stringMatching(/^kh1:/) });
       expect(rewrapped.body.ciphertext).not.toBe(ciphertext);
       const decrypted = await t.call('POST', '/v1/decrypt', { ciphertext: rewrapped.body.ciphertext, context: CONTEXT });
       expect(decrypted.body).toMatchObject({ keyVersion: 2, plaintext: SECRET });
@@ -349,10 +353,11 @@ describeEachDatabase('cryptographic operations', (kind) => {
     });
 
     it('an item refused by the key state fails alone with its 409 problem', async () => {
-      expect((await t.call('POST', '/v1/keys/archive/disable')).status).toBe(200);
+      expect((await t.call('POST', '/v1/keys', { name: 'retired' })).status).toBe(201);
+      expect((await t.call('POST', '/v1/keys/retired/disable')).status).toBe(200);
       const response = await t.call('POST', '/v1/batch', {
         items: [
-          { op: 'datakey', key: 'archive' },
+          { op: 'datakey', key: 'retired' },
           { op: 'datakey', key: 'orders' },
         ],
       });
