@@ -75,7 +75,7 @@ module.exports = {
       severity: 'error',
       comment: 'The policy evaluator and the key rules use only the pure core, never the services beside them.',
       from: { path: '^src/policy/(evaluate|glob|policy)\\.ts$|^src/keys/(key-record|lifecycle|bound-context)\\.ts$' },
-      to: { path: '^src/', pathNot: '^src/(errors\\.ts|crypto/|context/|policy/(evaluate|glob|policy|actions)\\.ts|keys/(key-record|lifecycle|bound-context)\\.ts)' },
+      to: { path: '^src/', pathNot: '^src/(errors\\.ts|crypto/|context/|policy/(evaluate|glob|policy)\\.ts|keys/(key-record|lifecycle|bound-context)\\.ts)' },
     },
     ...packageHomes.map(({ name, packages, home }) => ({
       name,
@@ -87,7 +87,9 @@ module.exports = {
   ],
   allowed: [
     ...layerRules,
-    { from: { path: '^src/' }, to: { dependencyTypes: ['core', 'npm', 'npm-dev', 'type-only'], pathNot: '^src/' } },
+    // Runtime packages only: a development dependency is not installed in production.
+    { from: { path: '^src/' }, to: { dependencyTypes: ['core', 'npm'], pathNot: '^src/' } },
+    { from: { path: '^src/' }, to: { dependencyTypes: ['type-only'], pathNot: '^src/' } },
     { from: { path: '^src/storage/' }, to: { path: '^migrations/' } },
     { from: { path: '^migrations/' }, to: { path: '^migrations/' } },
     { from: { path: '^migrations/' }, to: { dependencyTypes: ['core', 'npm'] } },

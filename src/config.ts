@@ -147,13 +147,18 @@ function parseTls(values: EnvironmentValues, problems: string[]): TlsConfig | un
   });
 }
 
+/** The schema's message for a refused KEYHOLD_ROOT_KEY, word for word. */
+const ROOT_KEY_REFUSED = 'KEYHOLD_ROOT_KEY must be the base64 encoding of exactly 32 bytes';
+
 function parseRootKey(values: EnvironmentValues, dataDir: string, problems: string[]): RootKeySource {
   const { KEYHOLD_ROOT_KEY: inline, KEYHOLD_ROOT_KEY_FILE: file } = values;
   if (inline !== undefined && file !== undefined) problems.push('Set KEYHOLD_ROOT_KEY or KEYHOLD_ROOT_KEY_FILE, not both');
   if (inline !== undefined) {
-    // The schema's pattern accepts exactly what this parses; a refused key has been reported already.
     const key = parseRootKeyText(inline);
     if (key !== undefined) return { kind: 'inline', key };
+    // The schema's pattern accepts exactly what this parses, so the schema has reported it already; should the two
+    // ever disagree, a refused key must still stop start-up rather than fall through to another key.
+    if (!problems.includes(ROOT_KEY_REFUSED)) problems.push(ROOT_KEY_REFUSED);
   }
   if (file !== undefined) return { kind: 'file', path: resolve(file) };
   return { kind: 'data-dir', path: join(dataDir, 'root.key') };

@@ -3,7 +3,7 @@ import { openKeyholdApp } from '../compose.js';
 import { loadConfig } from '../config.js';
 import { stdoutLogDestination, type LogDestination } from '../lib/log-destination.js';
 
-/** The only place that reads `process.env` and listens. */
+/** `keyhold server`: reads the configuration from `process.env`, opens Keyhold and listens (the only code that does). */
 export async function startServer(): Promise<FastifyInstance> {
   const config = loadConfig(process.env);
   const logDestination = stdoutLogDestination();

@@ -1,19 +1,18 @@
 import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest';
 import { loadConfig } from '../../../src/config.js';
-import { createDatabase, migrateToLatest, type Database } from '../../../src/storage/database.js';
+import { migrateToLatest, type Database } from '../../../src/storage/database.js';
 import { TestStore, type DatabaseKind } from '../../helpers/app.js';
 
 async function openStore(kind: DatabaseKind): Promise<{ store: TestStore; db: Database }> {
   const store = new TestStore(kind);
   await store.createSchema();
   const config = loadConfig(store.environment());
-  const db = store.database(config) ?? createDatabase(config.database, { acquireTimeoutMs: config.databaseTimeoutMs });
+  const db = store.database(config);
   await migrateToLatest(db);
   return { store, db };
 }
 
-async function closeStore(kind: DatabaseKind, opened: { store: TestStore; db: Database }): Promise<void> {
-  if (kind === 'sqlite') await opened.db.destroy();
+async function closeStore(_kind: DatabaseKind, opened: { store: TestStore; db: Database }): Promise<void> {
   await opened.store.destroy();
 }
 
