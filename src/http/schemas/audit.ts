@@ -1,5 +1,5 @@
 import { Type } from '@sinclair/typebox';
-import { KeyName, pageCursor, PageLimit, timestamp } from './common.js';
+import { KeyNameParam, pageCursor, PageLimit, timestamp } from './common.js';
 
 /** The audit log: query its records and verify its chains. */
 
@@ -65,7 +65,7 @@ export const AuditQueryString = Type.Object(
     since: Type.Optional(AuditTime),
     until: Type.Optional(AuditTime),
     principal: Type.Optional(Type.String({ minLength: 1, maxLength: 512 })),
-    key: Type.Optional(KeyName),
+    key: Type.Optional(KeyNameParam),
     action: Type.Optional(Type.String({ pattern: '^[a-z:-]{1,32}$' })),
     outcome: Type.Optional(Type.String({ pattern: '^(ok|KH_ERR_[A-Z_]{1,48}|HTTP_[0-9]{3})$' })),
     limit: Type.Optional(PageLimit),

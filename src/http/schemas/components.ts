@@ -1,5 +1,6 @@
 import type { TSchema } from '@sinclair/typebox';
-import { Problem } from './common.js';
+import { EncryptionContext, KeyName, Problem } from './common.js';
+import { Ciphertext } from './crypto.js';
 import { KeyEventData, ResyncEventData } from './events.js';
 import { Key } from './keys.js';
 import { Policy } from './policies.js';
@@ -9,4 +10,13 @@ import { Policy } from './policies.js';
  * lists each once under components. The event data schemas are referred to by no route (an event stream has no
  * JSON body), but registering them puts them in `openapi.yaml` for clients.
  */
-export const SHARED_SCHEMAS: readonly TSchema[] = [Problem, Key, Policy, KeyEventData, ResyncEventData];
+export const SHARED_SCHEMAS: readonly TSchema[] = [
+  Problem,
+  KeyName,
+  EncryptionContext,
+  Ciphertext,
+  Key,
+  Policy,
+  KeyEventData,
+  ResyncEventData,
+];

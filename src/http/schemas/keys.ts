@@ -12,12 +12,12 @@ import {
   type VersionOperation,
   type VersionReadOperation,
 } from '../../keys/lifecycle.js';
-import { KeyName, NO_NUL, nullableTimestamp, pageCursor, PageLimit, timestamp } from './common.js';
+import { KeyName, KeyNameParam, NO_NUL, nullableTimestamp, pageCursor, PageLimit, ref, timestamp } from './common.js';
 
 /** Key administration: the key record, its versions, and the bodies that create and change it. */
 
 export const KeyVersionParams = Type.Object(
-  { name: KeyName, version: Type.String({ pattern: '^[1-9][0-9]{0,9}$', description: 'A key version number.' }) },
+  { name: KeyNameParam, version: Type.String({ pattern: '^[1-9][0-9]{0,9}$', description: 'A key version number.' }) },
   { additionalProperties: false },
 );
 
@@ -50,7 +50,7 @@ export const KeyVersion = Type.Object(
 export const Key = Type.Object(
   {
     id: Type.String({ format: 'uuid' }),
-    name: KeyName,
+    name: ref(KeyName),
     description: Type.String(),
     labels: Labels,
     boundContext: BoundContext,
@@ -87,7 +87,7 @@ const RetainVersions = Type.Union([Type.Integer({ minimum: 1, maximum: MAX_RETAI
 
 export const CreateKeyBody = Type.Object(
   {
-    name: KeyName,
+    name: ref(KeyName),
     description: Type.Optional(Description),
     labels: Type.Optional(Labels),
     rotationPeriodSeconds: Type.Optional(RotationPeriod),

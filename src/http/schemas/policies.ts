@@ -2,7 +2,7 @@ import { Type } from '@sinclair/typebox';
 import { ACTIONS } from '../../context/actions.js';
 import { KEY_NAME_PATTERN } from '../../keys/key-record.js';
 import { MAX_STATEMENTS } from '../../policy/policy.js';
-import { EncryptionContext, KeyName, NO_NUL, pageCursor, PageLimit, timestamp } from './common.js';
+import { EncryptionContext, KeyName, NO_NUL, pageCursor, PageLimit, ref, timestamp } from './common.js';
 
 /** Policies: the statement document, its revisions, listing and simulation. */
 
@@ -101,8 +101,8 @@ export const SimulationBody = Type.Object(
       { additionalProperties: false },
     ),
     action: Type.Union(ACTIONS.map((action) => Type.Literal(action))),
-    key: Type.Optional(KeyName),
-    context: Type.Optional(EncryptionContext),
+    key: Type.Optional(ref(KeyName)),
+    context: Type.Optional(ref(EncryptionContext)),
   },
   { additionalProperties: false },
 );
