@@ -1,5 +1,5 @@
 import { Type } from '@sinclair/typebox';
-import { KeyNameParam, pageCursor, PageLimit, timestamp } from './common.js';
+import { KeyNameParam, pageCursor, PageLimit, ref, timestamp } from './common.js';
 
 /** The audit log: query its records and verify its chains. */
 
@@ -56,7 +56,7 @@ export const AuditRecordView = Type.Object(
     batch: Type.Union([AuditBatchView, Type.Null()], { description: 'A batch request\'s summary; null on any other.' }),
     hash: Type.String({ description: 'HMAC-SHA256 chain hash over the previous hash and this record.' }),
   },
-  { additionalProperties: false },
+  { $id: 'AuditRecord', additionalProperties: false },
 );
 
 const AuditTime = Type.String({ format: 'date-time', description: 'RFC 3339.' });
@@ -75,7 +75,7 @@ export const AuditQueryString = Type.Object(
 );
 
 export const AuditPage = Type.Object(
-  { records: Type.Array(AuditRecordView), nextCursor: Type.Optional(Type.String()) },
+  { records: Type.Array(ref(AuditRecordView)), nextCursor: Type.Optional(Type.String()) },
   { additionalProperties: false },
 );
 

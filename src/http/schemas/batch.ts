@@ -35,7 +35,7 @@ export const BatchResult = Type.Object(
       Type.Object(
         {
           status: Type.Integer(),
-          result: Type.Optional(Type.Union([DataKeyResult, CiphertextResult, DecryptResult])),
+          result: Type.Optional(Type.Union([ref(DataKeyResult), ref(CiphertextResult), ref(DecryptResult)])),
           problem: Type.Optional(ProblemRef),
         },
         { additionalProperties: false },

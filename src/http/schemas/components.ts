@@ -1,9 +1,11 @@
 import type { TSchema } from '@sinclair/typebox';
 import { EncryptionContext, KeyName, Problem } from './common.js';
-import { Ciphertext } from './crypto.js';
+import { AuditRecordView } from './audit.js';
+import { Ciphertext, CiphertextResult, DataKeyResult, DecryptResult } from './crypto.js';
 import { KeyEventData, ResyncEventData } from './events.js';
-import { Key } from './keys.js';
-import { Policy } from './policies.js';
+import { Key, KeyVersion, Labels } from './keys.js';
+import { Policy, PolicyStatement } from './policies.js';
+import { Token } from './tokens.js';
 
 /**
  * The schemas with an `$id`, registered with `app.addSchema` before any route refers to them, so `openapi.yaml`
@@ -15,8 +17,16 @@ export const SHARED_SCHEMAS: readonly TSchema[] = [
   KeyName,
   EncryptionContext,
   Ciphertext,
+  DataKeyResult,
+  CiphertextResult,
+  DecryptResult,
+  Labels,
+  KeyVersion,
   Key,
+  PolicyStatement,
   Policy,
+  Token,
+  AuditRecordView,
   KeyEventData,
   ResyncEventData,
 ];

@@ -44,13 +44,13 @@ export const DataKeyResult = Type.Object(
     ciphertext: ref(Ciphertext),
     plaintext: Type.Optional(Type.String({ description: 'Standard base64 of the data key; absent when includePlaintext is false.' })),
   },
-  { additionalProperties: false },
+  { $id: 'DataKeyResult', additionalProperties: false },
 );
 export const CiphertextResult = Type.Object(
   { ...keyVersionRefFields, ciphertext: ref(Ciphertext) },
-  { additionalProperties: false },
+  { $id: 'CiphertextResult', additionalProperties: false },
 );
 export const DecryptResult = Type.Object(
   { ...keyVersionRefFields, plaintext: Type.String({ description: 'Standard base64.' }) },
-  { additionalProperties: false },
+  { $id: 'DecryptResult', additionalProperties: false },
 );

@@ -24,6 +24,7 @@ export const KeyVersionParams = Type.Object(
 export const Labels = Type.Record(Type.String(), Type.String({ maxLength: 256, pattern: NO_NUL }), {
   maxProperties: 64,
   propertyNames: { pattern: '^[a-z0-9]([a-z0-9._/-]{0,61}[a-z0-9])?$' },
+  $id: 'Labels',
   description: 'Free-form labels: lower-case keys of up to 63 characters, values of up to 256.',
 });
 
@@ -44,7 +45,7 @@ export const KeyVersion = Type.Object(
     updatedAt: timestamp('When the version last changed state.'),
     destroyedAt: nullableTimestamp('When the material was erased.'),
   },
-  { additionalProperties: false },
+  { $id: 'KeyVersion', additionalProperties: false },
 );
 
 export const Key = Type.Object(
@@ -52,7 +53,7 @@ export const Key = Type.Object(
     id: Type.String({ format: 'uuid' }),
     name: ref(KeyName),
     description: Type.String(),
-    labels: Labels,
+    labels: ref(Labels),
     boundContext: BoundContext,
     state: Type.Union(KEY_STATES.map((s) => Type.Literal(s))),
     primaryVersion: Type.Integer({ minimum: 1, description: 'The version that encrypts and issues data keys.' }),
@@ -66,7 +67,7 @@ export const Key = Type.Object(
     createdAt: timestamp('When the key was created.'),
     updatedAt: timestamp('When the key last changed.'),
     destroyedAt: nullableTimestamp('When the key was destroyed.'),
-    versions: Type.Array(KeyVersion),
+    versions: Type.Array(ref(KeyVersion)),
   },
   { $id: 'Key', additionalProperties: false },
 );
@@ -89,7 +90,7 @@ export const CreateKeyBody = Type.Object(
   {
     name: ref(KeyName),
     description: Type.Optional(Description),
-    labels: Type.Optional(Labels),
+    labels: Type.Optional(ref(Labels)),
     rotationPeriodSeconds: Type.Optional(RotationPeriod),
     retainVersions: Type.Optional(RetainVersions),
     boundContext: Type.Optional(BoundContext),
@@ -100,7 +101,7 @@ export const CreateKeyBody = Type.Object(
 export const UpdateKeyBody = Type.Object(
   {
     description: Type.Optional(Description),
-    labels: Type.Optional(Labels),
+    labels: Type.Optional(ref(Labels)),
     rotationPeriodSeconds: Type.Optional(RotationPeriod),
     retainVersions: Type.Optional(RetainVersions),
     minDecryptionVersion: Type.Optional(Type.Integer({ minimum: 1, maximum: 0xffffffff })),
