@@ -8,8 +8,9 @@ import { Policy, PolicyStatement } from './policies.js';
 import { Token } from './tokens.js';
 
 /**
- * The schemas with an `$id`, registered with `app.addSchema` before any route refers to them, so `openapi.yaml`
- * lists each once under components. The event data schemas are referred to by no route (an event stream has no
+ * The schemas with an `$id`, registered with `app.addSchema` before any route refers to them (with `ref()` from
+ * common.ts), so `openapi.yaml` lists each once under components and operations carry a `$ref` instead of a copy.
+ * A reference to a schema missing here fails when the app is built. The event data schemas are referred to by no route (an event stream has no
  * JSON body), but registering them puts them in `openapi.yaml` for clients.
  */
 export const SHARED_SCHEMAS: readonly TSchema[] = [
