@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Services } from '../../services.js';
 import type { ErrorCode } from '../../errors.js';
-import { AUTHENTICATED_PROBLEMS, BODY_PROBLEMS, json, KeyNameParams, problems } from '../schemas/common.js';
+import { AUTHENTICATED_PROBLEMS, BODY_PROBLEMS, json, KeyNameParams, problems, ref } from '../schemas/common.js';
 import { keyStateRefusals, versionReadRefusals } from '../schemas/keys.js';
 import {
   CiphertextResult,
@@ -54,7 +54,7 @@ export function cryptoRoutes(services: Pick<Services, 'envelope'>): FastifyPlugi
         tags,
         params: KeyNameParams,
         body: DataKeyBody,
-        response: { 200: json(DataKeyResult, 'The data key.'), ...problems(COMMON, SEAL) },
+        response: { 200: json(ref(DataKeyResult), 'The data key.'), ...problems(COMMON, SEAL) },
       },
     }, async (request) => dataKeyView(await envelope.generateDataKey(request.caller, request.params.name, request.body)));
 
@@ -65,7 +65,7 @@ export function cryptoRoutes(services: Pick<Services, 'envelope'>): FastifyPlugi
         tags,
         params: KeyNameParams,
         body: EncryptBody,
-        response: { 200: json(CiphertextResult, 'The ciphertext.'), ...problems(COMMON, SEAL) },
+        response: { 200: json(ref(CiphertextResult), 'The ciphertext.'), ...problems(COMMON, SEAL) },
       },
     }, async (request) =>
       envelope.encrypt(request.caller, request.params.name, {
@@ -80,7 +80,7 @@ export function cryptoRoutes(services: Pick<Services, 'envelope'>): FastifyPlugi
         summary: 'Decrypt a ciphertext with the key it names.',
         tags,
         body: DecryptBody,
-        response: { 200: json(DecryptResult, 'The plaintext.'), ...problems(COMMON, OPEN) },
+        response: { 200: json(ref(DecryptResult), 'The plaintext.'), ...problems(COMMON, OPEN) },
       },
     }, async (request) => decryptView(await envelope.decrypt(request.caller, request.body)));
 
@@ -91,7 +91,7 @@ export function cryptoRoutes(services: Pick<Services, 'envelope'>): FastifyPlugi
         tags,
         params: KeyNameParams,
         body: DecryptBody,
-        response: { 200: json(DecryptResult, 'The plaintext.'), ...problems(COMMON, OPEN) },
+        response: { 200: json(ref(DecryptResult), 'The plaintext.'), ...problems(COMMON, OPEN) },
       },
     }, async (request) => decryptView(await envelope.decrypt(request.caller, { ...request.body, keyName: request.params.name })));
 
@@ -102,7 +102,7 @@ export function cryptoRoutes(services: Pick<Services, 'envelope'>): FastifyPlugi
         tags,
         params: KeyNameParams,
         body: RewrapBody,
-        response: { 200: json(CiphertextResult, 'The new ciphertext.'), ...problems(COMMON, OPEN, SEAL) },
+        response: { 200: json(ref(CiphertextResult), 'The new ciphertext.'), ...problems(COMMON, OPEN, SEAL) },
       },
     }, async (request) => envelope.rewrap(request.caller, request.params.name, request.body));
 
@@ -115,7 +115,7 @@ export function cryptoRoutes(services: Pick<Services, 'envelope'>): FastifyPlugi
         tags,
         params: KeyNameParams,
         body: RewrapRevokedBody,
-        response: { 200: json(CiphertextResult, 'The new ciphertext, under the primary version.'), ...problems(COMMON, REWRAP_REVOKED) },
+        response: { 200: json(ref(CiphertextResult), 'The new ciphertext, under the primary version.'), ...problems(COMMON, REWRAP_REVOKED) },
       },
     }, async (request) => envelope.rewrapRevoked(request.caller, request.params.name, request.body));
   };

@@ -1,5 +1,5 @@
 import { Type } from '@sinclair/typebox';
-import { KeyName, pageCursor, PageLimit, timestamp } from './common.js';
+import { KeyNameParam, pageCursor, PageLimit, ref, timestamp } from './common.js';
 
 /** The audit log: query its records and verify its chains. */
 
@@ -56,7 +56,7 @@ export const AuditRecordView = Type.Object(
     batch: Type.Union([AuditBatchView, Type.Null()], { description: 'A batch request\'s summary; null on any other.' }),
     hash: Type.String({ description: 'HMAC-SHA256 chain hash over the previous hash and this record.' }),
   },
-  { additionalProperties: false },
+  { $id: 'AuditRecord', additionalProperties: false },
 );
 
 const AuditTime = Type.String({ format: 'date-time', description: 'RFC 3339.' });
@@ -65,7 +65,7 @@ export const AuditQueryString = Type.Object(
     since: Type.Optional(AuditTime),
     until: Type.Optional(AuditTime),
     principal: Type.Optional(Type.String({ minLength: 1, maxLength: 512 })),
-    key: Type.Optional(KeyName),
+    key: Type.Optional(KeyNameParam),
     action: Type.Optional(Type.String({ pattern: '^[a-z:-]{1,32}$' })),
     outcome: Type.Optional(Type.String({ pattern: '^(ok|KH_ERR_[A-Z_]{1,48}|HTTP_[0-9]{3})$' })),
     limit: Type.Optional(PageLimit),
@@ -75,7 +75,7 @@ export const AuditQueryString = Type.Object(
 );
 
 export const AuditPage = Type.Object(
-  { records: Type.Array(AuditRecordView), nextCursor: Type.Optional(Type.String()) },
+  { records: Type.Array(ref(AuditRecordView)), nextCursor: Type.Optional(Type.String()) },
   { additionalProperties: false },
 );
 

@@ -1,5 +1,5 @@
 import { Type } from '@sinclair/typebox';
-import { KeyName, ProblemRef } from './common.js';
+import { KeyName, ProblemRef, ref } from './common.js';
 import {
   CiphertextResult,
   dataKeyFields,
@@ -16,10 +16,10 @@ export const MAX_BATCH_ITEMS = 1000;
 
 export const BatchItem = Type.Union(
   [
-    Type.Object({ op: Type.Literal('datakey'), key: KeyName, ...dataKeyFields }, { additionalProperties: false }),
-    Type.Object({ op: Type.Literal('encrypt'), key: KeyName, ...encryptFields }, { additionalProperties: false }),
-    Type.Object({ op: Type.Literal('decrypt'), key: Type.Optional(KeyName), ...decryptFields }, { additionalProperties: false }),
-    Type.Object({ op: Type.Literal('rewrap'), key: KeyName, ...rewrapFields }, { additionalProperties: false }),
+    Type.Object({ op: Type.Literal('datakey'), key: ref(KeyName), ...dataKeyFields }, { additionalProperties: false }),
+    Type.Object({ op: Type.Literal('encrypt'), key: ref(KeyName), ...encryptFields }, { additionalProperties: false }),
+    Type.Object({ op: Type.Literal('decrypt'), key: Type.Optional(ref(KeyName)), ...decryptFields }, { additionalProperties: false }),
+    Type.Object({ op: Type.Literal('rewrap'), key: ref(KeyName), ...rewrapFields }, { additionalProperties: false }),
   ],
   { description: 'One operation; decrypt takes an optional key, which then must be the ciphertext’s.' },
 );
@@ -35,7 +35,7 @@ export const BatchResult = Type.Object(
       Type.Object(
         {
           status: Type.Integer(),
-          result: Type.Optional(Type.Union([DataKeyResult, CiphertextResult, DecryptResult])),
+          result: Type.Optional(Type.Union([ref(DataKeyResult), ref(CiphertextResult), ref(DecryptResult)])),
           problem: Type.Optional(ProblemRef),
         },
         { additionalProperties: false },

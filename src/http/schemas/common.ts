@@ -1,4 +1,4 @@
-import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { Type, type Static, type TSchema, type TUnsafe } from '@sinclair/typebox';
 import { ERROR_CODE_LIST, ERROR_CODES, type ErrorCode } from '../../errors.js';
 import { KEY_NAME_PATTERN } from '../../keys/key-record.js';
 import { MAX_CONTEXT_PAIRS } from '../../crypto/encryption-context.js';
@@ -17,10 +17,28 @@ export const nullableTimestamp = (description: string) => Type.Union([timestamp(
 /** PostgreSQL text cannot hold NUL, so it is refused here as bad input rather than failing in the database. */
 export const NO_NUL = '^[^\\u0000]*$';
 
-export const KeyName = Type.String({ pattern: KEY_NAME_PATTERN, description: 'The key name.' });
-export const KeyNameParams = Type.Object({ name: KeyName }, { additionalProperties: false });
+/**
+ * A reference to a shared schema, one with an `$id` listed in components.ts. Fastify resolves it for validation
+ * and serialisation as if the schema were written out in place (the same keywords, so the same answers and the same
+ * fields), and `openapi.yaml` lists the schema once under components instead of in every operation. A schema with
+ * an `$id` is only ever used through this: written out in a route as well, its `$id` would be registered twice.
+ */
+export function ref<T extends TSchema>(schema: T): TUnsafe<Static<T>> {
+  if (typeof schema.$id !== 'string') throw new Error('ref() needs a schema with an $id');
+  return Type.Unsafe<Static<T>>(Type.Ref(schema.$id));
+}
+
+const keyName = { pattern: KEY_NAME_PATTERN, description: 'The key name.' };
+export const KeyName = Type.String({ $id: 'KeyName', ...keyName });
+/**
+ * Path and query parameters are written out rather than referred to: @fastify/swagger lifts a parameter's
+ * description from its schema, which it cannot do through a `$ref`.
+ */
+export const KeyNameParam = Type.String(keyName);
+export const KeyNameParams = Type.Object({ name: KeyNameParam }, { additionalProperties: false });
 
 export const EncryptionContext = Type.Record(Type.String(), Type.String({ maxLength: 8192 }), {
+  $id: 'EncryptionContext',
   maxProperties: MAX_CONTEXT_PAIRS,
   propertyNames: { minLength: 1, maxLength: 1024 },
   description:
@@ -47,7 +65,7 @@ export const Problem = Type.Object(
   { $id: 'Problem', additionalProperties: false, description: 'RFC 9457 problem details.' },
 );
 export type ProblemBody = Static<typeof Problem>;
-export const ProblemRef = Type.Unsafe<ProblemBody>(Type.Ref('Problem'));
+export const ProblemRef = ref(Problem);
 
 /**
  * What every authenticated route may answer, whatever its handler does: 400 for a malformed `Keyhold-Min-Change`

@@ -1,12 +1,33 @@
 import type { TSchema } from '@sinclair/typebox';
-import { Problem } from './common.js';
+import { EncryptionContext, KeyName, Problem } from './common.js';
+import { AuditRecordView } from './audit.js';
+import { Ciphertext, CiphertextResult, DataKeyResult, DecryptResult } from './crypto.js';
 import { KeyEventData, ResyncEventData } from './events.js';
-import { Key } from './keys.js';
-import { Policy } from './policies.js';
+import { Key, KeyVersion, Labels } from './keys.js';
+import { Policy, PolicyStatement } from './policies.js';
+import { Token } from './tokens.js';
 
 /**
- * The schemas with an `$id`, registered with `app.addSchema` before any route refers to them, so `openapi.yaml`
- * lists each once under components. The event data schemas are referred to by no route (an event stream has no
+ * The schemas with an `$id`, registered with `app.addSchema` before any route refers to them (with `ref()` from
+ * common.ts), so `openapi.yaml` lists each once under components and operations carry a `$ref` instead of a copy.
+ * A reference to a schema missing here fails when the app is built. The event data schemas are referred to by no route (an event stream has no
  * JSON body), but registering them puts them in `openapi.yaml` for clients.
  */
-export const SHARED_SCHEMAS: readonly TSchema[] = [Problem, Key, Policy, KeyEventData, ResyncEventData];
+export const SHARED_SCHEMAS: readonly TSchema[] = [
+  Problem,
+  KeyName,
+  EncryptionContext,
+  Ciphertext,
+  DataKeyResult,
+  CiphertextResult,
+  DecryptResult,
+  Labels,
+  KeyVersion,
+  Key,
+  PolicyStatement,
+  Policy,
+  Token,
+  AuditRecordView,
+  KeyEventData,
+  ResyncEventData,
+];

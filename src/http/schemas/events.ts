@@ -1,5 +1,5 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
-import { KeyName } from './common.js';
+import { KeyName, ref } from './common.js';
 
 /** `GET /v1/events`: the stream's request header and the data of its events. */
 
@@ -16,7 +16,7 @@ export const EventStreamHeaders = Type.Object({
 export const KeyEventData = Type.Object(
   {
     seq: Type.Integer({ minimum: 1, description: 'The change sequence; also the event id.' }),
-    keyName: KeyName,
+    keyName: ref(KeyName),
     action: Type.String({ description: 'What changed: rotate, disable, enable, update, schedule-deletion, destroy, …' }),
     at: Type.String({ format: 'date-time', description: 'When the change was committed.' }),
   },

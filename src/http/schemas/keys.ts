@@ -12,18 +12,19 @@ import {
   type VersionOperation,
   type VersionReadOperation,
 } from '../../keys/lifecycle.js';
-import { KeyName, NO_NUL, nullableTimestamp, pageCursor, PageLimit, timestamp } from './common.js';
+import { KeyName, KeyNameParam, NO_NUL, nullableTimestamp, pageCursor, PageLimit, ref, timestamp } from './common.js';
 
 /** Key administration: the key record, its versions, and the bodies that create and change it. */
 
 export const KeyVersionParams = Type.Object(
-  { name: KeyName, version: Type.String({ pattern: '^[1-9][0-9]{0,9}$', description: 'A key version number.' }) },
+  { name: KeyNameParam, version: Type.String({ pattern: '^[1-9][0-9]{0,9}$', description: 'A key version number.' }) },
   { additionalProperties: false },
 );
 
 export const Labels = Type.Record(Type.String(), Type.String({ maxLength: 256, pattern: NO_NUL }), {
   maxProperties: 64,
   propertyNames: { pattern: '^[a-z0-9]([a-z0-9._/-]{0,61}[a-z0-9])?$' },
+  $id: 'Labels',
   description: 'Free-form labels: lower-case keys of up to 63 characters, values of up to 256.',
 });
 
@@ -44,15 +45,15 @@ export const KeyVersion = Type.Object(
     updatedAt: timestamp('When the version last changed state.'),
     destroyedAt: nullableTimestamp('When the material was erased.'),
   },
-  { additionalProperties: false },
+  { $id: 'KeyVersion', additionalProperties: false },
 );
 
 export const Key = Type.Object(
   {
     id: Type.String({ format: 'uuid' }),
-    name: KeyName,
+    name: ref(KeyName),
     description: Type.String(),
-    labels: Labels,
+    labels: ref(Labels),
     boundContext: BoundContext,
     state: Type.Union(KEY_STATES.map((s) => Type.Literal(s))),
     primaryVersion: Type.Integer({ minimum: 1, description: 'The version that encrypts and issues data keys.' }),
@@ -66,7 +67,7 @@ export const Key = Type.Object(
     createdAt: timestamp('When the key was created.'),
     updatedAt: timestamp('When the key last changed.'),
     destroyedAt: nullableTimestamp('When the key was destroyed.'),
-    versions: Type.Array(KeyVersion),
+    versions: Type.Array(ref(KeyVersion)),
   },
   { $id: 'Key', additionalProperties: false },
 );
@@ -87,9 +88,9 @@ const RetainVersions = Type.Union([Type.Integer({ minimum: 1, maximum: MAX_RETAI
 
 export const CreateKeyBody = Type.Object(
   {
-    name: KeyName,
+    name: ref(KeyName),
     description: Type.Optional(Description),
-    labels: Type.Optional(Labels),
+    labels: Type.Optional(ref(Labels)),
     rotationPeriodSeconds: Type.Optional(RotationPeriod),
     retainVersions: Type.Optional(RetainVersions),
     boundContext: Type.Optional(BoundContext),
@@ -100,7 +101,7 @@ export const CreateKeyBody = Type.Object(
 export const UpdateKeyBody = Type.Object(
   {
     description: Type.Optional(Description),
-    labels: Type.Optional(Labels),
+    labels: Type.Optional(ref(Labels)),
     rotationPeriodSeconds: Type.Optional(RotationPeriod),
     retainVersions: Type.Optional(RetainVersions),
     minDecryptionVersion: Type.Optional(Type.Integer({ minimum: 1, maximum: 0xffffffff })),

@@ -2,7 +2,7 @@ import { Type } from '@sinclair/typebox';
 import { ACTIONS } from '../../context/actions.js';
 import { KEY_NAME_PATTERN } from '../../keys/key-record.js';
 import { MAX_STATEMENTS } from '../../policy/policy.js';
-import { EncryptionContext, KeyName, NO_NUL, pageCursor, PageLimit, timestamp } from './common.js';
+import { EncryptionContext, KeyName, NO_NUL, pageCursor, PageLimit, ref, timestamp } from './common.js';
 
 /** Policies: the statement document, its revisions, listing and simulation. */
 
@@ -10,7 +10,7 @@ const PolicyName = Type.String({ pattern: KEY_NAME_PATTERN, description: 'The po
 export const PolicyNameParams = Type.Object({ name: PolicyName }, { additionalProperties: false });
 const PolicyAction = Type.Union([...ACTIONS, '*'].map((action) => Type.Literal(action)));
 
-const Statement = Type.Object(
+export const PolicyStatement = Type.Object(
   {
     sid: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9._-]{1,64}$', description: 'A statement id, shown in decisions.' })),
     effect: Type.Union([Type.Literal('allow'), Type.Literal('deny')]),
@@ -49,13 +49,13 @@ const Statement = Type.Object(
       ),
     ),
   },
-  { additionalProperties: false },
+  { $id: 'PolicyStatement', additionalProperties: false },
 );
 
 export const PolicyDocumentBody = Type.Object(
   {
     description: Type.Optional(Type.String({ maxLength: 1024, pattern: NO_NUL })),
-    statements: Type.Array(Statement, { minItems: 1, maxItems: MAX_STATEMENTS }),
+    statements: Type.Array(ref(PolicyStatement), { minItems: 1, maxItems: MAX_STATEMENTS }),
   },
   { additionalProperties: false },
 );
@@ -64,7 +64,7 @@ export const Policy = Type.Object(
   {
     name: PolicyName,
     description: Type.Optional(Type.String()),
-    statements: Type.Array(Statement),
+    statements: Type.Array(ref(PolicyStatement)),
     revision: Type.Integer({ minimum: 1, description: 'Bumped on every change; the ETag, for If-Match.' }),
     createdAt: timestamp('When the policy was created.'),
     updatedAt: timestamp('When the policy last changed.'),
@@ -101,8 +101,8 @@ export const SimulationBody = Type.Object(
       { additionalProperties: false },
     ),
     action: Type.Union(ACTIONS.map((action) => Type.Literal(action))),
-    key: Type.Optional(KeyName),
-    context: Type.Optional(EncryptionContext),
+    key: Type.Optional(ref(KeyName)),
+    context: Type.Optional(ref(EncryptionContext)),
   },
   { additionalProperties: false },
 );

@@ -1,5 +1,5 @@
 import { Type } from '@sinclair/typebox';
-import { nullableTimestamp, pageCursor, PageLimit, timestamp } from './common.js';
+import { nullableTimestamp, pageCursor, PageLimit, ref, timestamp } from './common.js';
 
 /** API tokens: issue, list and revoke. A token's secret appears in one response only. */
 
@@ -19,13 +19,13 @@ const tokenFields = {
   createdAt: timestamp('When the token was issued.'),
   expiresAt: nullableTimestamp('When the token stops working.'),
 };
-export const Token = Type.Object(tokenFields, { additionalProperties: false });
+export const Token = Type.Object(tokenFields, { $id: 'Token', additionalProperties: false });
 export const IssuedToken = Type.Object(
   { ...tokenFields, token: Type.String({ description: 'The secret. It is shown only here, once.' }) },
   { additionalProperties: false },
 );
 export const TokenList = Type.Object(
-  { tokens: Type.Array(Token), nextCursor: Type.Optional(Type.String()) },
+  { tokens: Type.Array(ref(Token)), nextCursor: Type.Optional(Type.String()) },
   { additionalProperties: false },
 );
 export const ListTokensQuery = Type.Object(
