@@ -7,6 +7,7 @@ import * as rootKeyRotation from './20261130000001_root_key_rotation.js';
 import * as retainVersions from './20261130000002_retain_versions.js';
 import * as auditBatchKeys from './20261206000000_audit_batch_keys.js';
 import * as auditHeads from './20261206000001_audit_heads.js';
+import * as keyUsage from './20261207000000_key_usage.js';
 
 interface Migration {
   readonly name: string;
@@ -27,6 +28,7 @@ const MIGRATIONS: readonly Migration[] = [
   { name: '20261130000002_retain_versions', ...retainVersions },
   { name: '20261206000000_audit_batch_keys', ...auditBatchKeys },
   { name: '20261206000001_audit_heads', ...auditHeads },
+  { name: '20261207000000_key_usage', ...keyUsage },
 ];
 
 export const migrationSource: Knex.MigrationSource<Migration> = {

@@ -10,6 +10,7 @@ import { KnexAuditRepository } from './storage/knex-audit-repository.js';
 import { AuditLog } from './audit/audit-log.js';
 import { AuditService } from './audit/audit-service.js';
 import { AuditWriter } from './audit/audit-writer.js';
+import { KeyUsageService } from './audit/key-usage.js';
 import type { Logger } from 'pino';
 import { PolicyAuthorizer } from './policy/authorizer.js';
 import { KnexPolicyRepository } from './storage/knex-policy-repository.js';
@@ -146,6 +147,12 @@ export async function openKeyhold(config: Config, deps: KeyholdDeps): Promise<Ke
       policies: new PolicyService({ repository: policyRepository, store: policyStore, authorizer, clock: deps.clock }),
       policyStore,
       audit: new AuditService(auditLog, authorizer),
+      keyUsage: new KeyUsageService({
+        repository: auditRepository,
+        keys: { keyIdOf: async (name) => (await repository.findByName(name))?.id },
+        authorizer,
+        clock: deps.clock,
+      }),
       auditLog,
       auditWriter,
       changes,

@@ -1,6 +1,7 @@
 import type { AuditLog } from './audit/audit-log.js';
 import type { AuditService } from './audit/audit-service.js';
 import type { AuditWriter } from './audit/audit-writer.js';
+import type { KeyUsageService } from './audit/key-usage.js';
 import type { DatabaseChangeFeed } from './changes/change-feed.js';
 import type { AuthenticatorChain } from './identity/authenticator.js';
 import type { BatchService } from './keys/batch-service.js';
@@ -33,6 +34,8 @@ export interface Services {
   readonly policyStore: PolicyStore;
   /** The audit log as the API reads it, authorised. */
   readonly audit: AuditService;
+  /** The fleet inventory: a key's uses by principal, version and action, from the audit log's rollup. */
+  readonly keyUsage: KeyUsageService;
   /** The audit log itself: verify and purge, for the sweeper and operators. */
   readonly auditLog: AuditLog;
   /** Commits each request's audit record before it is answered; undefined only with `KEYHOLD_AUDIT=off`. */

@@ -5,6 +5,7 @@ import type { AuditCheckpoint, ChainedAuditRecord, CheckpointKind } from '../aud
 import type { HeadStatement } from '../audit/head-statement.js';
 import type { AuditQuery, AuditRepository } from '../audit/audit-repository.js';
 import type { AuditBatch } from '../context/caller.js';
+import { keyUsageOf, type KeyUsage, type KeyUsageIncrement, type KeyUsageQuery, type KeyUsageRepository } from '../audit/key-usage.js';
 
 interface AuditRow {
   replica_id: string;
@@ -77,6 +78,43 @@ function readField(field: AuditRecordField, position: number): string {
   return POSTGRES_CONVERSIONS[field]?.(position) ?? `r.fields ->> ${position}`;
 }
 
+/** The rollup row's identity (see migrations/20261207000000_key_usage.ts). */
+const KEY_USAGE_CONFLICT = 'key_id, hour, key_version, principal_id, action, replica_id';
+
+/** How an increment is added to a rollup row that exists: count summed, first and last seen widened. */
+function usageMerge(least: string, greatest: string): string {
+  return (
+    'count = key_usage.count + excluded.count, first_seen = ' +
+    `${least}(key_usage.first_seen, excluded.first_seen), last_seen = ${greatest}(key_usage.last_seen, excluded.last_seen)`
+  );
+}
+
+interface KeyUsageRow {
+  key_id: string;
+  hour: number;
+  key_version: number;
+  principal_id: string;
+  action: string;
+  replica_id: string;
+  count: number;
+  first_seen: number;
+  last_seen: number;
+}
+
+function toUsageRow(increment: KeyUsageIncrement): KeyUsageRow {
+  return {
+    key_id: increment.keyId,
+    hour: increment.hour,
+    key_version: increment.keyVersion,
+    principal_id: increment.principal,
+    action: increment.action,
+    replica_id: increment.replicaId,
+    count: increment.count,
+    first_seen: increment.firstSeen,
+    last_seen: increment.lastSeen,
+  };
+}
+
 /**
  * A group commit on PostgreSQL, in one statement: move the head checkpoint if it is where this batch expects it
  * (waiting for the row lock of a commit still running), and insert the records only if it moved. The records come
@@ -92,7 +130,15 @@ const POSTGRES_APPEND_HEAD =
   // Position 0 of a canonical array is the format tag; the fields follow it.
   `select ${AUDIT_RECORD_FIELDS.map((field, i) => readField(field, i + 1)).join(', ')}, r.hash ` +
   'from (select e -> 0 as fields, e ->> 1 as hash from jsonb_array_elements($7::jsonb) e) r ' +
-  'where exists (select 1 from advanced) returning 1) ';
+  'where exists (select 1 from advanced) returning 1), ' +
+  // The fleet inventory's rollup, in the same statement: $8 is `keyUsageOf` the batch, one row per conflict target,
+  // sorted. Rows are per chain, and a chain's commits wait for its head's row lock (taken by `advanced`, which this
+  // waits for) before they reach these rows: commits never wait on each other here, nor deadlock.
+  'used as (insert into key_usage (key_id, hour, key_version, principal_id, action, replica_id, count, first_seen, last_seen) ' +
+  'select u.key_id, u.hour, u.key_version, u.principal_id, u.action, u.replica_id, u.count, u.first_seen, u.last_seen ' +
+  'from jsonb_to_recordset($8::jsonb) as u(key_id text, hour bigint, key_version bigint, principal_id text, action text, ' +
+  'replica_id text, count bigint, first_seen bigint, last_seen bigint) where exists (select 1 from advanced) ' +
+  `on conflict (${KEY_USAGE_CONFLICT}) do update set ${usageMerge('least', 'greatest')} returning 1) `;
 
 const POSTGRES_APPEND = `${POSTGRES_APPEND_HEAD}select count(*) as appended from appended`;
 
@@ -241,7 +287,7 @@ function toCheckpoint(row: CheckpointRow): AuditCheckpoint {
 const SQLITE_KEY_ROWS_PER_INSERT = 500;
 
 /** Audit records, their key index, checkpoints and head statements. No other module writes SQL for them. */
-export class KnexAuditRepository implements AuditRepository {
+export class KnexAuditRepository implements AuditRepository, KeyUsageRepository {
   constructor(private readonly db: Database) {}
 
   /** Records a new chain's head at its genesis, so that every commit after it can advance it conditionally. */
@@ -267,7 +313,16 @@ export class KnexAuditRepository implements AuditRepository {
         const result = await connection.query({
           name: indexes ? POSTGRES_APPEND_WITH_KEYS_STATEMENT : POSTGRES_APPEND_STATEMENT,
           text: indexes ? POSTGRES_APPEND_WITH_KEYS : POSTGRES_APPEND,
-          values: [head.sequence, head.hash, head.mac, now.getTime(), head.replicaId, previousSequence, batch],
+          values: [
+            head.sequence,
+            head.hash,
+            head.mac,
+            now.getTime(),
+            head.replicaId,
+            previousSequence,
+            batch,
+            JSON.stringify(keyUsageOf(links.map(({ record }) => record)).map(toUsageRow)),
+          ],
         });
         return Number(result.rows[0]?.appended ?? 0) === links.length;
       } finally {
@@ -283,6 +338,17 @@ export class KnexAuditRepository implements AuditRepository {
       const keys = links.flatMap(({ record }) => indexedKeysOf(record));
       for (let from = 0; from < keys.length; from += SQLITE_KEY_ROWS_PER_INSERT) {
         await trx('audit_record_keys').insert(keys.slice(from, from + SQLITE_KEY_ROWS_PER_INSERT));
+      }
+      const usage = keyUsageOf(links.map(({ record }) => record)).map(toUsageRow);
+      for (let from = 0; from < usage.length; from += SQLITE_KEY_ROWS_PER_INSERT) {
+        await trx.raw(
+          `insert into key_usage (${KEY_USAGE_CONFLICT}, count, first_seen, last_seen) values ` +
+            usage.slice(from, from + SQLITE_KEY_ROWS_PER_INSERT).map(() => '(?, ?, ?, ?, ?, ?, ?, ?, ?)').join(', ') +
+            ` on conflict (${KEY_USAGE_CONFLICT}) do update set ${usageMerge('min', 'max')}`,
+          usage
+            .slice(from, from + SQLITE_KEY_ROWS_PER_INSERT)
+            .flatMap((row) => [row.key_id, row.hour, row.key_version, row.principal_id, row.action, row.replica_id, row.count, row.first_seen, row.last_seen]),
+        );
       }
       return true;
     });
@@ -398,6 +464,40 @@ export class KnexAuditRepository implements AuditRepository {
       .orderBy([...order])
       .limit(query.limit)) as AuditRow[];
     return rows.map(toRecord);
+  }
+
+  /**
+   * The fleet inventory, from the rollup alone: the key's rows of the window's hours (a range of the primary key),
+   * summed over hours and chains.
+   */
+  async keyUsage(query: KeyUsageQuery): Promise<KeyUsage[]> {
+    const builder = this.db('key_usage')
+      .select('principal_id', 'key_version', 'action')
+      .sum({ count: 'count' })
+      .min({ first_seen: 'first_seen' })
+      .max({ last_seen: 'last_seen' })
+      .where('key_id', query.keyId)
+      .andWhere('hour', '>=', query.since.getTime())
+      .andWhere('hour', '<', query.until.getTime())
+      .groupBy('principal_id', 'key_version', 'action')
+      .orderByRaw('max(last_seen) desc, principal_id, key_version, action');
+    if (query.version !== undefined) builder.andWhere('key_version', query.version);
+    const rows = (await builder) as {
+      principal_id: string;
+      key_version: number | string;
+      action: string;
+      count: number | string;
+      first_seen: number | string;
+      last_seen: number | string;
+    }[];
+    return rows.map((row) => ({
+      principal: row.principal_id,
+      keyVersion: Number(row.key_version),
+      action: row.action,
+      count: Number(row.count),
+      firstSeen: new Date(Number(row.first_seen)),
+      lastSeen: new Date(Number(row.last_seen)),
+    }));
   }
 
   /**

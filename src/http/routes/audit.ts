@@ -2,8 +2,8 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { ValidationError } from '../../errors.js';
 import type { Services } from '../../services.js';
 import { given, pageLimit } from '../pagination.js';
-import { AUTHENTICATED_PROBLEMS, json, problems } from '../schemas/common.js';
-import { AuditPage, AuditQueryString, AuditVerification } from '../schemas/audit.js';
+import { AUTHENTICATED_PROBLEMS, json, KeyNameParams, problems } from '../schemas/common.js';
+import { AuditPage, AuditQueryString, AuditVerification, KeyUsageQueryString, KeyUsageReportView } from '../schemas/audit.js';
 
 const tags = ['audit'];
 
@@ -44,9 +44,9 @@ function date(raw: string | undefined, name: string): Date | undefined {
   return parsed;
 }
 
-export function auditRoutes(services: Pick<Services, 'audit'>): FastifyPluginAsyncTypebox {
+export function auditRoutes(services: Pick<Services, 'audit' | 'keyUsage'>): FastifyPluginAsyncTypebox {
   return async (app) => {
-    const { audit } = services;
+    const { audit, keyUsage } = services;
 
     app.get('/v1/audit', {
       schema: {
@@ -90,6 +90,33 @@ export function auditRoutes(services: Pick<Services, 'audit'>): FastifyPluginAsy
     }, async (request) => {
       const report = await audit.verify(request.caller);
       return { ok: report.ok, chains: [...report.chains] };
+    });
+
+    app.get('/v1/keys/:name/usage', {
+      schema: {
+        operationId: 'keyUsage',
+        summary: 'The fleet inventory of a key: which principals used which version for what, how often, and when, over a window.',
+        description:
+          'Successful uses only (datakey, encrypt, decrypt, rewrap, rewrap-revoked, and the items of batches), counted from the ' +
+          'audit log into an hourly rollup; the window (default: the last 30 days) is widened to whole UTC hours. Authorised ' +
+          'as audit:read.',
+        tags,
+        params: KeyNameParams,
+        querystring: KeyUsageQueryString,
+        response: {
+          200: json(KeyUsageReportView, 'The key\'s uses in the window.'),
+          ...problems(AUTHENTICATED_PROBLEMS, 'KH_ERR_FORBIDDEN', 'KH_ERR_KEY_NOT_FOUND'),
+        },
+      },
+    }, async (request) => {
+      const { query } = request;
+      const version = given(query.version);
+      const report = await keyUsage.usage(request.caller, request.params.name, {
+        version: version === undefined ? undefined : Number(version),
+        since: date(query.since, 'since'),
+        until: date(query.until, 'until'),
+      });
+      return { ...report, usage: [...report.usage] };
     });
   };
 }

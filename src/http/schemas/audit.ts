@@ -111,3 +111,37 @@ export const AuditVerification = Type.Object(
   },
   { additionalProperties: false },
 );
+
+/** The fleet inventory of a key: `GET /v1/keys/{name}/usage`. */
+export const KeyUsageQueryString = Type.Object(
+  {
+    version: Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,9}$', description: 'Only this key version.' })),
+    since: Type.Optional(Type.String({ format: 'date-time', description: 'RFC 3339, inclusive; default: 30 days before until.' })),
+    until: Type.Optional(Type.String({ format: 'date-time', description: 'RFC 3339, exclusive; default: now.' })),
+  },
+  { additionalProperties: false },
+);
+
+export const KeyUsageReportView = Type.Object(
+  {
+    keyName: Type.String(),
+    keyId: Type.String({ format: 'uuid' }),
+    since: timestamp('The window answered, inclusive: the one asked for, widened to whole UTC hours.'),
+    until: timestamp('The window answered, exclusive, widened to a whole UTC hour.'),
+    usage: Type.Array(
+      Type.Object(
+        {
+          principal: Type.String(),
+          keyVersion: Type.Integer({ minimum: 1 }),
+          action: Type.String({ description: 'datakey, encrypt, decrypt, rewrap or rewrap-revoked.' }),
+          count: Type.Integer({ minimum: 1, description: 'Successful uses in the window; denials and failures are not counted.' }),
+          firstSeen: timestamp('The first use in the window.'),
+          lastSeen: timestamp('The last use in the window.'),
+        },
+        { additionalProperties: false },
+      ),
+      { description: 'One line per principal, version and action, sorted by lastSeen (newest first), then principal, version, action.' },
+    ),
+  },
+  { additionalProperties: false },
+);
