@@ -9,10 +9,12 @@ import type { KeyholdMetrics } from './keyhold-metrics.js';
  */
 export class MetricsListener {
   readonly #server: Server;
+  readonly #metrics: KeyholdMetrics;
   readonly #host: string;
   readonly #port: number;
 
   constructor(metrics: KeyholdMetrics, options: { readonly host: string; readonly port: number }) {
+    this.#metrics = metrics;
     this.#host = options.host;
     this.#port = options.port;
     this.#server = createServer((request, response) => {
@@ -41,6 +43,11 @@ export class MetricsListener {
     });
     const { address, port, family } = this.#server.address() as AddressInfo;
     return `http://${family === 'IPv6' ? `[${address}]` : address}:${port}/metrics`;
+  }
+
+  /** The metric families the registry declares, with their types: what a scrape exports. */
+  async families(): Promise<{ name: string; type: string }[]> {
+    return (await this.#metrics.registry.getMetricsAsJSON()).map(({ name, type }) => ({ name, type: String(type) }));
   }
 
   get listening(): boolean {
