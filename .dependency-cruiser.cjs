@@ -24,6 +24,8 @@ const MAY_IMPORT = {
   // Adapters and edges.
   storage: ['errors.ts', 'lib', 'config.ts', 'context', 'audit', 'changes', 'keys', 'policy', 'root-keys', 'tokens'],
   jobs: ['lib', 'audit', 'changes', 'keys'],
+  // The Prometheus registry: implements the services' observer interfaces and reads their counters at scrape.
+  metrics: ['lib', 'context', 'audit', 'keys', 'policy', 'http'],
   'services.ts': ['audit', 'changes', 'identity', 'keys', 'policy', 'tokens'],
   http: ['errors.ts', 'lib', 'config.ts', 'crypto', 'context', 'identity', 'policy', 'keys', 'tokens', 'audit', 'changes', 'services.ts'],
   'app.ts': ['errors.ts', 'lib', 'config.ts', 'http', 'services.ts'],
@@ -49,6 +51,7 @@ const packageHomes = [
   { name: 'database-drivers', packages: 'knex|pg|better-sqlite3', home: ['storage'] },
   { name: 'http-framework', packages: 'fastify|@fastify/[^/]+|fastify-plugin', home: ['http', 'app.ts', 'compose.ts', 'cli'] },
   { name: 'der-parser', packages: 'node-forge', home: ['identity'] },
+  { name: 'metrics-library', packages: 'prom-client', home: ['metrics'] },
 ];
 
 module.exports = {

@@ -11,6 +11,7 @@ import { registerAuthentication } from './http/plugins/authentication.js';
 import { registerJsonBodyParser } from './http/plugins/json-body.js';
 import { MIN_CHANGE_WAIT_MS, registerMinChange } from './http/plugins/min-change.js';
 import { registerProblemHandlers } from './http/plugins/problem.js';
+import { registerRequestMetrics, type HttpMetrics } from './http/plugins/request-metrics.js';
 import { SHARED_SCHEMAS } from './http/schemas/components.js';
 import { auditRoutes } from './http/routes/audit.js';
 import { batchRoutes } from './http/routes/batch.js';
@@ -20,7 +21,6 @@ import { keyRoutes } from './http/routes/keys.js';
 import { policyRoutes } from './http/routes/policies.js';
 import { systemRoutes } from './http/routes/system.js';
 import { tokenRoutes } from './http/routes/tokens.js';
-import { metricsRoutes } from './http/routes/metrics.js';
 import type { Services } from './services.js';
 
 export const BODY_LIMIT_BYTES = 1024 * 1024;
@@ -49,6 +49,8 @@ export interface AppOptions {
   readonly clock?: Clock;
   /** The server's TLS options, read by the caller (`tlsServerOptions`) before it opened anything; plain HTTP without. */
   readonly tls?: TlsOptions;
+  /** Observes every answer and the open event streams; served by the metrics listener, never by this app. */
+  readonly metrics?: HttpMetrics | undefined;
 }
 
 export function createLogger(config: Config, stream?: DestinationStream): Logger {
@@ -111,6 +113,8 @@ export async function buildApp(services: Services, options: AppOptions): Promise
   });
 
   registerProblemHandlers(app);
+  // Before any route: each route gets its observer as it is registered.
+  if (options.metrics !== undefined) registerRequestMetrics(app, options.metrics);
   if (services.auditWriter !== undefined) registerAuditHook(app, services.auditWriter, clock);
   registerJsonBodyParser(app);
   await app.register(swagger, {
@@ -159,9 +163,7 @@ export async function buildApp(services: Services, options: AppOptions): Promise
   await app.register(tokenRoutes(services));
   await app.register(policyRoutes(services));
   await app.register(auditRoutes(services));
-  await app.register(eventRoutes(services));
-
-  await app.register(metricsRoutes(services));
+  await app.register(eventRoutes(services, options.metrics));
 
   app.get('/openapi.yaml', {
     config: { public: true },

@@ -26,7 +26,9 @@ import { KnexKeyRepository } from './storage/knex-key-repository.js';
 import { KeyService } from './keys/key-service.js';
 import { loadAuditKey, loadRootKeyring } from './root-keys/root-key-loader.js';
 import { ensureAdminToken } from './tokens/admin-bootstrap.js';
-import { createDatabase, migrateToLatest, migrationsAreCurrent, type Database } from './storage/database.js';
+import { createDatabase, migrateToLatest, migrationsAreCurrent, poolUsage, type Database } from './storage/database.js';
+import { KeyholdMetrics } from './metrics/keyhold-metrics.js';
+import { MetricsListener } from './metrics/metrics-listener.js';
 import { KnexRootKeyRepository } from './storage/knex-root-key-repository.js';
 import { KnexSystemSecretRepository } from './storage/knex-system-secret-repository.js';
 import { KnexTokenRepository } from './storage/knex-token-repository.js';
@@ -53,6 +55,8 @@ export interface KeyholdDeps {
   readonly logger: Logger;
   /** An already open database (tests pass their own). It is not closed by `close()`. */
   readonly database?: Database;
+  /** The registry the services report to; none, and they report nothing. */
+  readonly metrics?: KeyholdMetrics | undefined;
 }
 
 const READINESS_TIMEOUT_MS = 2000;
@@ -70,7 +74,8 @@ export async function openKeyhold(config: Config, deps: KeyholdDeps): Promise<Ke
     const rootKey = await loadRootKeyring(config.rootKey, config.previousRootKeyFile, rootKeys, deps.clock, deps.logger);
     const policyRepository = new KnexPolicyRepository(db);
     const policyStore = new PolicyStore({ repository: policyRepository, clock: deps.clock, ttlMs: config.cacheTtlMs });
-    const authorizer = new PolicyAuthorizer(() => policyStore.current());
+    const { metrics } = deps;
+    const authorizer = new PolicyAuthorizer(() => policyStore.current(), metrics?.denials);
     const auditKey = await loadAuditKey(rootKey, rootKeys, new KnexSystemSecretRepository(db), deps.clock);
     const auditRepository = new KnexAuditRepository(db);
     const auditWriter = config.audit.enabled
@@ -83,12 +88,13 @@ export async function openKeyhold(config: Config, deps: KeyholdDeps): Promise<Ke
           logger: deps.logger,
           timeoutMs: config.audit.timeoutMs,
           filePath: config.audit.filePath,
+          observer: metrics?.auditCommits,
         })
       : undefined;
     if (auditWriter === undefined) deps.logger.warn('KEYHOLD_AUDIT=off: requests are not audited; never run production like this');
     const repository = new KnexKeyRepository(db);
     const cache = new KeyCache({ repository, rootKey, clock: deps.clock, ttlMs: config.cacheTtlMs });
-    const envelope = new EnvelopeService({ cache, authorizer, clock: deps.clock });
+    const envelope = new EnvelopeService({ cache, authorizer, clock: deps.clock, observer: metrics?.crypto });
     const tokens = new TokenService({
       repository: new KnexTokenRepository(db),
       authorizer,
@@ -137,6 +143,13 @@ export async function openKeyhold(config: Config, deps: KeyholdDeps): Promise<Ke
       ],
     });
 
+    if (metrics !== undefined) {
+      if (auditWriter !== undefined) metrics.watchAuditWriter(auditWriter);
+      metrics.watchKeyCache(cache);
+      metrics.watchTokenCache(tokens.cacheStats);
+      metrics.watchDatabasePool(() => poolUsage(db));
+      metrics.watchKeys((limit) => repository.list({ limit }));
+    }
     const auditLog = new AuditLog({ repository: auditRepository, auditKey, clock: deps.clock });
     const services: Services = {
       keys: new KeyService({ repository, cache, rootKey, authorizer, clock: deps.clock }),
@@ -201,6 +214,8 @@ export interface KeyholdAppDeps {
   readonly database?: Database;
   /** Runs the sweeper (due deletions and scheduled rotations) on `sweepIntervalMs`; tests drive it by hand. Default true. */
   readonly sweeper?: boolean;
+  /** Node process metrics in the registry, when metrics are on (`KEYHOLD_METRICS_PORT`). Default true. */
+  readonly processMetrics?: boolean;
 }
 
 export interface KeyholdApp {
@@ -208,21 +223,28 @@ export interface KeyholdApp {
   readonly services: Services;
   /** Set when start-up generated the first admin token; the caller prints it once. */
   readonly generatedAdminToken: { token: string; path: string } | undefined;
+  /**
+   * The Prometheus listener, when `KEYHOLD_METRICS_PORT` is set. Not listening yet: the caller starts it with
+   * `listen()`, as it does the app; closing the app closes it.
+   */
+  readonly metrics: MetricsListener | undefined;
 }
 
 /**
- * Opens Keyhold and builds its HTTP app over it, with the sweeper. Closing the app stops the sweeper and then
- * closes the services, after the requests in flight are answered. Nothing listens yet.
+ * Opens Keyhold and builds its HTTP app over it, with the sweeper and, when configured, the metrics listener. Closing
+ * the app closes the metrics listener, stops the sweeper and then closes the services, after the requests in flight
+ * are answered. Nothing listens yet.
  */
 export async function openKeyholdApp(config: Config, deps: KeyholdAppDeps = {}): Promise<KeyholdApp> {
   const clock = deps.clock ?? systemClock;
   const logger = createLogger(config, deps.logStream);
   // Read before the store is opened, so a missing certificate fails start-up without leaving anything open.
   const tls = config.tls === undefined ? undefined : tlsServerOptions(config.tls);
-  const keyhold = await openKeyhold(config, { clock, logger, database: deps.database });
+  const metrics = config.metrics === undefined ? undefined : new KeyholdMetrics({ clock, processMetrics: deps.processMetrics });
+  const keyhold = await openKeyhold(config, { clock, logger, database: deps.database, metrics });
   let app: FastifyInstance;
   try {
-    app = await buildApp(keyhold.services, { logger, clock, tls });
+    app = await buildApp(keyhold.services, { logger, clock, tls, metrics: metrics?.http });
   } catch (error) {
     await keyhold.close();
     throw error;
@@ -232,9 +254,11 @@ export async function openKeyholdApp(config: Config, deps: KeyholdAppDeps = {}):
     deps.sweeper === false
       ? undefined
       : startSweeper({ keys, changes, auditLog, clock, logger, intervalMs: config.sweepIntervalMs, auditRetentionDays: config.audit.retentionDays });
+  const listener = metrics === undefined || config.metrics === undefined ? undefined : new MetricsListener(metrics, config.metrics);
   app.addHook('onClose', async () => {
+    await listener?.close();
     stopSweeper?.();
     await keyhold.close();
   });
-  return { app, services: keyhold.services, generatedAdminToken: keyhold.generatedAdminToken };
+  return { app, services: keyhold.services, generatedAdminToken: keyhold.generatedAdminToken, metrics: listener };
 }

@@ -48,6 +48,13 @@ function oneOf<const T extends readonly string[]>(values: T, options: VariableOp
 export const EnvironmentSchema = Type.Object({
   KEYHOLD_HOST: text({ default: '127.0.0.1', description: 'address to listen on' }),
   KEYHOLD_PORT: integer(0, 65535, { default: 7780, description: 'port to listen on' }),
+  KEYHOLD_METRICS_PORT: Type.Optional(
+    integer(0, 65535, {
+      defaultText: '– (off)',
+      description: 'port of the separate Prometheus listener (`GET /metrics`, no authentication); unset, there are no metrics',
+    }),
+  ),
+  KEYHOLD_METRICS_HOST: text({ default: '127.0.0.1', description: 'address of the metrics listener' }),
   KEYHOLD_DATA_DIR: text({
     default: './data',
     description: 'SQLite database, development root key, generated admin token',

@@ -15,6 +15,8 @@ export type DatabaseConfig =
 export interface Config {
   readonly host: string;
   readonly port: number;
+  /** `KEYHOLD_METRICS_PORT`/`_HOST`: the Prometheus listener, apart from the API; undefined when metrics are off. */
+  readonly metrics: MetricsConfig | undefined;
   readonly dataDir: string;
   readonly database: DatabaseConfig;
   readonly rootKey: RootKeySource;
@@ -43,6 +45,12 @@ export interface Config {
   /** TLS is on when a certificate and key are configured; a client CA adds client-certificate (SPIFFE) checking. */
   readonly tls: TlsConfig | undefined;
   readonly audit: AuditConfig;
+}
+
+export interface MetricsConfig {
+  readonly host: string;
+  /** 0 picks a free port (tests). */
+  readonly port: number;
 }
 
 export interface AuditConfig {
@@ -195,6 +203,10 @@ export function loadConfig(env: Environment): Config {
   const config: Config = {
     host: values.KEYHOLD_HOST,
     port: values.KEYHOLD_PORT,
+    metrics:
+      values.KEYHOLD_METRICS_PORT === undefined
+        ? undefined
+        : Object.freeze({ host: values.KEYHOLD_METRICS_HOST, port: values.KEYHOLD_METRICS_PORT }),
     dataDir,
     database: parseDatabase(values.KEYHOLD_DATABASE_URL, dataDir, problems),
     rootKey,

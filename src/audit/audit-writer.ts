@@ -24,6 +24,14 @@ export interface AuditWriterOptions {
   readonly timeoutMs: number;
   /** `KEYHOLD_AUDIT_FILE`: JSON lines appended after each commit, for SIEM pipelines. */
   readonly filePath?: string | undefined;
+  /** Told of every group commit; the metrics module implements it (`src/metrics/`). */
+  readonly observer?: AuditCommitObserver | undefined;
+}
+
+/** What a group commit reports, for latency and batch-size histograms. */
+export interface AuditCommitObserver {
+  /** A commit ended: `records` in the batch, `seconds` from its start, and whether it landed. */
+  commitEnded(records: number, seconds: number, committed: boolean): void;
 }
 
 interface Pending {
@@ -46,6 +54,7 @@ function chainsFrom(batch: readonly Pending[], head: ChainHead): boolean {
   return true;
 }
 
+/** Running totals since the writer started; the metrics module reads them at each scrape. */
 export interface AuditMetrics {
   records: number;
   commits: number;
@@ -74,6 +83,7 @@ export class AuditWriter {
   readonly #logger: Logger;
   readonly #timeoutMs: number;
   readonly #filePath: string | undefined;
+  readonly #observer: AuditCommitObserver | undefined;
   #head: ChainHead;
   /**
    * The last record chained, committed or queued: where the next event's record goes. Undefined while the stored
@@ -105,7 +115,13 @@ export class AuditWriter {
     this.#logger = options.logger;
     this.#timeoutMs = options.timeoutMs;
     this.#filePath = options.filePath;
+    this.#observer = options.observer;
     this.#head = genesisHead(options.auditKey, options.replicaId);
+  }
+
+  /** Records waiting for a commit, the one running excluded. */
+  get queueDepth(): number {
+    return this.#queue.length;
   }
 
   /** The chain's last committed record. */
@@ -237,6 +253,7 @@ export class AuditWriter {
 
   async #commit(batch: Pending[]): Promise<void> {
     let records: AuditRecord[] = [];
+    const started = performance.now();
     const attempt = ++this.#attempt;
     const over = (): boolean => attempt !== this.#attempt;
     try {
@@ -275,6 +292,7 @@ export class AuditWriter {
       // What is queued was chained onto this batch: it is chained again once the head has been read back.
       this.#forgetQueuedLinks();
       this.metrics.commitFailures += 1;
+      this.#observer?.commitEnded(batch.length, (performance.now() - started) / 1000, false);
       this.#logger.error({ err: error, records: batch.length }, 'audit records could not be committed; failing their requests');
       const failure = new UnavailableError('The audit log cannot be written; retry later', { cause: error });
       for (const pending of batch) pending.reject(failure);
@@ -285,6 +303,7 @@ export class AuditWriter {
     this.#head = { sequence: last.sequence, hash: last.hash };
     this.metrics.records += records.length;
     this.metrics.commits += 1;
+    this.#observer?.commitEnded(records.length, (performance.now() - started) / 1000, true);
     for (const pending of batch) pending.resolve();
     if (this.#filePath !== undefined) this.#writeFile(this.#filePath, records);
   }

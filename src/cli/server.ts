@@ -7,7 +7,7 @@ import { stdoutLogDestination, type LogDestination } from '../lib/log-destinatio
 export async function startServer(): Promise<FastifyInstance> {
   const config = loadConfig(process.env);
   const logDestination = stdoutLogDestination();
-  const { app, generatedAdminToken: generated } = await openKeyholdApp(config, { logStream: logDestination });
+  const { app, generatedAdminToken: generated, metrics } = await openKeyholdApp(config, { logStream: logDestination });
   if (generated !== undefined && process.stdout.isTTY === true) {
     // Printed once, straight to the terminal and never through the logger, so it cannot land in log storage.
     process.stdout.write(
@@ -19,9 +19,18 @@ export async function startServer(): Promise<FastifyInstance> {
     app.log.warn({ path: generated.path }, 'generated the first admin token into this file (mode 0600); it is not printed, since stdout is not a terminal');
   }
   const address = await app.listen({ host: config.host, port: config.port });
+  let metricsAddress: string | undefined;
+  try {
+    metricsAddress = await metrics?.listen();
+  } catch (error) {
+    // A metrics port taken stops start-up as the API's would: an operator who asked for metrics must not run blind.
+    await app.close();
+    throw error;
+  }
   // Before the line that tells an orchestrator (or a test) the server is up: a SIGTERM that follows it must find the
   // handler, or the default action kills the process with its audit chain unsealed.
   for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => shutDown(app, logDestination, signal, config.shutdownTimeoutMs));
+  if (metricsAddress !== undefined) app.log.info({ url: metricsAddress }, 'metrics listening');
   process.stdout.write(`Keyhold listening on ${address}\n`);
   return app;
 }

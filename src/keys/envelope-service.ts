@@ -74,10 +74,22 @@ export interface RewrapRevokedInput {
   readonly context?: EncryptionContext | undefined;
 }
 
+export type CryptoOperation = 'datakey' | 'encrypt' | 'decrypt' | 'rewrap' | 'rewrap-revoked';
+
+/** Told of every operation's end; the metrics module implements it (`src/metrics/`). */
+export interface CryptoObserver {
+  /**
+   * `keyName` and `keyVersion` are those of a stored key the operation used (the destination, for a rewrap), undefined
+   * when it failed before finding one or on a version it could not vouch for; `outcome` is `ok` or the error code.
+   */
+  operationEnded(operation: CryptoOperation, keyName: string | undefined, keyVersion: number | undefined, outcome: string): void;
+}
+
 export interface EnvelopeServiceOptions {
   readonly cache: KeyCache;
   readonly authorizer: Authorizer;
   readonly clock: Clock;
+  readonly observer?: CryptoObserver | undefined;
 }
 
 /**
@@ -115,14 +127,58 @@ export class EnvelopeService {
   readonly #cache: KeyCache;
   readonly #authorizer: Authorizer;
   readonly #clock: Clock;
+  readonly #observer: CryptoObserver | undefined;
 
   constructor(options: EnvelopeServiceOptions) {
     this.#cache = options.cache;
     this.#authorizer = options.authorizer;
     this.#clock = options.clock;
+    this.#observer = options.observer;
   }
 
-  async generateDataKey(caller: Caller, keyName: string, input: DataKeyInput): Promise<DataKeyResult> {
+  /**
+   * Runs one operation and tells the observer how it ended. A failure names the key the caller's trail used, which is
+   * always a stored key, never a name the caller made up; its version only when the failure is not a decryption
+   * failure, which is also what a made-up version gets: the labels stay among what exists.
+   */
+  async #observed<T extends KeyVersionRef>(operation: CryptoOperation, caller: Caller, work: () => Promise<T>): Promise<T> {
+    const observer = this.#observer;
+    if (observer === undefined) return work();
+    let result: T;
+    try {
+      result = await work();
+    } catch (error) {
+      const { keyId, keyName, keyVersion } = caller.trail;
+      const code = error instanceof KeyholdError ? error.code : 'KH_ERR_INTERNAL';
+      const found = keyId !== undefined;
+      observer.operationEnded(operation, found ? keyName : undefined, found && code !== 'KH_ERR_DECRYPTION_FAILED' ? keyVersion : undefined, code);
+      throw error;
+    }
+    observer.operationEnded(operation, result.keyName, result.keyVersion, 'ok');
+    return result;
+  }
+
+  generateDataKey(caller: Caller, keyName: string, input: DataKeyInput): Promise<DataKeyResult> {
+    return this.#observed('datakey', caller, () => this.#generateDataKey(caller, keyName, input));
+  }
+
+  encrypt(caller: Caller, keyName: string, input: EncryptInput): Promise<CiphertextResult> {
+    return this.#observed('encrypt', caller, () => this.#encrypt(caller, keyName, input));
+  }
+
+  decrypt(caller: Caller, input: DecryptInput): Promise<DecryptResult> {
+    return this.#observed('decrypt', caller, () => this.#decrypt(caller, input));
+  }
+
+  rewrap(caller: Caller, keyName: string, input: RewrapInput): Promise<CiphertextResult> {
+    return this.#observed('rewrap', caller, () => this.#rewrap(caller, keyName, input));
+  }
+
+  rewrapRevoked(caller: Caller, keyName: string, input: RewrapRevokedInput): Promise<CiphertextResult> {
+    return this.#observed('rewrap-revoked', caller, () => this.#rewrapRevoked(caller, keyName, input));
+  }
+
+  async #generateDataKey(caller: Caller, keyName: string, input: DataKeyInput): Promise<DataKeyResult> {
     this.#authorizer.authorize(caller, 'datakey', { keyName }, input.context);
     assertNoReservedContextKeys(input.context);
     const bytes = input.bytes ?? 32;
@@ -147,7 +203,7 @@ export class EnvelopeService {
     });
   }
 
-  async encrypt(caller: Caller, keyName: string, input: EncryptInput): Promise<CiphertextResult> {
+  async #encrypt(caller: Caller, keyName: string, input: EncryptInput): Promise<CiphertextResult> {
     try {
       this.#authorizer.authorize(caller, 'encrypt', { keyName }, input.context);
       assertNoReservedContextKeys(input.context);
@@ -171,7 +227,7 @@ export class EnvelopeService {
     }
   }
 
-  async decrypt(caller: Caller, input: DecryptInput): Promise<DecryptResult> {
+  async #decrypt(caller: Caller, input: DecryptInput): Promise<DecryptResult> {
     assertNoReservedContextKeys(input.context);
     const parsed = parseCiphertext(input.ciphertext);
     return this.#withSource(caller, parsed, input.keyName, input.context, ({ key }, versionKey) => ({
@@ -183,7 +239,7 @@ export class EnvelopeService {
   }
 
   /** Decrypts and encrypts again under the destination's primary version; the plaintext never leaves the server. */
-  async rewrap(caller: Caller, keyName: string, input: RewrapInput): Promise<CiphertextResult> {
+  async #rewrap(caller: Caller, keyName: string, input: RewrapInput): Promise<CiphertextResult> {
     const destinationContext = input.destinationContext ?? input.context;
     assertNoReservedContextKeys(input.context);
     const parsed = parseCiphertext(input.ciphertext);
@@ -231,7 +287,7 @@ export class EnvelopeService {
    * read. Both versions are unwrapped for this request alone and zeroed before it returns: the cache holds only
    * what workloads may use.
    */
-  async rewrapRevoked(caller: Caller, keyName: string, input: RewrapRevokedInput): Promise<CiphertextResult> {
+  async #rewrapRevoked(caller: Caller, keyName: string, input: RewrapRevokedInput): Promise<CiphertextResult> {
     // Authorised on the key in the URL before the ciphertext is looked at, so a caller without the grant learns
     // nothing about it; the ciphertext must then be of that key.
     this.#authorizer.authorize(caller, 'rewrap-revoked', { keyName }, input.context);

@@ -39,6 +39,8 @@ export interface KeyCacheOptions {
  * stays trusted no longer than `ttlMs`. Names are not remembered missing: anyone may guess one, and create it.
  */
 export class KeyCache {
+  /** Lookups answered from memory (a negative entry included) and those that went to the store; read by the metrics. */
+  readonly stats = { hits: 0, misses: 0 };
   readonly #options: KeyCacheOptions;
   readonly #maxEntries: number;
   readonly #maxMissingIds: number;
@@ -62,12 +64,21 @@ export class KeyCache {
   async getByName(name: string): Promise<CachedKey | undefined> {
     const id = this.#idByName.get(name);
     const cached = id === undefined ? undefined : this.#fresh(id);
-    return cached ?? this.#load(`name:${name}`, () => this.#options.repository.findByName(name));
+    if (cached !== undefined) {
+      this.stats.hits += 1;
+      return cached;
+    }
+    this.stats.misses += 1;
+    return this.#load(`name:${name}`, () => this.#options.repository.findByName(name));
   }
 
   async getById(id: string): Promise<CachedKey | undefined> {
     const cached = this.#fresh(id);
-    if (cached !== undefined || this.#knownMissing(id)) return cached;
+    if (cached !== undefined || this.#knownMissing(id)) {
+      this.stats.hits += 1;
+      return cached;
+    }
+    this.stats.misses += 1;
     return this.#load(`id:${id}`, () => this.#options.repository.findById(id), id);
   }
 
@@ -111,6 +122,11 @@ export class KeyCache {
       throw error;
     }
     return versionKeys;
+  }
+
+  /** Keys held now. */
+  get size(): number {
+    return this.#byId.size;
   }
 
   clear(): void {

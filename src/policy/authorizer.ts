@@ -38,22 +38,32 @@ export function forbidden(action: Action, resource: Resource): KeyholdError {
   return new KeyholdError('KH_ERR_FORBIDDEN', `Not allowed to ${action}${target}`);
 }
 
+/** Told of every refusal `authorize` makes; the metrics module implements it (`src/metrics/`). */
+export interface DenialObserver {
+  denied(principal: Principal, action: Action): void;
+}
+
 /**
  * Admins bypass policies; every other principal is evaluated against the current policy set, deny by default.
  * `policies` returns the snapshot the request runs under; it is brought up to date before the request is handled.
  */
 export class PolicyAuthorizer implements Authorizer {
   readonly #policies: () => PolicySet;
+  readonly #observer: DenialObserver | undefined;
 
-  constructor(policies: () => PolicySet) {
+  constructor(policies: () => PolicySet, observer?: DenialObserver) {
     this.#policies = policies;
+    this.#observer = observer;
   }
 
   authorize(caller: Caller, action: Action, resource: Resource, context?: EncryptionContext): Decision {
     const { principal } = caller;
     const decision = principal.admin ? ADMIN_DECISION : evaluate(this.#policies(), principal, action, resource, context);
     caller.trail.decided(action, resource.keyName, decision);
-    if (!decision.allowed) throw forbidden(action, resource);
+    if (!decision.allowed) {
+      this.#observer?.denied(principal, action);
+      throw forbidden(action, resource);
+    }
     return decision;
   }
 

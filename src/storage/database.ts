@@ -173,3 +173,10 @@ export async function migrationsAreCurrent(db: Database): Promise<boolean> {
 export function isPostgres(db: Database): boolean {
   return db.client.config.client === 'pg';
 }
+
+/** The connection pool now: lent to queries, idle, requests waiting for a connection, and its size. For the metrics. */
+export function poolUsage(db: Database): { used: number; free: number; pending: number; max: number } {
+  const pool = (db.client as { pool?: { numUsed(): number; numFree(): number; numPendingAcquires(): number; max: number } }).pool;
+  if (pool === undefined) return { used: 0, free: 0, pending: 0, max: 0 };
+  return { used: pool.numUsed(), free: pool.numFree(), pending: pool.numPendingAcquires(), max: pool.max };
+}

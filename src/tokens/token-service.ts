@@ -60,6 +60,8 @@ export class TokenService {
    * constant time.
    */
   readonly #cache = new Map<string, CachedToken>();
+  /** Token lookups answered from memory and those that went to the store; read by the metrics. */
+  readonly cacheStats = { hits: 0, misses: 0 };
   /** Bumped by every revocation or drop, so a lookup that read the store before it is not cached after it. */
   #revocations = 0;
 
@@ -78,7 +80,11 @@ export class TokenService {
   authenticate(secret: string): Principal | undefined | Promise<Principal | undefined> {
     const now = this.#clock.now();
     const cached = this.#cachedToken(secret, now.getTime());
-    if (cached !== undefined) return isLive(cached.token, now) ? cached.principal : undefined;
+    if (cached !== undefined) {
+      this.cacheStats.hits += 1;
+      return isLive(cached.token, now) ? cached.principal : undefined;
+    }
+    this.cacheStats.misses += 1;
     const digest = hashSecret(secret);
     const revocations = this.#revocations;
     return this.#repository.findByHash(digest.toString('hex')).then((token) => {

@@ -10,6 +10,7 @@ import { loadConfig, type Config, type Environment } from '../../src/config.js';
 import { createDatabase, type Database } from '../../src/storage/database.js';
 import { ManualClock } from './clock.js';
 import type { Services } from '../../src/services.js';
+import type { MetricsListener } from '../../src/metrics/metrics-listener.js';
 import { assertNoUndeclaredProblems } from './declared-problems.js';
 import { clonePostgresTemplate, cloneSqliteTemplate, dropPostgresSchema } from './store-template.js';
 
@@ -111,6 +112,8 @@ export interface TestApp {
   readonly app: FastifyInstance;
   /** The app's services, as the routes call them. */
   readonly services: Services;
+  /** The Prometheus listener (not listening yet) when the test set `KEYHOLD_METRICS_PORT`. */
+  readonly metrics: MetricsListener | undefined;
   /** The test's own handle on the app's store, for what no API shows (stored rows, tampering). */
   readonly db: Database;
   readonly store: TestStore;
@@ -153,7 +156,7 @@ export async function buildTestApp(
   const logs = new LogCapture();
   const config = loadConfig(store.environment({ KEYHOLD_ROOT_KEY: TEST_ROOT_KEY, ...options.env }));
   const db = store.database(config);
-  const { app, services } = await openKeyholdApp(config, {
+  const { app, services, metrics } = await openKeyholdApp(config, {
     clock,
     logStream: logs,
     database: db,
@@ -164,6 +167,7 @@ export async function buildTestApp(
   const testApp: TestApp = {
     app,
     services,
+    metrics,
     db,
     store,
     clock,

@@ -4,7 +4,7 @@ import { parse } from 'yaml';
 import { buildTestApp, type TestApp } from '../helpers/app.js';
 import { expectProblem } from '../helpers/expect-problem.js';
 
-const PUBLIC = new Set(['/healthz', '/readyz', '/openapi.yaml', '/metrics']);
+const PUBLIC = new Set(['/healthz', '/readyz', '/openapi.yaml']);
 const document = parse(readFileSync(new URL('../../openapi.yaml', import.meta.url), 'utf8')) as {
   paths: Record<string, Record<string, unknown>>;
 };

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { PolicyAuthorizer } from '../../policy/authorizer.js';
 import type { Services } from '../../services.js';
+import type { HttpMetrics } from '../plugins/request-metrics.js';
 import { KeyEventStreams } from '../key-events.js';
 import { AUTHENTICATED_PROBLEMS, problems } from '../schemas/common.js';
 import { eventStream, EventStreamHeaders } from '../schemas/events.js';
@@ -18,7 +19,10 @@ const DESCRIPTION = [
   'A caller allowed no key gets a stream without key events.',
 ].join(' ');
 
-export function eventRoutes(services: Pick<Services, 'changes' | 'policyStore'>): FastifyPluginAsyncTypebox {
+export function eventRoutes(
+  services: Pick<Services, 'changes' | 'policyStore'>,
+  metrics?: Pick<HttpMetrics, 'watchEventStreams'>,
+): FastifyPluginAsyncTypebox {
   return async (app) => {
     const streams = new KeyEventStreams({
       feed: services.changes,
@@ -26,6 +30,7 @@ export function eventRoutes(services: Pick<Services, 'changes' | 'policyStore'>)
       authorizer: new PolicyAuthorizer(() => services.policyStore.current()),
       refreshPolicies: () => services.policyStore.ensureFresh(),
     });
+    metrics?.watchEventStreams(() => streams.size);
     // Before the server closes: it waits for every open response, and a stream only ends by itself after minutes.
     app.addHook('preClose', (done) => {
       streams.endAll();
