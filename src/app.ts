@@ -21,6 +21,7 @@ import { policyRoutes } from './http/routes/policies.js';
 import { systemRoutes } from './http/routes/system.js';
 import { tokenRoutes } from './http/routes/tokens.js';
 import { metricsRoutes } from './http/routes/metrics.js';
+import { uiRoutes } from './http/routes/ui.js';
 import type { Services } from './services.js';
 
 export const BODY_LIMIT_BYTES = 1024 * 1024;
@@ -162,6 +163,8 @@ export async function buildApp(services: Services, options: AppOptions): Promise
   await app.register(eventRoutes(services));
 
   await app.register(metricsRoutes(services));
+  // The console: static files, public like /healthz; every API call it makes carries the user's bearer token.
+  await app.register(uiRoutes());
 
   app.get('/openapi.yaml', {
     config: { public: true },
