@@ -65,6 +65,14 @@ module.exports = {
       from: { path: '^sdk/src/' },
       to: { pathNot: '^sdk/src/', dependencyTypesNot: ['core', 'type-only'] },
     },
+    {
+      name: 'ui-stands-alone',
+      severity: 'error',
+      comment: 'The console is bundled for the browser: no server, SDK or Node code, and no package but preact and htm.',
+      from: { path: '^ui/src/' },
+      to: { pathNot: '^ui/src/|node_modules/(preact|htm)/' },
+    },
+    { name: 'server-not-ui', severity: 'error', from: { path: '^(src|sdk/src|migrations)/' }, to: { path: '^ui/' } },
     { name: 'server-not-sdk', severity: 'error', from: { path: '^(src|migrations)/' }, to: { path: '^sdk/' } },
     {
       name: 'pure-core-no-packages',
@@ -98,6 +106,9 @@ module.exports = {
     { from: { path: '^migrations/' }, to: { dependencyTypes: ['core', 'npm'] } },
     { from: { path: '^sdk/src/' }, to: { path: '^sdk/src/' } },
     { from: { path: '^sdk/src/' }, to: { dependencyTypes: ['core'] } },
+    // The console runs in a browser: it imports itself and the UI library it is bundled with, nothing of the server.
+    { from: { path: '^ui/src/' }, to: { path: '^ui/src/' } },
+    { from: { path: '^ui/src/' }, to: { path: 'node_modules/(preact|htm)/' } },
   ],
   allowedSeverity: 'error',
   options: {

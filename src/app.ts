@@ -21,6 +21,7 @@ import { keyRoutes } from './http/routes/keys.js';
 import { policyRoutes } from './http/routes/policies.js';
 import { systemRoutes } from './http/routes/system.js';
 import { tokenRoutes } from './http/routes/tokens.js';
+import { uiRoutes } from './http/routes/ui.js';
 import type { Services } from './services.js';
 
 export const BODY_LIMIT_BYTES = 1024 * 1024;
@@ -164,6 +165,8 @@ export async function buildApp(services: Services, options: AppOptions): Promise
   await app.register(policyRoutes(services));
   await app.register(auditRoutes(services));
   await app.register(eventRoutes(services, options.metrics));
+  // The console: static files, public like /healthz; every API call it makes carries the user's bearer token.
+  await app.register(uiRoutes());
 
   app.get('/openapi.yaml', {
     config: { public: true },

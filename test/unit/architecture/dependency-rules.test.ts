@@ -15,7 +15,7 @@ afterAll(() => {
 });
 
 /** Cruises a throwaway tree of `files` (path → source) with the project's rules; returns the violated rule names. */
-async function violations(files: Record<string, string>): Promise<string[]> {
+async function violations(files: Record<string, string>, roots: string[] = ['src']): Promise<string[]> {
   const tree = mkdtempSync(join(tmpdir(), 'keyhold-rules-'));
   trees.push(tree);
   for (const [path, text] of Object.entries(files)) {
@@ -23,7 +23,7 @@ async function violations(files: Record<string, string>): Promise<string[]> {
     writeFileSync(join(tree, path), text);
   }
   const { tsConfig: _tsConfig, ...options } = RULES.options ?? {};
-  const result = await cruise(['src'], { ...options, baseDir: tree, ruleSet: { forbidden: RULES.forbidden, allowed: RULES.allowed, allowedSeverity: RULES.allowedSeverity }, validate: true });
+  const result = await cruise(roots, { ...options, baseDir: tree, ruleSet: { forbidden: RULES.forbidden, allowed: RULES.allowed, allowedSeverity: RULES.allowedSeverity }, validate: true });
   const output = result.output as ICruiseResult;
   return output.summary.violations.map((violation) => violation.rule.name);
 }
@@ -54,6 +54,29 @@ describe('the dependency rules', () => {
         'src/errors.ts': 'export class KeyholdError extends Error {}\n',
       }),
     ).toEqual([]);
+  });
+});
+
+describe('the console\'s rules', () => {
+  it('refuse an import of server code into the console', async () => {
+    expect(
+      await violations(
+        {
+          'ui/src/main.ts': "import { KeyholdError } from '../../src/errors.ts';\nexport const e = KeyholdError;\n",
+          'src/errors.ts': 'export class KeyholdError extends Error {}\n',
+        },
+        ['ui/src'],
+      ),
+    ).toContain('ui-stands-alone');
+  });
+
+  it('refuse an import of the console into the server', async () => {
+    expect(
+      await violations({
+        'src/http/routes/ui.ts': "import { x } from '../../../ui/src/x.ts';\nexport const y = x;\n",
+        'ui/src/x.ts': 'export const x = 1;\n',
+      }),
+    ).toContain('server-not-ui');
   });
 });
 
