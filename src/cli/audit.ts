@@ -1,6 +1,5 @@
 import { Option, type Command } from 'commander';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { verifyAuditFromEnvironment } from './audit-verify.js';
 import { api, failUsage, integer, morePages, paged, remote, time, type RemoteOptions } from './command.js';
 import { CliError, EXIT } from './exit-codes.js';
 import type { Io } from './io.js';
@@ -115,6 +114,7 @@ export function registerAudit(program: Command, io: Io): void {
       }
       const accepted = options.acceptUnsealed ?? [];
       if (accepted.some((replicaId) => replicaId === '')) failUsage(verify, '--accept-unsealed needs a replica id, or all');
+      const { verifyAuditFromEnvironment } = await import('./audit-verify.js');
       const ok = await verifyAuditFromEnvironment({
         witnessFile: options.witness,
         file: options.file,
@@ -155,19 +155,29 @@ async function tail(io: Io, client: Api, options: RemoteOptions & FilterOptions 
     return answer.body;
   };
 
+  /** Pages from the newest back, handing on the unseen records, until a page holds one already seen. */
+  const pages = async (query: Record<string, string>, take: (records: AuditRecordView[]) => void): Promise<void> => {
+    let cursor: string | undefined;
+    do {
+      const page = await fetchPage({ ...query, limit: PAGE, cursor });
+      const unseen = page.records.filter((record) => !seen.has(recordId(record)));
+      take(unseen);
+      cursor = unseen.length === page.records.length ? page.nextCursor : undefined;
+    } while (cursor !== undefined);
+  };
+
   const first = options.lines === 0 ? { records: [] } : await fetchPage({ limit: options.lines });
   print([...first.records].reverse());
-  if (first.records[0] !== undefined) since = first.records[0].time;
+  if (first.records[0] !== undefined) {
+    // Older records of the same time as the newest printed were not asked for; the polls must not print them.
+    since = first.records[0].time;
+    // `until` is exclusive: one millisecond on covers exactly that time.
+    await pages({ until: new Date(Date.parse(since) + 1).toISOString() }, (records) => records.forEach((record) => seen.add(recordId(record))));
+  }
   for (;;) {
     await sleep(options.interval);
     const fresh: AuditRecordView[] = [];
-    let cursor: string | undefined;
-    do {
-      const page = await fetchPage({ limit: PAGE, cursor });
-      const unseen = page.records.filter((record) => !seen.has(recordId(record)));
-      fresh.push(...unseen);
-      cursor = unseen.length === page.records.length ? page.nextCursor : undefined;
-    } while (cursor !== undefined);
+    await pages({}, (records) => fresh.push(...records));
     fresh.reverse();
     print(fresh);
     const newest = fresh[fresh.length - 1];

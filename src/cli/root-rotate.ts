@@ -11,10 +11,6 @@ import { KnexRootRewrapRepository } from '../storage/knex-root-rewrap-repository
 import { KnexSystemSecretRepository } from '../storage/knex-system-secret-repository.js';
 import { openExistingStore } from './local-store.js';
 
-/** `--batch-size`: the default and the largest. */
-export const DEFAULT_BATCH_SIZE = 500;
-export const MAX_BATCH_SIZE = 10_000;
-
 export interface RootRotateOptions {
   readonly newKeyFile: string;
   readonly batchSize: number;
