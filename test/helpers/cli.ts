@@ -34,6 +34,8 @@ export interface CliRunOptions {
   readonly env?: Record<string, string | undefined>;
   readonly input?: string | Buffer | Readable;
   readonly cwd?: string;
+  /** Leave stdout to the caller's own listener (a large output), rather than collect it. */
+  readonly ownStdout?: boolean;
 }
 
 /** Spawns `node dist/src/main.js ARGS` and collects its exit status and output. */
@@ -43,7 +45,7 @@ export function spawnCli(args: readonly string[], options: CliRunOptions = {}): 
   const child = spawn(process.execPath, [CLI, ...args], { env, cwd: options.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
   const out: Buffer[] = [];
   let stderr = '';
-  child.stdout!.on('data', (chunk: Buffer) => out.push(chunk));
+  if (options.ownStdout !== true) child.stdout!.on('data', (chunk: Buffer) => out.push(chunk));
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
   const { input } = options;
   if (input === undefined) child.stdin!.end();
