@@ -39,12 +39,19 @@ export function registerLocal(program: Command, io: Io): void {
         'Progress goes to stderr, a JSON summary to stdout; exits 0 when nothing is left under another root key.',
     )
     .option('--new-key-file <path>', 'the new root key (base64 of 32 bytes)')
-    .option('--batch-size <n>', `rows per transaction (default ${DEFAULT_BATCH_SIZE})`, integer('--batch-size', 1, MAX_BATCH_SIZE), DEFAULT_BATCH_SIZE)
+    .option('--batch-size <n>', `rows per transaction, 1 to ${MAX_BATCH_SIZE}`, String(DEFAULT_BATCH_SIZE))
     .option('--dry-run', 'only count what is left to rewrap')
-    .action(async (options: { newKeyFile?: string; batchSize: number; dryRun?: boolean }) => {
+    .action(async (options: { newKeyFile?: string; batchSize: string; dryRun?: boolean }) => {
+      // The key file first: it is what a bare `root rotate` is missing.
       if (options.newKeyFile === undefined || options.newKeyFile === '') failUsage(rotate, 'root rotate needs --new-key-file PATH');
+      let batchSize: number;
+      try {
+        batchSize = integer('--batch-size', 1, MAX_BATCH_SIZE)(options.batchSize);
+      } catch (error) {
+        failUsage(rotate, (error as Error).message);
+      }
       const { rotateRootKeyFromEnvironment } = await import('./root-rotate.js');
-      const done = await rotateRootKeyFromEnvironment({ newKeyFile: options.newKeyFile, batchSize: options.batchSize, dryRun: options.dryRun === true });
+      const done = await rotateRootKeyFromEnvironment({ newKeyFile: options.newKeyFile, batchSize, dryRun: options.dryRun === true });
       if (!done) {
         throw new CliError('KH_CLI_ROOT_ROTATE_INCOMPLETE', 'some key versions or secrets are still under another root key (see the summary)', EXIT.failure);
       }
