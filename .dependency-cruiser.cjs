@@ -46,6 +46,9 @@ const layerRules = Object.entries(MAY_IMPORT).flatMap(([part, allowed]) => [
     : allowed.map((other) => ({ from: { path: pathOf(part) }, to: { path: pathOf(other) } }))),
 ]);
 
+/** What `import … from '@keyhold/sdk'` resolves to (the workspace package's `exports`): its types, then its code. */
+const SDK_PACKAGE_ENTRY = '^sdk/dist/index\\.(d\\.ts|js)$';
+
 /** Packages that only the named parts of the server may load. */
 const packageHomes = [
   { name: 'database-drivers', packages: 'knex|pg|better-sqlite3', home: ['storage'] },
@@ -73,7 +76,20 @@ module.exports = {
       to: { pathNot: '^ui/src/|node_modules/(preact|htm)/' },
     },
     { name: 'server-not-ui', severity: 'error', from: { path: '^(src|sdk/src|migrations)/' }, to: { path: '^ui/' } },
-    { name: 'server-not-sdk', severity: 'error', from: { path: '^(src|migrations)/' }, to: { path: '^sdk/' } },
+    {
+      name: 'server-not-sdk',
+      severity: 'error',
+      comment: 'The server never runs SDK code; only the CLI (an API client) uses the SDK.',
+      from: { path: '^(src|migrations)/', pathNot: '^src/cli/' },
+      to: { path: '^sdk/' },
+    },
+    {
+      name: 'cli-sdk-as-package',
+      severity: 'error',
+      comment: 'The CLI uses the SDK as its users do: the published package (@keyhold/sdk), never its sources or internals.',
+      from: { path: '^src/cli/' },
+      to: { path: '^sdk/', pathNot: SDK_PACKAGE_ENTRY },
+    },
     {
       name: 'pure-core-no-packages',
       severity: 'error',
@@ -101,6 +117,7 @@ module.exports = {
     // Runtime packages only: a development dependency is not installed in production.
     { from: { path: '^src/' }, to: { dependencyTypes: ['core', 'npm'], pathNot: '^src/' } },
     { from: { path: '^src/' }, to: { dependencyTypes: ['type-only'], pathNot: '^src/' } },
+    { from: { path: '^src/cli/' }, to: { path: SDK_PACKAGE_ENTRY } },
     { from: { path: '^src/storage/' }, to: { path: '^migrations/' } },
     { from: { path: '^migrations/' }, to: { path: '^migrations/' } },
     { from: { path: '^migrations/' }, to: { dependencyTypes: ['core', 'npm'] } },
@@ -112,7 +129,8 @@ module.exports = {
   ],
   allowedSeverity: 'error',
   options: {
-    doNotFollow: { path: 'node_modules' },
+    // The SDK's build is the package the CLI loads; its sources are cruised as sdk/src.
+    doNotFollow: { path: ['node_modules', '^sdk/dist/'] },
     tsPreCompilationDeps: true,
     tsConfig: { fileName: 'tsconfig.json' },
     enhancedResolveOptions: {

@@ -1,4 +1,3 @@
-import { parseArgs } from 'node:util';
 import { createLogger } from '../app.js';
 import { readWitness, verifyAuditFile } from '../audit/audit-file.js';
 import { KnexAuditRepository } from '../storage/knex-audit-repository.js';
@@ -7,50 +6,10 @@ import { loadConfig } from '../config.js';
 import { StartupError } from '../errors.js';
 import { systemClock } from '../lib/clock.js';
 import { loadAuditKey, loadRootKeyring } from '../root-keys/root-key-loader.js';
-import { createDatabase, migrationsAreCurrent } from '../storage/database.js';
+import { migrationsAreCurrent } from '../storage/database.js';
 import { KnexRootKeyRepository } from '../storage/knex-root-key-repository.js';
 import { KnexSystemSecretRepository } from '../storage/knex-system-secret-repository.js';
-import { usageError } from './usage.js';
-
-/** `keyhold audit verify [--witness FILE | --file FILE] [--accept-unsealed ID|all]...` */
-export async function auditCommand(args: string[]): Promise<void> {
-  if (args[0] !== 'verify') {
-    usageError(`Unknown audit command: ${args[0] ?? '(none)'}`);
-    return;
-  }
-  let values: { witness?: string; file?: string; 'accept-unsealed'?: string[] };
-  try {
-    ({ values } = parseArgs({
-      args: args.slice(1),
-      options: {
-        witness: { type: 'string' },
-        file: { type: 'string' },
-        'accept-unsealed': { type: 'string', multiple: true },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (error) {
-    usageError((error as Error).message);
-    return;
-  }
-  const { witness, file } = values;
-  if (witness === '' || file === '') {
-    usageError('--witness and --file need a path');
-    return;
-  }
-  if (witness !== undefined && file !== undefined) {
-    usageError('--witness checks the store against a file, --file checks a file alone: give one of them');
-    return;
-  }
-  const accepted = values['accept-unsealed'] ?? [];
-  if (accepted.some((replicaId) => replicaId === '')) {
-    usageError('--accept-unsealed needs a replica id, or all');
-    return;
-  }
-  const acceptUnsealed = accepted.includes('all') ? 'all' : new Set(accepted);
-  process.exitCode = (await verifyAuditFromEnvironment({ witnessFile: witness, file, acceptUnsealed })) ? 0 : 1;
-}
+import { openExistingStore } from './local-store.js';
 
 export interface AuditVerifyOptions {
   /** `--witness FILE`: check the database against the latest head statement per chain in this JSON-lines file. */
@@ -70,7 +29,7 @@ export interface AuditVerifyOptions {
 export async function verifyAuditFromEnvironment(options: AuditVerifyOptions = {}): Promise<boolean> {
   const config = loadConfig(process.env);
   const logger = createLogger({ ...config, logLevel: config.logLevel === 'info' ? 'warn' : config.logLevel });
-  const db = createDatabase(config.database, { acquireTimeoutMs: config.databaseTimeoutMs });
+  const db = openExistingStore(config);
   try {
     if (!(await migrationsAreCurrent(db))) throw new StartupError('The store is not migrated; start the server once first');
     const rootKeys = new KnexRootKeyRepository(db);

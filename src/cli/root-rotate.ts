@@ -1,4 +1,3 @@
-import { parseArgs } from 'node:util';
 import { createLogger } from '../app.js';
 import { loadConfig } from '../config.js';
 import { StartupError } from '../errors.js';
@@ -6,51 +5,11 @@ import { systemClock } from '../lib/clock.js';
 import { LocalRootKey } from '../root-keys/root-key.js';
 import { proveConfiguredRootKeys, readRootKeyFile } from '../root-keys/root-key-loader.js';
 import { rotateRootKey } from '../root-keys/root-rotation.js';
-import { createDatabase, migrationsAreCurrent } from '../storage/database.js';
+import { migrationsAreCurrent } from '../storage/database.js';
 import { KnexRootKeyRepository } from '../storage/knex-root-key-repository.js';
 import { KnexRootRewrapRepository } from '../storage/knex-root-rewrap-repository.js';
 import { KnexSystemSecretRepository } from '../storage/knex-system-secret-repository.js';
-import { usageError } from './usage.js';
-
-const DEFAULT_BATCH_SIZE = 500;
-const MAX_BATCH_SIZE = 10_000;
-
-/** `keyhold root rotate --new-key-file PATH [--batch-size N] [--dry-run]` */
-export async function rootCommand(args: string[]): Promise<void> {
-  if (args[0] !== 'rotate') {
-    usageError(`Unknown root command: ${args[0] ?? '(none)'}`);
-    return;
-  }
-  let values: { 'new-key-file'?: string; 'batch-size'?: string; 'dry-run'?: boolean };
-  try {
-    ({ values } = parseArgs({
-      args: args.slice(1),
-      options: {
-        'new-key-file': { type: 'string' },
-        'batch-size': { type: 'string' },
-        'dry-run': { type: 'boolean' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (error) {
-    usageError((error as Error).message);
-    return;
-  }
-  const newKeyFile = values['new-key-file'];
-  if (newKeyFile === undefined || newKeyFile === '') {
-    usageError('root rotate needs --new-key-file PATH');
-    return;
-  }
-  const batchText = values['batch-size'] ?? String(DEFAULT_BATCH_SIZE);
-  const batchSize = Number(batchText);
-  if (!/^\d+$/.test(batchText) || batchSize < 1 || batchSize > MAX_BATCH_SIZE) {
-    usageError(`--batch-size must be an integer from 1 to ${MAX_BATCH_SIZE}`);
-    return;
-  }
-  const done = await rotateRootKeyFromEnvironment({ newKeyFile, batchSize, dryRun: values['dry-run'] === true });
-  process.exitCode = done ? 0 : 1;
-}
+import { openExistingStore } from './local-store.js';
 
 export interface RootRotateOptions {
   readonly newKeyFile: string;
@@ -69,7 +28,7 @@ export async function rotateRootKeyFromEnvironment(options: RootRotateOptions): 
   const logger = createLogger({ ...config, logLevel: config.logLevel === 'info' ? 'warn' : config.logLevel });
   // Read before touching the store: a wrong path fails without side effects.
   const newKey = new LocalRootKey(readRootKeyFile(options.newKeyFile, '--new-key-file'));
-  const db = createDatabase(config.database, { acquireTimeoutMs: config.databaseTimeoutMs });
+  const db = openExistingStore(config);
   try {
     if (!(await migrationsAreCurrent(db))) throw new StartupError('The store is not migrated; start the server once first');
     const rootKeys = new KnexRootKeyRepository(db);

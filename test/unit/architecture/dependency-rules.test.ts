@@ -47,6 +47,26 @@ describe('the dependency rules', () => {
     ).toContain('no-circular');
   });
 
+  it('refuse the SDK to the server, and its sources or internals to the CLI', async () => {
+    const sdk = {
+      'sdk/dist/index.js': "export { createClient } from './client.js';\n",
+      'sdk/dist/client.js': 'export const createClient = 1;\n',
+      'sdk/src/client.ts': 'export const createClient = 1;\n',
+    };
+    expect(
+      await violations({ ...sdk, 'src/keys/uses-sdk.ts': "import { createClient } from '../../sdk/dist/index.js';\nexport const x = createClient;\n" }),
+    ).toContain('server-not-sdk');
+    expect(
+      await violations({ ...sdk, 'src/cli/deep.ts': "import { createClient } from '../../sdk/dist/client.js';\nexport const x = createClient;\n" }),
+    ).toContain('cli-sdk-as-package');
+    expect(
+      await violations({ ...sdk, 'src/cli/sources.ts': "import { createClient } from '../../sdk/src/client.ts';\nexport const x = createClient;\n" }),
+    ).toContain('cli-sdk-as-package');
+    expect(
+      await violations({ ...sdk, 'src/cli/package.ts': "import { createClient } from '../../sdk/dist/index.js';\nexport const x = createClient;\n" }),
+    ).toEqual([]);
+  });
+
   it('allow what the layers allow', async () => {
     expect(
       await violations({

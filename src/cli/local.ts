@@ -1,0 +1,59 @@
+import type { Command } from 'commander';
+import { CliError, EXIT } from './exit-codes.js';
+import { integer, failUsage } from './command.js';
+import type { Io } from './io.js';
+
+// The local commands load the server (fastify, knex, the drivers) only when they run: a remote command starts
+// without it, in a fraction of the time.
+const DEFAULT_BATCH_SIZE = 500;
+const MAX_BATCH_SIZE = 10_000;
+
+/**
+ * The commands that run on the server's host, configured by its `KEYHOLD_*` variables (README.md): `server`,
+ * `openapi` and `root rotate`. (`audit verify` walks the store locally too; it lives with the audit commands.)
+ */
+export function registerLocal(program: Command, io: Io): void {
+  program
+    .command('server')
+    .description('run the Keyhold server (configured by KEYHOLD_* environment variables; see README.md)')
+    .action(async () => {
+      const { startServer } = await import('./server.js');
+      await startServer();
+    });
+
+  program
+    .command('openapi')
+    .description('print the OpenAPI document generated from the route schemas')
+    .action(async () => {
+      const { renderOpenApi } = await import('./openapi.js');
+      io.stdout.write(await renderOpenApi());
+    });
+
+  const root = program.command('root').description('the root key that wraps every key version at rest');
+  const rotate = root
+    .command('rotate')
+    .description(
+      'record the root key in PATH and rewrap every key version and the audit key still under another root key, N rows ' +
+        'per transaction. It unwraps with the root keys configured as for the server (KEYHOLD_ROOT_KEY[_FILE], ' +
+        'KEYHOLD_PREVIOUS_ROOT_KEY_FILE); every server must hold the new key first. Safe to interrupt and run again. ' +
+        'Progress goes to stderr, a JSON summary to stdout; exits 0 when nothing is left under another root key.',
+    )
+    .option('--new-key-file <path>', 'the new root key (base64 of 32 bytes)')
+    .option('--batch-size <n>', `rows per transaction, 1 to ${MAX_BATCH_SIZE}`, String(DEFAULT_BATCH_SIZE))
+    .option('--dry-run', 'only count what is left to rewrap')
+    .action(async (options: { newKeyFile?: string; batchSize: string; dryRun?: boolean }) => {
+      // The key file first: it is what a bare `root rotate` is missing.
+      if (options.newKeyFile === undefined || options.newKeyFile === '') failUsage(rotate, 'root rotate needs --new-key-file PATH');
+      let batchSize: number;
+      try {
+        batchSize = integer('--batch-size', 1, MAX_BATCH_SIZE)(options.batchSize);
+      } catch (error) {
+        failUsage(rotate, (error as Error).message);
+      }
+      const { rotateRootKeyFromEnvironment } = await import('./root-rotate.js');
+      const done = await rotateRootKeyFromEnvironment({ newKeyFile: options.newKeyFile, batchSize, dryRun: options.dryRun === true });
+      if (!done) {
+        throw new CliError('KH_CLI_ROOT_ROTATE_INCOMPLETE', 'some key versions or secrets are still under another root key (see the summary)', EXIT.failure);
+      }
+    });
+}
