@@ -116,10 +116,34 @@ describeEachDatabase('keyhold policies, tokens, whoami and audit', (kind) => {
       expect.objectContaining({ keyName: 'tailed', action: 'keys:rotate' }),
     ]);
   });
+
+  it.skipIf(!CLI_IS_BUILT)('usage names who used which version of a key for what, from the service\'s fleet inventory', async () => {
+    expect((await server.t.call('POST', '/v1/keys', { name: 'inventoried' })).status).toBe(201);
+    expect((await server.t.call('POST', '/v1/keys/inventoried/datakey', {})).status).toBe(200);
+    expect((await server.t.call('POST', '/v1/keys/inventoried/rotate')).status).toBe(200);
+    expect((await server.t.call('POST', '/v1/keys/inventoried/encrypt', { plaintext: 'aGk=' })).status).toBe(200);
+
+    const all = await keyhold('usage', 'inventoried', '--json');
+    expect(all.code, all.stderr).toBe(0);
+    const rows = (JSON.parse(all.stdout) as { usage: { principal: string; keyVersion: number; action: string; count: number }[] }).usage;
+    expect(rows.map(({ principal, keyVersion, action, count }) => ({ principal, keyVersion, action, count }))).toEqual(
+      expect.arrayContaining([
+        { principal: 'token:bootstrap-admin', keyVersion: 1, action: 'datakey', count: 1 },
+        { principal: 'token:bootstrap-admin', keyVersion: 2, action: 'encrypt', count: 1 },
+      ]),
+    );
+    expect(rows).toHaveLength(2);
+
+    const first = await keyhold('usage', 'inventoried', '--version', '1');
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stdout).toMatch(/^token:bootstrap-admin +1 +datakey +1 /m);
+    expect(first.stdout).not.toContain('encrypt');
+    expect((await keyhold('usage', 'no-such-key')).code).toBe(4);
+  });
 });
 
 it.skipIf(!CLI_IS_BUILT)('keyhold usage renders the fleet inventory of GET /v1/keys/{name}/usage as a table, newest first', async () => {
-  // GET /v1/keys/{name}/usage is being built apart; a stub answers its contract.
+  // A stub answers a fixed body, so the query string and the table's layout are checked exactly.
   const requests: string[] = [];
   const stub: Server = createServer((request, response) => {
     requests.push(request.url ?? '');
