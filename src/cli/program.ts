@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { StartupError } from '../errors.js';
 import { registerAudit } from './audit.js';
 import { registerEnvelope } from './envelope.js';
+import { registerInspect } from './inspect.js';
 import { CliError, EXIT, type ExitCode } from './exit-codes.js';
 import type { Io } from './io.js';
 import { registerKeys } from './keys.js';
@@ -39,6 +40,7 @@ export function buildProgram(io: Io): Command {
   registerAudit(program, io);
   registerUsage(program, io);
   registerEnvelope(program, io);
+  registerInspect(program, io);
   return program;
 }
 

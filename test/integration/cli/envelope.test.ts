@@ -53,6 +53,39 @@ describeEachDatabase('keyhold encrypt and decrypt', (kind) => {
     expect(readdirSync(dir).filter((name) => name.endsWith('.part'))).toEqual([]);
   });
 
+  it.skipIf(!CLI_IS_BUILT)('inspect names the key id and version of messages at rest without the service, and --version picks those under one', async () => {
+    await server.t.call('POST', '/v1/keys', { name: 'archive' });
+    const dir = server.t.store.dataDir;
+    const seal = async (name: string) => {
+      const sealed = await runCli(['encrypt', '--key', 'archive', '--context', `file=${name}`, '-o', join(dir, name)], { env: server.env, input: name });
+      expect(sealed.code, sealed.stderr).toBe(0);
+      return join(dir, name);
+    };
+    const old = await seal('old.khe');
+    expect((await server.t.call('POST', '/v1/keys/archive/rotate')).status).toBe(200);
+    const fresh = await seal('new.khe');
+    const keyId = (await server.t.call('GET', '/v1/keys/archive')).body.id as string;
+
+    // No address and no token: it reads headers only.
+    const all = await runCli(['inspect', old, fresh, '--json'], { env: {} });
+    expect(all.code, all.stderr).toBe(0);
+    expect(JSON.parse(all.stdout)).toEqual([
+      { file: old, keyId, keyVersion: 1, context: { file: 'old.khe' } },
+      { file: fresh, keyId, keyVersion: 2, context: { file: 'new.khe' } },
+    ]);
+    const first = await runCli(['inspect', '--version', '1', old, fresh], { env: {} });
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stdout).toMatch(new RegExp(`^${old.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} +${keyId} +1 +file=old.khe$`, 'm'));
+    expect(first.stdout).not.toContain('new.khe');
+
+    writeFileSync(join(dir, 'plain.txt'), 'not a message');
+    const refused = await runCli(['inspect', join(dir, 'plain.txt')], { env: {} });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/^keyhold: KH_CLI_NOT_A_MESSAGE: .*plain\.txt/);
+    expect((await runCli(['inspect', join(dir, 'missing.khe')], { env: {} })).stderr).toMatch(/^keyhold: KH_CLI_FILE: /);
+    expect((await runCli(['inspect'], { env: {} })).code).toBe(2);
+  });
+
   it.skipIf(!CLI_IS_BUILT)('answers a missing key with exit status 4, a missing --key with 2', async () => {
     const missing = await runCli(['encrypt', '--key', 'no-such-key'], { env: server.env, input: 'x' });
     expect(missing.code).toBe(4);
