@@ -49,7 +49,7 @@ const CHUNK = 100_000;
 
 /**
  * Rows `from` to `to - 1`: record g is on replica g mod 3 at sequence g div 3 + 1, at an even step of time; its key
- * is skewed (key 0 gets about a fifth of the traffic), its principal one of the key's eight, its version mostly the
+ * is skewed (key 0 gets about a quarter of the traffic), its principal one of the key's eight, its version mostly the
  * newest, its action datakey, decrypt or encrypt; 3% are denials, 2% failures. One expression for both databases.
  */
 function insertSql(postgres: boolean, from: number, to: number, end: number): string {

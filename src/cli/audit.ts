@@ -126,53 +126,75 @@ export function registerAudit(program: Command, io: Io): void {
 
 const recordId = (record: AuditRecordView): string => `${record.replicaId}#${record.sequence}`;
 const PAGE = 500;
-/** Records already printed, kept to tell them from new ones; older than the window they cannot come back. */
-const SEEN_LIMIT = 10_000;
 
 /**
- * Prints the newest `lines` records, then polls `GET /v1/audit` from the newest time printed on and prints what is
- * new, oldest first. Records of equal time from other replicas may arrive on a later poll, so the window starts at
- * the last time seen (inclusive) and records already printed are skipped. Its own polls are audited too: their
- * records (found by the request ids the service echoes) are not printed, or tail would only ever show itself.
+ * How far before the newest record printed each poll looks again. A record's time is set when its request is
+ * answered, but it is visible only once its group commit lands (up to KEYHOLD_AUDIT_TIMEOUT_MS, 2 s by default), and
+ * replicas' clocks differ: a record can appear after a newer one was printed, with an older time. Each poll reads
+ * the whole window, so it is kept to the commit bound and a few seconds of skew.
+ */
+const LATE_MS = 5_000;
+
+/**
+ * Prints the newest `lines` records, then polls `GET /v1/audit` and prints what is new, oldest first. Each poll
+ * covers the {@link LATE_MS} before the newest time printed and everything after it, and skips the records already
+ * printed, which it remembers for as long as they fall in that window. Its own polls are audited too: their records
+ * (found by the request ids the service echoes) are not printed, or tail would only ever show itself.
  */
 async function tail(io: Io, client: Api, options: RemoteOptions & FilterOptions & { lines: number; interval: number }): Promise<void> {
-  const seen = new Set<string>();
+  /** Record id → its time (ms): the records printed, or passed over at the start, within the window. */
+  const seen = new Map<string, number>();
+  /** Request ids of the latest polls, oldest first; a poll's own record turns up within the window or never (filters). */
   const own = new Set<string>();
-  let since = options.since;
+  const ownLimit = Math.ceil(LATE_MS / options.interval) + 16;
+  let newest: number | undefined;
+  const windowStart = (): string | undefined => (newest === undefined ? options.since : new Date(newest - LATE_MS).toISOString());
+  const see = (record: AuditRecordView): void => {
+    const time = Date.parse(record.time);
+    seen.set(recordId(record), time);
+    if (newest === undefined || time > newest) newest = time;
+  };
   const print = (records: AuditRecordView[]): void => {
     for (const record of records) {
-      seen.add(recordId(record));
+      see(record);
       if (own.delete(record.requestId)) continue;
       if (options.json === true) io.stdout.write(`${JSON.stringify(record)}\n`);
       else io.stdout.write(`${tailLine(record)}\n`);
     }
-    if (seen.size > SEEN_LIMIT) for (const id of [...seen].slice(0, seen.size - SEEN_LIMIT)) seen.delete(id);
+  };
+  const forgetOld = (): void => {
+    if (newest === undefined) return;
+    for (const [id, time] of seen) if (time < newest - LATE_MS) seen.delete(id);
+    for (const id of own) {
+      if (own.size <= ownLimit) break;
+      own.delete(id);
+    }
   };
   const fetchPage = async (query: Record<string, string | number | undefined>): Promise<AuditPage> => {
-    const answer = await client.call<AuditPage>('GET', '/v1/audit', { query: { ...filterQuery({ ...options, since }), ...query } });
+    const answer = await client.call<AuditPage>('GET', '/v1/audit', { query: { ...filterQuery({ ...options, since: windowStart() }), ...query } });
     const requestId = answer.headers.get('x-request-id');
     if (requestId !== null) own.add(requestId);
     return answer.body;
   };
 
-  /** Pages from the newest back, handing on the unseen records, until a page holds one already seen. */
+  /** Pages from the newest back through the window, handing on the records not seen yet. */
   const pages = async (query: Record<string, string>, take: (records: AuditRecordView[]) => void): Promise<void> => {
     let cursor: string | undefined;
     do {
       const page = await fetchPage({ ...query, limit: PAGE, cursor });
-      const unseen = page.records.filter((record) => !seen.has(recordId(record)));
-      take(unseen);
-      cursor = unseen.length === page.records.length ? page.nextCursor : undefined;
+      take(page.records.filter((record) => !seen.has(recordId(record))));
+      cursor = page.nextCursor ?? undefined;
     } while (cursor !== undefined);
   };
 
-  const first = options.lines === 0 ? { records: [] } : await fetchPage({ limit: options.lines });
-  print([...first.records].reverse());
-  if (first.records[0] !== undefined) {
-    // Older records of the same time as the newest printed were not asked for; the polls must not print them.
-    since = first.records[0].time;
-    // `until` is exclusive: one millisecond on covers exactly that time.
-    await pages({ until: new Date(Date.parse(since) + 1).toISOString() }, (records) => records.forEach((record) => seen.add(recordId(record))));
+  // The newest `lines` records (at least one, to know where "now" is in the log's own clock).
+  const first = await fetchPage({ limit: Math.max(options.lines, 1) });
+  const shown = first.records.slice(0, options.lines);
+  print([...shown].reverse());
+  for (const record of first.records) see(record);
+  if (newest !== undefined) {
+    // What is already in the window was not asked for: the polls must not print it as new. `until` is exclusive.
+    await pages({ until: new Date(newest + 1).toISOString() }, (records) => records.forEach(see));
   }
   for (;;) {
     await sleep(options.interval);
@@ -180,8 +202,7 @@ async function tail(io: Io, client: Api, options: RemoteOptions & FilterOptions 
     await pages({}, (records) => fresh.push(...records));
     fresh.reverse();
     print(fresh);
-    const newest = fresh[fresh.length - 1];
-    if (newest !== undefined && (since === undefined || newest.time > since)) since = newest.time;
+    forgetOld();
   }
 }
 

@@ -54,6 +54,12 @@ async function run(io: Io, verb: string, file: string | undefined, options: Enve
   // pass for a whole one.
   const partial = toStdout(options) ? undefined : join(dirname(options.output!), `.${basename(options.output!)}.${process.pid}.part`);
   const progress = stderrIsTerminal(io) ? new Progress(io, verb, size) : undefined;
+  // Interrupted, the partial file goes too (it may hold unconfirmed plaintext); then the signal takes its course.
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (partial !== undefined) rmSync(partial, { force: true });
+    process.kill(process.pid, signal);
+  };
+  if (partial !== undefined) for (const signal of INTERRUPTS) process.once(signal, onSignal);
   try {
     const streams: Array<Readable | Writable> = [
       input === undefined ? io.stdin : createReadStream(input),
@@ -67,10 +73,13 @@ async function run(io: Io, verb: string, file: string | undefined, options: Enve
     if (partial !== undefined) rmSync(partial, { force: true });
     throw cliErrorOf(error);
   } finally {
+    for (const signal of INTERRUPTS) process.removeListener(signal, onSignal);
     progress?.done();
     await client.close();
   }
 }
+
+const INTERRUPTS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
 function fileSize(path: string): number {
   try {

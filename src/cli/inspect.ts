@@ -28,9 +28,18 @@ export function registerInspect(program: Command, io: Io): void {
     .option('--json', 'print JSON')
     .action(async (files: string[], options: { version?: number; json?: boolean }) => {
       const inspected: Inspected[] = [];
+      // A file that is not a message is reported and passed over, so `inspect dir/*` over mixed files still lists
+      // the messages; the exit status then says something was skipped.
+      let skipped: CliError | undefined;
       for (const file of files) {
-        const { keyId, keyVersion, context } = headerOf(file, await readHeader(file));
-        if (options.version === undefined || keyVersion === options.version) inspected.push({ file, keyId, keyVersion, context });
+        try {
+          const { keyId, keyVersion, context } = headerOf(file, await readHeader(file));
+          if (options.version === undefined || keyVersion === options.version) inspected.push({ file, keyId, keyVersion, context });
+        } catch (error) {
+          if (!(error instanceof CliError)) throw error;
+          io.stderr.write(`keyhold: ${error.code}: ${error.message}\n`);
+          skipped = error;
+        }
       }
       emit(io, options.json, inspected, (rows) =>
         printTable(io, [
@@ -40,6 +49,7 @@ export function registerInspect(program: Command, io: Io): void {
           ['context', (row) => Object.entries(row.context).map(([key, value]) => `${key}=${value}`)],
         ], rows),
       );
+      if (skipped !== undefined) throw new CliError(skipped.code, 'some files were not Keyhold messages (above)', EXIT.failure);
     });
 }
 

@@ -61,7 +61,9 @@ export async function runCli(argv: readonly string[], io: Io): Promise<ExitCode>
   } catch (error) {
     if (error instanceof CommanderError) {
       // --help and --version are answers; anything else commander refused is a usage error, already printed.
-      return error.code === 'commander.helpDisplayed' || error.code === 'commander.version' ? EXIT.ok : EXIT.usage;
+      // `keyhold help [command]` ends as 'commander.help' with exit code 0: an answer too.
+      if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version') return EXIT.ok;
+      return error.code === 'commander.help' && error.exitCode === 0 ? EXIT.ok : EXIT.usage;
     }
     if (error instanceof CliError) {
       io.stderr.write(`keyhold: ${error.code}: ${error.message}\n`);

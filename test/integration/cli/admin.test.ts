@@ -117,6 +117,20 @@ describeEachDatabase('keyhold policies, tokens, whoami and audit', (kind) => {
     ]);
   });
 
+  it.skipIf(!CLI_IS_BUILT)('tail -n 0 prints only what is written after it started, not the log so far', async () => {
+    await server.t.call('POST', '/v1/keys', { name: 'before-tail' });
+    const { child, done } = spawnCli(['audit', 'tail', '-n', '0', '--interval', '100', '--json'], { env: server.env });
+    let out = '';
+    child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString('utf8')));
+    await new Promise((resolve) => setTimeout(resolve, 500)); // several polls, over a log of every earlier test's records
+    await server.t.call('POST', '/v1/keys', { name: 'after-tail' });
+    for (let i = 0; i < 200 && !out.includes('after-tail'); i += 1) await new Promise((resolve) => setTimeout(resolve, 50));
+    child.kill('SIGTERM');
+    await done;
+    const printed = out.trimEnd().split('\n').map((line) => JSON.parse(line) as { keyName: string | null; action: string | null });
+    expect(printed).toEqual([expect.objectContaining({ keyName: 'after-tail', action: 'keys:create' })]);
+  });
+
   it.skipIf(!CLI_IS_BUILT)('usage names who used which version of a key for what, from the service\'s fleet inventory', async () => {
     expect((await server.t.call('POST', '/v1/keys', { name: 'inventoried' })).status).toBe(201);
     expect((await server.t.call('POST', '/v1/keys/inventoried/datakey', {})).status).toBe(200);

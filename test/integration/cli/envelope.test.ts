@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import { readFileSync, statSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeEachDatabase } from '../../helpers/app.js';
 import { CLI_IS_BUILT, runCli, spawnCli, startCliServer, type CliServer } from '../../helpers/cli.js';
@@ -84,6 +84,21 @@ describeEachDatabase('keyhold encrypt and decrypt', (kind) => {
     expect(refused.stderr).toMatch(/^keyhold: KH_CLI_NOT_A_MESSAGE: .*plain\.txt/);
     expect((await runCli(['inspect', join(dir, 'missing.khe')], { env: {} })).stderr).toMatch(/^keyhold: KH_CLI_FILE: /);
     expect((await runCli(['inspect'], { env: {} })).code).toBe(2);
+  });
+
+  it.skipIf(!CLI_IS_BUILT)('interrupted while writing -o, it leaves neither the output nor its partial file', async () => {
+    const dir = join(server.t.store.dataDir, 'interrupted');
+    mkdirSync(dir);
+    const input = new PassThrough();
+    const { child, done } = spawnCli(['encrypt', '--key', 'files', '-o', join(dir, 'out.khe')], { env: server.env, input });
+    input.write(Buffer.alloc(256 * 1024, 1));
+    for (let i = 0; i < 200 && !readdirSync(dir).some((name) => name.endsWith('.part')); i += 1) await new Promise((resolve) => setTimeout(resolve, 25));
+    expect(readdirSync(dir).some((name) => name.endsWith('.part'))).toBe(true);
+    child.kill('SIGINT');
+    const result = await done;
+    input.destroy();
+    expect(result.code).not.toBe(0);
+    expect(readdirSync(dir)).toEqual([]);
   });
 
   it.skipIf(!CLI_IS_BUILT)('answers a missing key with exit status 4, a missing --key with 2', async () => {

@@ -16,9 +16,13 @@ describe('keyhold: the command line itself and the local commands', () => {
     expect(bare.stderr).toContain('Exit status: 0 ok, 1 failure, 2 usage');
     const help = await runCli(['--help'], { cwd });
     expect(help.code).toBe(0);
-    for (const group of ['server', 'openapi', 'root', 'keys', 'policies', 'tokens', 'whoami', 'audit', 'usage', 'encrypt', 'decrypt']) {
+    for (const group of ['server', 'openapi', 'root', 'keys', 'policies', 'tokens', 'whoami', 'audit', 'usage', 'encrypt', 'decrypt', 'inspect']) {
       expect(help.stdout).toMatch(new RegExp(`^  ${group}\\b`, 'm'));
     }
+    expect((await runCli(['help'], { cwd })).code).toBe(0);
+    const keysHelp = await runCli(['help', 'keys'], { cwd });
+    expect(keysHelp.code).toBe(0);
+    expect(keysHelp.stdout).toContain('Usage: keyhold keys');
     const unknown = await runCli(['frobnicate'], { cwd });
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toMatch(/^keyhold: KH_CLI_USAGE: unknown command 'frobnicate'/);
