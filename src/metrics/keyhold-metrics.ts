@@ -195,7 +195,7 @@ export class KeyholdMetrics {
     const gaugeLabels = new BoundedLabel(MAX_KEY_LABELS);
     new Gauge({
       name: 'keyhold_key_primary_version_age_seconds',
-      help: `Age of each key's primary version (the first ${MAX_KEY_LABELS} keys by name; other: the oldest of the rest).`,
+      help: `Age of each key's primary version (the first ${MAX_KEY_LABELS} keys labelled since start-up; other: the oldest of the rest).`,
       labelNames: ['key'],
       registers: [this.registry],
       async collect() {
