@@ -6,6 +6,7 @@ import { registerInspect } from './inspect.js';
 import { CliError, EXIT, type ExitCode } from './exit-codes.js';
 import type { Io } from './io.js';
 import { registerKeys } from './keys.js';
+import { registerKmsPlugin } from './kms-plugin.js';
 import { registerUsage } from './key-usage.js';
 import { registerLocal } from './local.js';
 import { registerPolicies } from './policies.js';
@@ -41,6 +42,7 @@ export function buildProgram(io: Io): Command {
   registerUsage(program, io);
   registerEnvelope(program, io);
   registerInspect(program, io);
+  registerKmsPlugin(program, io);
   return program;
 }
 
