@@ -1,0 +1,282 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer, Socket, type Server } from 'node:net';
+import { join } from 'node:path';
+import { credentials, status as Code, type Client, type ServiceError } from '@grpc/grpc-js';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { KeyholdKms, MAX_PLAINTEXT_BYTES } from '../../src/kms-plugin/keyhold-kms.js';
+import { loadKmsService } from '../../src/kms-plugin/server.js';
+import { describeEachDatabase } from '../helpers/app.js';
+import { CLI_IS_BUILT, spawnCli, startCliServer, type CliServer } from '../helpers/cli.js';
+
+/** What the apiserver keeps of an Encrypt answer in its EncryptedObject (k8s.io/apiserver, envelope/kmsv2). */
+interface EncryptedObject {
+  readonly encryptedDEKSource: Buffer;
+  readonly keyID: string;
+  readonly annotations: Record<string, Buffer>;
+}
+
+interface StatusResponse {
+  version: string;
+  healthz: string;
+  key_id: string;
+}
+
+type Rpc = (request: object, options: { deadline: number }, callback: (error: ServiceError | null, answer: unknown) => void) => void;
+
+/** A client shaped like the apiserver's: the same .proto, over the unix socket, with a deadline on every call. */
+function apiserverClient(socket: string) {
+  const KeyManagementService = loadKmsService();
+  const client = new KeyManagementService(`unix:${socket}`, credentials.createInsecure()) as Client & Record<string, Rpc>;
+  const call = <T>(method: string, request: object): Promise<T> =>
+    new Promise((resolve, reject) => {
+      client[method]!.call(client, request, { deadline: Date.now() + 5000 }, (error, answer) => (error ? reject(error) : resolve(answer as T)));
+    });
+  return {
+    status: () => call<StatusResponse>('Status', {}),
+    encrypt: async (plaintext: Buffer, uid = randomUUID()): Promise<EncryptedObject> => {
+      const answer = await call<{ ciphertext: Buffer; key_id: string; annotations: Record<string, Buffer> }>('Encrypt', { plaintext, uid });
+      return { encryptedDEKSource: answer.ciphertext, keyID: answer.key_id, annotations: answer.annotations };
+    },
+    decrypt: async (object: EncryptedObject, uid = randomUUID()): Promise<Buffer> => {
+      const answer = await call<{ plaintext: Buffer }>('Decrypt', { ciphertext: object.encryptedDEKSource, key_id: object.keyID, annotations: object.annotations, uid });
+      return answer.plaintext;
+    },
+    close: () => client.close(),
+  };
+}
+
+/** A TCP relay in front of the service on a fixed port: stopping it is the service going away, starting it again is its return. */
+class Relay {
+  #server: Server | undefined;
+  readonly #sockets = new Set<Socket>();
+  port = 0;
+
+  constructor(private readonly target: number) {}
+
+  async start(): Promise<void> {
+    this.#server = createServer((inbound) => {
+      const outbound = new Socket();
+      outbound.connect(this.target, '127.0.0.1');
+      for (const socket of [inbound, outbound]) {
+        this.#sockets.add(socket);
+        socket.on('close', () => this.#sockets.delete(socket));
+        socket.on('error', () => undefined);
+      }
+      inbound.pipe(outbound).pipe(inbound);
+    });
+    await new Promise<void>((resolve) => this.#server!.listen(this.port, '127.0.0.1', resolve));
+    this.port = (this.#server!.address() as { port: number }).port;
+  }
+
+  async stop(): Promise<void> {
+    for (const socket of this.#sockets) socket.destroy();
+    await new Promise<void>((resolve) => this.#server!.close(() => resolve()));
+  }
+}
+
+const expectCode = async (promise: Promise<unknown>, code: Code): Promise<ServiceError> => {
+  const error = await promise.then(
+    () => undefined,
+    (e: ServiceError) => e,
+  );
+  expect(error, 'the call should fail').toBeDefined();
+  expect(Code[error!.code], error!.details).toBe(Code[code]);
+  return error!;
+};
+
+describeEachDatabase('keyhold kms-plugin (Kubernetes KMS v2)', (kind) => {
+  let server: CliServer;
+  let relay: Relay;
+  let plugin: ReturnType<typeof spawnCli> | undefined;
+  let apiserver: ReturnType<typeof apiserverClient>;
+  let socket: string;
+  let tokenFile: string;
+  let pluginStderr = '';
+  let stale: Server | undefined;
+
+  beforeAll(async () => {
+    server = await startCliServer(kind);
+    expect((await server.t.call('POST', '/v1/keys', { name: 'k8s-secrets' })).status).toBe(201);
+    relay = new Relay(Number(new URL(server.addr).port));
+    await relay.start();
+    const issued = await server.t.call('POST', '/v1/tokens', { name: 'kms-plugin', admin: true });
+    expect(issued.status).toBe(201);
+    tokenFile = join(server.t.store.dataDir, 'kms-plugin.token');
+    writeFileSync(tokenFile, `${issued.body.token as string}\n`, { mode: 0o600 });
+    socket = join(server.t.store.dataDir, 'kms.sock');
+    writeFileSync(socket, ''); // not a socket: the plugin refuses to replace it (checked below), then a stale socket
+    if (!CLI_IS_BUILT) return;
+    const refused = await spawnCli(['kms-plugin', '--socket', socket, '--key', 'k8s-secrets', '--addr', `http://127.0.0.1:${relay.port}`, '--token-file', tokenFile]).done;
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/^keyhold: KH_CLI_SOCKET: .*not a socket/);
+    // A socket file left behind by a crashed plugin: a listener still holds it while the plugin starts.
+    rmSync(socket);
+    // Closing it would unlink the path, the plugin's socket by then: it is closed only after the plugin stopped.
+    stale = createServer();
+    await new Promise<void>((resolve) => stale!.listen(socket, resolve));
+    plugin = spawnCli(['kms-plugin', '--socket', socket, '--key', 'k8s-secrets', '--addr', `http://127.0.0.1:${relay.port}`, '--token-file', tokenFile, '--timeout', '1500']);
+    plugin.child.stderr!.on('data', (chunk: Buffer) => (pluginStderr += chunk.toString('utf8')));
+    await new Promise<void>((resolve, reject) => {
+      const started = Date.now();
+      const poll = setInterval(() => {
+        if (pluginStderr.includes('serving KMS v2')) resolve();
+        else if (Date.now() - started > 15_000) reject(new Error(`the plugin did not start: ${pluginStderr}`));
+        else return;
+        clearInterval(poll);
+      }, 20);
+    });
+    apiserver = apiserverClient(socket);
+  }, 30_000);
+
+  afterAll(async () => {
+    apiserver?.close();
+    if (plugin !== undefined) {
+      plugin.child.kill('SIGTERM');
+      const done = await plugin.done;
+      expect(done.code, done.stderr).toBe(0);
+      expect(existsSync(socket)).toBe(false);
+    }
+    if (stale !== undefined) stale.close();
+    await relay?.stop().catch(() => undefined);
+    await server?.t.close();
+  });
+
+  it.skipIf(!CLI_IS_BUILT)('replaces a stale socket and makes its own 0600', () => {
+    expect(statSync(socket).isSocket()).toBe(true);
+    expect(statSync(socket).mode & 0o777).toBe(0o600);
+  });
+
+  it.skipIf(!CLI_IS_BUILT)('Status answers version v2, healthz ok and key_id naming the key and its primary version', async () => {
+    expect(await apiserver.status()).toEqual({ version: 'v2', healthz: 'ok', key_id: 'k8s-secrets:v1' });
+  });
+
+  it.skipIf(!CLI_IS_BUILT)('Encrypt of a 32-byte DEK seed answers a ciphertext and key_id within 1 KiB, and Decrypt returns the seed', async () => {
+    const seed = randomBytes(32);
+    const object = await apiserver.encrypt(seed);
+    expect(object.keyID).toBe('k8s-secrets:v1');
+    expect(object.encryptedDEKSource.length).toBeGreaterThan(0);
+    expect(object.encryptedDEKSource.length).toBeLessThanOrEqual(1024);
+    expect(Buffer.byteLength(object.keyID)).toBeLessThanOrEqual(1024);
+    expect(object.encryptedDEKSource.includes(seed)).toBe(false);
+    expect(object.annotations).toEqual({});
+    expect((await apiserver.decrypt(object)).equals(seed)).toBe(true);
+  });
+
+  it.skipIf(!CLI_IS_BUILT)("puts the apiserver's uid into the audit record as its requestId", async () => {
+    const uid = randomUUID();
+    await apiserver.encrypt(randomBytes(32), uid);
+    const audit = await server.t.call('GET', '/v1/audit?limit=20');
+    const records = (audit.body.items ?? audit.body.records ?? audit.body) as Array<{ requestId: string; action: string }>;
+    expect(JSON.stringify(records)).toContain(uid);
+    expect(records.find((record) => record.requestId === uid)?.action).toBe('encrypt');
+  });
+
+  it.skipIf(!CLI_IS_BUILT)('after a rotation the next Status reports the new key_id, and objects stored under the old version still decrypt', async () => {
+    const seed = randomBytes(32);
+    const old = await apiserver.encrypt(seed);
+    expect(old.keyID).toBe('k8s-secrets:v1');
+    expect((await server.t.call('POST', '/v1/keys/k8s-secrets/rotate')).status).toBe(200);
+    expect((await apiserver.status()).key_id).toBe('k8s-secrets:v2');
+    const fresh = await apiserver.encrypt(seed);
+    expect(fresh.keyID).toBe('k8s-secrets:v2');
+    expect((await apiserver.decrypt(old)).equals(seed)).toBe(true);
+    // Whatever key_id the apiserver passes along, any version that may decrypt does.
+    expect((await apiserver.decrypt({ ...old, keyID: 'k8s-secrets:v2' })).equals(seed)).toBe(true);
+  });
+
+  it.skipIf(!CLI_IS_BUILT)('takes a plaintext up to the size whose ciphertext is exactly 1 KiB, and refuses a larger or empty one with INVALID_ARGUMENT', async () => {
+    const largest = Buffer.alloc(MAX_PLAINTEXT_BYTES, 7);
+    const object = await apiserver.encrypt(largest);
+    expect(object.encryptedDEKSource.length).toBe(1024);
+    expect((await apiserver.decrypt(object)).equals(largest)).toBe(true);
+    await expectCode(apiserver.encrypt(randomBytes(MAX_PLAINTEXT_BYTES + 1)), Code.INVALID_ARGUMENT);
+    await expectCode(apiserver.encrypt(randomBytes(4097)), Code.INVALID_ARGUMENT);
+    await expectCode(apiserver.encrypt(Buffer.alloc(0)), Code.INVALID_ARGUMENT);
+  });
+
+  it.skipIf(!CLI_IS_BUILT)('answers a tampered, foreign or oversized ciphertext with INVALID_ARGUMENT, never with its plaintext', async () => {
+    const seed = randomBytes(32);
+    const object = await apiserver.encrypt(seed);
+    const tampered = Buffer.from(object.encryptedDEKSource);
+    tampered[tampered.length - 3] = tampered[tampered.length - 3] === 65 ? 66 : 65;
+    const error = await expectCode(apiserver.decrypt({ ...object, encryptedDEKSource: tampered }), Code.INVALID_ARGUMENT);
+    expect(error.details).toMatch(/KH_ERR_DECRYPTION_FAILED/);
+    await expectCode(apiserver.decrypt({ ...object, encryptedDEKSource: randomBytes(64) }), Code.INVALID_ARGUMENT);
+    await expectCode(apiserver.decrypt({ ...object, encryptedDEKSource: Buffer.alloc(1025, 65) }), Code.INVALID_ARGUMENT);
+  });
+
+  it.skipIf(!CLI_IS_BUILT)('a disabled key turns the next Status unhealthy and Encrypt FAILED_PRECONDITION; enabled again, it is ok', async () => {
+    expect((await server.t.call('POST', '/v1/keys/k8s-secrets/disable')).status).toBe(200);
+    const status = await apiserver.status();
+    expect(status.version).toBe('v2');
+    expect(status.healthz).not.toBe('ok');
+    expect(status.healthz).toMatch(/^unhealthy: KH_ERR_/);
+    await expectCode(apiserver.encrypt(randomBytes(32)), Code.FAILED_PRECONDITION);
+    expect((await server.t.call('POST', '/v1/keys/k8s-secrets/enable')).status).toBe(200);
+    expect((await apiserver.status()).healthz).toBe('ok');
+  });
+
+  it.skipIf(!CLI_IS_BUILT)('a token revoked turns the next Status unhealthy, and calls UNAUTHENTICATED, naming no token', async () => {
+    const issued = await server.t.call('POST', '/v1/tokens', { name: 'kms-plugin-2', admin: true });
+    const secret = issued.body.token as string;
+    writeFileSync(tokenFile, secret); // the plugin reads its token file on every call
+    expect((await apiserver.status()).healthz).toBe('ok');
+    expect((await server.t.call('DELETE', `/v1/tokens/${issued.body.id as string}`)).status).toBeLessThan(300);
+    const status = await apiserver.status();
+    expect(status.healthz).not.toBe('ok');
+    expect(status.healthz).not.toContain(secret);
+    const error = await expectCode(apiserver.encrypt(randomBytes(32)), Code.UNAUTHENTICATED);
+    expect(error.details).not.toContain(secret);
+    const fresh = await server.t.call('POST', '/v1/tokens', { name: 'kms-plugin-3', admin: true });
+    writeFileSync(tokenFile, fresh.body.token as string);
+    expect((await apiserver.status()).healthz).toBe('ok');
+  });
+
+  it.skipIf(!CLI_IS_BUILT)('a missing key is NOT_FOUND on Encrypt and unhealthy on Status', async () => {
+    // Same plugin code path, another key: the service answers 404 for a key that does not exist.
+    const kms = new KeyholdKms({ url: new URL(server.addr), token: () => readFileSync(tokenFile, 'utf8').trim(), keyName: 'no-such-key', timeoutMs: 2000 });
+    expect((await kms.status()).healthz).toMatch(/^unhealthy: KH_ERR_KEY_NOT_FOUND/);
+    await expect(kms.encrypt(randomBytes(32), randomUUID())).rejects.toMatchObject({ code: Code.NOT_FOUND });
+  });
+
+  it.skipIf(!CLI_IS_BUILT)('with the service gone, Status is unhealthy within its bound and calls are UNAVAILABLE; it recovers when the service is back', async () => {
+    const seed = randomBytes(32);
+    const object = await apiserver.encrypt(seed);
+    await relay.stop();
+    try {
+      const started = Date.now();
+      const status = await apiserver.status();
+      expect(Date.now() - started).toBeLessThan(3000);
+      expect(status.healthz).toMatch(/^unhealthy: cannot reach/);
+      expect(status.key_id).toBe('k8s-secrets:v2'); // the last key id known
+      await expectCode(apiserver.encrypt(seed), Code.UNAVAILABLE);
+      await expectCode(apiserver.decrypt(object), Code.UNAVAILABLE);
+    } finally {
+      await relay.start();
+    }
+    expect((await apiserver.status()).healthz).toBe('ok');
+    expect((await apiserver.decrypt(object)).equals(seed)).toBe(true);
+  });
+
+  it.skipIf(!CLI_IS_BUILT)('a service that does not answer makes Status unhealthy within --timeout, not a hang', async () => {
+    // A listener that accepts and never answers, in place of the service.
+    await relay.stop();
+    const held = new Set<Socket>();
+    const silent = createServer((connection) => held.add(connection));
+    await new Promise<void>((resolve) => silent.listen(relay.port, '127.0.0.1', resolve));
+    try {
+      const started = Date.now();
+      const status = await apiserver.status();
+      expect(Date.now() - started).toBeLessThan(2500);
+      expect(status.healthz).toMatch(/no answer within 1500 ms/);
+      await expectCode(apiserver.encrypt(randomBytes(32)), Code.UNAVAILABLE);
+    } finally {
+      for (const connection of held) connection.destroy();
+      await new Promise<void>((resolve) => silent.close(() => resolve()));
+      await relay.start();
+    }
+    expect((await apiserver.status()).healthz).toBe('ok');
+  });
+});
+
