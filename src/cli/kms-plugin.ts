@@ -24,7 +24,7 @@ export function registerKmsPlugin(program: Command, io: Io): void {
     .requiredOption('--socket <path>', 'the unix socket the apiserver calls, such as /var/run/keyhold/kms.sock')
     .requiredOption('--key <name>', 'the Keyhold key that encrypts')
     .option('--addr <url>', 'the service (default: $KEYHOLD_ADDR)')
-    .option('--token-file <path>', 'a file holding the API token, read again on every call (default: $KEYHOLD_TOKEN)')
+    .option('--token-file <path>', 'a file holding the API token or a projected service-account token, read again on every call (default: $KEYHOLD_TOKEN)')
     .option('--timeout <ms>', 'the longest one call to the service may take; shorter when the apiserver\'s deadline is', integer('--timeout', 100, 60_000), 3000)
     .action(async (options: KmsPluginOptions) => {
       const target = resolveTarget(options, io.env);
