@@ -1,4 +1,5 @@
 import { chmodSync, lstatSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import {
   loadPackageDefinition,
@@ -36,7 +37,7 @@ const DEADLINE_MARGIN_MS = 100;
  * is refused); the socket is made 0600, so only the apiserver's user (root on a control-plane node) may call it.
  */
 export async function serveKmsPlugin(socket: string, kms: KeyholdKms, timeoutMs: number): Promise<KmsPluginServer> {
-  removeStaleSocket(socket);
+  await removeStaleSocket(socket);
   const server = new Server();
   const budget = (call: ServerUnaryCall<unknown, unknown>): number => {
     const deadline = call.getDeadline();
@@ -59,6 +60,8 @@ export async function serveKmsPlugin(socket: string, kms: KeyholdKms, timeoutMs:
     server.bindAsync(`unix:${socket}`, ServerCredentials.createInsecure(), (error) => (error ? reject(error) : resolve()));
   });
   chmodSync(socket, 0o600);
+  // The path is unlinked at close only while it is still this server's socket, never a successor's.
+  const bound = lstatSync(socket).ino;
   return {
     socket,
     close: () =>
@@ -67,7 +70,7 @@ export async function serveKmsPlugin(socket: string, kms: KeyholdKms, timeoutMs:
         const force = setTimeout(() => server.forceShutdown(), timeoutMs + 1000);
         server.tryShutdown(() => {
           clearTimeout(force);
-          rmSync(socket, { force: true });
+          if (inodeOf(socket) === bound) rmSync(socket, { force: true });
           resolve();
         });
       }),
@@ -82,7 +85,12 @@ function answer(callback: sendUnaryData<unknown>, result: Promise<unknown>): voi
   );
 }
 
-function removeStaleSocket(socket: string): void {
+/**
+ * Removes a socket file left behind by a plugin that is gone. A socket something still accepts on belongs to a
+ * running plugin: taking it over would cut the apiserver off from it, so that is refused, like a file that is not a
+ * socket.
+ */
+async function removeStaleSocket(socket: string): Promise<void> {
   let stats;
   try {
     stats = lstatSync(socket);
@@ -90,5 +98,22 @@ function removeStaleSocket(socket: string): void {
     return;
   }
   if (!stats.isSocket()) throw new Error(`${socket} exists and is not a socket; refusing to replace it`);
+  const live = await new Promise<boolean>((resolve) => {
+    const probe = connect(socket);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+  if (live) throw new Error(`${socket} is in use: another process accepts on it; refusing to take it over`);
   rmSync(socket);
+}
+
+function inodeOf(path: string): number | undefined {
+  try {
+    return lstatSync(path).ino;
+  } catch {
+    return undefined;
+  }
 }

@@ -19,6 +19,12 @@ export interface DockerCopy {
   readonly dest: string;
 }
 
+/** The Dockerfile reference's instructions; anything else is a broken line (a comment that lost its `#`, say). */
+const KEYWORDS = new Set([
+  'ADD', 'ARG', 'CMD', 'COPY', 'ENTRYPOINT', 'ENV', 'EXPOSE', 'FROM', 'HEALTHCHECK', 'LABEL', 'MAINTAINER', 'ONBUILD',
+  'RUN', 'SHELL', 'STOPSIGNAL', 'USER', 'VOLUME', 'WORKDIR',
+]);
+
 /**
  * Splits a Dockerfile into stages. Enough of the syntax for our own file: comments, `\` continuations and
  * `FROM IMAGE [AS NAME]`; no heredocs, no parser directives besides `# syntax`.
@@ -32,15 +38,21 @@ export function parseDockerfile(text: string): DockerStage[] {
     const match = /^(\w+)\s+(.*)$/.exec(trimmed);
     if (match === null) throw new Error(`cannot parse Dockerfile line: ${trimmed}`);
     const keyword = match[1]!.toUpperCase();
+    if (!KEYWORDS.has(keyword)) throw new Error(`not a Dockerfile instruction: ${trimmed}`);
     const args = match[2]!.replace(/\s+/g, ' ').trim();
     if (keyword === 'FROM') {
       const [from, as, name] = args.split(' ');
-      stages.push({ from: from!, name: as?.toUpperCase() === 'AS' ? name : undefined, instructions: [] });
+      const stageName = as?.toUpperCase() === 'AS' ? name : undefined;
+      if (stageName !== undefined && stages.some((stage) => stage.name === stageName)) throw new Error(`stage ${stageName} is defined twice`);
+      stages.push({ from: from!, name: stageName, instructions: [] });
       continue;
     }
     if (keyword === 'ARG' && stages.length === 0) continue;
     const stage = stages.at(-1);
     if (stage === undefined) throw new Error(`${keyword} before FROM`);
+    // Shell form would run through /bin/sh and lose signals: our ENTRYPOINT and CMD are exec form, once per stage.
+    if ((keyword === 'ENTRYPOINT' || keyword === 'CMD') && !args.startsWith('[')) throw new Error(`${keyword} is not in exec form: ${trimmed}`);
+    if ((keyword === 'ENTRYPOINT' || keyword === 'CMD') && stage.instructions.some((i) => i.keyword === keyword)) throw new Error(`${keyword} given twice`);
     stage.instructions.push({ keyword, args });
   }
   return stages;

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, posix } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { copies, environment, execForm, readDockerfile, user, workdir, type DockerStage } from '../helpers/dockerfile.js';
+import { copies, environment, execForm, parseDockerfile, readDockerfile, user, workdir, type DockerStage } from '../helpers/dockerfile.js';
 
 /**
  * There is no Docker daemon in CI, so this builds the layout the image would have, from the Dockerfile itself: the
@@ -127,6 +127,13 @@ async function waitFor<T>(probe: () => T | undefined, timeoutMs: number): Promis
 }
 
 describe('the container image (Dockerfile)', () => {
+  it('is read strictly: a stray line, a stage defined twice or a shell-form ENTRYPOINT is an error, and the file has three stages', () => {
+    expect(() => parseDockerfile('FROM a AS b\nFROM c AS b\n')).toThrow(/defined twice/);
+    expect(() => parseDockerfile('FROM a\nENTRYPOINT and CMD from there\n')).toThrow(/exec form/);
+    expect(() => parseDockerfile('FROM a\nKeep every COPY in\n')).toThrow(/not a Dockerfile instruction/);
+    expect(readDockerfile(new URL('../../Dockerfile', import.meta.url))).toHaveLength(3);
+  });
+
   it('runs as a numeric non-root user and sets NODE_OPTIONS to the tuned heap of npm start', () => {
     expect(user(final)).toMatch(/^[1-9]\d*(:\d+)?$/);
     const start = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).scripts.start as string;
