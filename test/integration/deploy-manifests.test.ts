@@ -13,6 +13,8 @@ import { execForm, readDockerfile } from '../helpers/dockerfile.js';
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const BASE = join(ROOT, 'deploy/kubernetes/base');
 const PLUGIN = join(ROOT, 'deploy/kubernetes/kms-plugin');
+/** The placeholder Secrets, applied once by hand and deliberately not part of the base (a re-apply must not overwrite real ones). */
+const SECRETS_EXAMPLE = join(ROOT, 'deploy/kubernetes/secrets.example.yaml');
 
 type K8sObject = any;
 
@@ -47,6 +49,7 @@ const dockerfile = readDockerfile(join(ROOT, 'Dockerfile')).at(-1)!;
 
 describe.skipIf(!hasKubectl)('the Keyhold manifests (deploy/kubernetes/base)', () => {
   const objects = hasKubectl ? render(BASE) : [];
+  const exampleSecrets = readObjects(SECRETS_EXAMPLE);
   const deployment = () => only(objects, 'Deployment');
   const podSpec = () => deployment().spec.template.spec;
   const containers = (): K8sObject[] => [...(podSpec().initContainers ?? []), ...podSpec().containers];
@@ -117,11 +120,12 @@ describe.skipIf(!hasKubectl)('the Keyhold manifests (deploy/kubernetes/base)', (
   it('take the database URL from a Secret and the root key file from a Secret volume', () => {
     const container = keyhold();
     const url = container.env.find((e: K8sObject) => e.name === 'KEYHOLD_DATABASE_URL');
-    expect(url.valueFrom.secretKeyRef.name).toBeDefined();
+    const database = exampleSecrets.find((o) => o.kind === 'Secret' && o.metadata.name === url.valueFrom.secretKeyRef.name);
+    expect(Object.keys(database.stringData)).toContain(url.valueFrom.secretKeyRef.key);
     const rootKeyFile = env(container, 'KEYHOLD_ROOT_KEY_FILE')!;
     const mount = container.volumeMounts.find((m: K8sObject) => rootKeyFile.startsWith(`${m.mountPath}/`));
     const volume = podSpec().volumes.find((v: K8sObject) => v.name === mount.name);
-    const secret = objects.find((o) => o.kind === 'Secret' && o.metadata.name === volume.secret.secretName);
+    const secret = exampleSecrets.find((o) => o.kind === 'Secret' && o.metadata.name === volume.secret.secretName);
     expect(Object.keys(secret.stringData ?? secret.data)).toContain(rootKeyFile.slice(mount.mountPath.length + 1));
   });
 
@@ -168,8 +172,45 @@ describe.skipIf(!hasKubectl)('the Keyhold manifests (deploy/kubernetes/base)', (
     ]);
   });
 
-  it('commit no real-looking secret: every Secret value is a placeholder', () => {
-    const secrets = objects.filter((o) => o.kind === 'Secret');
+  it('restrict every egress rule but DNS to explicit destinations', () => {
+    const policy = only(objects, 'NetworkPolicy');
+    const isDns = (rule: K8sObject) => rule.ports.every((p: K8sObject) => p.port === 53);
+    const dns = policy.spec.egress.filter(isDns);
+    expect(dns).toHaveLength(1);
+    expect(dns[0].to).toEqual([
+      {
+        namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'kube-system' } },
+        podSelector: { matchLabels: { 'k8s-app': 'kube-dns' } },
+      },
+    ]);
+    const others = policy.spec.egress.filter((rule: K8sObject) => !isDns(rule));
+    expect(others.flatMap((rule: K8sObject) => rule.ports.map((p: K8sObject) => p.port)).sort()).toEqual([443, 5432, 6443]);
+    for (const rule of others) {
+      const ports = JSON.stringify(rule.ports);
+      expect(rule.to?.length, ports).toBeGreaterThan(0);
+      for (const peer of rule.to) {
+        expect(peer.ipBlock ?? peer.namespaceSelector ?? peer.podSelector, ports).toBeDefined();
+        // An ipBlock of everything is no restriction.
+        if (peer.ipBlock) expect(peer.ipBlock.cidr, ports).not.toMatch(/\/0$/);
+      }
+    }
+  });
+
+  it('apply no Secret: the placeholders are in secrets.example.yaml, outside the kustomization', () => {
+    expect(objects.filter((o) => o.kind === 'Secret')).toEqual([]);
+    const kustomization = readObjects(join(BASE, 'kustomization.yaml'))[0];
+    expect(kustomization.resources).not.toContain('secrets.yaml');
+    expect(kustomization.secretGenerator).toBeUndefined();
+    // The Secrets the Deployment names are the ones the example holds, in the namespace the base deploys to.
+    const names = new Set(exampleSecrets.map((s) => s.metadata.name));
+    for (const volume of podSpec().volumes.filter((v: K8sObject) => v.secret)) expect(names).toContain(volume.secret.secretName);
+    for (const e of keyhold().env.filter((e: K8sObject) => e.valueFrom?.secretKeyRef)) expect(names).toContain(e.valueFrom.secretKeyRef.name);
+    for (const secret of exampleSecrets) expect(secret.metadata.namespace, secret.metadata.name).toBe(deployment().metadata.namespace);
+  });
+
+  it('commit no real-looking secret: every value in secrets.example.yaml is a placeholder', () => {
+    const secrets = exampleSecrets.filter((o) => o.kind === 'Secret');
+    expect(secrets).toHaveLength(exampleSecrets.length);
     expect(secrets.length).toBeGreaterThan(0);
     for (const secret of secrets) {
       expect(secret.data ?? {}, secret.metadata.name).toEqual({});
@@ -206,6 +247,19 @@ describe('the KMS plugin (deploy/kubernetes/kms-plugin)', () => {
     const volume = pod.spec.volumes.find((v: K8sObject) => v.name === mount.name);
     // The API server sees the same path on the host.
     expect(volume.hostPath.path).toBe(mount.mountPath);
+  });
+
+  it('run as non-root 10001 from a socket directory that must already exist', () => {
+    expect(pod.spec.securityContext.runAsNonRoot).toBe(true);
+    expect(pod.spec.securityContext.runAsUser).toBe(10001);
+    expect(container.securityContext.runAsUser ?? pod.spec.securityContext.runAsUser).toBe(10001);
+    expect(container.securityContext.runAsNonRoot ?? true).toBe(true);
+    expect(container.securityContext.privileged ?? false).toBe(false);
+    // A directory the kubelet created would be root-owned 0755, where user 10001 cannot create the socket.
+    const socketDir = pod.spec.volumes.find((v: K8sObject) => v.name === 'socket-dir');
+    expect(socketDir.hostPath.type).toBe('Directory');
+    const text = readFileSync(join(PLUGIN, 'keyhold-kms-plugin.yaml'), 'utf8');
+    expect(text).toContain(`install -d -o 10001 -g 10001 -m 0700 ${socketDir.hostPath.path}`);
   });
 
   it('run the same image entry point, read-only, without privilege escalation or capabilities', () => {
