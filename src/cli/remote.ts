@@ -23,6 +23,11 @@ export interface Target {
 }
 
 export function resolveTarget(flags: RemoteFlags, env: ClientEnvironment): Target {
+  return { url: resolveAddress(flags, env), token: readToken(flags.tokenFile, env) };
+}
+
+/** The service address alone, checked: for a command whose credential is read later (kms-plugin). */
+export function resolveAddress(flags: RemoteFlags, env: ClientEnvironment): URL {
   const addr = givenAddress(flags, env);
   if (addr === undefined) throw new CliError('KH_CLI_USAGE', 'no service address: set KEYHOLD_ADDR or pass --addr URL', EXIT.usage);
   let url: URL;
@@ -34,11 +39,11 @@ export function resolveTarget(flags: RemoteFlags, env: ClientEnvironment): Targe
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
     throw new CliError('KH_CLI_USAGE', '--addr/KEYHOLD_ADDR must be an http: or https: URL', EXIT.usage);
   }
-  return { url, token: readToken(flags.tokenFile, env) };
+  return url;
 }
 
 /** The token from `--token-file` (one trailing newline allowed) or `KEYHOLD_TOKEN`. Errors never quote it. */
-function readToken(tokenFile: string | undefined, env: ClientEnvironment): string {
+export function readToken(tokenFile: string | undefined, env: ClientEnvironment): string {
   let token: string | undefined;
   if (tokenFile !== undefined) {
     try {

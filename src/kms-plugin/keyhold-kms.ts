@@ -1,3 +1,4 @@
+import { request as httpsRequest } from 'node:https';
 import { status as Code } from '@grpc/grpc-js';
 
 /**
@@ -9,8 +10,17 @@ import { status as Code } from '@grpc/grpc-js';
 export interface KeyholdKmsOptions {
   /** The service, as `--addr`/`KEYHOLD_ADDR`. */
   readonly url: URL;
-  /** The bearer token, read on every call, so a rotated token file is picked up. Errors never quote it. */
-  readonly token: () => string;
+  /**
+   * The bearer token, read on every call, so a rotated token file is picked up. Errors never quote it. Absent when
+   * the plugin authenticates with its X.509-SVID (`tls`): the certificate is then its only credential.
+   */
+  readonly token?: (() => string) | undefined;
+  /**
+   * The TLS material, read on every call so a rotated SVID or trust bundle is picked up: the client certificate and
+   * key (an X.509-SVID, for mutual TLS) and the CA bundle the service's certificate is checked against. Given, the
+   * call goes over node:https with exactly these; errors name the file kind, never its content.
+   */
+  readonly tls?: (() => TlsMaterial) | undefined;
   /** The Keyhold key that encrypts the cluster's DEK seeds. */
   readonly keyName: string;
   /** The longest any one call to the service may take. */
@@ -48,6 +58,13 @@ const PROBE = Buffer.from('keyhold kms-plugin status probe').toString('base64');
 /** The service's own request-id pattern (src/app.ts): an apiserver uid that fits becomes the audit requestId. */
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
+/** PEM text of the plugin's client certificate and key, and of the CA bundle for the service's certificate. */
+export interface TlsMaterial {
+  readonly cert?: string | undefined;
+  readonly key?: string | undefined;
+  readonly ca?: string | undefined;
+}
+
 export interface StatusAnswer {
   readonly version: string;
   readonly healthz: string;
@@ -62,6 +79,7 @@ interface EncryptBody {
 
 export class KeyholdKms {
   #lastKeyId = '';
+  readonly #stopping = new AbortController();
 
   constructor(private readonly options: KeyholdKmsOptions) {}
 
@@ -113,26 +131,44 @@ export class KeyholdKms {
     return Buffer.from(answer.plaintext, 'base64');
   }
 
+  /** Cuts every call still waiting on the service (the plugin is stopping); later calls fail at once. */
+  abort(): void {
+    this.#stopping.abort();
+  }
+
   async #call<T>(operation: 'encrypt' | 'decrypt', body: unknown, uid: string | undefined, timeoutMs: number): Promise<T> {
     const base = this.options.url.href.endsWith('/') ? this.options.url.href : `${this.options.url.href}/`;
     const url = new URL(`v1/keys/${encodeURIComponent(this.options.keyName)}/${operation}`, base);
-    let token: string;
+    let token: string | undefined;
     try {
-      token = this.options.token();
+      token = this.options.token?.();
     } catch {
       throw new KmsError(Code.UNAUTHENTICATED, 'the plugin credential cannot be read');
     }
+    let tls: TlsMaterial | undefined;
+    try {
+      tls = this.options.tls?.();
+    } catch {
+      throw new KmsError(Code.UNAUTHENTICATED, 'the plugin certificate, key or CA bundle cannot be read');
+    }
     const headers: Record<string, string> = {
-      authorization: `Bearer ${token}`,
       accept: 'application/json',
       'content-type': 'application/json',
     };
+    if (token !== undefined) headers.authorization = `Bearer ${token}`;
     if (uid !== undefined && REQUEST_ID.test(uid)) headers['x-request-id'] = uid;
-    let response: Response;
+    let response: { ok: boolean; status: number };
     let text: string;
     try {
-      response = await fetch(url, { method: 'POST', headers, body: JSON.stringify(body), signal: AbortSignal.timeout(Math.max(1, timeoutMs)) });
-      text = await response.text();
+      const signal = AbortSignal.any([AbortSignal.timeout(Math.max(1, timeoutMs)), this.#stopping.signal]);
+      const payload = JSON.stringify(body);
+      if (tls === undefined) {
+        const answer = await fetch(url, { method: 'POST', headers, body: payload, signal });
+        response = answer;
+        text = await answer.text();
+      } else {
+        ({ response, text } = await postTls(url, headers, payload, tls, signal));
+      }
     } catch (error) {
       throw new KmsError(Code.UNAVAILABLE, `cannot reach ${this.options.url.origin}: ${reasonOf(error, timeoutMs)}`);
     }
@@ -147,10 +183,45 @@ export class KeyholdKms {
   }
 }
 
+/**
+ * One POST over node:https with the plugin's own TLS material (a fresh connection each call, so a rotated SVID is
+ * used at once). fetch takes no client certificate without undici's Agent, which is not a dependency.
+ */
+function postTls(url: URL, headers: Record<string, string>, payload: string, tls: TlsMaterial, signal: AbortSignal): Promise<{ response: { ok: boolean; status: number }; text: string }> {
+  return new Promise((resolve, reject) => {
+    const request = httpsRequest(
+      url,
+      {
+        method: 'POST',
+        headers: { ...headers, 'content-length': String(Buffer.byteLength(payload)) },
+        agent: false,
+        signal,
+        ...(tls.ca === undefined ? {} : { ca: tls.ca }),
+        ...(tls.cert === undefined ? {} : { cert: tls.cert }),
+        ...(tls.key === undefined ? {} : { key: tls.key }),
+      },
+      (answer) => {
+        const chunks: Buffer[] = [];
+        answer.on('data', (chunk: Buffer) => chunks.push(chunk));
+        answer.on('error', reject);
+        answer.on('end', () => {
+          const status = answer.statusCode ?? 0;
+          resolve({ response: { ok: status >= 200 && status < 300, status }, text: Buffer.concat(chunks).toString('utf8') });
+        });
+      },
+    );
+    request.on('error', reject);
+    request.end(payload);
+  });
+}
+
 function reasonOf(error: unknown, timeoutMs: number): string {
   if ((error as Error).name === 'TimeoutError' || (error as Error).name === 'AbortError') return `no answer within ${timeoutMs} ms`;
   const cause = (error as { cause?: { code?: unknown } }).cause;
-  return typeof cause?.code === 'string' ? cause.code : 'connection failed';
+  if (typeof cause?.code === 'string') return cause.code;
+  // node:https: the error's own code (ECONNREFUSED, a certificate check such as UNABLE_TO_VERIFY_LEAF_SIGNATURE).
+  const code = (error as { code?: unknown }).code;
+  return typeof code === 'string' && /^[A-Z0-9_]{1,64}$/.test(code) ? code : 'connection failed';
 }
 
 /** The gRPC code the apiserver acts on, for each HTTP status the service answers. */

@@ -56,9 +56,15 @@ export async function serveKmsPlugin(socket: string, kms: KeyholdKms, timeoutMs:
       answer(callback, kms.decrypt(call.request.ciphertext, call.request.uid, budget(call)).then((plaintext) => ({ plaintext })));
     },
   });
-  await new Promise<void>((resolve, reject) => {
-    server.bindAsync(`unix:${socket}`, ServerCredentials.createInsecure(), (error) => (error ? reject(error) : resolve()));
-  });
+  // Bound under umask 077, so the socket is never accessible to others, not even before the chmod; then restored.
+  const umask = process.umask(0o077);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.bindAsync(`unix:${socket}`, ServerCredentials.createInsecure(), (error) => (error ? reject(error) : resolve()));
+    });
+  } finally {
+    process.umask(umask);
+  }
   chmodSync(socket, 0o600);
   // The path is unlinked at close only while it is still this server's socket, never a successor's.
   const bound = lstatSync(socket).ino;
