@@ -4,6 +4,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { buildTestApp, describeEachDatabase, TEST_ADMIN_TOKEN, type TestApp } from '../helpers/app.js';
 import { ManualClock } from '../helpers/clock.js';
+import { httpCall } from '../helpers/http.js';
 
 /**
  * The console in a real browser (Debian's chromium, driven by playwright-core) against a real listening server. The
@@ -157,15 +158,7 @@ describeEachDatabase('the console in a browser', (kind) => {
     expect(cspViolations).toEqual([]);
   });
 
-  async function api(method: string, path: string, token: string, body?: unknown): Promise<{ status: number; body: any }> {
-    const response = await fetch(`${base}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await response.text();
-    return { status: response.status, body: text === '' ? undefined : JSON.parse(text) };
-  }
+  const api = (method: string, path: string, token: string, body?: unknown) => httpCall(base, method, path, token, body);
 
   /** A fresh secret for a token name the policy names (a revoked-and-reissued token keeps its principal id). */
   async function tokenOfName(name: string): Promise<string> {

@@ -5,6 +5,7 @@ import { dirname, join, posix } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { copies, environment, execForm, parseDockerfile, readDockerfile, user, workdir, type DockerStage } from '../helpers/dockerfile.js';
+import { waitFor } from '../helpers/wait.js';
 
 /**
  * There is no Docker daemon in CI, so this builds the layout the image would have, from the Dockerfile itself: the
@@ -114,16 +115,6 @@ function buildLayout(): string {
     }
   }
   return layout;
-}
-
-async function waitFor<T>(probe: () => T | undefined, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error('timed out');
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }
 
 describe('the container image (Dockerfile)', () => {

@@ -2,54 +2,12 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { credentials, status as Code, type Client, type ServiceError } from '@grpc/grpc-js';
+import { status as Code } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadKmsService } from '../../src/kms-plugin/server.js';
 import { buildTestApp, type TestApp } from '../helpers/app.js';
 import { CLI_IS_BUILT, spawnCli, startCliServer, type CliServer } from '../helpers/cli.js';
+import { apiserverClient, startPlugin, stopPlugin } from '../helpers/kms-plugin.js';
 import { createCertificateAuthority, PemDirectory, type IssuedCertificate } from '../helpers/pki.js';
-
-type Rpc = (request: object, options: { deadline: number }, callback: (error: ServiceError | null, answer: unknown) => void) => void;
-
-/** A client shaped like the apiserver's, over the plugin's unix socket. */
-function apiserverClient(socket: string) {
-  const KeyManagementService = loadKmsService();
-  const client = new KeyManagementService(`unix:${socket}`, credentials.createInsecure()) as Client & Record<string, Rpc>;
-  const call = <T>(method: string, request: object): Promise<T> =>
-    new Promise((resolve, reject) => {
-      client[method]!.call(client, request, { deadline: Date.now() + 5000 }, (error, answer) => (error ? reject(error) : resolve(answer as T)));
-    });
-  return {
-    status: () => call<{ version: string; healthz: string; key_id: string }>('Status', {}),
-    encrypt: (plaintext: Buffer, uid = randomUUID()) => call<{ ciphertext: Buffer; key_id: string }>('Encrypt', { plaintext, uid }),
-    decrypt: (ciphertext: Buffer, keyId: string, uid = randomUUID()) => call<{ plaintext: Buffer }>('Decrypt', { ciphertext, key_id: keyId, uid }),
-    close: () => client.close(),
-  };
-}
-
-/** Starts the plugin and waits for its start line; the caller stops it. */
-async function startPlugin(args: readonly string[], env: Record<string, string> = {}) {
-  const plugin = spawnCli(['kms-plugin', ...args], { env });
-  let stderr = '';
-  plugin.child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
-  await new Promise<void>((resolve, reject) => {
-    const started = Date.now();
-    const poll = setInterval(() => {
-      if (stderr.includes('serving KMS v2')) resolve();
-      else if (Date.now() - started > 15_000) reject(new Error(`the plugin did not start: ${stderr}`));
-      else return;
-      clearInterval(poll);
-    }, 20);
-  });
-  return { ...plugin, stderr: () => stderr };
-}
-
-async function stopPlugin(plugin: { child: { kill(signal: NodeJS.Signals): boolean }; done: Promise<{ code: number | null; stderr: string }> }, socket: string) {
-  plugin.child.kill('SIGTERM');
-  const done = await plugin.done;
-  expect(done.code, done.stderr).toBe(0);
-  expect(existsSync(socket)).toBe(false);
-}
 
 const WORKLOAD = 'spiffe://example.org/ns/kube-system/sa/keyhold-kms';
 
@@ -104,8 +62,8 @@ describe('keyhold kms-plugin authenticating with an X.509-SVID over mutual TLS [
       const seed = randomBytes(32);
       const uid = randomUUID();
       const object = await apiserver.encrypt(seed, uid);
-      expect(object.key_id).toBe('k8s-secrets:v1');
-      expect((await apiserver.decrypt(object.ciphertext, object.key_id)).plaintext.equals(seed)).toBe(true);
+      expect(object.keyID).toBe('k8s-secrets:v1');
+      expect((await apiserver.decrypt(object)).equals(seed)).toBe(true);
       const audit = await t.call('GET', '/v1/audit?limit=50');
       const records = (audit.body.items ?? audit.body.records ?? audit.body) as Array<{ requestId: string; action: string; principalId: string; principalType: string }>;
       expect(records.find((record) => record.requestId === uid)).toMatchObject({ action: 'encrypt', principalId: WORKLOAD, principalType: 'spiffe' });

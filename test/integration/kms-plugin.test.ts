@@ -1,51 +1,14 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { spawn } from 'node:child_process';
-import { existsSync, lstatSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { lstatSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, Socket, type Server } from 'node:net';
 import { join } from 'node:path';
-import { credentials, status as Code, type Client, type ServiceError } from '@grpc/grpc-js';
+import { status as Code, type ServiceError } from '@grpc/grpc-js';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { KeyholdKms, MAX_PLAINTEXT_BYTES } from '../../src/kms-plugin/keyhold-kms.js';
-import { loadKmsService } from '../../src/kms-plugin/server.js';
 import { describeEachDatabase } from '../helpers/app.js';
 import { CLI_IS_BUILT, spawnCli, startCliServer, type CliServer } from '../helpers/cli.js';
-
-/** What the apiserver keeps of an Encrypt answer in its EncryptedObject (k8s.io/apiserver, envelope/kmsv2). */
-interface EncryptedObject {
-  readonly encryptedDEKSource: Buffer;
-  readonly keyID: string;
-  readonly annotations: Record<string, Buffer>;
-}
-
-interface StatusResponse {
-  version: string;
-  healthz: string;
-  key_id: string;
-}
-
-type Rpc = (request: object, options: { deadline: number }, callback: (error: ServiceError | null, answer: unknown) => void) => void;
-
-/** A client shaped like the apiserver's: the same .proto, over the unix socket, with a deadline on every call. */
-function apiserverClient(socket: string) {
-  const KeyManagementService = loadKmsService();
-  const client = new KeyManagementService(`unix:${socket}`, credentials.createInsecure()) as Client & Record<string, Rpc>;
-  const call = <T>(method: string, request: object): Promise<T> =>
-    new Promise((resolve, reject) => {
-      client[method]!.call(client, request, { deadline: Date.now() + 5000 }, (error, answer) => (error ? reject(error) : resolve(answer as T)));
-    });
-  return {
-    status: () => call<StatusResponse>('Status', {}),
-    encrypt: async (plaintext: Buffer, uid = randomUUID()): Promise<EncryptedObject> => {
-      const answer = await call<{ ciphertext: Buffer; key_id: string; annotations: Record<string, Buffer> }>('Encrypt', { plaintext, uid });
-      return { encryptedDEKSource: answer.ciphertext, keyID: answer.key_id, annotations: answer.annotations };
-    },
-    decrypt: async (object: EncryptedObject, uid = randomUUID()): Promise<Buffer> => {
-      const answer = await call<{ plaintext: Buffer }>('Decrypt', { ciphertext: object.encryptedDEKSource, key_id: object.keyID, annotations: object.annotations, uid });
-      return answer.plaintext;
-    },
-    close: () => client.close(),
-  };
-}
+import { apiserverClient, startPlugin, stopPlugin, type RunningPlugin } from '../helpers/kms-plugin.js';
 
 /**
  * A TCP relay in front of the service, bound once for the whole file (no port is given up and taken again, which
@@ -106,11 +69,10 @@ const expectCode = async (promise: Promise<unknown>, code: Code): Promise<Servic
 describeEachDatabase('keyhold kms-plugin (Kubernetes KMS v2)', (kind) => {
   let server: CliServer;
   let relay: Relay;
-  let plugin: ReturnType<typeof spawnCli> | undefined;
+  let plugin: RunningPlugin | undefined;
   let apiserver: ReturnType<typeof apiserverClient>;
   let socket: string;
   let tokenFile: string;
-  let pluginStderr = '';
 
   beforeAll(async () => {
     server = await startCliServer(kind);
@@ -144,28 +106,13 @@ describeEachDatabase('keyhold kms-plugin (Kubernetes KMS v2)', (kind) => {
     crashed.kill('SIGKILL');
     await new Promise<void>((resolve) => crashed.once('exit', () => resolve()));
     expect(lstatSync(socket).isSocket()).toBe(true);
-    plugin = spawnCli(['kms-plugin', '--socket', socket, '--key', 'k8s-secrets', '--addr', `http://127.0.0.1:${relay.port}`, '--token-file', tokenFile, '--timeout', '1500']);
-    plugin.child.stderr!.on('data', (chunk: Buffer) => (pluginStderr += chunk.toString('utf8')));
-    await new Promise<void>((resolve, reject) => {
-      const started = Date.now();
-      const poll = setInterval(() => {
-        if (pluginStderr.includes('serving KMS v2')) resolve();
-        else if (Date.now() - started > 15_000) reject(new Error(`the plugin did not start: ${pluginStderr}`));
-        else return;
-        clearInterval(poll);
-      }, 20);
-    });
+    plugin = await startPlugin(['--socket', socket, '--key', 'k8s-secrets', '--addr', `http://127.0.0.1:${relay.port}`, '--token-file', tokenFile, '--timeout', '1500']);
     apiserver = apiserverClient(socket);
   }, 30_000);
 
   afterAll(async () => {
     apiserver?.close();
-    if (plugin !== undefined) {
-      plugin.child.kill('SIGTERM');
-      const done = await plugin.done;
-      expect(done.code, done.stderr).toBe(0);
-      expect(existsSync(socket)).toBe(false);
-    }
+    if (plugin !== undefined) await stopPlugin(plugin, socket);
     await relay?.stop().catch(() => undefined);
     await server?.t.close();
   });

@@ -2,19 +2,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildTestApp, describeEachDatabase, TEST_ADMIN_TOKEN, type TestApp } from '../helpers/app.js';
 import { parseSamples, sumOf, type Sample } from '../helpers/prometheus-text.js';
 import { MAX_KEY_LABELS } from '../../src/metrics/keyhold-metrics.js';
+import { httpCall } from '../helpers/http.js';
 
 const METRICS_ENV = { KEYHOLD_METRICS_PORT: '0' };
 
 /** A call over real HTTP to the app's API port. */
-async function call(base: string, method: string, path: string, body?: unknown, token: string = TEST_ADMIN_TOKEN): Promise<{ status: number; body: any }> {
-  const response = await fetch(`${base}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await response.text();
-  return { status: response.status, body: text === '' ? undefined : JSON.parse(text) };
-}
+const call = (base: string, method: string, path: string, body?: unknown, token: string = TEST_ADMIN_TOKEN) => httpCall(base, method, path, token, body);
 
 async function scrape(url: string): Promise<Sample[]> {
   const response = await fetch(url);
