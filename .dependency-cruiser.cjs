@@ -18,16 +18,18 @@ const MAY_IMPORT = {
   audit: ['errors.ts', 'lib', 'crypto', 'context', 'policy'],
   keys: ['errors.ts', 'lib', 'crypto', 'context', 'policy', 'changes', 'root-keys'],
   tokens: ['errors.ts', 'lib', 'context', 'policy', 'identity', 'changes'],
+  // The AWS-KMS-compatible endpoint: access keys bound to principals, SigV4, and AWS operations on the key services.
+  'aws-kms': ['errors.ts', 'lib', 'crypto', 'context', 'policy', 'changes', 'identity', 'keys', 'root-keys'],
   // Configuration: read once, validated, frozen.
   'config-schema.ts': ['errors.ts', 'root-keys'],
   'config.ts': ['errors.ts', 'lib', 'crypto', 'root-keys', 'config-schema.ts'],
   // Adapters and edges.
-  storage: ['errors.ts', 'lib', 'config.ts', 'context', 'audit', 'changes', 'keys', 'policy', 'root-keys', 'tokens'],
+  storage: ['errors.ts', 'lib', 'config.ts', 'context', 'audit', 'changes', 'keys', 'policy', 'root-keys', 'tokens', 'aws-kms'],
   jobs: ['lib', 'audit', 'changes', 'keys'],
   // The Prometheus registry: implements the services' observer interfaces and reads their counters at scrape.
   metrics: ['lib', 'context', 'audit', 'keys', 'policy', 'http'],
-  'services.ts': ['audit', 'changes', 'identity', 'keys', 'policy', 'tokens'],
-  http: ['errors.ts', 'lib', 'config.ts', 'crypto', 'context', 'identity', 'policy', 'keys', 'tokens', 'audit', 'changes', 'services.ts'],
+  'services.ts': ['audit', 'changes', 'identity', 'keys', 'policy', 'tokens', 'aws-kms'],
+  http: ['errors.ts', 'lib', 'config.ts', 'crypto', 'context', 'identity', 'policy', 'keys', 'tokens', 'aws-kms', 'audit', 'changes', 'services.ts'],
   'app.ts': ['errors.ts', 'lib', 'config.ts', 'http', 'services.ts'],
   // The composition root wires adapters into services and services into the app; the CLI runs it.
   'compose.ts': ['*'],
