@@ -60,6 +60,7 @@ const packageHomes = [
   { name: 'der-parser', packages: 'node-forge', home: ['identity'] },
   { name: 'metrics-library', packages: 'prom-client', home: ['metrics'] },
   { name: 'grpc', packages: '@grpc/[^/]+', home: ['kms-plugin'] },
+  { name: 'aws-signing', packages: '@smithy/[^/]+', home: ['aws-kms'] },
 ];
 
 module.exports = {

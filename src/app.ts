@@ -14,6 +14,7 @@ import { registerProblemHandlers } from './http/plugins/problem.js';
 import { registerRequestMetrics, type HttpMetrics } from './http/plugins/request-metrics.js';
 import { SHARED_SCHEMAS } from './http/schemas/components.js';
 import { auditRoutes } from './http/routes/audit.js';
+import { awsKmsRoutes } from './http/routes/aws-kms.js';
 import { batchRoutes } from './http/routes/batch.js';
 import { cryptoRoutes } from './http/routes/crypto.js';
 import { eventRoutes } from './http/routes/events.js';
@@ -52,6 +53,8 @@ export interface AppOptions {
   readonly tls?: TlsOptions;
   /** Observes every answer and the open event streams; served by the metrics listener, never by this app. */
   readonly metrics?: HttpMetrics | undefined;
+  /** Where the AWS-KMS-compatible endpoint answers on this app, when `services.awsKms` is set. */
+  readonly awsKmsPath?: string | undefined;
 }
 
 export function createLogger(config: Config, stream?: DestinationStream): Logger {
@@ -60,11 +63,10 @@ export function createLogger(config: Config, stream?: DestinationStream): Logger
 }
 
 /**
- * Builds the HTTP application over the services: routes, hooks and the OpenAPI document. It opens nothing (the
- * composition root in `compose.ts` does) and nothing listens here (`cli/server.ts` does). Closing the app closes
- * no service either; whoever opened them closes them after it.
+ * A fastify instance with what every listener of the API shares: limits, request ids, problem answers, request
+ * metrics, the audit hook and the JSON body parser. Routes come after.
  */
-export async function buildApp(services: Services, options: AppOptions): Promise<FastifyInstance> {
+function createServer(services: Services, options: AppOptions) {
   const clock = options.clock ?? systemClock;
   const { logger } = options;
   const tlsOptions = options.tls;
@@ -118,6 +120,16 @@ export async function buildApp(services: Services, options: AppOptions): Promise
   if (options.metrics !== undefined) registerRequestMetrics(app, options.metrics);
   if (services.auditWriter !== undefined) registerAuditHook(app, services.auditWriter, clock);
   registerJsonBodyParser(app);
+  return app;
+}
+
+/**
+ * Builds the HTTP application over the services: routes, hooks and the OpenAPI document. It opens nothing (the
+ * composition root in `compose.ts` does) and nothing listens here (`cli/server.ts` does). Closing the app closes
+ * no service either; whoever opened them closes them after it.
+ */
+export async function buildApp(services: Services, options: AppOptions): Promise<FastifyInstance> {
+  const app = createServer(services, options);
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',
@@ -167,11 +179,25 @@ export async function buildApp(services: Services, options: AppOptions): Promise
   await app.register(eventRoutes(services, options.metrics));
   // The console: static files, public like /healthz; every API call it makes carries the user's bearer token.
   await app.register(uiRoutes());
+  if (services.awsKms !== undefined && options.awsKmsPath !== undefined) {
+    await app.register(awsKmsRoutes({ awsKms: services.awsKms, policyStore: services.policyStore }, options.awsKmsPath));
+  }
 
   app.get('/openapi.yaml', {
     config: { public: true },
     schema: { hide: true },
   }, async (_request, reply) => reply.type('application/yaml').send(app.swagger({ yaml: true })));
 
+  return app;
+}
+
+/**
+ * The AWS-KMS-compatible endpoint alone, at `/`, for a port of its own (`KEYHOLD_AWS_KMS_PORT`): the same services,
+ * audit and limits as the API, and nothing else of it.
+ */
+export async function buildAwsKmsApp(services: Services, options: AppOptions): Promise<FastifyInstance> {
+  if (services.awsKms === undefined) throw new Error('The AWS KMS endpoint is off');
+  const app = createServer(services, options);
+  await app.register(awsKmsRoutes({ awsKms: services.awsKms, policyStore: services.policyStore }, '/'));
   return app;
 }

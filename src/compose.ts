@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { DestinationStream } from 'pino';
-import { buildApp, createLogger } from './app.js';
+import { buildApp, buildAwsKmsApp, createLogger } from './app.js';
 import { tlsServerOptions } from './http/tls.js';
 import { startSweeper } from './jobs/sweeper.js';
 import { systemClock } from './lib/clock.js';
@@ -41,6 +41,9 @@ import { AuthenticatorChain, type Authenticator } from './identity/authenticator
 import { createKubernetesAuthenticator } from './identity/kubernetes.js';
 import { SpiffeAuthenticator } from './identity/spiffe.js';
 import { TokenAuthenticator } from './tokens/token-authenticator.js';
+import { AwsKmsService } from './aws-kms/aws-kms-service.js';
+import { RequestQuota } from './aws-kms/request-quota.js';
+import { SigV4Verifier } from './aws-kms/sigv4.js';
 
 /** The opened services and what start-up produced; `close()` ends the chain with its seal and closes the store. */
 export interface Keyhold {
@@ -101,6 +104,8 @@ export async function openKeyhold(config: Config, deps: KeyholdDeps): Promise<Ke
       clock: deps.clock,
       cacheTtlMs: config.cacheTtlMs,
     });
+    // TEMPORARY until the access keys land: no key signs.
+    const awsCredentials = { signingCredential: () => undefined };
     const authConfig = readAuthConfig(config.authConfigPath);
     const authenticators: Authenticator[] = [];
     if (authConfig.kubernetesIssuers.length > 0) {
@@ -151,8 +156,22 @@ export async function openKeyhold(config: Config, deps: KeyholdDeps): Promise<Ke
       metrics.watchKeys((limit) => repository.list({ limit }));
     }
     const auditLog = new AuditLog({ repository: auditRepository, auditKey, clock: deps.clock });
+    const keys = new KeyService({ repository, cache, rootKey, authorizer, clock: deps.clock });
+    const awsKms =
+      config.awsKms === undefined
+        ? undefined
+        : new AwsKmsService({
+            verifier: new SigV4Verifier({ credentials: awsCredentials, region: config.awsKms.region, service: 'kms', clock: deps.clock }),
+            quota: new RequestQuota(config.awsKms.requestsPerSecond, deps.clock),
+            keys,
+            envelope,
+            authorizer,
+            lookup: cache,
+            region: config.awsKms.region,
+            accountId: config.awsKms.accountId,
+          });
     const services: Services = {
-      keys: new KeyService({ repository, cache, rootKey, authorizer, clock: deps.clock }),
+      keys,
       envelope,
       batch: new BatchService(envelope),
       tokens,
@@ -169,6 +188,7 @@ export async function openKeyhold(config: Config, deps: KeyholdDeps): Promise<Ke
       auditLog,
       auditWriter,
       changes,
+      awsKms,
       async readiness() {
         const [database, migrations] = await Promise.all([
           withTimeout(db.raw('select 1'), READINESS_TIMEOUT_MS).then(() => true, () => false),
@@ -228,6 +248,11 @@ export interface KeyholdApp {
    * `listen()`, as it does the app; closing the app closes it.
    */
   readonly metrics: MetricsListener | undefined;
+  /**
+   * The AWS-KMS-compatible endpoint on a port of its own, when `KEYHOLD_AWS_KMS_PORT` is set. Not listening yet;
+   * closing the app closes it first.
+   */
+  readonly awsKms: FastifyInstance | undefined;
 }
 
 /**
@@ -243,8 +268,11 @@ export async function openKeyholdApp(config: Config, deps: KeyholdAppDeps = {}):
   const metrics = config.metrics === undefined ? undefined : new KeyholdMetrics({ clock, processMetrics: deps.processMetrics });
   const keyhold = await openKeyhold(config, { clock, logger, database: deps.database, metrics });
   let app: FastifyInstance;
+  let awsKms: FastifyInstance | undefined;
   try {
-    app = await buildApp(keyhold.services, { logger, clock, tls, metrics: metrics?.http });
+    const options = { logger, clock, tls, metrics: metrics?.http, awsKmsPath: config.awsKms?.path };
+    app = await buildApp(keyhold.services, options);
+    if (config.awsKms?.port !== undefined) awsKms = await buildAwsKmsApp(keyhold.services, options);
   } catch (error) {
     await keyhold.close();
     throw error;
@@ -256,9 +284,10 @@ export async function openKeyholdApp(config: Config, deps: KeyholdAppDeps = {}):
       : startSweeper({ keys, changes, auditLog, clock, logger, intervalMs: config.sweepIntervalMs, auditRetentionDays: config.audit.retentionDays });
   const listener = metrics === undefined || config.metrics === undefined ? undefined : new MetricsListener(metrics, config.metrics);
   app.addHook('onClose', async () => {
+    await awsKms?.close();
     await listener?.close();
     stopSweeper?.();
     await keyhold.close();
   });
-  return { app, services: keyhold.services, generatedAdminToken: keyhold.generatedAdminToken, metrics: listener };
+  return { app, services: keyhold.services, generatedAdminToken: keyhold.generatedAdminToken, metrics: listener, awsKms };
 }

@@ -142,6 +142,39 @@ export const EnvironmentSchema = Type.Object({
     default: 2000,
     description: 'the bound on an audit commit; past it the requests it covers get 503',
   }),
+  KEYHOLD_AWS_KMS: oneOf(['on', 'off'] as const, {
+    default: 'on',
+    errorMessage: 'must be on or off',
+    description: 'the AWS-KMS-compatible endpoint (SigV4 with `keyhold aws-credentials`); `off` removes it',
+  }),
+  KEYHOLD_AWS_KMS_PATH: text({
+    default: '/aws-kms/',
+    pattern: '^/([A-Za-z0-9._~-]+/)*$',
+    errorMessage: 'must be a path that starts and ends with /',
+    description: "the endpoint's path on the API port (the AWS SDK's endpoint is `https://HOST:PORT/aws-kms/`)",
+  }),
+  KEYHOLD_AWS_KMS_PORT: Type.Optional(
+    integer(0, 65535, {
+      defaultText: '– (API port only)',
+      description: 'also serve the endpoint alone, at `/`, on this port (same host and TLS as the API)',
+    }),
+  ),
+  KEYHOLD_AWS_REGION: text({
+    default: 'us-east-1',
+    pattern: '^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$',
+    errorMessage: 'must be a region name such as us-east-1',
+    description: 'the region in key ARNs and the one requests must be signed for',
+  }),
+  KEYHOLD_AWS_ACCOUNT_ID: text({
+    default: '000000000000',
+    pattern: '^[0-9]{12}$',
+    errorMessage: 'must be 12 digits',
+    description: 'the account in key ARNs',
+  }),
+  KEYHOLD_AWS_KMS_REQUESTS_PER_SECOND: integer(0, 1_000_000, {
+    default: 0,
+    description: 'per access key and replica, as AWS KMS request quotas; over it, `ThrottlingException`; 0 is no limit',
+  }),
   KEYHOLD_AUDIT: oneOf(['on', 'off'] as const, {
     default: 'on',
     errorMessage: 'must be on or off',

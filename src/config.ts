@@ -45,6 +45,20 @@ export interface Config {
   /** TLS is on when a certificate and key are configured; a client CA adds client-certificate (SPIFFE) checking. */
   readonly tls: TlsConfig | undefined;
   readonly audit: AuditConfig;
+  /** The AWS-KMS-compatible endpoint; undefined with `KEYHOLD_AWS_KMS=off`. */
+  readonly awsKms: AwsKmsConfig | undefined;
+}
+
+export interface AwsKmsConfig {
+  /** Where the endpoint answers on the API port: starts and ends with `/`. */
+  readonly path: string;
+  /** A port of its own, where the endpoint answers at `/`; 0 picks a free port (tests). */
+  readonly port: number | undefined;
+  /** The region in ARNs and in the credential scope every request must be signed for. */
+  readonly region: string;
+  readonly accountId: string;
+  /** Per access key and replica; 0 is no limit. */
+  readonly requestsPerSecond: number;
 }
 
 export interface MetricsConfig {
@@ -227,6 +241,16 @@ export function loadConfig(env: Environment): Config {
       retentionDays: values.KEYHOLD_AUDIT_RETENTION_DAYS,
       timeoutMs: values.KEYHOLD_AUDIT_TIMEOUT_MS,
     }),
+    awsKms:
+      values.KEYHOLD_AWS_KMS === 'off'
+        ? undefined
+        : Object.freeze({
+            path: values.KEYHOLD_AWS_KMS_PATH,
+            port: values.KEYHOLD_AWS_KMS_PORT,
+            region: values.KEYHOLD_AWS_REGION,
+            accountId: values.KEYHOLD_AWS_ACCOUNT_ID,
+            requestsPerSecond: values.KEYHOLD_AWS_KMS_REQUESTS_PER_SECOND,
+          }),
   };
   if (problems.length > 0) {
     throw new StartupError(`Invalid configuration:\n  - ${problems.join('\n  - ')}`);

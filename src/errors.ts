@@ -30,6 +30,7 @@ export const ERROR_CODES = {
   KH_ERR_ILLEGAL_TRANSITION: { status: 409, title: 'The state does not allow this transition' },
   KH_ERR_PAYLOAD_TOO_LARGE: { status: 413, title: 'The request body is too large' },
   KH_ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'The request body must be application/json' },
+  KH_ERR_THROTTLED: { status: 429, title: 'Too many requests; retry later' },
   KH_ERR_INTERNAL: { status: 500, title: 'Internal error' },
   KH_ERR_UNAVAILABLE: { status: 503, title: 'The service is temporarily unavailable' },
 } as const satisfies Record<string, { status: number; title: string }>;

@@ -1,4 +1,5 @@
 import type { AuditLog } from './audit/audit-log.js';
+import type { AwsKmsService } from './aws-kms/aws-kms-service.js';
 import type { AuditService } from './audit/audit-service.js';
 import type { AuditWriter } from './audit/audit-writer.js';
 import type { KeyUsageService } from './audit/key-usage.js';
@@ -42,5 +43,7 @@ export interface Services {
   readonly auditWriter: AuditWriter | undefined;
   /** Writes on every replica, in commit order; this replica's caches have applied each event it delivers. */
   readonly changes: DatabaseChangeFeed;
+  /** The AWS KMS operations, SigV4 verification and request quotas; undefined with `KEYHOLD_AWS_KMS=off`. */
+  readonly awsKms: AwsKmsService | undefined;
   readiness(): Promise<ReadinessChecks>;
 }

@@ -7,7 +7,7 @@ import { stdoutLogDestination, type LogDestination } from '../lib/log-destinatio
 export async function startServer(): Promise<FastifyInstance> {
   const config = loadConfig(process.env);
   const logDestination = stdoutLogDestination();
-  const { app, generatedAdminToken: generated, metrics } = await openKeyholdApp(config, { logStream: logDestination });
+  const { app, generatedAdminToken: generated, metrics, awsKms } = await openKeyholdApp(config, { logStream: logDestination });
   if (generated !== undefined && process.stdout.isTTY === true) {
     // Printed once, straight to the terminal and never through the logger, so it cannot land in log storage.
     process.stdout.write(
@@ -20,10 +20,12 @@ export async function startServer(): Promise<FastifyInstance> {
   }
   const address = await app.listen({ host: config.host, port: config.port });
   let metricsAddress: string | undefined;
+  let awsKmsAddress: string | undefined;
   try {
     metricsAddress = await metrics?.listen();
+    if (awsKms !== undefined) awsKmsAddress = await awsKms.listen({ host: config.host, port: config.awsKms?.port ?? 0 });
   } catch (error) {
-    // A metrics port taken stops start-up as the API's would: an operator who asked for metrics must not run blind.
+    // A port taken stops start-up as the API's would: an operator who asked for it must not run without it.
     await app.close();
     throw error;
   }
@@ -31,6 +33,7 @@ export async function startServer(): Promise<FastifyInstance> {
   // handler, or the default action kills the process with its audit chain unsealed.
   for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => shutDown(app, logDestination, signal, config.shutdownTimeoutMs));
   if (metricsAddress !== undefined) app.log.info({ url: metricsAddress }, 'metrics listening');
+  if (awsKmsAddress !== undefined) app.log.info({ url: awsKmsAddress }, 'AWS KMS endpoint listening');
   process.stdout.write(`Keyhold listening on ${address}\n`);
   return app;
 }

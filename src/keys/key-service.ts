@@ -16,6 +16,8 @@ import { checkKeyOperation, checkVersionOperation, DEFAULT_PENDING_WINDOW_DAYS, 
 import type { KeyOperation } from '../context/caller.js';
 
 export interface CreateKeyInput {
+  /** Chosen by the caller only to name a key by its own id (the AWS endpoint's CreateKey); random otherwise. */
+  readonly id?: string | undefined;
   readonly name: string;
   readonly description?: string | undefined;
   readonly labels?: Readonly<Record<string, string>> | undefined;
@@ -128,7 +130,7 @@ export class KeyService {
     this.#authorizer.authorize(caller, 'keys:create', { keyName: input.name });
     checkRotationPeriod(input.rotationPeriodSeconds);
     const now = this.#clock.now();
-    const id = randomUUID();
+    const id = input.id ?? randomUUID();
     const rotationPeriodSeconds = input.rotationPeriodSeconds || null;
     const key: KeyRecord = {
       id,

@@ -2,7 +2,19 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { auditContextKeys, type AuditEvent } from '../../audit/audit-record.js';
 import type { AuditWriter } from '../../audit/audit-writer.js';
 import type { Clock } from '../../lib/clock.js';
+import type { EncryptionContext } from '../../crypto/encryption-context.js';
+import { awsErrorOf, setAwsErrorHeaders } from './aws-json.js';
 import { problemOf, PROBLEM_CONTENT_TYPE, RETRY_AFTER_SECONDS, sendProblem } from './problem.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /**
+     * Set by a route whose one URL serves many operations (the AWS endpoint): the record's route names the operation
+     * (`aws-kms:GenerateDataKey`), and its context keys come from the operation's input, not from `body.context`.
+     */
+    auditedAs: { route: string; context?: EncryptionContext | undefined } | undefined;
+  }
+}
 
 function contextOf(body: unknown): Readonly<Record<string, string>> | undefined {
   if (typeof body !== 'object' || body === null) return undefined;
@@ -29,21 +41,24 @@ export function auditEventOf(
   const problem = request.answeredProblem;
   const params = request.params as { name?: unknown } | undefined;
   const keyFromUrl = route?.startsWith('/v1/keys/:name') === true && typeof params?.name === 'string' ? params.name : null;
+  const auditedAs = request.auditedAs;
+  const attributes = caller?.principal.attributes;
   return {
     time: now,
     requestId: request.id,
     replicaId,
     principalId: caller?.principal.id ?? null,
     principalType: caller?.principal.type ?? null,
-    tokenId: caller?.principal.attributes.tokenId ?? null,
+    // The API token, or the AWS access key that signed the request.
+    tokenId: attributes?.tokenId ?? attributes?.accessKeyId ?? null,
     sourceAddress: request.ip ?? null,
     method: request.method,
-    route: route ?? null,
+    route: auditedAs?.route ?? route ?? null,
     action: trail?.recordedAction ?? null,
     keyName: trail?.keyName ?? keyFromUrl,
     keyId: trail?.keyId ?? null,
     keyVersion: trail?.keyVersion ?? null,
-    contextKeys: auditContextKeys(contextOf(request.body)),
+    contextKeys: auditContextKeys(auditedAs === undefined ? contextOf(request.body) : auditedAs.context),
     decision: decision === undefined ? null : decision.allowed ? 'allow' : 'deny',
     decisionReason: problem?.authenticationFailure ?? decision?.reason ?? null,
     policy: decided?.policy ?? null,
@@ -97,6 +112,7 @@ export async function answerFrameworkError(
  * 503 problem: fail closed. Liveness and readiness probes and the OpenAPI document (public routes) are not audited.
  */
 export function registerAuditHook(app: FastifyInstance, writer: AuditWriter, clock: Clock): void {
+  app.decorateRequest('auditedAs', undefined);
   app.addHook('onSend', async (request, reply, payload) => {
     const { config, url } = request.routeOptions;
     if (config?.public === true) return payload;
@@ -104,6 +120,11 @@ export function registerAuditHook(app: FastifyInstance, writer: AuditWriter, clo
       await appendRecords(writer, auditEventOf(request, reply, writer.replicaId, clock.now(), url), request);
       return payload;
     } catch (error) {
+      if (config?.awsJsonErrors === true) {
+        const answer = awsErrorOf(error, request.id);
+        setAwsErrorHeaders(reply, request, answer).removeHeader('etag');
+        return answer.body;
+      }
       const problem = problemOf(error, request.id);
       void reply
         .code(problem.status)

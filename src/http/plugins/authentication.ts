@@ -12,6 +12,11 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** Public routes (health, readiness, the OpenAPI document) need no credentials. */
     public?: boolean;
+    /**
+     * The route authenticates each request itself once its body is read: a SigV4 signature covers the body, so it
+     * cannot be checked before it. The handler sets `request.caller`.
+     */
+    signedBody?: boolean;
   }
 }
 
@@ -52,6 +57,11 @@ function credentialsOf(request: FastifyRequest): Credentials {
     bearer = match[1];
   }
   return { bearer, peerCertificate: peerCertificateOf(request) };
+}
+
+/** Whether a route's requests get the bearer/certificate authentication hook (and what follows it) before the body. */
+export function isAuthenticatedBeforeBody(config: { public?: boolean; signedBody?: boolean } | undefined): boolean {
+  return config?.public !== true && config?.signedBody !== true;
 }
 
 export interface AuthenticationHooks {
@@ -98,7 +108,7 @@ export function registerAuthentication(app: FastifyInstance, hooks: Authenticati
   };
 
   app.addHook('onRoute', (route) => {
-    if (route.config?.public === true) return;
+    if (!isAuthenticatedBeforeBody(route.config)) return;
     const existing = route.onRequest === undefined ? [] : Array.isArray(route.onRequest) ? route.onRequest : [route.onRequest];
     route.onRequest = [authenticate, ...existing];
   });

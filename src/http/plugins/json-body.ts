@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ValidationError } from '../../errors.js';
 
 /** Deeper than any request we define (a batch item's context is 4 levels); deeper bodies are refused unparsed. */
@@ -37,20 +37,21 @@ export function jsonNestingDepth(text: string, limit: number): number {
 const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /**
- * Replaces fastify's body parsers with its JSON parser with the same secure parser (it refuses `__proto__` and `constructor.prototype`
- * keys) behind a depth check.
+ * Parses a raw body as JSON: strict UTF-8, a bounded depth, and fastify's secure parser (it refuses `__proto__` and
+ * `constructor.prototype` keys). An empty body is `undefined`. Failures are 400 KH_ERR_VALIDATION. Synchronous,
+ * through the callback, as fastify's body parsers are.
  */
-export function registerJsonBodyParser(app: FastifyInstance): void {
+export type JsonBufferParser = (request: FastifyRequest, body: Buffer, done: (error: Error | null, value?: unknown) => void) => void;
+
+export function jsonBufferParser(app: FastifyInstance): JsonBufferParser {
   const parse = app.getDefaultJsonParser('error', 'error');
-  // JSON is the only body we take: everything else, text/plain included, is answered 415.
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
+  return (request, body, done) => {
     let text: string;
     try {
       // parseAs 'buffer' hands over the raw bytes; fastify's own decoding would substitute U+FFFD.
-      text = STRICT_UTF8.decode(body as Buffer);
+      text = STRICT_UTF8.decode(body);
     } catch {
-      done(new ValidationError('The request body is not valid UTF-8'), undefined);
+      done(new ValidationError('The request body is not valid UTF-8'));
       return;
     }
     // An empty body is no body: routes that need one say so in their schema; the others treat it as `{}`.
@@ -60,15 +61,20 @@ export function registerJsonBodyParser(app: FastifyInstance): void {
     }
     // Each level takes two characters, so a body this short cannot be too deep: most requests skip the scan.
     if (text.length > 2 * MAX_JSON_DEPTH && jsonNestingDepth(text, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) {
-      done(new ValidationError(`The request body is nested deeper than ${MAX_JSON_DEPTH} levels`), undefined);
+      done(new ValidationError(`The request body is nested deeper than ${MAX_JSON_DEPTH} levels`));
       return;
     }
     parse(request, text, (error, value) => {
-      if (error) {
-        done(new ValidationError('The request body is not valid JSON'), undefined);
-        return;
-      }
-      done(null, value);
+      if (error) done(new ValidationError('The request body is not valid JSON'));
+      else done(null, value);
     });
-  });
+  };
+}
+
+/** Replaces fastify's body parsers with {@link jsonBufferParser} for `application/json`. */
+export function registerJsonBodyParser(app: FastifyInstance): void {
+  const parse = jsonBufferParser(app);
+  // JSON is the only body we take: everything else, text/plain included, is answered 415.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => parse(request, body as Buffer, done));
 }

@@ -2,6 +2,7 @@ import type { FastifyInstance, onRequestHookHandler } from 'fastify';
 import type { ChangeBarrier } from '../../changes/change.js';
 import { UnavailableError, ValidationError } from '../../errors.js';
 import type { Principal } from '../../context/principal.js';
+import { isAuthenticatedBeforeBody } from './authentication.js';
 
 /**
  * `Keyhold-Min-Change: <seq>`: answer only from state that includes change `seq`. A client sends the last event id
@@ -69,7 +70,7 @@ export function registerMinChange(app: FastifyInstance, options: MinChangeOption
 
   // Appended to the hooks authentication put first on each non-public route, so it runs once the caller is known.
   app.addHook('onRoute', (route) => {
-    if (route.config?.public === true) return;
+    if (!isAuthenticatedBeforeBody(route.config)) return;
     const existing = route.onRequest === undefined ? [] : Array.isArray(route.onRequest) ? route.onRequest : [route.onRequest];
     route.onRequest = [...existing, awaitMinChange];
   });
