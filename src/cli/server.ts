@@ -33,7 +33,7 @@ export async function startServer(): Promise<FastifyInstance> {
   // handler, or the default action kills the process with its audit chain unsealed.
   for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => shutDown(app, logDestination, signal, config.shutdownTimeoutMs));
   if (metricsAddress !== undefined) app.log.info({ url: metricsAddress }, 'metrics listening');
-  if (awsKmsAddress !== undefined) app.log.info({ url: awsKmsAddress }, 'AWS KMS endpoint listening');
+  if (awsKmsAddress !== undefined) process.stdout.write(`Keyhold AWS KMS endpoint listening on ${awsKmsAddress}/\n`);
   process.stdout.write(`Keyhold listening on ${address}\n`);
   return app;
 }
