@@ -28,13 +28,8 @@ export type Action = (typeof ACTIONS)[number];
 
 /** Actions that are not about one key: only statements whose `keys` include `*` grant them. */
 const NON_KEY_ACTIONS: ReadonlySet<Action> = new Set<Action>([
-  'policies:read',
-  'policies:write',
-  'tokens:read',
-  'tokens:write',
-  'aws-credentials:read',
-  'aws-credentials:write',
-  'audit:read',
+  ...['policies:read', 'policies:write', 'tokens:read', 'tokens:write'] as const,
+  ...['aws-credentials:read', 'aws-credentials:write', 'audit:read'] as const,
 ]);
 
 /**

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { ValidationError } from '../../errors.js';
 import type { Services } from '../../services.js';
-import { given, pageLimit } from '../pagination.js';
+import { ACCESS_KEY_ID } from '../../aws-kms/aws-credential-service.js';
+import { decodePairCursor, encodePairCursor, given, pageLimit } from '../pagination.js';
 import {
   AccessKeyIdParams,
   AwsCredentialList,
@@ -13,28 +13,7 @@ import { AUTHENTICATED_PROBLEMS, BODY_PROBLEMS, json, problems } from '../schema
 
 const tags = ['aws-credentials'];
 
-function encodeCursor(last: { name: string; accessKeyId: string }): string {
-  return Buffer.from(JSON.stringify([last.name, last.accessKeyId]), 'utf8').toString('base64url');
-}
-
-function decodeCursor(cursor: string): { name: string; accessKeyId: string } {
-  try {
-    const value: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (
-      Array.isArray(value) &&
-      value.length === 2 &&
-      typeof value[0] === 'string' &&
-      typeof value[1] === 'string' &&
-      /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(value[0]) &&
-      /^KHAK[A-Z2-7]{16}$/.test(value[1])
-    ) {
-      return { name: value[0], accessKeyId: value[1] };
-    }
-  } catch {
-    // fall through to the validation error
-  }
-  throw new ValidationError('cursor is not valid');
-}
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 export function awsCredentialRoutes(services: Pick<Services, 'awsCredentials'>): FastifyPluginAsyncTypebox {
   return async (app) => {
@@ -63,10 +42,11 @@ export function awsCredentialRoutes(services: Pick<Services, 'awsCredentials'>):
       },
     }, async (request) => {
       const cursor = given(request.query.cursor);
-      const after = cursor === undefined ? undefined : decodeCursor(cursor);
+      const [name, accessKeyId] = cursor === undefined ? [] : decodePairCursor(cursor, [NAME, ACCESS_KEY_ID]);
+      const after = name === undefined || accessKeyId === undefined ? undefined : { name, accessKeyId };
       const page = await awsCredentials.list(request.caller, { after, limit: pageLimit(request.query.limit) });
       const last = page.credentials[page.credentials.length - 1];
-      return page.hasMore && last !== undefined ? { credentials: page.credentials, nextCursor: encodeCursor(last) } : { credentials: page.credentials };
+      return page.hasMore && last !== undefined ? { credentials: page.credentials, nextCursor: encodePairCursor(last.name, last.accessKeyId) } : { credentials: page.credentials };
     });
 
     app.delete('/v1/aws-credentials/:accessKeyId', {

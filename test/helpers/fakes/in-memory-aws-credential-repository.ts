@@ -5,6 +5,7 @@ import type {
   StoredAwsCredential,
 } from '../../../src/aws-kms/aws-credential-repository.js';
 import { KeyholdError } from '../../../src/errors.js';
+import { compareBytes as compare, LookupGate } from './gate.js';
 
 /**
  * {@link AwsCredentialRepository} in memory, keeping its contract: access key ids and live names unique, live keys
@@ -15,7 +16,7 @@ export class InMemoryAwsCredentialRepository implements AwsCredentialRepository 
   readonly #rows: StoredAwsCredential[] = [];
   readonly changes: Array<{ action: 'revoke'; subject: string; at: Date }> = [];
   readonly reads = { find: 0, list: 0 };
-  #hold: Promise<void> | undefined;
+  readonly #gate = new LookupGate();
 
   async insert(credential: StoredAwsCredential): Promise<void> {
     const clash = this.#rows.some((c) => c.accessKeyId === credential.accessKeyId || (c.revokedAt === null && c.name === credential.name));
@@ -26,7 +27,7 @@ export class InMemoryAwsCredentialRepository implements AwsCredentialRepository 
   async find(accessKeyId: string): Promise<StoredAwsCredential | undefined> {
     this.reads.find += 1;
     const found = this.#rows.find((c) => c.accessKeyId === accessKeyId);
-    if (this.#hold !== undefined) await this.#hold;
+    await this.#gate.pass();
     return found === undefined ? undefined : { ...found };
   }
 
@@ -62,16 +63,7 @@ export class InMemoryAwsCredentialRepository implements AwsCredentialRepository 
 
   /** Makes lookups wait, after they read, until the returned function is called. */
   holdLookups(): () => void {
-    let release!: () => void;
-    this.#hold = new Promise((resolve) => (release = resolve));
-    return () => {
-      this.#hold = undefined;
-      release();
-    };
+    return this.#gate.close();
   }
 }
 
-/** Byte-wise, as the databases compare the columns. */
-function compare(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a), Buffer.from(b));
-}
