@@ -8,6 +8,7 @@ import * as retainVersions from './20261130000002_retain_versions.js';
 import * as auditBatchKeys from './20261206000000_audit_batch_keys.js';
 import * as auditHeads from './20261206000001_audit_heads.js';
 import * as keyUsage from './20261207000000_key_usage.js';
+import * as awsCredentials from './20261208000000_aws_credentials.js';
 
 interface Migration {
   readonly name: string;
@@ -29,6 +30,7 @@ const MIGRATIONS: readonly Migration[] = [
   { name: '20261206000000_audit_batch_keys', ...auditBatchKeys },
   { name: '20261206000001_audit_heads', ...auditHeads },
   { name: '20261207000000_key_usage', ...keyUsage },
+  { name: '20261208000000_aws_credentials', ...awsCredentials },
 ];
 
 export const migrationSource: Knex.MigrationSource<Migration> = {

@@ -22,6 +22,7 @@ import { keyRoutes } from './http/routes/keys.js';
 import { policyRoutes } from './http/routes/policies.js';
 import { systemRoutes } from './http/routes/system.js';
 import { tokenRoutes } from './http/routes/tokens.js';
+import { awsCredentialRoutes } from './http/routes/aws-credentials.js';
 import { uiRoutes } from './http/routes/ui.js';
 import type { Services } from './services.js';
 
@@ -41,9 +42,11 @@ export const REDACT_PATHS = [
   '*.token',
   '*.ciphertext',
   '*.secret',
+  '*.secretAccessKey',
   '*.rootKey',
   'plaintext',
   'token',
+  'secretAccessKey',
 ];
 
 export interface AppOptions {
@@ -174,6 +177,7 @@ export async function buildApp(services: Services, options: AppOptions): Promise
   await app.register(cryptoRoutes(services));
   await app.register(batchRoutes(services));
   await app.register(tokenRoutes(services));
+  await app.register(awsCredentialRoutes(services));
   await app.register(policyRoutes(services));
   await app.register(auditRoutes(services));
   await app.register(eventRoutes(services, options.metrics));

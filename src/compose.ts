@@ -33,6 +33,8 @@ import { KnexRootKeyRepository } from './storage/knex-root-key-repository.js';
 import { KnexSystemSecretRepository } from './storage/knex-system-secret-repository.js';
 import { KnexTokenRepository } from './storage/knex-token-repository.js';
 import { TokenService } from './tokens/token-service.js';
+import { AwsCredentialService } from './aws-kms/aws-credential-service.js';
+import { KnexAwsCredentialRepository } from './storage/knex-aws-credential-repository.js';
 import { readAuthConfig } from './identity/auth-config.js';
 import { DatabaseChangeFeed } from './changes/change-feed.js';
 import { KnexChangeRepository } from './storage/knex-change-repository.js';
@@ -104,8 +106,13 @@ export async function openKeyhold(config: Config, deps: KeyholdDeps): Promise<Ke
       clock: deps.clock,
       cacheTtlMs: config.cacheTtlMs,
     });
-    // TEMPORARY until the access keys land: no key signs.
-    const awsCredentials = { signingCredential: () => undefined };
+    const awsCredentials = new AwsCredentialService({
+      repository: new KnexAwsCredentialRepository(db),
+      rootKey,
+      authorizer,
+      clock: deps.clock,
+      cacheTtlMs: config.cacheTtlMs,
+    });
     const authConfig = readAuthConfig(config.authConfigPath);
     const authenticators: Authenticator[] = [];
     if (authConfig.kubernetesIssuers.length > 0) {
@@ -138,6 +145,12 @@ export async function openKeyhold(config: Config, deps: KeyholdDeps): Promise<Ke
             if (change.kind === 'token') tokens.forget(change.subject);
           },
           dropAll: () => tokens.forgetAll(),
+        },
+        {
+          apply: (change) => {
+            if (change.kind === 'aws-credential') awsCredentials.forget(change.subject);
+          },
+          dropAll: () => awsCredentials.forgetAll(),
         },
         {
           apply: (change) => {
@@ -175,6 +188,7 @@ export async function openKeyhold(config: Config, deps: KeyholdDeps): Promise<Ke
       envelope,
       batch: new BatchService(envelope),
       tokens,
+      awsCredentials,
       authenticators: new AuthenticatorChain(authenticators),
       policies: new PolicyService({ repository: policyRepository, store: policyStore, authorizer, clock: deps.clock }),
       policyStore,
@@ -217,6 +231,7 @@ export async function openKeyhold(config: Config, deps: KeyholdDeps): Promise<Ke
         // Requests are answered by now (fastify closes them first): the chain ends with its seal.
         await auditWriter?.seal();
         cache.clear();
+        awsCredentials.forgetAll();
         if (ownsDatabase) await db.destroy();
       },
     };

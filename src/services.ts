@@ -11,6 +11,7 @@ import type { KeyService } from './keys/key-service.js';
 import type { PolicyService } from './policy/policy-service.js';
 import type { PolicyStore } from './policy/policy-store.js';
 import type { TokenService } from './tokens/token-service.js';
+import type { AwsCredentialService } from './aws-kms/aws-credential-service.js';
 
 export interface ReadinessChecks {
   readonly database: boolean;
@@ -28,6 +29,8 @@ export interface Services {
   readonly envelope: EnvelopeService;
   readonly batch: BatchService;
   readonly tokens: TokenService;
+  /** AWS access keys bound to principals: issued, listed and revoked here, looked up by SigV4 verification. */
+  readonly awsCredentials: AwsCredentialService;
   /** Kubernetes service-account tokens, then SPIFFE client certificates, then API tokens. */
   readonly authenticators: AuthenticatorChain;
   readonly policies: PolicyService;

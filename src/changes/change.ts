@@ -2,7 +2,7 @@
  * What a replica must forget when another one writes. Every write that can change what a request is allowed or
  * able to do records one change, in its own transaction, under the next value of the store's change sequence.
  */
-export type ChangeKind = 'key' | 'policy' | 'token';
+export type ChangeKind = 'key' | 'policy' | 'token' | 'aws-credential';
 
 /** The write that caused a change; SSE subscribers and audit readers see it, caches only need the subject. */
 export type ChangeAction =
@@ -25,7 +25,7 @@ export interface Change {
   readonly seq: number;
   readonly kind: ChangeKind;
   readonly action: ChangeAction;
-  /** key: the key id; policy: the policy name; token: the token id. */
+  /** key: the key id; policy: the policy name; token: the token id; aws-credential: the access key id. */
   readonly subject: string;
   /** The key's name for key changes, otherwise null. */
   readonly keyName: string | null;

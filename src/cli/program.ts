@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { StartupError } from '../errors.js';
 import { registerAudit } from './audit.js';
+import { registerAwsCredentials } from './aws-credentials.js';
 import { registerEnvelope } from './envelope.js';
 import { registerInspect } from './inspect.js';
 import { CliError, EXIT, type ExitCode } from './exit-codes.js';
@@ -37,6 +38,7 @@ export function buildProgram(io: Io): Command {
   registerKeys(program, io);
   registerPolicies(program, io);
   registerTokens(program, io);
+  registerAwsCredentials(program, io);
   registerWhoami(program, io);
   registerAudit(program, io);
   registerUsage(program, io);

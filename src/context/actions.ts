@@ -19,13 +19,18 @@ export const ACTIONS = [
   'policies:write',
   'tokens:read',
   'tokens:write',
+  'aws-credentials:read',
+  'aws-credentials:write',
   'audit:read',
 ] as const;
 
 export type Action = (typeof ACTIONS)[number];
 
 /** Actions that are not about one key: only statements whose `keys` include `*` grant them. */
-const NON_KEY_ACTIONS: ReadonlySet<Action> = new Set<Action>(['policies:read', 'policies:write', 'tokens:read', 'tokens:write', 'audit:read']);
+const NON_KEY_ACTIONS: ReadonlySet<Action> = new Set<Action>([
+  ...['policies:read', 'policies:write', 'tokens:read', 'tokens:write'] as const,
+  ...['aws-credentials:read', 'aws-credentials:write', 'audit:read'] as const,
+]);
 
 /**
  * Actions an allow statement grants only by listing them: `"actions": ["*"]` does not. `rewrap-revoked` reads versions

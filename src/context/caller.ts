@@ -52,7 +52,14 @@ export const MAX_AUDIT_BATCH_ENTRIES = 64;
  * `keys:disable` authorises both a key's disable and a version's, recorded as `keys:disable` and
  * `keys:disable-version`. The decision fields still say how the policy action was decided.
  */
-export type AuditOperation = `keys:${KeyOperation}` | 'policies:put' | 'policies:delete' | 'tokens:create' | 'tokens:revoke';
+export type AuditOperation =
+  | `keys:${KeyOperation}`
+  | 'policies:put'
+  | 'policies:delete'
+  | 'tokens:create'
+  | 'tokens:revoke'
+  | 'aws-credentials:create'
+  | 'aws-credentials:revoke';
 
 /** A batch summary line as it is counted, before it is frozen into a record. */
 type Tally = { -readonly [K in keyof AuditBatchEntry]: AuditBatchEntry[K] };

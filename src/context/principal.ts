@@ -12,7 +12,8 @@ export interface Principal {
   /**
    * What the authenticator vouches for: `namespace`, `serviceAccount`, `podName`, `podUid`, `issuer` (Kubernetes);
    * `trustDomain`, `path`, and `namespace`/`serviceAccount` for `/ns/X/sa/Y` paths of Kubernetes names (SPIFFE); `tokenId`,
-   * `tokenName` (API tokens). Policy variables and bound encryption contexts read them.
+   * `tokenName` (API tokens); `accessKeyId` (an AWS access key that signed the request, added to the attributes of the
+   * principal the key is bound to). Policy variables and bound encryption contexts read them.
    */
   readonly attributes: Readonly<Record<string, string>>;
   /** Admin principals may do everything; policies never apply to them. Only API tokens can be admins. */
@@ -30,6 +31,8 @@ export const PRINCIPAL_ATTRIBUTES = [
   'path',
   'tokenId',
   'tokenName',
+  /** The AWS access key (`KHAK…`) a SigV4 request was signed with; the rest are the bound principal's. */
+  'accessKeyId',
 ] as const;
 
 export type PrincipalAttribute = (typeof PRINCIPAL_ATTRIBUTES)[number];

@@ -197,6 +197,10 @@ class KeyEventStream {
         // The stream was opened with this token; it must not outlive it.
         if (change.action === 'revoke' && change.subject === this.#principal.attributes.tokenId) this.end();
         return;
+      case 'aws-credential':
+        // Likewise for a stream opened with an AWS access key.
+        if (change.action === 'revoke' && change.subject === this.#principal.attributes.accessKeyId) this.end();
+        return;
     }
   }
 

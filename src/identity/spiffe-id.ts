@@ -1,3 +1,6 @@
+import type { Principal } from '../context/principal.js';
+import { isNamespaceName, isSubdomainName } from './kubernetes-names.js';
+
 /** A SPIFFE ID split into its parts. `id` is the text exactly as presented; it is already in canonical form. */
 export interface SpiffeId {
   readonly id: string;
@@ -40,4 +43,25 @@ export function parseSpiffeId(text: string): SpiffeId | undefined {
     }
   }
   return Object.freeze({ id: text, trustDomain, path });
+}
+
+/** The Kubernetes convention for SPIFFE paths (SPIFFE-ID §2.2), which SPIRE's k8s workload registrar follows. */
+const KUBERNETES_PATH = /^\/ns\/([^/]+)\/sa\/([^/]+)$/;
+
+/**
+ * The principal a SPIFFE ID names: `trustDomain` and `path`, and `namespace`/`serviceAccount` for a `/ns/X/sa/Y` path
+ * of Kubernetes names. Never an admin. The SVID authenticator and AWS access keys bound to a SPIFFE ID both use it,
+ * so a policy sees the same attributes either way.
+ */
+export function spiffePrincipal(id: SpiffeId): Principal {
+  const kubernetes = KUBERNETES_PATH.exec(id.path);
+  const attributes: Record<string, string> = { trustDomain: id.trustDomain, path: id.path };
+  const [, namespace, serviceAccount] = kubernetes ?? [];
+  // Only Kubernetes names, as the service-account authenticator gives: a SPIFFE segment may hold `.` and capitals,
+  // and a namespace `payments.prod` would fall inside the `payments.*` keys of namespace `payments`.
+  if (namespace !== undefined && serviceAccount !== undefined && isNamespaceName(namespace) && isSubdomainName(serviceAccount)) {
+    attributes.namespace = namespace;
+    attributes.serviceAccount = serviceAccount;
+  }
+  return Object.freeze({ id: id.id, type: 'spiffe', admin: false, attributes: Object.freeze(attributes) });
 }

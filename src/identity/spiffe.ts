@@ -6,9 +6,8 @@ import {
   type Authenticator,
   type Credentials,
 } from './authenticator.js';
-import { isNamespaceName, isSubdomainName } from './kubernetes-names.js';
 import type { Principal } from '../context/principal.js';
-import { parseSpiffeId, type SpiffeId } from './spiffe-id.js';
+import { parseSpiffeId, spiffePrincipal, type SpiffeId } from './spiffe-id.js';
 import { readCertificateExtensions, type CertificateExtensions } from './x509-extensions.js';
 
 export interface SpiffeAuthenticatorOptions {
@@ -22,9 +21,6 @@ export interface SpiffeAuthenticatorOptions {
 type Verdict =
   | { readonly principal: Principal; readonly notAfter: number }
   | { readonly failure: AuthenticationFailure };
-
-/** The Kubernetes convention for SPIFFE paths (SPIFFE-ID §2.2), which SPIRE's k8s workload registrar follows. */
-const KUBERNETES_PATH = /^\/ns\/([^/]+)\/sa\/([^/]+)$/;
 
 const BAD_SVID: Verdict = Object.freeze({ failure: 'bad-svid' });
 
@@ -53,19 +49,6 @@ function leafSpiffeId(leaf: X509Certificate, extensions: CertificateExtensions):
   const uriEntries = (leaf.subjectAltName ?? '').split(', ').filter((entry) => entry.startsWith('URI:'));
   if (uriEntries.length !== 1 || uriEntries[0] !== `URI:${id.id}`) return undefined;
   return id;
-}
-
-function principalOf(id: SpiffeId): Principal {
-  const kubernetes = KUBERNETES_PATH.exec(id.path);
-  const attributes: Record<string, string> = { trustDomain: id.trustDomain, path: id.path };
-  const [, namespace, serviceAccount] = kubernetes ?? [];
-  // Only Kubernetes names, as the service-account authenticator gives: a SPIFFE segment may hold `.` and capitals,
-  // and a namespace `payments.prod` would fall inside the `payments.*` keys of namespace `payments`.
-  if (namespace !== undefined && serviceAccount !== undefined && isNamespaceName(namespace) && isSubdomainName(serviceAccount)) {
-    attributes.namespace = namespace;
-    attributes.serviceAccount = serviceAccount;
-  }
-  return Object.freeze({ id: id.id, type: 'spiffe', admin: false, attributes: Object.freeze(attributes) });
 }
 
 /**
@@ -122,6 +105,6 @@ export class SpiffeAuthenticator implements Authenticator {
     if (!this.#trustDomains.has(id.trustDomain)) return Object.freeze({ failure: 'foreign-trust-domain' });
     const notAfter = Date.parse(leaf.validTo);
     if (Number.isNaN(notAfter)) return Object.freeze({ failure: 'untrusted-certificate' });
-    return Object.freeze({ principal: principalOf(id), notAfter });
+    return Object.freeze({ principal: spiffePrincipal(id), notAfter });
   }
 }

@@ -90,6 +90,7 @@ export async function refuseMaterialUnderUnheldKeys(keyring: RootKeyring, reposi
     const under = await repository.wrappedUnder(entry.id);
     if (under.keyVersions > 0) problems.push(`${under.keyVersions} key version(s) are wrapped under root key ${entry.id}`);
     if (under.systemSecrets > 0) problems.push(`${under.systemSecrets} system secret(s) are wrapped under root key ${entry.id}`);
+    if (under.awsCredentials > 0) problems.push(`${under.awsCredentials} AWS secret key(s) are wrapped under root key ${entry.id}`);
   }
   if (problems.length > 0) {
     throw new StartupError(

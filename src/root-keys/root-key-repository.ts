@@ -7,6 +7,7 @@ export interface RootKeyEntry {
 export interface WrappedUnder {
   readonly keyVersions: number;
   readonly systemSecrets: number;
+  readonly awsCredentials: number;
 }
 
 /** The root keys the store has been wrapped with, by public id and check value, oldest first. */

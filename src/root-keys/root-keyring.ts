@@ -12,6 +12,16 @@ export function systemSecretWrapAad(name: string): Buffer {
   return Buffer.concat([SYSTEM_SECRET_AAD_LABEL, Buffer.from(name, 'utf8')]);
 }
 
+const AWS_CREDENTIAL_AAD_LABEL = Buffer.from('keyhold/aws-credential/v1\0', 'ascii');
+
+/**
+ * The AAD under which a root key wraps an AWS secret access key. It binds the access key id, so a secret copied onto
+ * another credential's row fails to unwrap, and its label differs from a system secret's and a key version's.
+ */
+export function awsCredentialWrapAad(accessKeyId: string): Buffer {
+  return Buffer.concat([AWS_CREDENTIAL_AAD_LABEL, Buffer.from(accessKeyId, 'utf8')]);
+}
+
 /**
  * The root keys of a rotation, as Vault's barrier keyring and AWS KMS's backing keys work: the primary wraps
  * everything new, and the previous keys only unwrap what is still recorded under them until the rewrap has moved

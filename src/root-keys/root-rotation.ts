@@ -1,7 +1,7 @@
 import type { Clock } from '../lib/clock.js';
 import { keyVersionWrapAad } from '../crypto/key-version-cipher.js';
 import type { RootKey } from './root-key.js';
-import { RootKeyring, systemSecretWrapAad } from './root-keyring.js';
+import { awsCredentialWrapAad, RootKeyring, systemSecretWrapAad } from './root-keyring.js';
 import { isRecorded, loadAuditKey, refuseMaterialUnderUnheldKeys } from './root-key-loader.js';
 import { isDatabaseUnavailable } from '../lib/database-errors.js';
 import type { RootKeyRepository } from './root-key-repository.js';
@@ -46,7 +46,14 @@ function sleep(ms: number): Promise<void> {
 }
 
 function aadOf(row: WrappedRow): Buffer {
-  return row.table === 'key_versions' ? keyVersionWrapAad(row.keyId, row.version) : systemSecretWrapAad(row.name);
+  switch (row.table) {
+    case 'key_versions':
+      return keyVersionWrapAad(row.keyId, row.version);
+    case 'system_secrets':
+      return systemSecretWrapAad(row.name);
+    case 'aws_credentials':
+      return awsCredentialWrapAad(row.accessKeyId);
+  }
 }
 
 /**
@@ -71,7 +78,7 @@ export async function rotateRootKey(options: RotateRootKeyOptions): Promise<Rewr
 }
 
 /**
- * Moves every stored material (key versions and system secrets) from the keyring's previous root keys to its
+ * Moves every stored material (key versions, system secrets and AWS secret keys) from the keyring's previous root keys to its
  * primary, batch by batch, as `vault operator rewrap` does. The plaintext material never changes, so ciphertexts
  * and caches stay valid. Each batch commits on its own: a run stopped at any point leaves every row under its old
  * key or wholly under the new one, and a later run carries on from there. The summary's `remaining` comes from a

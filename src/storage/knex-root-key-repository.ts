@@ -61,11 +61,12 @@ export class KnexRootKeyRepository implements RootKeyRepository {
 
   /** How much material (destroyed versions hold none) is wrapped under `rootKeyId`. */
   async wrappedUnder(rootKeyId: string): Promise<WrappedUnder> {
-    const [keyVersions, systemSecrets] = await Promise.all([
+    const [keyVersions, systemSecrets, awsCredentials] = await Promise.all([
       count(this.db('key_versions').where({ root_key_id: rootKeyId }).whereNotNull('material')),
       count(this.db('system_secrets').where({ root_key_id: rootKeyId })),
+      count(this.db('aws_credentials').where({ root_key_id: rootKeyId })),
     ]);
-    return { keyVersions, systemSecrets };
+    return { keyVersions, systemSecrets, awsCredentials };
   }
 
   async keyCount(): Promise<number> {

@@ -17,11 +17,12 @@ export class KnexRootRewrapRepository implements RootRewrapRepository {
 
   /** Material (destroyed versions hold none) wrapped under any root key but `rootKeyId`. */
   async countOutside(rootKeyId: string): Promise<number> {
-    const [versions, secrets] = await Promise.all([
+    const [versions, secrets, awsCredentials] = await Promise.all([
       count(this.db('key_versions').whereNot({ root_key_id: rootKeyId }).whereNotNull('material')),
       count(this.db('system_secrets').whereNot({ root_key_id: rootKeyId })),
+      count(this.db('aws_credentials').whereNot({ root_key_id: rootKeyId })),
     ]);
-    return versions + secrets;
+    return versions + secrets + awsCredentials;
   }
 
   /**
@@ -42,8 +43,22 @@ export class KnexRootRewrapRepository implements RootRewrapRepository {
           .where({ name: row.name, root_key_id: row.root_key_id })
           .update({ material, root_key_id: rootKeyId, updated_at: at.getTime() });
       }
-      const room = limit - secrets.length;
+      let room = limit - secrets.length;
       if (room === 0) return secrets.length;
+      const credentials = await this.#take(trx, 'aws_credentials', ['access_key_id', 'root_key_id', 'wrapped_secret'], others, room);
+      for (const row of credentials as Array<{ access_key_id: string; root_key_id: string; wrapped_secret: Buffer }>) {
+        const material = await rewrap({
+          table: 'aws_credentials',
+          accessKeyId: row.access_key_id,
+          rootKeyId: row.root_key_id,
+          material: Buffer.from(row.wrapped_secret),
+        });
+        await trx('aws_credentials')
+          .where({ access_key_id: row.access_key_id, root_key_id: row.root_key_id })
+          .update({ wrapped_secret: material, root_key_id: rootKeyId });
+      }
+      room -= credentials.length;
+      if (room === 0) return secrets.length + credentials.length;
       const versions = await this.#take(trx, 'key_versions', ['key_id', 'version', 'root_key_id', 'material'], others, room);
       for (const row of versions as Array<{ key_id: string; version: number; root_key_id: string; material: Buffer }>) {
         const material = await rewrap({
@@ -59,12 +74,13 @@ export class KnexRootRewrapRepository implements RootRewrapRepository {
           .whereNotNull('material')
           .update({ material, root_key_id: rootKeyId });
       }
-      return secrets.length + versions.length;
+      return secrets.length + credentials.length + versions.length;
     });
   }
 
   #take(trx: Knex.Transaction, table: WrappedRow['table'], columns: string[], rootKeyIds: string[], limit: number): Promise<unknown[]> {
-    // By the partial index on (root_key_id) WHERE material IS NOT NULL: rows already moved are never scanned again.
+    // By the indexes on root_key_id (key versions': partial, WHERE material IS NOT NULL): rows already moved are never
+    // scanned again.
     const query = trx(table).select(columns).whereIn('root_key_id', rootKeyIds).limit(limit);
     if (table === 'key_versions') query.whereNotNull('material');
     return isPostgres(this.db) ? query.forUpdate().skipLocked() : query;

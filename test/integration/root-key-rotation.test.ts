@@ -116,6 +116,32 @@ describeEachDatabase('root key rotation', (kind) => {
     expect((await t.services.auditLog.verify()).ok).toBe(true);
   });
 
+  it('the rewrap moves AWS secret keys too: each still signs with the same secret under the new key alone', async () => {
+    await seed();
+    const issued = (await t!.call('POST', '/v1/aws-credentials', { name: 'rotated', principal: 'k8s:shop:api' })).body;
+    const revoked = (await t!.call('POST', '/v1/aws-credentials', { name: 'revoked' })).body;
+    expect((await t!.call('DELETE', `/v1/aws-credentials/${revoked.accessKeyId}`)).status).toBe(204);
+    t = await t!.restart(both());
+    expect(await rotate(t)).toMatchObject({ rewrapped: 9, remaining: 0 });
+    const rows = await t.db('aws_credentials').select('root_key_id');
+    expect(rows.map((row: { root_key_id: string }) => row.root_key_id)).toEqual([NEW.id, NEW.id]);
+    t = await t.restart(newOnly());
+    const credential = await t.services.awsCredentials.signingCredential(issued.accessKeyId);
+    expect(credential?.secretAccessKey).toBe(issued.secretAccessKey);
+    expect(await t.services.awsCredentials.signingCredential(revoked.accessKeyId)).toBeUndefined();
+  });
+
+  it('a server with only the new key refuses to start while an AWS secret key is still under the old one', async () => {
+    await seed();
+    await t!.call('POST', '/v1/aws-credentials', { name: 'left-behind' });
+    t = await t!.restart(both());
+    // One row per batch, system secrets first: the audit key moves, the AWS secret key and every version stay.
+    await expect(rotate(t, () => { throw new Interrupted(); }, 1)).rejects.toBeInstanceOf(Interrupted);
+    const restart = t.restart(newOnly());
+    t = undefined;
+    await expect(restart).rejects.toThrow(new RegExp(`1 AWS secret key\\(s\\) are wrapped under root key ${OLD.id}`));
+  });
+
   it('a rewrap stopped part way leaves a store that both keys serve in full, and a second run finishes it', async () => {
     const sealed = await seed();
     t = await t!.restart(both());

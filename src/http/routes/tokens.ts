@@ -1,34 +1,13 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { ValidationError } from '../../errors.js';
 import type { Services } from '../../services.js';
-import { given, pageLimit } from '../pagination.js';
+import { decodePairCursor, encodePairCursor, given, pageLimit } from '../pagination.js';
 import { AUTHENTICATED_PROBLEMS, BODY_PROBLEMS, json, problems } from '../schemas/common.js';
 import { CreateTokenBody, IssuedToken, ListTokensQuery, TokenIdParams, TokenList } from '../schemas/tokens.js';
 
 const tags = ['tokens'];
 
-function encodeCursor(last: { name: string; id: string }): string {
-  return Buffer.from(JSON.stringify([last.name, last.id]), 'utf8').toString('base64url');
-}
-
-function decodeCursor(cursor: string): { name: string; id: string } {
-  try {
-    const value: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (
-      Array.isArray(value) &&
-      value.length === 2 &&
-      typeof value[0] === 'string' &&
-      typeof value[1] === 'string' &&
-      /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(value[0]) &&
-      /^[0-9a-f-]{36}$/.test(value[1])
-    ) {
-      return { name: value[0], id: value[1] };
-    }
-  } catch {
-    // fall through to the validation error
-  }
-  throw new ValidationError('cursor is not valid');
-}
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const TOKEN_ID = /^[0-9a-f-]{36}$/;
 
 export function tokenRoutes(services: Pick<Services, 'tokens'>): FastifyPluginAsyncTypebox {
   return async (app) => {
@@ -55,10 +34,11 @@ export function tokenRoutes(services: Pick<Services, 'tokens'>): FastifyPluginAs
     }, async (request) => {
       const limit = pageLimit(request.query.limit);
       const cursor = given(request.query.cursor);
-      const after = cursor === undefined ? undefined : decodeCursor(cursor);
+      const [name, id] = cursor === undefined ? [] : decodePairCursor(cursor, [NAME, TOKEN_ID]);
+      const after = name === undefined || id === undefined ? undefined : { name, id };
       const page = await tokens.list(request.caller, { after, limit });
       const last = page.tokens[page.tokens.length - 1];
-      return page.hasMore && last !== undefined ? { tokens: page.tokens, nextCursor: encodeCursor(last) } : { tokens: page.tokens };
+      return page.hasMore && last !== undefined ? { tokens: page.tokens, nextCursor: encodePairCursor(last.name, last.id) } : { tokens: page.tokens };
     });
 
     app.delete('/v1/tokens/:id', {

@@ -6,6 +6,7 @@ import { KeyEventData, ResyncEventData } from './events.js';
 import { Key, KeyVersion, Labels } from './keys.js';
 import { Policy, PolicyStatement } from './policies.js';
 import { Token } from './tokens.js';
+import { AwsCredential } from './aws-credentials.js';
 
 /**
  * The schemas with an `$id`, registered with `app.addSchema` before any route refers to them (with `ref()` from
@@ -27,6 +28,7 @@ export const SHARED_SCHEMAS: readonly TSchema[] = [
   PolicyStatement,
   Policy,
   Token,
+  AwsCredential,
   AuditRecordView,
   KeyEventData,
   ResyncEventData,

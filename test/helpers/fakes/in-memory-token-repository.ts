@@ -1,5 +1,6 @@
 import { KeyholdError } from '../../../src/errors.js';
 import type { StoredToken, TokenRepository } from '../../../src/tokens/token-repository.js';
+import { compareBytes as compare } from './gate.js';
 
 /** A revoke the repository recorded, as the change feed would hold it. */
 export interface RecordedTokenChange {
@@ -64,7 +65,3 @@ function copy(token: StoredToken | undefined): StoredToken | undefined {
   return token === undefined ? undefined : { ...token };
 }
 
-/** Byte-wise, as the databases compare the columns. */
-function compare(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a), Buffer.from(b));
-}

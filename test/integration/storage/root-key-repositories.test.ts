@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { NewVersion } from '../../../src/keys/key-repository.js';
 import type { WrappedRow } from '../../../src/root-keys/root-rewrap-repository.js';
+import type { StoredAwsCredential } from '../../../src/aws-kms/aws-credential-repository.js';
+import { KnexAwsCredentialRepository } from '../../../src/storage/knex-aws-credential-repository.js';
 import { KnexKeyRepository } from '../../../src/storage/knex-key-repository.js';
 import { KnexRootKeyRepository } from '../../../src/storage/knex-root-key-repository.js';
 import { KnexRootRewrapRepository } from '../../../src/storage/knex-root-rewrap-repository.js';
@@ -14,6 +16,21 @@ const ROOT_A = { id: 'root-a', checkValue: 'check-a' };
 const ROOT_B = { id: 'root-b', checkValue: 'check-b' };
 const ROOT_C = { id: 'root-c', checkValue: 'check-c' };
 const at = (ms: number) => new Date(T0.getTime() + ms);
+
+/** An AWS access key whose secret is wrapped under `rootKeyId`, with material naming both. */
+function awsCredential(accessKeyId: string, rootKeyId: string): StoredAwsCredential {
+  return {
+    accessKeyId,
+    name: accessKeyId.toLowerCase(),
+    principal: { id: 'k8s:shop:api', type: 'kubernetes', attributes: { namespace: 'shop', serviceAccount: 'api' } },
+    createdBy: 'token:admin',
+    createdAt: T0,
+    expiresAt: null,
+    revokedAt: null,
+    rootKeyId,
+    wrappedSecret: Buffer.from(`${rootKeyId}/${accessKeyId}`),
+  };
+}
 
 function version(n: number, rootKeyId: string): NewVersion {
   return { version: n, state: 'enabled', rootKeyId, material: Buffer.from(`${rootKeyId}/${n}`), createdAt: T0 };
@@ -65,7 +82,7 @@ describeEachDatabase('RootKeyRepository contract', (kind) => {
     expect(await rootKeys().list()).toEqual([ROOT_A]);
   });
 
-  it('wrappedUnder counts the key versions and system secrets wrapped under a root key, destroyed versions not', async () => {
+  it('wrappedUnder counts the key versions, system secrets and AWS secret keys wrapped under a root key, destroyed versions not', async () => {
     await rootKeys().recordIfFirst(ROOT_A, T0);
     await rootKeys().recordNext(ROOT_B, ROOT_A.id, at(1));
     await createKey('w.a', ROOT_A.id, 2);
@@ -73,9 +90,10 @@ describeEachDatabase('RootKeyRepository contract', (kind) => {
     await createKey('w.destroyed', ROOT_A.id);
     await keys().mutate('w.destroyed', 'destroy', async (_key, writer) => writer.destroyAllVersions(T0));
     await new KnexSystemSecretRepository(store.db).insertIfAbsent({ name: 'audit-key', rootKeyId: ROOT_A.id, material: Buffer.from('s') }, T0);
-    expect(await rootKeys().wrappedUnder(ROOT_A.id)).toEqual({ keyVersions: 2, systemSecrets: 1 });
-    expect(await rootKeys().wrappedUnder(ROOT_B.id)).toEqual({ keyVersions: 1, systemSecrets: 0 });
-    expect(await rootKeys().wrappedUnder(ROOT_C.id)).toEqual({ keyVersions: 0, systemSecrets: 0 });
+    await new KnexAwsCredentialRepository(store.db).insert(awsCredential('KHAKWRAPPEDUNDERBBB2', ROOT_B.id));
+    expect(await rootKeys().wrappedUnder(ROOT_A.id)).toEqual({ keyVersions: 2, systemSecrets: 1, awsCredentials: 0 });
+    expect(await rootKeys().wrappedUnder(ROOT_B.id)).toEqual({ keyVersions: 1, systemSecrets: 0, awsCredentials: 1 });
+    expect(await rootKeys().wrappedUnder(ROOT_C.id)).toEqual({ keyVersions: 0, systemSecrets: 0, awsCredentials: 0 });
   });
 
   it('keyCount counts the keys in any state, destroyed ones too', async () => {
@@ -173,7 +191,7 @@ describeEachDatabase('RootRewrapRepository contract', (kind) => {
   it('concurrent runs share the rows: each is rewrapped once', async () => {
     await seed(6);
     const names: string[] = [];
-    const rewrap = async (row: WrappedRow) => (names.push(row.table === 'key_versions' ? row.keyId : row.name), toB(row));
+    const rewrap = async (row: WrappedRow) => (names.push(row.table === 'key_versions' ? row.keyId : row.table === 'system_secrets' ? row.name : row.accessKeyId), toB(row));
     const run = async () => {
       let total = 0;
       for (let moved = -1; moved !== 0; ) total += moved = await rewraps().rewrapBatch(ROOT_B.id, 2, rewrap, at(2));
@@ -183,6 +201,26 @@ describeEachDatabase('RootRewrapRepository contract', (kind) => {
     expect(totals[0]! + totals[1]!).toBe(7);
     expect(new Set(names).size).toBe(7);
     expect(names).toHaveLength(7);
+  });
+
+  it('moves AWS secret keys, revoked ones too, after system secrets and before key versions, each under its own id', async () => {
+    await seed(1);
+    const credentials = new KnexAwsCredentialRepository(store.db);
+    await credentials.insert(awsCredential('KHAKREWRAPLIVE222222', ROOT_A.id));
+    await credentials.insert(awsCredential('KHAKREWRAPREVOKED222', ROOT_A.id));
+    await credentials.revoke('KHAKREWRAPREVOKED222', at(1));
+    expect(await rewraps().countOutside(ROOT_B.id)).toBe(4);
+    const rows: WrappedRow[] = [];
+    expect(await rewraps().rewrapBatch(ROOT_B.id, 3, async (row) => (rows.push(row), toB(row)), at(2))).toBe(3);
+    expect(rows.map((row) => row.table)).toEqual(['system_secrets', 'aws_credentials', 'aws_credentials']);
+    expect(rows[1]).toEqual({
+      table: 'aws_credentials',
+      accessKeyId: expect.stringMatching(/^KHAKREWRAP/),
+      rootKeyId: ROOT_A.id,
+      material: Buffer.from(`${ROOT_A.id}/${(rows[1] as { accessKeyId: string }).accessKeyId}`),
+    });
+    expect(await credentials.find('KHAKREWRAPLIVE222222')).toMatchObject({ rootKeyId: ROOT_B.id, wrappedSecret: Buffer.from(`B:${ROOT_A.id}/KHAKREWRAPLIVE222222`) });
+    expect(await rewraps().countOutside(ROOT_B.id)).toBe(1);
   });
 
   it('with no other root key recorded, there is nothing to move', async () => {

@@ -122,7 +122,7 @@ describe('SigV4Verifier', () => {
     const verifier = verifierWith(clock());
     expect(await refusal(verifier, await signed({ region: 'eu-west-1' }))).toMatchObject({ type: 'InvalidSignatureException', reason: 'wrong-scope' });
     const request = await signed();
-    const { authorization, ...unsigned } = request.headers as Record<string, string>;
+    const { authorization = '', ...unsigned } = request.headers as Record<string, string>;
     expect((await refusal(verifier, { ...request, headers: unsigned })).type).toBe('MissingAuthenticationTokenException');
     for (const broken of ['Bearer x', 'AWS4-HMAC-SHA256 Credential=x', `${authorization}, Signature=00`, authorization.replace(/Signature=[0-9a-f]+/, 'Signature=zz')]) {
       expect((await refusal(verifier, { ...request, headers: { ...request.headers, authorization: broken } })).type).toBe('IncompleteSignatureException');

@@ -181,6 +181,7 @@ describe('compileGlob: syntax errors', () => {
       'principal.path',
       'principal.tokenId',
       'principal.tokenName',
+      'principal.accessKeyId',
     ]);
   });
 

@@ -5,25 +5,21 @@ import { EMPTY_POLICY_SET } from '../../../src/policy/evaluate.js';
 import type { StoredToken } from '../../../src/tokens/token-repository.js';
 import { principalOf, TokenService } from '../../../src/tokens/token-service.js';
 import { ManualClock } from '../../helpers/clock.js';
+import { LookupGate } from '../../helpers/fakes/gate.js';
 import { InMemoryTokenRepository } from '../../helpers/fakes/in-memory-token-repository.js';
 
 /** The in-memory repository, whose lookups a test can hold after they read, to race them against a revocation. */
 class HeldTokenRepository extends InMemoryTokenRepository {
-  #hold: Promise<void> | undefined;
+  readonly #gate = new LookupGate();
 
   override async findByHash(secretHash: string): Promise<StoredToken | undefined> {
     const found = await super.findByHash(secretHash);
-    if (this.#hold !== undefined) await this.#hold;
+    await this.#gate.pass();
     return found;
   }
 
   holdLookups(): () => void {
-    let release!: () => void;
-    this.#hold = new Promise((resolve) => (release = resolve));
-    return () => {
-      this.#hold = undefined;
-      release();
-    };
+    return this.#gate.close();
   }
 }
 

@@ -3,7 +3,7 @@ import { useState } from 'preact/hooks';
 import type { VNode } from 'preact';
 import { ErrorLine, type Session } from '../shared.js';
 
-const ACTIONS = ['datakey', 'encrypt', 'decrypt', 'rewrap', 'rewrap-revoked', 'keys:create', 'keys:read', 'keys:update', 'keys:rotate', 'keys:disable', 'keys:enable', 'keys:delete', 'policies:read', 'policies:write', 'tokens:read', 'tokens:write', 'audit:read'];
+const ACTIONS = ['datakey', 'encrypt', 'decrypt', 'rewrap', 'rewrap-revoked', 'keys:create', 'keys:read', 'keys:update', 'keys:rotate', 'keys:disable', 'keys:enable', 'keys:delete', 'policies:read', 'policies:write', 'tokens:read', 'tokens:write', 'aws-credentials:read', 'aws-credentials:write', 'audit:read'];
 
 interface Simulation {
   decision: 'allow' | 'deny';
