@@ -194,3 +194,23 @@ export function auditFileLines(path: string): { records: string[]; statements: s
 
 /** Raw C0/C1 controls, DEL, and the Unicode line and paragraph separators: none may sit unescaped in a record. */
 export const RAW_CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+
+/** Makes every insert into audit_records fail, as an audit log that is down: requests must then fail closed. */
+export async function breakAuditInserts(t: TestApp): Promise<void> {
+  if (t.store.kind === 'sqlite') {
+    await t.db.raw(`CREATE TRIGGER audit_down BEFORE INSERT ON audit_records BEGIN SELECT RAISE(ABORT, 'audit down'); END`);
+  } else {
+    // The app's connection has the test's schema first on its search path, so both land there.
+    await t.db.raw(`CREATE FUNCTION audit_down() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'audit down'; END $$`);
+    await t.db.raw('CREATE TRIGGER audit_down BEFORE INSERT ON audit_records FOR EACH ROW EXECUTE FUNCTION audit_down()');
+  }
+}
+
+export async function repairAuditInserts(t: TestApp): Promise<void> {
+  if (t.store.kind === 'sqlite') {
+    await t.db.raw('DROP TRIGGER audit_down');
+  } else {
+    await t.db.raw('DROP TRIGGER audit_down ON audit_records');
+    await t.db.raw('DROP FUNCTION audit_down()');
+  }
+}

@@ -28,6 +28,8 @@ import {
   runAuditVerifyCli,
   verifyDirectly,
   verifyViaApi,
+  breakAuditInserts as breakAuditInsertsOf,
+  repairAuditInserts as repairAuditInsertsOf,
 } from '../helpers/audit.js';
 import { expectProblem } from '../helpers/expect-problem.js';
 
@@ -49,26 +51,8 @@ describeEachDatabase('audit log', (kind) => {
     return t;
   }
 
-  async function breakAuditInserts(): Promise<void> {
-    const db = t.db;
-    if (kind === 'sqlite') {
-      await db.raw(`CREATE TRIGGER audit_down BEFORE INSERT ON audit_records BEGIN SELECT RAISE(ABORT, 'audit down'); END`);
-    } else {
-      // The app's connection has the test's schema first on its search path, so both land there.
-      await db.raw(`CREATE FUNCTION audit_down() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'audit down'; END $$`);
-      await db.raw('CREATE TRIGGER audit_down BEFORE INSERT ON audit_records FOR EACH ROW EXECUTE FUNCTION audit_down()');
-    }
-  }
-
-  async function repairAuditInserts(): Promise<void> {
-    const db = t.db;
-    if (kind === 'sqlite') {
-      await db.raw('DROP TRIGGER audit_down');
-    } else {
-      await db.raw('DROP TRIGGER audit_down ON audit_records');
-      await db.raw('DROP FUNCTION audit_down()');
-    }
-  }
+  const breakAuditInserts = () => breakAuditInsertsOf(t);
+  const repairAuditInserts = () => repairAuditInsertsOf(t);
 
   async function adminTokenId(): Promise<string> {
     const whoami = await t.call('GET', '/v1/whoami');
