@@ -4,15 +4,18 @@ import { isNamespaceName, isSubdomainName } from '../identity/kubernetes-names.j
 import { parseSpiffeId, spiffePrincipal } from '../identity/spiffe-id.js';
 import type { BoundPrincipal } from './aws-credential-repository.js';
 
-/** Attributes of one pod: they do not outlive it, so an access key, which does, never carries them. */
-const PER_POD_ATTRIBUTES: ReadonlySet<string> = new Set(['podName', 'podUid']);
+/**
+ * Attributes a key does not inherit from its caller: those of one pod, which do not outlive it as the key does, and
+ * the access key a SigV4 caller signed with, which names that key and not the new one.
+ */
+const NOT_BOUND_ATTRIBUTES: ReadonlySet<string> = new Set(['podName', 'podUid', 'accessKeyId']);
 
 /** As API token names are (http/schemas/tokens.ts): the `NAME` of a `token:NAME` principal. */
 const TOKEN_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 /** The caller's own principal as an access key binds it: everything it was vouched for but the per-pod attributes. */
 export function boundToCaller(principal: Principal): BoundPrincipal {
-  const attributes = Object.fromEntries(Object.entries(principal.attributes).filter(([name]) => !PER_POD_ATTRIBUTES.has(name)));
+  const attributes = Object.fromEntries(Object.entries(principal.attributes).filter(([name]) => !NOT_BOUND_ATTRIBUTES.has(name)));
   return Object.freeze({ id: principal.id, type: principal.type, attributes: Object.freeze(attributes) });
 }
 

@@ -89,6 +89,14 @@ describe('AwsCredentialService.create', () => {
     expect(issued.createdBy).toBe('k8s:shop:api');
   });
 
+  it('does not carry over the access key a SigV4 caller signed with: the new key names itself', async () => {
+    const { service } = world();
+    const signed: Principal = Object.freeze({ ...POD, attributes: Object.freeze({ ...POD.attributes, accessKeyId: 'KHAKAAAAAAAAAAAAAAAA' }) });
+    const issued = await service.create(callerOf(signed), { name: 'next' });
+    expect(issued.principal.attributes).not.toHaveProperty('accessKeyId');
+    expect((await lookup(service, issued.accessKeyId))!.principal.attributes.accessKeyId).toBe(issued.accessKeyId);
+  });
+
   it('lets a workload name its own principal, which binds it as the caller', async () => {
     const { service } = world();
     const issued = await service.create(callerOf(POD), { name: 'mine', principal: 'k8s:shop:api' });
