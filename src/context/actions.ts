@@ -35,9 +35,11 @@ const NON_KEY_ACTIONS: ReadonlySet<Action> = new Set<Action>([
 /**
  * Actions an allow statement grants only by listing them: `"actions": ["*"]` does not. `rewrap-revoked` reads versions
  * that refuse everyone else (disabled, below the minimum, or of a disabled key), so a workload's catch-all grant must
- * never reach it. A deny statement's `*` does cover them: a broad deny stays broad.
+ * never reach it. `aws-credentials:write` mints an access key that outlives the short-lived token or SVID of the
+ * caller that made it, so it too must be granted on purpose. A deny statement's `*` does cover them: a broad deny
+ * stays broad.
  */
-export const EXPLICIT_ONLY_ACTIONS: ReadonlySet<Action> = new Set<Action>(['rewrap-revoked']);
+export const EXPLICIT_ONLY_ACTIONS: ReadonlySet<Action> = new Set<Action>(['rewrap-revoked', 'aws-credentials:write']);
 
 /** Actions done to one key, named in the resource. */
 export const KEY_ACTIONS: ReadonlySet<Action> = new Set(ACTIONS.filter((action) => !NON_KEY_ACTIONS.has(action)));

@@ -100,8 +100,13 @@ describe('evaluate: allow', () => {
 });
 
 describe('evaluate: rewrap-revoked is granted only by a statement that lists it', () => {
-  it('is the one explicit-only action', () => {
-    expect([...EXPLICIT_ONLY_ACTIONS]).toEqual(['rewrap-revoked']);
+  it('is one of the two explicit-only actions, with aws-credentials:write', () => {
+    expect([...EXPLICIT_ONLY_ACTIONS]).toEqual(['rewrap-revoked', 'aws-credentials:write']);
+  });
+
+  it('"*" actions with "*" keys do not grant aws-credentials:write either; listing it does', () => {
+    expect(decide(policies({ p: [{ actions: ['*'], keys: ['*'] }] }), 'aws-credentials:write', undefined).allowed).toBe(false);
+    expect(decide(policies({ p: [{ actions: ['aws-credentials:write'], keys: ['*'] }] }), 'aws-credentials:write', undefined).allowed).toBe(true);
   });
 
   it('"*" actions with "*" keys do not grant it', () => {

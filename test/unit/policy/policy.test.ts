@@ -39,14 +39,16 @@ describe('compilePolicy: a valid document', () => {
     ]);
   });
 
-  it('compiles "*" in an allow statement to every action but rewrap-revoked', () => {
+  it('compiles "*" in an allow statement to every action but rewrap-revoked and aws-credentials:write', () => {
     const actions = compilePolicy('p', documentWith({ actions: ['encrypt', '*'] })).statements[0]?.actions;
-    expect([...actions!]).toEqual(ACTIONS.filter((action) => action !== 'rewrap-revoked'));
+    expect([...actions!]).toEqual(ACTIONS.filter((action) => action !== 'rewrap-revoked' && action !== 'aws-credentials:write'));
   });
 
-  it('compiles "*" beside rewrap-revoked in an allow statement to every action', () => {
-    const actions = compilePolicy('p', documentWith({ actions: ['*', 'rewrap-revoked'] })).statements[0]?.actions;
+  it('compiles "*" beside the explicit-only actions in an allow statement to every action', () => {
+    const actions = compilePolicy('p', documentWith({ actions: ['*', 'rewrap-revoked', 'aws-credentials:write'] })).statements[0]?.actions;
     expect([...actions!]).toEqual([...ACTIONS]);
+    const one = compilePolicy('p', documentWith({ actions: ['*', 'rewrap-revoked'] })).statements[0]?.actions;
+    expect([...one!]).toEqual(ACTIONS.filter((action) => action !== 'aws-credentials:write'));
   });
 
   it('compiles "*" in a deny statement to every action, rewrap-revoked included', () => {
