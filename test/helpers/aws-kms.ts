@@ -1,5 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import { KMSClient } from '@aws-sdk/client-kms';
+import { Hash } from '@smithy/hash-node';
+import { SignatureV4 } from '@smithy/signature-v4';
 import { expect } from 'vitest';
 import type { Environment } from '../../src/config.js';
 import { buildTestApp, type DatabaseKind, type TestApp } from './app.js';
@@ -49,4 +51,32 @@ export function kmsClient(endpoint: string, credentials: AwsCredential, options:
     maxAttempts: options.maxAttempts ?? 3,
     ...(options.systemClockOffset === undefined ? {} : { systemClockOffset: options.systemClockOffset }),
   });
+}
+
+/**
+ * Sends one AWS JSON request by hand, signed as the AWS SDK signs (the same signer library), for what an SDK would
+ * never send: a malformed body, an unknown operation, a time far off.
+ */
+export async function signedFetch(
+  endpoint: string,
+  credential: AwsCredential,
+  target: string,
+  body: string,
+  options: { at?: Date; headers?: Record<string, string> } = {},
+): Promise<Response> {
+  const url = new URL(endpoint);
+  const signer = new SignatureV4({ credentials: credential, region: 'us-east-1', service: 'kms', sha256: Hash.bind(null, 'sha256') });
+  const request = await signer.sign(
+    {
+      method: 'POST',
+      protocol: url.protocol,
+      hostname: url.hostname,
+      path: url.pathname,
+      headers: { host: url.host, 'content-type': 'application/x-amz-json-1.1', 'x-amz-target': target, ...options.headers },
+      body,
+    },
+    { signingDate: options.at ?? new Date() },
+  );
+  const { host: _host, ...headers } = request.headers as Record<string, string>;
+  return fetch(url, { method: 'POST', headers, body });
 }

@@ -117,7 +117,11 @@ export function awsKmsRoutes(services: AwsKmsRouteServices, path: string): Fasti
       const name = typeof target === 'string' && target.startsWith(TARGET_PREFIX) ? target.slice(TARGET_PREFIX.length) : undefined;
       const op = name === undefined || !Object.hasOwn(OPERATIONS, name) ? undefined : OPERATIONS[name];
       request.auditedAs = { route: op === undefined ? 'aws-kms' : `aws-kms:${name}` };
-      const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
+      if (request.body !== undefined && !Buffer.isBuffer(request.body)) {
+        // Parsed as another media type: the bytes the signature covers are gone, so it could never verify.
+        throw new AwsKmsError('SerializationException', 'KH_ERR_UNSUPPORTED_MEDIA_TYPE', `The request body must be ${AWS_JSON_CONTENT_TYPE}`);
+      }
+      const body = request.body ?? Buffer.alloc(0);
       const queryAt = request.url.indexOf('?');
       const principal = await services.awsKms.authenticate({
         method: request.method,
@@ -129,7 +133,9 @@ export function awsKmsRoutes(services: AwsKmsRouteServices, path: string): Fasti
       request.caller = callerOf(principal);
       if (op === undefined) throw new AwsKmsError('UnknownOperationException', 'KH_ERR_VALIDATION', 'The operation is not supported by this endpoint');
       const input = await new Promise<unknown>((resolve, reject) =>
-        parseJson(request, body, (error, value) => (error === null ? resolve(value ?? {}) : reject(error))),
+        parseJson(request, body, (error, value) =>
+          error === null ? resolve(value ?? {}) : reject(new AwsKmsError('SerializationException', 'KH_ERR_VALIDATION', error.message)),
+        ),
       );
       if (typeof input !== 'object' || input === null || Array.isArray(input)) {
         throw new AwsKmsError('SerializationException', 'KH_ERR_VALIDATION', 'The request body must be a JSON object');
