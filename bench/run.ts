@@ -1,17 +1,20 @@
 /**
  * Keyhold throughput benchmark: `npm run bench` (see bench/README.md).
  *
- * One run measures six scenarios with autocannon, each against a server in its own child process:
+ * One run measures seven scenarios with autocannon, each against a server in its own child process:
  *   - `baseline`:         a bare fastify JSON echo (bench/echo-server.ts), the ceiling for any fastify POST here;
  *   - `datakey-no-audit`: POST /v1/keys/bench/datakey on a Keyhold server started with KEYHOLD_AUDIT=off;
  *   - `datakey`:          the same request on a Keyhold server as in production, with the database audit sink on;
  *   - `datakey-k8s`:      datakey as a Kubernetes workload (a service-account JWT) under a policy of 50 statements;
+ *   - `aws-generate-data-key`: the same data key through the AWS-KMS-compatible endpoint, a SigV4-signed
+ *                         TrentService.GenerateDataKey with a Keyhold-issued access key, on the audited server;
  *   - `decrypt-no-audit`: POST /v1/decrypt of a ciphertext from one datakey call, on the KEYHOLD_AUDIT=off server;
  *   - `decrypt`:          the same request on the audited server.
  * Both Keyhold servers share one PostgreSQL database, root key and bootstrap token. All three servers stay up and
  * every scenario is measured in several short interleaved rounds, so a drift in the machine's speed hits all of them
  * alike. It prints req/s, p50/p99 latency and each scenario's ratio to the baseline and to its reference (`datakey`
- * against `datakey-no-audit`, `decrypt` against `decrypt-no-audit`, `datakey-k8s` against `datakey`), taken within
+ * against `datakey-no-audit`, `decrypt` against `decrypt-no-audit`, `datakey-k8s` and `aws-generate-data-key` against
+ * `datakey`), taken within
  * each round and then the median over rounds, and writes bench/results/latest.json. The ratio targets are
  * informational; the exit status is non-zero only when a scenario saw errors, a server failed, or the audit log shows
  * the switch did not work (fewer records from the audited server than it answered, or any from the other).
@@ -23,8 +26,12 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { Hash } from '@smithy/hash-node';
+import { SignatureV4 } from '@smithy/signature-v4';
 import autocannon from 'autocannon';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { ciphertextOfBlob } from '../src/aws-kms/aws-kms-service.js';
+import { variableSchema } from '../src/config-schema.js';
 import { benchDatabaseUrl, dropDatabase, recreateDatabase, redactUrl, withClient } from './postgres.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -38,7 +45,7 @@ const RESULTS_FILE = join(ROOT, 'bench', 'results', 'latest.json');
 const BENCH_DATABASE = 'keyhold_bench';
 const KEY_NAME = 'bench';
 /** Every scenario, in the order they are measured; a run is `ok` only when all of them were measured cleanly. */
-const SCENARIOS = ['baseline', 'datakey-no-audit', 'datakey', 'datakey-k8s', 'decrypt-no-audit', 'decrypt'] as const;
+const SCENARIOS = ['baseline', 'datakey-no-audit', 'datakey', 'datakey-k8s', 'aws-generate-data-key', 'decrypt-no-audit', 'decrypt'] as const;
 type ScenarioName = (typeof SCENARIOS)[number];
 
 interface Target {
@@ -77,6 +84,14 @@ const TARGETS: Readonly<Record<string, Target>> = {
     reference: 'datakey',
     ratio: 0.85,
     why: 'a Kubernetes workload under a 50-statement policy against the API-token datakey',
+  },
+  'aws-generate-data-key': {
+    scenario: 'aws-generate-data-key',
+    reference: 'datakey',
+    ratio: 0.8,
+    why:
+      'the same audited data key through the AWS endpoint: SigV4 verification (four SHA-256/HMAC passes), the AWS JSON ' +
+      'body parsed and validated, and a policy evaluation, against the admin token on the native route',
   },
   decrypt: {
     scenario: 'decrypt',
@@ -380,6 +395,11 @@ interface Scenario {
   readonly url: string;
   readonly path: string;
   readonly headers: Record<string, string>;
+  /**
+   * Headers made afresh right before each run (warm-up and every round), instead of `headers`: a SigV4 signature is
+   * valid for 5 minutes from its X-Amz-Date, and a whole benchmark run lasts longer.
+   */
+  readonly freshHeaders?: () => Promise<Record<string, string>>;
   readonly body: string;
   /** The server under load; a scenario fails if it dies. */
   readonly server: ServerProcess;
@@ -450,10 +470,11 @@ function problemsOf(phase: string, counts: RunCounts): string[] {
 }
 
 async function fire(scenario: Scenario, settings: Settings, seconds: number): Promise<autocannon.Result> {
+  const headers = scenario.freshHeaders === undefined ? scenario.headers : await scenario.freshHeaders();
   return autocannon({
     url: scenario.url + scenario.path,
     method: 'POST',
-    headers: scenario.headers,
+    headers,
     body: scenario.body,
     connections: settings.connections,
     duration: seconds,
@@ -687,6 +708,84 @@ function benchPolicy(): unknown {
   return { description: 'benchmark: 50 statements', statements };
 }
 
+/** The principal the AWS access key is bound to, as `keyhold aws-credentials create --principal` would bind it. */
+const AWS_PRINCIPAL = 'k8s:bench:api';
+/** Where and for which region `npm start` serves the AWS endpoint: the defaults, which the bench does not change. */
+const AWS_KMS_PATH = String(variableSchema('KEYHOLD_AWS_KMS_PATH').default);
+const AWS_REGION = String(variableSchema('KEYHOLD_AWS_REGION').default);
+const AWS_JSON_HEADERS = { 'content-type': 'application/x-amz-json-1.1', 'x-amz-target': 'TrentService.GenerateDataKey' };
+/** What an AWS SDK sends for `GenerateDataKey` on `alias/bench`, with datakey's encryption context. */
+const AWS_GENERATE_DATA_KEY_BODY = JSON.stringify({ KeyId: `alias/${KEY_NAME}`, KeySpec: 'AES_256', EncryptionContext: CONTEXT });
+
+interface AwsWorkload {
+  /** A `TrentService.GenerateDataKey` request's headers, signed now (valid for 5 minutes), with `host`. */
+  sign(): Promise<Record<string, string>>;
+}
+
+/**
+ * An access key bound to {@link AWS_PRINCIPAL} (issued by the admin), a policy that lets that principal make data
+ * keys of the bench key, and a signer for the server at `url`, which signs as the AWS SDK for JavaScript does:
+ * `@smithy/signature-v4` with its defaults (so `x-amz-content-sha256` too), over host, content type and target.
+ */
+async function awsWorkload(url: string, adminHeaders: Record<string, string>): Promise<AwsWorkload> {
+  const issued = await postJson(`${url}/v1/aws-credentials`, adminHeaders, { name: 'bench', principal: AWS_PRINCIPAL }, 201);
+  const policy = await fetch(`${url}/v1/policies/bench-aws`, {
+    method: 'PUT',
+    headers: adminHeaders,
+    body: JSON.stringify({
+      description: 'benchmark: the AWS workload',
+      statements: [{ sid: 'bench-aws', effect: 'allow', principals: [AWS_PRINCIPAL], actions: ['datakey'], keys: [KEY_NAME] }],
+    }),
+  });
+  if (policy.status !== 201) throw new BenchError(`PUT /v1/policies/bench-aws answered ${policy.status}: ${await policy.text()}`);
+  const endpoint = new URL(url);
+  const signer = new SignatureV4({
+    credentials: { accessKeyId: field(issued, 'accessKeyId'), secretAccessKey: field(issued, 'secretAccessKey') },
+    region: AWS_REGION,
+    service: 'kms',
+    sha256: Hash.bind(null, 'sha256'),
+  });
+  return {
+    async sign() {
+      const signed = await signer.sign(
+        {
+          method: 'POST',
+          protocol: endpoint.protocol,
+          hostname: endpoint.hostname,
+          port: Number(endpoint.port),
+          path: AWS_KMS_PATH,
+          query: {},
+          // The Host header autocannon sends (it keeps one given here rather than adding its own): the signature covers it.
+          headers: { host: endpoint.host, ...AWS_JSON_HEADERS },
+          body: AWS_GENERATE_DATA_KEY_BODY,
+        },
+        { signingDate: new Date() },
+      );
+      return Object.fromEntries(Object.entries(signed.headers).map(([name, value]) => [name.toLowerCase(), value]));
+    },
+  };
+}
+
+/**
+ * One signed GenerateDataKey, checked as an AWS SDK client would use it: a 32-byte Plaintext, and a CiphertextBlob
+ * that the native `POST /v1/decrypt` opens, with the same context, to that same data key.
+ */
+async function checkAwsGenerateDataKey(url: string, workload: AwsWorkload, adminHeaders: Record<string, string>): Promise<void> {
+  // Node's fetch sets the same Host itself, from the URL.
+  const { host: _host, ...headers } = await workload.sign();
+  const response = await fetch(url + AWS_KMS_PATH, { method: 'POST', headers, body: AWS_GENERATE_DATA_KEY_BODY });
+  const text = await response.text();
+  if (response.status !== 200) throw new BenchError(`TrentService.GenerateDataKey answered ${response.status}: ${text}`);
+  const answer = JSON.parse(text) as unknown;
+  const plaintext = Buffer.from(field(answer, 'Plaintext'), 'base64');
+  if (plaintext.length !== 32) throw new BenchError(`GenerateDataKey's Plaintext has ${plaintext.length} bytes, not 32`);
+  const ciphertext = ciphertextOfBlob(Buffer.from(field(answer, 'CiphertextBlob'), 'base64'));
+  const opened = await postJson(`${url}/v1/decrypt`, adminHeaders, { ciphertext, context: CONTEXT }, 200);
+  if (!Buffer.from(field(opened, 'plaintext'), 'base64').equals(plaintext)) {
+    throw new BenchError("the native decrypt of GenerateDataKey's CiphertextBlob did not give back its Plaintext");
+  }
+}
+
 /**
  * Rows of the audit log per Keyhold server, told apart by their replica names. The audit-on server's count must
  * cover every response it gave (each waits for its record), and the audit-off server must have written none: a
@@ -709,7 +808,7 @@ interface KeyholdScenarios {
   checkAuditLog(results: readonly ScenarioResult[]): Promise<void>;
 }
 
-/** Both Keyhold servers, set up and checked, with their five scenarios. They stay up, idle between their rounds. */
+/** Both Keyhold servers, set up and checked, with their six scenarios. They stay up, idle between their rounds. */
 async function startKeyhold(settings: Settings): Promise<KeyholdScenarios> {
   const databaseUrl = await createBenchDatabase(settings.databaseUrl);
   const dataDir = mkdtempSync(join(tmpdir(), 'keyhold-bench-'));
@@ -751,6 +850,8 @@ async function startKeyhold(settings: Settings): Promise<KeyholdScenarios> {
   if (policy.status !== 201) throw new BenchError(`PUT /v1/policies/bench answered ${policy.status}: ${await policy.text()}`);
   const workloadHeaders = { ...JSON_HEADERS, authorization: `Bearer ${workload.token}` };
   await postJson(server.url + path, workloadHeaders, DATAKEY_BODY, 200);
+  const aws = await awsWorkload(server.url, headers);
+  await checkAwsGenerateDataKey(server.url, aws, headers);
 
   // The audit-off server stays idle while the other one is measured, and the other way round.
   const noAuditServer = await startServer('keyhold-no-audit', KEYHOLD_CLI, ['server'], environment('off'), listening, nodeOptions);
@@ -793,6 +894,19 @@ async function startKeyhold(settings: Settings): Promise<KeyholdScenarios> {
     description: `POST ${path} as a Kubernetes service account (RS256 JWT) under a ${K8S_POLICY_STATEMENTS}-statement policy`,
     headers: workloadHeaders,
   };
+  const awsGenerateDataKey: Scenario = {
+    name: 'aws-generate-data-key',
+    description:
+      `POST ${AWS_KMS_PATH} TrentService.GenerateDataKey of alias/${KEY_NAME} (AES_256, the same context), SigV4-signed ` +
+      `with an access key bound to ${AWS_PRINCIPAL}, audited; signed afresh before each run and replayed within it`,
+    url: server.url,
+    path: AWS_KMS_PATH,
+    headers: {},
+    freshHeaders: () => aws.sign(),
+    body: AWS_GENERATE_DATA_KEY_BODY,
+    server,
+    databaseUrl,
+  };
   const decrypt: Scenario = {
     name: 'decrypt',
     description: 'POST /v1/decrypt of one datakey ciphertext with its context, audited',
@@ -812,7 +926,7 @@ async function startKeyhold(settings: Settings): Promise<KeyholdScenarios> {
   };
   const unauditedScenarios = [noAuditDatakey, noAuditDecrypt];
   return {
-    scenarios: [noAuditDatakey, adminDatakey, workloadDatakey, noAuditDecrypt, decrypt],
+    scenarios: [noAuditDatakey, adminDatakey, workloadDatakey, awsGenerateDataKey, noAuditDecrypt, decrypt],
     async checkAuditLog(results) {
       const records = await auditedRecords(databaseUrl);
       const isUnaudited = (result: ScenarioResult): boolean =>
