@@ -15,6 +15,7 @@ import { registerRequestMetrics, type HttpMetrics } from './http/plugins/request
 import { SHARED_SCHEMAS } from './http/schemas/components.js';
 import { auditRoutes } from './http/routes/audit.js';
 import { awsKmsRoutes } from './http/routes/aws-kms.js';
+import { sendAwsError } from './http/plugins/aws-json.js';
 import { batchRoutes } from './http/routes/batch.js';
 import { cryptoRoutes } from './http/routes/crypto.js';
 import { eventRoutes } from './http/routes/events.js';
@@ -69,7 +70,7 @@ export function createLogger(config: Config, stream?: DestinationStream): Logger
  * A fastify instance with what every listener of the API shares: limits, request ids, problem answers, request
  * metrics, the audit hook and the JSON body parser. Routes come after.
  */
-function createServer(services: Services, options: AppOptions) {
+function createServer(services: Services, options: AppOptions, errorFormat: 'problem' | 'aws-json' = 'problem') {
   const clock = options.clock ?? systemClock;
   const { logger } = options;
   const tlsOptions = options.tls;
@@ -118,7 +119,9 @@ function createServer(services: Services, options: AppOptions) {
     app.server.keepAliveTimeout = 1;
   });
 
-  registerProblemHandlers(app);
+  // On the AWS endpoint's own port only AWS clients call: errors outside its route are in AWS's shape too.
+  if (errorFormat === 'problem') registerProblemHandlers(app);
+  else registerProblemHandlers(app, sendAwsError);
   // Before any route: each route gets its observer as it is registered.
   if (options.metrics !== undefined) registerRequestMetrics(app, options.metrics);
   if (services.auditWriter !== undefined) registerAuditHook(app, services.auditWriter, clock);
@@ -201,7 +204,7 @@ export async function buildApp(services: Services, options: AppOptions): Promise
  */
 export async function buildAwsKmsApp(services: Services, options: AppOptions): Promise<FastifyInstance> {
   if (services.awsKms === undefined) throw new Error('The AWS KMS endpoint is off');
-  const app = createServer(services, options);
+  const app = createServer(services, options, 'aws-json');
   await app.register(awsKmsRoutes({ awsKms: services.awsKms, policyStore: services.policyStore }, '/'));
   return app;
 }

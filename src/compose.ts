@@ -287,7 +287,12 @@ export async function openKeyholdApp(config: Config, deps: KeyholdAppDeps = {}):
   try {
     const options = { logger, clock, tls, metrics: metrics?.http, awsKmsPath: config.awsKms?.path };
     app = await buildApp(keyhold.services, options);
-    if (config.awsKms?.port !== undefined) awsKms = await buildAwsKmsApp(keyhold.services, options);
+    try {
+      if (config.awsKms?.port !== undefined) awsKms = await buildAwsKmsApp(keyhold.services, options);
+    } catch (error) {
+      await app.close();
+      throw error;
+    }
   } catch (error) {
     await keyhold.close();
     throw error;

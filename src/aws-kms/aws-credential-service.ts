@@ -23,6 +23,11 @@ const ACCESS_KEY_RANDOM_BYTES = 10;
 const SECRET_BYTES = 30;
 const BASE32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
 const MAX_CACHED_CREDENTIALS = 10_000;
+/**
+ * Lookups that found no live key, kept apart and fewer: anyone can send well-formed made-up ids before any signature
+ * is checked, and those must never push live keys out of the cache.
+ */
+const MAX_CACHED_MISSES = 1_000;
 
 /** An access key as issued: the record and its secret, which is shown this once and never again. */
 export interface IssuedAwsCredential extends AwsCredentialRecord {
@@ -81,8 +86,9 @@ export class AwsCredentialService implements SigningCredentialSource {
   readonly #authorizer: Authorizer;
   readonly #clock: Clock;
   readonly #cacheTtlMs: number;
-  /** Lookups by access key id, found or not, each trusted for the cache TTL. */
+  /** Lookups by access key id, each trusted for the cache TTL: those that found a live key, and those that did not. */
   readonly #cache = new Map<string, CacheEntry>();
+  readonly #misses = new Map<string, CacheEntry>();
   /** Lookups under way, so concurrent requests signed with one key read the store once. */
   readonly #inflight = new Map<string, Promise<CacheEntry>>();
   /** Lookups answered from memory and those that went to the store. */
@@ -163,12 +169,15 @@ export class AwsCredentialService implements SigningCredentialSource {
   signingCredential(accessKeyId: string): SigningCredential | undefined | Promise<SigningCredential | undefined> {
     if (!ACCESS_KEY_ID.test(accessKeyId)) return undefined;
     const now = this.#clock.now().getTime();
-    const cached = this.#cache.get(accessKeyId);
+    const cached = this.#cache.get(accessKeyId) ?? this.#misses.get(accessKeyId);
     if (cached !== undefined && cached.trustedUntil > now) {
       this.cacheStats.hits += 1;
       return isLive(cached, now) ? cached.credential : undefined;
     }
-    if (cached !== undefined) this.#cache.delete(accessKeyId);
+    if (cached !== undefined) {
+      this.#cache.delete(accessKeyId);
+      this.#misses.delete(accessKeyId);
+    }
     this.cacheStats.misses += 1;
     let load = this.#inflight.get(accessKeyId);
     if (load === undefined) {
@@ -185,6 +194,7 @@ export class AwsCredentialService implements SigningCredentialSource {
   forget(accessKeyId: string): void {
     this.#revocations += 1;
     this.#cache.delete(accessKeyId);
+    this.#misses.delete(accessKeyId);
     this.#inflight.delete(accessKeyId);
   }
 
@@ -192,6 +202,7 @@ export class AwsCredentialService implements SigningCredentialSource {
   forgetAll(): void {
     this.#revocations += 1;
     this.#cache.clear();
+    this.#misses.clear();
     this.#inflight.clear();
   }
 
@@ -234,10 +245,11 @@ export class AwsCredentialService implements SigningCredentialSource {
   }
 
   #remember(accessKeyId: string, entry: CacheEntry): void {
-    if (this.#cache.size >= MAX_CACHED_CREDENTIALS && !this.#cache.has(accessKeyId)) {
-      const oldest = this.#cache.keys().next();
-      if (!oldest.done) this.#cache.delete(oldest.value);
+    const [cache, limit] = entry.credential === undefined ? [this.#misses, MAX_CACHED_MISSES] : [this.#cache, MAX_CACHED_CREDENTIALS];
+    if (cache.size >= limit && !cache.has(accessKeyId)) {
+      const oldest = cache.keys().next();
+      if (!oldest.done) cache.delete(oldest.value);
     }
-    this.#cache.set(accessKeyId, entry);
+    cache.set(accessKeyId, entry);
   }
 }

@@ -6,6 +6,7 @@ import { KeyholdError, type ErrorCode } from '../errors.js';
  */
 export const AWS_EXCEPTIONS = {
   AccessDeniedException: 400,
+  AlreadyExistsException: 400,
   DisabledException: 400,
   IncorrectKeyException: 400,
   IncompleteSignatureException: 400,
@@ -60,7 +61,7 @@ const BY_CODE: Partial<Record<ErrorCode, AwsExceptionName>> = {
   KH_ERR_FORBIDDEN: 'AccessDeniedException',
   KH_ERR_KEY_NOT_FOUND: 'NotFoundException',
   KH_ERR_KEY_VERSION_NOT_FOUND: 'NotFoundException',
-  KH_ERR_KEY_EXISTS: 'ValidationException',
+  KH_ERR_KEY_EXISTS: 'AlreadyExistsException',
   KH_ERR_KEY_DISABLED: 'DisabledException',
   // AWS has no disabled or destroyed key version; a ciphertext under one fails as an unusable key would.
   KH_ERR_KEY_VERSION_DISABLED: 'KMSInvalidStateException',
@@ -71,6 +72,8 @@ const BY_CODE: Partial<Record<ErrorCode, AwsExceptionName>> = {
   KH_ERR_ILLEGAL_TRANSITION: 'KMSInvalidStateException',
   KH_ERR_PAYLOAD_TOO_LARGE: 'ValidationException',
   KH_ERR_UNSUPPORTED_MEDIA_TYPE: 'SerializationException',
+  KH_ERR_ROUTE_NOT_FOUND: 'UnknownOperationException',
+  KH_ERR_THROTTLED: 'ThrottlingException',
   // The store or the audit log did not answer in time: AWS's word for a dependency that timed out, which SDKs retry.
   KH_ERR_UNAVAILABLE: 'DependencyTimeoutException',
   KH_ERR_INTERNAL: 'KMSInternalException',

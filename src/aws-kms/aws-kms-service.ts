@@ -8,6 +8,7 @@ import type { KeyRecord } from '../keys/key-record.js';
 import type { KeyService } from '../keys/key-service.js';
 import { MAX_PENDING_WINDOW_DAYS, MIN_PENDING_WINDOW_DAYS } from '../keys/lifecycle.js';
 import type { Authorizer } from '../policy/authorizer.js';
+import type { Action } from '../context/actions.js';
 import type { Principal } from '../context/principal.js';
 import { AwsKmsError } from './aws-errors.js';
 import type { RequestQuota } from './request-quota.js';
@@ -176,14 +177,14 @@ export class AwsKmsService {
       throw new ValidationError('Specify either KeySpec or NumberOfBytes, but not both');
     }
     const bytes = request.NumberOfBytes ?? KEY_SPEC_BYTES[request.KeySpec ?? 'AES_256'];
-    const name = await this.#nameOf(caller, request.KeyId);
+    const name = await this.#nameOf(caller, request.KeyId, 'datakey');
     const result = await this.#envelope.generateDataKey(caller, name, { context: request.EncryptionContext, bytes, includePlaintext });
     const answer = { CiphertextBlob: blobOfCiphertext(result.ciphertext), KeyId: this.keyArn(result.keyId) };
     return result.plaintext === undefined ? answer : { ...answer, Plaintext: result.plaintext };
   }
 
   async encrypt(caller: Caller, request: EncryptRequest): Promise<{ CiphertextBlob: Buffer; KeyId: string; EncryptionAlgorithm: string }> {
-    const name = await this.#nameOf(caller, request.KeyId);
+    const name = await this.#nameOf(caller, request.KeyId, 'encrypt');
     const result = await this.#envelope.encrypt(caller, name, { plaintext: request.Plaintext, context: request.EncryptionContext });
     return { CiphertextBlob: blobOfCiphertext(result.ciphertext), KeyId: this.keyArn(result.keyId), EncryptionAlgorithm: SYMMETRIC_DEFAULT };
   }
@@ -201,7 +202,7 @@ export class AwsKmsService {
   ): Promise<{ CiphertextBlob: Buffer; SourceKeyId: string; KeyId: string; SourceEncryptionAlgorithm: string; DestinationEncryptionAlgorithm: string }> {
     const ciphertext = ciphertextOfBlob(request.CiphertextBlob);
     if (request.SourceKeyId !== undefined) await this.#checkCiphertextKey(caller, ciphertext, request.SourceKeyId);
-    const destination = await this.#nameOf(caller, request.DestinationKeyId);
+    const destination = await this.#nameOf(caller, request.DestinationKeyId, 'rewrap');
     const sourceKeyId = parseCiphertext(ciphertext).keyId;
     const result = await this.#envelope.rewrap(caller, destination, {
       ciphertext,
@@ -219,7 +220,7 @@ export class AwsKmsService {
   }
 
   async describeKey(caller: Caller, request: KeyIdRequest): Promise<{ KeyMetadata: KeyMetadata }> {
-    return { KeyMetadata: this.#metadataOf(await this.#keys.get(caller, await this.#nameOf(caller, request.KeyId))) };
+    return { KeyMetadata: this.#metadataOf(await this.#keys.get(caller, await this.#nameOf(caller, request.KeyId, 'keys:read'))) };
   }
 
   async listKeys(caller: Caller, request: PageRequest): Promise<{ Keys: { KeyId: string; KeyArn: string }[]; Truncated: boolean; NextMarker?: string }> {
@@ -243,7 +244,7 @@ export class AwsKmsService {
     });
     if (request.KeyId !== undefined) {
       if (request.Marker !== undefined) throw new AwsKmsError('InvalidMarkerException', 'KH_ERR_VALIDATION', 'The marker is not valid');
-      const key = await this.#keys.get(caller, await this.#nameOf(caller, request.KeyId));
+      const key = await this.#keys.get(caller, await this.#nameOf(caller, request.KeyId, 'keys:read'));
       return { Aliases: key.state === 'destroyed' ? [] : [alias(key)], Truncated: false };
     }
     const page = await this.#page(caller, request);
@@ -273,12 +274,12 @@ export class AwsKmsService {
     if (!Number.isInteger(days) || days < MIN_ROTATION_DAYS || days > MAX_ROTATION_DAYS) {
       throw new ValidationError(`RotationPeriodInDays must be between ${MIN_ROTATION_DAYS} and ${MAX_ROTATION_DAYS}`);
     }
-    await this.#keys.update(caller, await this.#nameOf(caller, request.KeyId), { rotationPeriodSeconds: days * DAY_SECONDS });
+    await this.#keys.update(caller, await this.#nameOf(caller, request.KeyId, 'keys:update'), { rotationPeriodSeconds: days * DAY_SECONDS });
     return {};
   }
 
   async disableKeyRotation(caller: Caller, request: KeyIdRequest): Promise<Record<string, never>> {
-    await this.#keys.update(caller, await this.#nameOf(caller, request.KeyId), { rotationPeriodSeconds: 0 });
+    await this.#keys.update(caller, await this.#nameOf(caller, request.KeyId, 'keys:update'), { rotationPeriodSeconds: 0 });
     return {};
   }
 
@@ -286,7 +287,7 @@ export class AwsKmsService {
     caller: Caller,
     request: KeyIdRequest,
   ): Promise<{ KeyRotationEnabled: boolean; KeyId: string; RotationPeriodInDays?: number; NextRotationDate?: number }> {
-    const key = this.#live(await this.#keys.get(caller, await this.#nameOf(caller, request.KeyId)));
+    const key = this.#live(await this.#keys.get(caller, await this.#nameOf(caller, request.KeyId, 'keys:read')));
     const period = key.rotationPeriodSeconds;
     if (period === null) return { KeyRotationEnabled: false, KeyId: this.keyArn(key.id) };
     return {
@@ -299,12 +300,12 @@ export class AwsKmsService {
   }
 
   async enableKey(caller: Caller, request: KeyIdRequest): Promise<Record<string, never>> {
-    await this.#keys.enable(caller, await this.#nameOf(caller, request.KeyId));
+    await this.#keys.enable(caller, await this.#nameOf(caller, request.KeyId, 'keys:enable'));
     return {};
   }
 
   async disableKey(caller: Caller, request: KeyIdRequest): Promise<Record<string, never>> {
-    await this.#keys.disable(caller, await this.#nameOf(caller, request.KeyId));
+    await this.#keys.disable(caller, await this.#nameOf(caller, request.KeyId, 'keys:disable'));
     return {};
   }
 
@@ -316,13 +317,13 @@ export class AwsKmsService {
     if (!Number.isInteger(days) || days < MIN_PENDING_WINDOW_DAYS || days > MAX_PENDING_WINDOW_DAYS) {
       throw new ValidationError(`PendingWindowInDays must be between ${MIN_PENDING_WINDOW_DAYS} and ${MAX_PENDING_WINDOW_DAYS}`);
     }
-    const key = await this.#keys.scheduleDeletion(caller, await this.#nameOf(caller, request.KeyId), days);
+    const key = await this.#keys.scheduleDeletion(caller, await this.#nameOf(caller, request.KeyId, 'keys:delete'), days);
     if (key.deletionDate === null) throw new KeyholdError('KH_ERR_INTERNAL');
     return { KeyId: this.keyArn(key.id), DeletionDate: seconds(key.deletionDate), KeyState: 'PendingDeletion', PendingWindowInDays: days };
   }
 
   async cancelKeyDeletion(caller: Caller, request: KeyIdRequest): Promise<{ KeyId: string }> {
-    const key = await this.#keys.cancelDeletion(caller, await this.#nameOf(caller, request.KeyId));
+    const key = await this.#keys.cancelDeletion(caller, await this.#nameOf(caller, request.KeyId, 'keys:delete'));
     return { KeyId: this.keyArn(key.id) };
   }
 
@@ -349,22 +350,28 @@ export class AwsKmsService {
     }
   }
 
-  /** The Keyhold key name a KeyId stands for. */
-  async #nameOf(caller: Caller, keyId: string): Promise<string> {
+  /** The Keyhold key name a KeyId stands for, to do `action` on it. */
+  async #nameOf(caller: Caller, keyId: string, action: Action): Promise<string> {
     const reference = this.#parseKeyId(keyId);
     if (reference.name !== undefined) return reference.name;
-    return (await this.#keyById(caller, reference.id, keyId)).name;
+    return (await this.#keyById(caller, reference.id, keyId, action)).name;
   }
 
   /**
-   * A key by id, for a caller that may use it in some way. A key the caller may never use answers as one that does
-   * not exist: a caller learns nothing about keys it may not read, as with a ciphertext of such a key.
+   * A key by id, for a caller that may do `action` on it or use it in some way. Any other key answers as one that
+   * does not exist: a caller learns nothing about keys it may not use, as with a ciphertext of such a key. A caller
+   * that may do `action` on no key at all is answered so before the key is looked up, so made-up or foreign ids cost
+   * it no load, as on the native decrypt path.
    */
-  async #keyById(caller: Caller, id: string, asked: string): Promise<KeyRecord> {
+  async #keyById(caller: Caller, id: string, asked: string, action: Action): Promise<KeyRecord> {
+    const { principal } = caller;
+    if (!this.#authorizer.maySomeKeyBeAllowed(principal, action)) throw notFound(`Key '${asked}' does not exist`);
     const key = (await this.#lookup.getById(id))?.key;
-    if (key === undefined || key.state === 'destroyed' || !this.#authorizer.mayEverUseKey(caller.principal, key.name)) {
-      throw notFound(`Key '${asked}' does not exist`);
-    }
+    const visible =
+      key !== undefined &&
+      key.state !== 'destroyed' &&
+      (this.#authorizer.mayEverUseKey(principal, key.name) || this.#authorizer.isAllowed(principal, action, { keyName: key.name }));
+    if (!visible) throw notFound(`Key '${asked}' does not exist`);
     return key;
   }
 
@@ -376,7 +383,7 @@ export class AwsKmsService {
     const reference = this.#parseKeyId(keyId);
     let expected: string;
     if (reference.id !== undefined) {
-      expected = (await this.#keyById(caller, reference.id, keyId)).id;
+      expected = (await this.#keyById(caller, reference.id, keyId, 'decrypt')).id;
     } else {
       const key = this.#authorizer.mayEverUseKey(caller.principal, reference.name) ? (await this.#lookup.getByName(reference.name))?.key : undefined;
       if (key === undefined || key.state === 'destroyed') throw notFound(`Alias '${this.aliasArn(reference.name)}' is not found.`);

@@ -6,9 +6,10 @@ import type { BoundPrincipal } from './aws-credential-repository.js';
 
 /**
  * Attributes a key does not inherit from its caller: those of one pod, which do not outlive it as the key does, and
- * the access key a SigV4 caller signed with, which names that key and not the new one.
+ * the credential the caller presented (an API token's id, the access key a SigV4 caller signed with), which names
+ * that credential and not the new key: records and policies must never take the key for a token that may be revoked.
  */
-const NOT_BOUND_ATTRIBUTES: ReadonlySet<string> = new Set(['podName', 'podUid', 'accessKeyId']);
+const NOT_BOUND_ATTRIBUTES: ReadonlySet<string> = new Set(['podName', 'podUid', 'tokenId', 'accessKeyId']);
 
 /** As API token names are (http/schemas/tokens.ts): the `NAME` of a `token:NAME` principal. */
 const TOKEN_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;

@@ -35,8 +35,10 @@ const ACCESS_KEY_ID = /^[A-Z0-9]{16,128}$/;
 const SIGNATURE = /^[0-9a-f]{64}$/;
 const SIGNED_HEADER = /^[a-z0-9!#$%&'*+.^_`|~-]+$/;
 /**
- * Headers a verifiable request must sign: the host (so a request cannot be replayed to another endpoint), its time,
- * and the operation, which the body does not name: unsigned, `DisableKey` could be turned into `ScheduleKeyDeletion`.
+ * Headers a verifiable request must sign: the host, its time, and the operation, which the body does not name:
+ * unsigned, `DisableKey` could be turned into `ScheduleKeyDeletion`. The host is signed as the client named it and not
+ * compared with any name of ours: as against AWS, a request may be replayed within the window to any replica that
+ * shares the store.
  */
 const REQUIRED_SIGNED_HEADERS = ['host', 'x-amz-date', 'x-amz-target'] as const;
 /** Longer than any header an AWS SDK sends; refused before any parsing. */

@@ -122,6 +122,12 @@ describe.skipIf(!hasAwsCli && !hasBoto3)('AWS clients nobody here wrote, against
     expect(disabled.stderr).toContain('DisabledException');
   }, 60_000);
 
+  it('answers anything but the endpoint on its own port in AWS shape, not as a Keyhold problem', async () => {
+    const response = await fetch(`${endpoint}v1/keys`);
+    expect(response.status).toBe(400);
+    expect(await response.json()).toMatchObject({ __type: 'UnknownOperationException' });
+  });
+
   it.skipIf(!hasBoto3)('boto3 generates, encrypts, decrypts and lists, and raises DisabledException', async () => {
     const script = readFileSync(fileURLToPath(new URL('./aws-clients.boto3.py', import.meta.url)), 'utf8');
     const { stdout } = await run(SYSTEM_PYTHON, ['-c', script, endpoint], { env: clientEnv });

@@ -49,8 +49,8 @@ export function auditEventOf(
     replicaId,
     principalId: caller?.principal.id ?? null,
     principalType: caller?.principal.type ?? null,
-    // The API token, or the AWS access key that signed the request.
-    tokenId: attributes?.tokenId ?? attributes?.accessKeyId ?? null,
+    // The AWS access key that signed the request, or the API token presented.
+    tokenId: attributes?.accessKeyId ?? attributes?.tokenId ?? null,
     sourceAddress: request.ip ?? null,
     method: request.method,
     route: auditedAs?.route ?? route ?? null,

@@ -26,7 +26,9 @@ export function awsErrorOf(error: unknown, requestId: string): AwsErrorAnswer & 
   const problem = problemOf(error, requestId);
   const type = error instanceof AwsKmsError ? error.awsType : awsExceptionOf(problem.code);
   const status = AWS_EXCEPTIONS[type];
-  const message = status >= 500 ? problem.title : problem.detail;
+  // The problem's own text names application/json, the native API's media type.
+  const message =
+    status >= 500 ? problem.title : problem.code === 'KH_ERR_UNSUPPORTED_MEDIA_TYPE' ? `The request body must be ${AWS_JSON_CONTENT_TYPE}` : problem.detail;
   return { status, type, code: problem.code, body: JSON.stringify({ __type: type, message }) };
 }
 

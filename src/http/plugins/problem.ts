@@ -79,14 +79,18 @@ export function sendProblem(error: unknown, request: FastifyRequest, reply: Fast
 }
 
 /**
- * Replaces fastify's default handlers, which echo `err.message` for 5xx, with RFC 9457 problems. Every 5xx is
- * logged with its request id; its detail never reaches the caller.
+ * Replaces fastify's default handlers, which echo `err.message` for 5xx, with RFC 9457 problems, or with what `send`
+ * writes (the AWS endpoint's own port answers in AWS's shape). Every 5xx is logged with its request id; its detail
+ * never reaches the caller.
  */
-export function registerProblemHandlers(app: FastifyInstance): void {
+export function registerProblemHandlers(
+  app: FastifyInstance,
+  send: (error: unknown, request: FastifyRequest, reply: FastifyReply) => FastifyReply = sendProblem,
+): void {
   app.decorateRequest('answeredProblem', undefined);
-  app.setErrorHandler((error, request, reply) => sendProblem(error, request, reply));
+  app.setErrorHandler((error, request, reply) => send(error, request, reply));
   app.setNotFoundHandler((request, reply) => {
     const path = (request.url.split('?')[0] ?? '').slice(0, 200);
-    return sendProblem(new KeyholdError('KH_ERR_ROUTE_NOT_FOUND', `No route for ${request.method} ${path}`), request, reply);
+    return send(new KeyholdError('KH_ERR_ROUTE_NOT_FOUND', `No route for ${request.method} ${path}`), request, reply);
   });
 }

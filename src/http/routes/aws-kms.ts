@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
+import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import type { Static, TObject } from '@sinclair/typebox';
 import { AwsKmsError } from '../../aws-kms/aws-errors.js';
@@ -112,7 +112,7 @@ export function awsKmsRoutes(services: AwsKmsRouteServices, path: string): Fasti
     app.addContentTypeParser([AWS_JSON_CONTENT_TYPE, 'application/x-amz-json-1.0'], { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
     app.setErrorHandler((error, request, reply) => sendAwsError(error, request, reply));
 
-    app.post(path, { config: { signedBody: true, awsJsonErrors: true }, schema: { hide: true } }, async (request, reply) => {
+    const handle = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
       const target = request.headers['x-amz-target'];
       const name = typeof target === 'string' && target.startsWith(TARGET_PREFIX) ? target.slice(TARGET_PREFIX.length) : undefined;
       const op = name === undefined || !Object.hasOwn(OPERATIONS, name) ? undefined : OPERATIONS[name];
@@ -147,6 +147,10 @@ export function awsKmsRoutes(services: AwsKmsRouteServices, path: string): Fasti
       await services.policyStore.ensureFresh();
       const output = await op.run(services.awsKms, request.caller, input);
       return reply.header('content-type', AWS_JSON_CONTENT_TYPE).header('x-amzn-requestid', request.id).send(serialize(output));
-    });
+    };
+    const options = { config: { signedBody: true, awsJsonErrors: true }, schema: { hide: true } };
+    app.post(path, options, handle);
+    // boto3 keeps an endpoint's path as given, so `…/aws-kms` (no slash) must answer too; the signature is over it.
+    if (path.length > 1) app.post(path.slice(0, -1), options, handle);
   };
 }

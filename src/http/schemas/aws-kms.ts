@@ -1,6 +1,7 @@
 import { Type, type TSchema } from '@sinclair/typebox';
 import { MAX_CONTEXT_PAIRS } from '../../crypto/encryption-context.js';
 import { MAX_ENCRYPT_PLAINTEXT_BYTES } from '../../keys/envelope-service.js';
+import { Description } from './keys.js';
 
 /**
  * The inputs of the AWS KMS operations the endpoint serves, as the AWS JSON 1.1 protocol sends them: members in
@@ -15,7 +16,8 @@ function blob(minBytes: number, maxBytes: number) {
 }
 
 const KeyId = Type.String({ minLength: 1, maxLength: 2048 });
-const EncryptionContext = Type.Record(Type.String({ minLength: 1 }), Type.String(), { maxProperties: MAX_CONTEXT_PAIRS });
+/** As the native API's (common.ts), so a ciphertext made here always decrypts there. */
+const EncryptionContext = Type.Record(Type.String({ minLength: 1, maxLength: 1024 }), Type.String({ maxLength: 8192 }), { maxProperties: MAX_CONTEXT_PAIRS });
 const GrantTokens = Type.Array(Type.String({ minLength: 1, maxLength: 8192 }), { maxItems: 10 });
 const SymmetricDefault = Type.Literal('SYMMETRIC_DEFAULT');
 /** A Keyhold ciphertext of the largest plaintext Encrypt takes, with room to spare; AWS's bound is 6144 bytes. */
@@ -67,7 +69,7 @@ export const ListKeysInput = operation({ Limit: Type.Optional(Limit), Marker: Ty
 export const ListAliasesInput = operation({ KeyId: Type.Optional(KeyId), Limit: Type.Optional(Limit), Marker: Type.Optional(Marker) });
 
 export const CreateKeyInput = operation({
-  Description: Type.Optional(Type.String({ maxLength: 8192 })),
+  Description: Type.Optional(Description),
   KeyUsage: Type.Optional(Type.String()),
   KeySpec: Type.Optional(Type.String()),
   CustomerMasterKeySpec: Type.Optional(Type.String()),

@@ -74,7 +74,8 @@ export const Key = Type.Object(
 /** Routes refer to shared schemas by id, so `openapi.yaml` lists each once under components. */
 export const KeyRef = Type.Unsafe<KeyRecord>(Type.Ref('Key'));
 
-const Description = Type.String({ maxLength: 1024, pattern: NO_NUL });
+/** A key's description, on the native API and through the AWS endpoint's CreateKey. */
+export const Description = Type.String({ maxLength: 1024, pattern: NO_NUL });
 
 const RotationPeriod = Type.Union([Type.Integer({ minimum: 0 }), Type.Null()], {
   description: 'Seconds between scheduled rotations: 0 or null turns it off, otherwise at least 3600.',

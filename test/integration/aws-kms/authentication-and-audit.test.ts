@@ -95,6 +95,19 @@ describeEachDatabase('the AWS KMS endpoint: who may sign, and what the audit log
     ]);
   });
 
+  it("names the access key in the record, never the token of the caller that created it, whose revocation it outlives", async () => {
+    const { t } = server;
+    const token = await t.call('POST', '/v1/tokens', { name: 'ci' });
+    await allow(t, 'ci', ['token:ci'], ['aws-credentials:write', 'datakey'], ['*']);
+    const created = await t.call('POST', '/v1/aws-credentials', { name: 'ci-key' }, token.body.token);
+    expect(created.status, created.text).toBe(201);
+    const own = { accessKeyId: created.body.accessKeyId, secretAccessKey: created.body.secretAccessKey };
+    expect((await t.call('DELETE', `/v1/tokens/${token.body.id}`)).status).toBe(204);
+    await dataKey(own);
+    const record = (await auditRecords(t)).filter((r) => r.route === 'aws-kms:GenerateDataKey').at(-1);
+    expect(record).toMatchObject({ principalId: 'token:ci', tokenId: own.accessKeyId });
+  });
+
   it('audits a refused signature with its reason, and never logs or records a secret or a data key', async () => {
     const { t } = server;
     const issued = await dataKey(payments);

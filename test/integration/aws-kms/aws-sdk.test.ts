@@ -189,6 +189,13 @@ describeEachDatabase('the AWS KMS endpoint, driven by @aws-sdk/client-kms', (kin
     await kms.send(new CancelKeyDeletionCommand({ KeyId: id }));
     expect((await kms.send(new DescribeKeyCommand({ KeyId: id }))).KeyMetadata?.KeyState).toBe('Disabled');
 
+    // An operator granted only keys:disable finds the key by its ARN (it may act on it), and no other key.
+    await allow(server.t, 'operator', ['k8s:ops:operator'], ['keys:disable'], ['payments-*']);
+    const operator = kmsClient(server.endpoint, await issueAwsCredential(server.t, 'operator', 'k8s:ops:operator'));
+    await operator.send(new DisableKeyCommand({ KeyId: `${REGION_ARN}:key/${id}` }));
+    expect(await rejection(operator.send(new DisableKeyCommand({ KeyId: paymentsKeyId })))).toBeInstanceOf(NotFoundException);
+    operator.destroy();
+
     // CreateKey is refused under a name the policy does not cover, and for what Keyhold keys are not.
     expectCommonError(await rejection(kms.send(new CreateKeyCommand({ Tags: [{ TagKey: 'keyhold:name', TagValue: 'orders-2' }] }))), 'AccessDeniedException');
     expect((await rejection(kms.send(new CreateKeyCommand({ KeySpec: 'RSA_2048', Tags: [{ TagKey: 'keyhold:name', TagValue: 'payments-rsa' }] })))).name).toBe('UnsupportedOperationException');

@@ -28,7 +28,7 @@ describeEachDatabase('the AWS KMS endpoint on the wire: bad requests get a clear
     const ok = await signedFetch(server.endpoint, credential, 'TrentService.GenerateDataKey', DATA_KEY);
     expect(ok.status).toBe(200);
     expect(ok.headers.get('content-type')).toMatch(/^application\/x-amz-json-1\.1(;|$)/);
-    expect(Object.keys(await ok.json()).sort()).toEqual(['CiphertextBlob', 'KeyId', 'Plaintext']);
+    expect(Object.keys((await ok.json()) as object).sort()).toEqual(['CiphertextBlob', 'KeyId', 'Plaintext']);
     const unsigned = await fetch(server.endpoint, {
       method: 'POST',
       headers: { 'content-type': 'application/x-amz-json-1.1', 'x-amz-target': 'TrentService.GenerateDataKey' },
@@ -50,6 +50,19 @@ describeEachDatabase('the AWS KMS endpoint on the wire: bad requests get a clear
     expect(await awsAnswer(asJson)).toMatchObject({ status: 400, type: 'SerializationException' });
     const badMember = await signedFetch(server.endpoint, credential, 'TrentService.GenerateDataKey', JSON.stringify({ KeyId: 'alias/wire', KeySpec: 'AES_512' }));
     expect(await awsAnswer(badMember)).toMatchObject({ status: 400, type: 'ValidationException', message: expect.stringContaining("'KeySpec'") });
+  });
+
+  it('answers at the path without its trailing slash too (boto3 keeps an endpoint path as given)', async () => {
+    const ok = await signedFetch(server.endpoint.replace(/\/$/, ''), credential, 'TrentService.GenerateDataKey', DATA_KEY);
+    expect(ok.status).toBe(200);
+  });
+
+  it('refuses a CreateKey description the native API would refuse (NUL, over 1024 characters) as ValidationException', async () => {
+    await allow(server.t, 'creator', ['k8s:wire:client'], ['keys:create'], ['*']);
+    for (const Description of ['a\u0000b', 'x'.repeat(1025)]) {
+      const answer = await awsAnswer(await signedFetch(server.endpoint, credential, 'TrentService.CreateKey', JSON.stringify({ Description })));
+      expect(answer).toMatchObject({ status: 400, type: 'ValidationException' });
+    }
   });
 
   it('refuses a request signed 20 minutes ago, and answers with the Date an SDK corrects its clock from', async () => {

@@ -73,7 +73,7 @@ describe('SigV4Verifier', () => {
     await expect(verifierWith(clock()).verify(await signed())).resolves.toBe(PRINCIPAL);
   });
 
-  it('accepts a query string, an x-amz-content-sha256 header and a signed User-Agent', async () => {
+  it('accepts a query string, and an x-amz-content-sha256 header only when it is the hash of the body', async () => {
     const request = await signed({ query: { a: 'b c', z: '1' }, headers: { 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' } });
     // The client signed its own claim about the body; the verifier hashes the body it got, so a claim that is not
     // the body's hash fails, and one that is passes.
@@ -81,6 +81,23 @@ describe('SigV4Verifier', () => {
     const body = '{"KeyId":"alias/payments","KeySpec":"AES_256"}';
     const honest = await signed({ query: { a: 'b c' }, headers: { 'x-amz-content-sha256': createHash('sha256').update(body).digest('hex') } });
     await expect(verifierWith(clock()).verify(honest)).resolves.toBe(PRINCIPAL);
+  });
+
+  it('verifies a User-Agent the client chose to sign, though signers leave it out by default', async () => {
+    const request = await signed({ headers: { 'user-agent': 'aws-cli/2.9.19' } });
+    // The library leaves User-Agent out unless told; sign it as a client that lists it would.
+    const withAgent = await (async () => {
+      const signer = new SignatureV4({ credentials: { accessKeyId: ACCESS_KEY_ID, secretAccessKey: SECRET }, region: 'us-east-1', service: 'kms', sha256: Hash.bind(null, 'sha256') });
+      const out = await signer.sign(
+        { method: 'POST', protocol: 'http:', hostname: 'keyhold.test', path: '/aws-kms/', query: {}, headers: { ...request.headers, authorization: undefined as unknown as string }, body: request.body.toString() },
+        { signingDate: new Date(NOW), signableHeaders: new Set(['user-agent']) },
+      );
+      return { ...request, headers: { ...request.headers, authorization: (out.headers as Record<string, string>).authorization } };
+    })();
+    expect(withAgent.headers.authorization).toContain('user-agent');
+    await expect(verifierWith(clock()).verify(withAgent)).resolves.toBe(PRINCIPAL);
+    const changedAgent = { ...withAgent, headers: { ...withAgent.headers, 'user-agent': 'other/1.0' } };
+    expect((await refusal(verifierWith(clock()), changedAgent)).type).toBe('InvalidSignatureException');
   });
 
   it('refuses a changed body, a wrong secret and a rewritten Host as InvalidSignatureException', async () => {
