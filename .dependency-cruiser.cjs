@@ -58,6 +58,8 @@ const packageHomes = [
   { name: 'der-parser', packages: 'node-forge', home: ['identity'] },
   { name: 'metrics-library', packages: 'prom-client', home: ['metrics'] },
   { name: 'grpc', packages: '@grpc/[^/]+', home: ['kms-plugin'] },
+  // The PKCS#11 addon, an optional dependency: only the root-key provider loads it, lazily.
+  { name: 'pkcs11-addon', packages: 'pkcs11js', home: ['root-keys'] },
 ];
 
 module.exports = {
@@ -119,6 +121,8 @@ module.exports = {
     ...layerRules,
     // Runtime packages only: a development dependency is not installed in production.
     { from: { path: '^src/' }, to: { dependencyTypes: ['core', 'npm'], pathNot: '^src/' } },
+    // An optional dependency may be missing (it did not build): only its package home loads it, and says so if absent.
+    { from: { path: '^src/root-keys/' }, to: { dependencyTypes: ['npm-optional'], path: 'node_modules/pkcs11js/' } },
     { from: { path: '^src/' }, to: { dependencyTypes: ['type-only'], pathNot: '^src/' } },
     { from: { path: '^src/cli/' }, to: { path: SDK_PACKAGE_ENTRY } },
     { from: { path: '^src/storage/' }, to: { path: '^migrations/' } },
