@@ -48,7 +48,7 @@ describe('loadConfig defaults', () => {
   });
 
   it('has no previous root key by default', () => {
-    expect(config.previousRootKeyFile).toBeUndefined();
+    expect(config.previousRootKey).toBeUndefined();
   });
 
   it('has no bootstrap token by default', () => {
@@ -219,8 +219,8 @@ describe('loadConfig root key', () => {
   it('takes KEYHOLD_PREVIOUS_ROOT_KEY_FILE, resolved to an absolute path, beside the primary root key', () => {
     const config = loadConfig({ KEYHOLD_ROOT_KEY_FILE: '/run/secrets/root-new.key', KEYHOLD_PREVIOUS_ROOT_KEY_FILE: 'secrets/root-old.key' });
     expect(config.rootKey).toEqual({ kind: 'file', path: '/run/secrets/root-new.key' });
-    expect(config.previousRootKeyFile).toBe(resolve('secrets/root-old.key'));
-    expect(loadConfig({ KEYHOLD_ROOT_KEY: ROOT_KEY, KEYHOLD_PREVIOUS_ROOT_KEY_FILE: '/run/old.key' }).previousRootKeyFile).toBe('/run/old.key');
+    expect(config.previousRootKey).toEqual({ kind: 'file', path: resolve('secrets/root-old.key') });
+    expect(loadConfig({ KEYHOLD_ROOT_KEY: ROOT_KEY, KEYHOLD_PREVIOUS_ROOT_KEY_FILE: '/run/old.key' }).previousRootKey).toEqual({ kind: 'file', path: '/run/old.key' });
   });
 
   it('refuses KEYHOLD_PREVIOUS_ROOT_KEY_FILE without a configured primary root key', () => {
