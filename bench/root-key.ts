@@ -18,17 +18,11 @@ import { SecretBytes } from '../src/crypto/secret-bytes.js';
 import { LocalRootKey, type RootKey } from '../src/root-keys/root-key.js';
 import { createPkcs11RootKey } from '../src/root-keys/root-key-loader.js';
 import { PKCS11_POOL_SIZE, type Pkcs11Settings } from '../src/root-keys/pkcs11-token.js';
+import { setting } from './setting.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const RESULTS_FILE = resolve(HERE, '../../bench/results/root-key.json');
 const SOFTHSM_LIBRARY = process.env.BENCH_PKCS11_LIBRARY ?? '/usr/lib/softhsm/libsofthsm2.so';
-
-function setting(name: string, fallback: number, min = 1): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  if (!/^\d+(\.\d+)?$/.test(raw) || Number(raw) < min) throw new Error(`${name} must be a number of at least ${min}, got "${raw}"`);
-  return Number(raw);
-}
 
 const SECONDS = setting('BENCH_ROOT_KEY_SECONDS', 2);
 const ROUNDS = setting('BENCH_ROOT_KEY_ROUNDS', 5);
