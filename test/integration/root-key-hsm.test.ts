@@ -215,7 +215,8 @@ describe.skipIf(SOFTHSM_MISSING !== undefined)('the PKCS#11 root key in SoftHSM'
         const toFile = await cli({ ...hsmToFile, KEYHOLD_ROOT_KEY_PROVIDER: 'local' }, ['root', 'rotate', '--new-key-file', newKeyFile]);
         expect(toFile.code, toFile.stderr).toBe(0);
         expect(JSON.parse(toFile.stdout)).toMatchObject({ rootKeyId: NEW_FILE_KEY.id, remaining: 0 });
-        t = await t.restart({ KEYHOLD_ROOT_KEY: '', KEYHOLD_ROOT_KEY_FILE: newKeyFile, KEYHOLD_ROOT_KEY_PROVIDER: '', KEYHOLD_PKCS11_KEY_LABEL: '', KEYHOLD_PKCS11_PREVIOUS_KEY_LABEL: '', KEYHOLD_PKCS11_LIBRARY: '', KEYHOLD_PKCS11_TOKEN_LABEL: '', KEYHOLD_PKCS11_PIN: '' });
+        const noHsm = Object.fromEntries(Object.keys({ ...hsm!.env(label), ...hsmToFile }).map((name) => [name, '']));
+        t = await t.restart({ ...noHsm, KEYHOLD_ROOT_KEY_FILE: newKeyFile });
         expect(await wrappedUnder(t)).toEqual({ [NEW_FILE_KEY.id]: 5 });
         await expectAllDecrypt(t, sealed);
         await t.services.auditWriter?.flush();
