@@ -14,12 +14,13 @@ COPY . .
 RUN npm ci --ignore-scripts && npm run build
 
 # Production dependencies only. --ignore-scripts again skips `prepare`; better-sqlite3 then fetches its prebuilt
-# binary (or compiles it with the toolchain of this full image), which the slim runtime image could not.
+# binary (or compiles it with the toolchain of this full image), which the slim runtime image could not, and so is
+# pkcs11js compiled, the optional addon of the PKCS#11 root key (docs/hsm.md; the HSM's own module is mounted).
 FROM node:20-bookworm AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
 COPY sdk/package.json sdk/package.json
-RUN npm ci --omit=dev --ignore-scripts && npm rebuild better-sqlite3
+RUN npm ci --omit=dev --ignore-scripts && npm rebuild better-sqlite3 && npm rebuild pkcs11js
 
 FROM node:20-bookworm-slim
 WORKDIR /app

@@ -25,6 +25,7 @@ import { fileURLToPath } from 'node:url';
 import { credentials, type Client, type ServiceError } from '@grpc/grpc-js';
 import { KMS_CONTEXT } from '../src/kms-plugin/keyhold-kms.js';
 import { loadKmsService } from '../src/kms-plugin/server.js';
+import { setting } from './setting.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 /** dist/bench → the built CLI, dist/src/main.js. */
@@ -35,13 +36,6 @@ const SEED_BYTES = 32;
 /** The apiserver's KMS v2 calls carry a deadline; this one is never reached in a healthy run. */
 const CALL_DEADLINE_MS = 5000;
 const START_TIMEOUT_MS = 20_000;
-
-function setting(name: string, fallback: number, min = 1): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  if (!/^\d+(\.\d+)?$/.test(raw) || Number(raw) < min) throw new Error(`${name} must be a number of at least ${min}, got "${raw}"`);
-  return Number(raw);
-}
 
 const SECONDS = setting('BENCH_KMS_SECONDS', 3);
 const ROUNDS = setting('BENCH_KMS_ROUNDS', 4);

@@ -25,6 +25,7 @@ import { KeyCache } from './keys/key-cache.js';
 import { KnexKeyRepository } from './storage/knex-key-repository.js';
 import { KeyService } from './keys/key-service.js';
 import { loadAuditKey, loadRootKeyring } from './root-keys/root-key-loader.js';
+import type { RootKeyring } from './root-keys/root-keyring.js';
 import { ensureAdminToken } from './tokens/admin-bootstrap.js';
 import { createDatabase, migrateToLatest, migrationsAreCurrent, poolUsage, type Database } from './storage/database.js';
 import { KeyholdMetrics } from './metrics/keyhold-metrics.js';
@@ -73,10 +74,12 @@ const READINESS_TIMEOUT_MS = 2000;
 export async function openKeyhold(config: Config, deps: KeyholdDeps): Promise<Keyhold> {
   const ownsDatabase = deps.database === undefined;
   const db = deps.database ?? createDatabase(config.database, { acquireTimeoutMs: config.databaseTimeoutMs });
+  let openedRootKey: RootKeyring | undefined;
   try {
     await migrateToLatest(db);
     const rootKeys = new KnexRootKeyRepository(db);
-    const rootKey = await loadRootKeyring(config.rootKey, config.previousRootKeyFile, rootKeys, deps.clock, deps.logger);
+    const rootKey = await loadRootKeyring(config, rootKeys, deps.clock, deps.logger);
+    openedRootKey = rootKey;
     const policyRepository = new KnexPolicyRepository(db);
     const policyStore = new PolicyStore({ repository: policyRepository, clock: deps.clock, ttlMs: config.cacheTtlMs });
     const { metrics } = deps;
@@ -232,10 +235,13 @@ export async function openKeyhold(config: Config, deps: KeyholdDeps): Promise<Ke
         await auditWriter?.seal();
         cache.clear();
         awsCredentials.forgetAll();
+        // Last of the key holders: an HSM's sessions close, and its library is finalised (C_Finalize).
+        await rootKey.close();
         if (ownsDatabase) await db.destroy();
       },
     };
   } catch (error) {
+    await openedRootKey?.close();
     if (ownsDatabase) await db.destroy();
     throw error;
   }

@@ -80,6 +80,20 @@ export const EnvironmentSchema = Type.Object({
   KEYHOLD_PREVIOUS_ROOT_KEY_FILE: Type.Optional(
     text({ description: 'during a root key rotation, the old root key, accepted only to unwrap' }),
   ),
+  KEYHOLD_ROOT_KEY_PROVIDER: oneOf(['local', 'pkcs11'] as const, {
+    default: 'local',
+    description: '`pkcs11`: the root key is an AES key inside an HSM, set by the `KEYHOLD_PKCS11_*` variables ([HSM](docs/hsm.md))',
+  }),
+  KEYHOLD_PKCS11_LIBRARY: Type.Optional(text({ description: "the HSM vendor's PKCS#11 module (a `.so` path)" })),
+  KEYHOLD_PKCS11_TOKEN_LABEL: Type.Optional(text({ description: 'the label of the token that holds the root key' })),
+  KEYHOLD_PKCS11_PIN: Type.Optional(text({ description: "the token user's PIN" })),
+  KEYHOLD_PKCS11_PIN_FILE: Type.Optional(text({ description: 'a file holding that PIN instead' })),
+  KEYHOLD_PKCS11_KEY_LABEL: Type.Optional(
+    text({ description: 'the root key\'s label in the token (`keyhold root init-hsm` creates it)' }),
+  ),
+  KEYHOLD_PKCS11_PREVIOUS_KEY_LABEL: Type.Optional(
+    text({ description: 'during a root key rotation, the old root key in the token, accepted only to unwrap' }),
+  ),
   KEYHOLD_BOOTSTRAP_TOKEN: Type.Optional(
     Type.Intersect(
       [

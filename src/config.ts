@@ -4,8 +4,10 @@ import { Kind, type TSchema } from '@sinclair/typebox';
 import { Value, ValueErrorType } from '@sinclair/typebox/value';
 import { EnvironmentSchema, VARIABLE_NAMES, variableSchema, type EnvironmentValues, type VariableName } from './config-schema.js';
 import { StartupError } from './errors.js';
+import { SecretBytes } from './crypto/secret-bytes.js';
 import { parseRootKeyText } from './root-keys/root-key.js';
-import type { RootKeySource } from './root-keys/root-key.js';
+import type { PreviousRootKeySource, RootKeySource } from './root-keys/root-key.js';
+import type { Pkcs11Settings } from './root-keys/pkcs11-token.js';
 
 export type DatabaseConfig =
   | { readonly client: 'sqlite'; readonly filename: string }
@@ -21,10 +23,15 @@ export interface Config {
   readonly database: DatabaseConfig;
   readonly rootKey: RootKeySource;
   /**
-   * `KEYHOLD_PREVIOUS_ROOT_KEY_FILE`: during a root key rotation, the old root key, accepted only to unwrap what is
-   * still wrapped under it. Everything new is wrapped under `rootKey`.
+   * `KEYHOLD_PREVIOUS_ROOT_KEY_FILE` or `KEYHOLD_PKCS11_PREVIOUS_KEY_LABEL`: during a root key rotation, the old root
+   * key, accepted only to unwrap what is still wrapped under it. Everything new is wrapped under `rootKey`.
    */
-  readonly previousRootKeyFile: string | undefined;
+  readonly previousRootKey: PreviousRootKeySource | undefined;
+  /**
+   * `KEYHOLD_PKCS11_LIBRARY`, `_TOKEN_LABEL` and `_PIN` (or `_PIN_FILE`): the HSM token of a PKCS#11 root key (the
+   * primary, a previous one, or the new one of `keyhold root rotate --new-key-label`). The PIN is held as secret bytes.
+   */
+  readonly pkcs11: Pkcs11Settings | undefined;
   readonly bootstrapToken: string | undefined;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** How long a replica trusts its cached copy of a key or token before reading it again. */
@@ -173,7 +180,15 @@ function parseTls(values: EnvironmentValues, problems: string[]): TlsConfig | un
 const ROOT_KEY_REFUSED = 'KEYHOLD_ROOT_KEY must be the base64 encoding of exactly 32 bytes';
 
 function parseRootKey(values: EnvironmentValues, dataDir: string, problems: string[]): RootKeySource {
-  const { KEYHOLD_ROOT_KEY: inline, KEYHOLD_ROOT_KEY_FILE: file } = values;
+  const { KEYHOLD_ROOT_KEY: inline, KEYHOLD_ROOT_KEY_FILE: file, KEYHOLD_PKCS11_KEY_LABEL: keyLabel } = values;
+  if (values.KEYHOLD_ROOT_KEY_PROVIDER === 'pkcs11') {
+    if (inline !== undefined || file !== undefined) {
+      problems.push('KEYHOLD_ROOT_KEY and KEYHOLD_ROOT_KEY_FILE are for KEYHOLD_ROOT_KEY_PROVIDER=local, not pkcs11');
+    }
+    if (keyLabel === undefined) problems.push('KEYHOLD_ROOT_KEY_PROVIDER=pkcs11 needs KEYHOLD_PKCS11_KEY_LABEL');
+    return { kind: 'pkcs11', keyLabel: keyLabel ?? '' };
+  }
+  if (keyLabel !== undefined) problems.push('KEYHOLD_PKCS11_KEY_LABEL needs KEYHOLD_ROOT_KEY_PROVIDER=pkcs11');
   if (inline !== undefined && file !== undefined) problems.push('Set KEYHOLD_ROOT_KEY or KEYHOLD_ROOT_KEY_FILE, not both');
   if (inline !== undefined) {
     const key = parseRootKeyText(inline);
@@ -186,18 +201,58 @@ function parseRootKey(values: EnvironmentValues, dataDir: string, problems: stri
   return { kind: 'data-dir', path: join(dataDir, 'root.key') };
 }
 
-function parsePreviousRootKeyFile(values: EnvironmentValues, rootKey: RootKeySource, problems: string[]): string | undefined {
-  const file = values.KEYHOLD_PREVIOUS_ROOT_KEY_FILE;
-  if (file === undefined) return undefined;
+/**
+ * The token, when any of its variables is set: then the library, the token label and exactly one PIN variable are
+ * needed. A root key in it (primary or previous) needs it too, which `parsePreviousRootKey` and the end of
+ * `loadConfig` check.
+ */
+function parsePkcs11(values: EnvironmentValues, problems: string[]): Pkcs11Settings | undefined {
+  const { KEYHOLD_PKCS11_LIBRARY: library, KEYHOLD_PKCS11_TOKEN_LABEL: tokenLabel, KEYHOLD_PKCS11_PIN: pin, KEYHOLD_PKCS11_PIN_FILE: pinFile } = values;
+  if (library === undefined && tokenLabel === undefined && pin === undefined && pinFile === undefined) return undefined;
+  const missing = [
+    library === undefined ? 'KEYHOLD_PKCS11_LIBRARY' : undefined,
+    tokenLabel === undefined ? 'KEYHOLD_PKCS11_TOKEN_LABEL' : undefined,
+    pin === undefined && pinFile === undefined ? 'KEYHOLD_PKCS11_PIN or KEYHOLD_PKCS11_PIN_FILE' : undefined,
+  ].filter((name) => name !== undefined);
+  if (missing.length > 0) problems.push(`The PKCS#11 token also needs ${missing.join(', ')}`);
+  if (pin !== undefined && pinFile !== undefined) problems.push('Set KEYHOLD_PKCS11_PIN or KEYHOLD_PKCS11_PIN_FILE, not both');
+  return Object.freeze({
+    library: library ?? '',
+    tokenLabel: tokenLabel ?? '',
+    pin: Object.freeze(
+      pin !== undefined ? { kind: 'inline' as const, pin: SecretBytes.adopt(Buffer.from(pin, 'utf8')) } : { kind: 'file' as const, path: resolve(pinFile ?? '') },
+    ),
+  });
+}
+
+function parsePreviousRootKey(
+  values: EnvironmentValues,
+  rootKey: RootKeySource,
+  pkcs11: Pkcs11Settings | undefined,
+  problems: string[],
+): PreviousRootKeySource | undefined {
+  const { KEYHOLD_PREVIOUS_ROOT_KEY_FILE: file, KEYHOLD_PKCS11_PREVIOUS_KEY_LABEL: label } = values;
+  if (file === undefined && label === undefined) return undefined;
+  const setting = file !== undefined ? 'KEYHOLD_PREVIOUS_ROOT_KEY_FILE' : 'KEYHOLD_PKCS11_PREVIOUS_KEY_LABEL';
+  if (file !== undefined && label !== undefined) {
+    problems.push('Set KEYHOLD_PREVIOUS_ROOT_KEY_FILE or KEYHOLD_PKCS11_PREVIOUS_KEY_LABEL, not both: a rotation moves from one key');
+  }
   // A rotation moves from one operator-managed key to another; the generated development key is neither.
   if (rootKey.kind === 'data-dir') {
-    problems.push('KEYHOLD_PREVIOUS_ROOT_KEY_FILE needs the new root key in KEYHOLD_ROOT_KEY or KEYHOLD_ROOT_KEY_FILE');
+    problems.push(`${setting} needs the new root key in KEYHOLD_ROOT_KEY or KEYHOLD_ROOT_KEY_FILE, or KEYHOLD_ROOT_KEY_PROVIDER=pkcs11`);
   }
-  const path = resolve(file);
-  if (rootKey.kind === 'file' && rootKey.path === path) {
-    problems.push('KEYHOLD_PREVIOUS_ROOT_KEY_FILE must name another file than KEYHOLD_ROOT_KEY_FILE');
+  if (file !== undefined) {
+    const path = resolve(file);
+    if (rootKey.kind === 'file' && rootKey.path === path) {
+      problems.push('KEYHOLD_PREVIOUS_ROOT_KEY_FILE must name another file than KEYHOLD_ROOT_KEY_FILE');
+    }
+    return { kind: 'file', path };
   }
-  return path;
+  if (pkcs11 === undefined) problems.push('KEYHOLD_PKCS11_PREVIOUS_KEY_LABEL needs KEYHOLD_PKCS11_LIBRARY, KEYHOLD_PKCS11_TOKEN_LABEL and a PIN');
+  if (rootKey.kind === 'pkcs11' && rootKey.keyLabel === label) {
+    problems.push('KEYHOLD_PKCS11_PREVIOUS_KEY_LABEL must name another key than KEYHOLD_PKCS11_KEY_LABEL');
+  }
+  return { kind: 'pkcs11', keyLabel: label ?? '' };
 }
 
 /**
@@ -214,6 +269,10 @@ export function loadConfig(env: Environment): Config {
   const values = read as EnvironmentValues;
   const dataDir = resolve(values.KEYHOLD_DATA_DIR);
   const rootKey = parseRootKey(values, dataDir, problems);
+  const pkcs11 = parsePkcs11(values, problems);
+  if (rootKey.kind === 'pkcs11' && pkcs11 === undefined) {
+    problems.push('KEYHOLD_ROOT_KEY_PROVIDER=pkcs11 needs KEYHOLD_PKCS11_LIBRARY, KEYHOLD_PKCS11_TOKEN_LABEL and KEYHOLD_PKCS11_PIN (or _PIN_FILE)');
+  }
   const config: Config = {
     host: values.KEYHOLD_HOST,
     port: values.KEYHOLD_PORT,
@@ -224,7 +283,8 @@ export function loadConfig(env: Environment): Config {
     dataDir,
     database: parseDatabase(values.KEYHOLD_DATABASE_URL, dataDir, problems),
     rootKey,
-    previousRootKeyFile: parsePreviousRootKeyFile(values, rootKey, problems),
+    previousRootKey: parsePreviousRootKey(values, rootKey, pkcs11, problems),
+    pkcs11,
     bootstrapToken: values.KEYHOLD_BOOTSTRAP_TOKEN,
     logLevel: values.KEYHOLD_LOG_LEVEL,
     cacheTtlMs: values.KEYHOLD_CACHE_TTL_MS,
@@ -255,5 +315,10 @@ export function loadConfig(env: Environment): Config {
   if (problems.length > 0) {
     throw new StartupError(`Invalid configuration:\n  - ${problems.join('\n  - ')}`);
   }
-  return Object.freeze({ ...config, database: Object.freeze(config.database), rootKey: Object.freeze(config.rootKey) });
+  return Object.freeze({
+    ...config,
+    database: Object.freeze(config.database),
+    rootKey: Object.freeze(config.rootKey),
+    previousRootKey: config.previousRootKey === undefined ? undefined : Object.freeze(config.previousRootKey),
+  });
 }

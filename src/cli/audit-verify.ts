@@ -1,4 +1,5 @@
 import { createLogger } from '../app.js';
+import type { SecretBytes } from '../crypto/secret-bytes.js';
 import { readWitness, verifyAuditFile } from '../audit/audit-file.js';
 import { KnexAuditRepository } from '../storage/knex-audit-repository.js';
 import { AuditLog, type VerificationReport } from '../audit/audit-log.js';
@@ -33,8 +34,13 @@ export async function verifyAuditFromEnvironment(options: AuditVerifyOptions = {
   try {
     if (!(await migrationsAreCurrent(db))) throw new StartupError('The store is not migrated; start the server once first');
     const rootKeys = new KnexRootKeyRepository(db);
-    const keyring = await loadRootKeyring(config.rootKey, config.previousRootKeyFile, rootKeys, systemClock, logger);
-    const auditKey = await loadAuditKey(keyring, rootKeys, new KnexSystemSecretRepository(db), systemClock);
+    const keyring = await loadRootKeyring(config, rootKeys, systemClock, logger);
+    let auditKey: SecretBytes;
+    try {
+      auditKey = await loadAuditKey(keyring, rootKeys, new KnexSystemSecretRepository(db), systemClock);
+    } finally {
+      await keyring.close();
+    }
     let report: VerificationReport;
     if (options.file !== undefined) {
       report = await verifyAuditFile(options.file, { auditKey, now: systemClock.now(), acceptUnsealed: options.acceptUnsealed });

@@ -25,27 +25,35 @@ export interface RootKey {
    */
   unwrapRecorded(rootKeyId: string, wrapped: Uint8Array, aad: Uint8Array): Promise<Buffer>;
   /**
+   * Whether {@link RootKey.deriveKey} can run: false for a key whose bytes never leave its device (an HSM through
+   * PKCS#11, whose v2.40 tokens have no HKDF to run inside), which refuses.
+   */
+  readonly derivable: boolean;
+  /**
    * A key derived from the root key for one purpose (`derive` gets the root key's bytes inside the boundary and
-   * returns the subkey), so that holding the database alone never yields it. An HSM-backed root key runs the same
-   * KDF inside the device.
+   * returns the subkey), so that holding the database alone never yields it. Only when {@link RootKey.derivable}.
    */
   deriveKey(derive: (rootKey: Uint8Array) => SecretBytes): Promise<SecretBytes>;
+  /** Releases what the key holds outside the process's memory (an HSM's sessions); a key in memory has nothing to release. */
+  close?(): Promise<void>;
 }
 
-const ID_LABEL = 'keyhold/root-key/id/v1';
-const CHECK_LABEL = 'keyhold/root-key/check/v1';
+/** The HMAC labels of a root key's public id and check value. */
+export const ROOT_KEY_ID_LABEL = 'keyhold/root-key/id/v1';
+export const ROOT_KEY_CHECK_LABEL = 'keyhold/root-key/check/v1';
 
 /** A root key held in process memory: AES-256-GCM with a random IV, stored as `iv || ciphertext || tag`. */
 export class LocalRootKey implements RootKey {
   readonly id: string;
   readonly checkValue: string;
+  readonly derivable = true;
   readonly #key: SecretBytes;
 
   constructor(key: SecretBytes) {
     if (key.length !== AES_256_KEY_BYTES) throw new RangeError('The root key must be 32 bytes');
     this.#key = key;
-    this.id = key.use((bytes) => createHmac('sha256', bytes).update(ID_LABEL).digest('hex').slice(0, 16));
-    this.checkValue = key.use((bytes) => createHmac('sha256', bytes).update(CHECK_LABEL).digest('hex'));
+    this.id = key.use((bytes) => createHmac('sha256', bytes).update(ROOT_KEY_ID_LABEL).digest('hex').slice(0, 16));
+    this.checkValue = key.use((bytes) => createHmac('sha256', bytes).update(ROOT_KEY_CHECK_LABEL).digest('hex'));
   }
 
   async wrap(plaintext: Uint8Array, aad: Uint8Array): Promise<Buffer> {
@@ -93,4 +101,9 @@ export type RootKeySource =
   | { readonly kind: 'inline'; readonly key: SecretBytes }
   | { readonly kind: 'file'; readonly path: string }
   /** The dev-mode default: `DATA_DIR/root.key`, generated when the store is empty. */
-  | { readonly kind: 'data-dir'; readonly path: string };
+  | { readonly kind: 'data-dir'; readonly path: string }
+  /** `KEYHOLD_ROOT_KEY_PROVIDER=pkcs11`: the AES key of this label in the configured token. */
+  | { readonly kind: 'pkcs11'; readonly keyLabel: string };
+
+/** During a root key rotation, the old root key, accepted only to unwrap: a key file, or a key in the configured token. */
+export type PreviousRootKeySource = { readonly kind: 'file'; readonly path: string } | { readonly kind: 'pkcs11'; readonly keyLabel: string };

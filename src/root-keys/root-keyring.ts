@@ -51,6 +51,10 @@ export class RootKeyring implements RootKey {
     return this.primary.checkValue;
   }
 
+  get derivable(): boolean {
+    return this.primary.derivable;
+  }
+
   /** Every held key's public id, the primary's first. */
   get ids(): readonly string[] {
     return [...this.#byId.keys()];
@@ -81,5 +85,10 @@ export class RootKeyring implements RootKey {
    */
   deriveKey(derive: (rootKey: Uint8Array) => SecretBytes): Promise<SecretBytes> {
     return this.primary.deriveKey(derive);
+  }
+
+  /** Releases every held key (an HSM key's sessions and library). The owner of the keys calls it, once. */
+  async close(): Promise<void> {
+    await Promise.all([...this.#byId.values()].map((key) => key.close?.()));
   }
 }

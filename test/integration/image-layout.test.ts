@@ -18,11 +18,11 @@ const stages = readDockerfile(join(ROOT, 'Dockerfile'));
 const final = stages.at(-1)!;
 
 /**
- * better-sqlite3's install script downloads a prebuilt binary from GitHub, or compiles SQLite (45 s here) when it
- * cannot. This checkout's own install already holds that binary for this Node and platform, so the layout reuses it
- * for the one `npm rebuild better-sqlite3` step, when the versions match.
+ * The native addons' `npm rebuild NAME` steps: better-sqlite3's install script downloads a prebuilt binary from
+ * GitHub, or compiles SQLite (45 s here) when it cannot, and pkcs11js compiles (10 s). This checkout's own install
+ * already holds each binary for this Node and platform, so the layout reuses it, when the versions match.
  */
-const REBUILD_SQLITE = 'npm rebuild better-sqlite3';
+const REBUILD_ADDON = /^npm rebuild ([a-z0-9-]+)$/;
 
 async function registryReachable(): Promise<string | undefined> {
   const registry = execFileSync('npm', ['config', 'get', 'registry'], { encoding: 'utf8' }).trim();
@@ -73,13 +73,11 @@ function materialise(stage: DockerStage): string {
     for (const source of copy.sources) copyInto(join(ROOT, source), dir, copy.dest, copy.sources.length > 1);
   }
   for (const command of runCommands(stage)) {
-    if (command.trim() === REBUILD_SQLITE) {
-      const ours = JSON.parse(readFileSync(join(ROOT, 'node_modules/better-sqlite3/package.json'), 'utf8')).version;
-      const theirs = JSON.parse(readFileSync(join(dir, 'node_modules/better-sqlite3/package.json'), 'utf8')).version;
-      if (ours === theirs) {
-        cpSync(join(ROOT, 'node_modules/better-sqlite3/build'), join(dir, 'node_modules/better-sqlite3/build'), {
-          recursive: true,
-        });
+    const addon = REBUILD_ADDON.exec(command.trim())?.[1];
+    if (addon !== undefined && existsSync(join(ROOT, 'node_modules', addon, 'build'))) {
+      const version = (root: string) => JSON.parse(readFileSync(join(root, 'node_modules', addon, 'package.json'), 'utf8')).version;
+      if (version(ROOT) === version(dir)) {
+        cpSync(join(ROOT, 'node_modules', addon, 'build'), join(dir, 'node_modules', addon, 'build'), { recursive: true });
         continue;
       }
     }

@@ -62,6 +62,6 @@ describe('the configuration schema', () => {
   });
 
   it('names only KEYHOLD_* variables', () => {
-    for (const name of VARIABLE_NAMES) expect(name).toMatch(/^KEYHOLD_[A-Z_]+$/);
+    for (const name of VARIABLE_NAMES) expect(name).toMatch(/^KEYHOLD_[A-Z][A-Z0-9_]*$/);
   });
 });

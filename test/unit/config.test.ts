@@ -48,7 +48,7 @@ describe('loadConfig defaults', () => {
   });
 
   it('has no previous root key by default', () => {
-    expect(config.previousRootKeyFile).toBeUndefined();
+    expect(config.previousRootKey).toBeUndefined();
   });
 
   it('has no bootstrap token by default', () => {
@@ -219,8 +219,8 @@ describe('loadConfig root key', () => {
   it('takes KEYHOLD_PREVIOUS_ROOT_KEY_FILE, resolved to an absolute path, beside the primary root key', () => {
     const config = loadConfig({ KEYHOLD_ROOT_KEY_FILE: '/run/secrets/root-new.key', KEYHOLD_PREVIOUS_ROOT_KEY_FILE: 'secrets/root-old.key' });
     expect(config.rootKey).toEqual({ kind: 'file', path: '/run/secrets/root-new.key' });
-    expect(config.previousRootKeyFile).toBe(resolve('secrets/root-old.key'));
-    expect(loadConfig({ KEYHOLD_ROOT_KEY: ROOT_KEY, KEYHOLD_PREVIOUS_ROOT_KEY_FILE: '/run/old.key' }).previousRootKeyFile).toBe('/run/old.key');
+    expect(config.previousRootKey).toEqual({ kind: 'file', path: resolve('secrets/root-old.key') });
+    expect(loadConfig({ KEYHOLD_ROOT_KEY: ROOT_KEY, KEYHOLD_PREVIOUS_ROOT_KEY_FILE: '/run/old.key' }).previousRootKey).toEqual({ kind: 'file', path: '/run/old.key' });
   });
 
   it('refuses KEYHOLD_PREVIOUS_ROOT_KEY_FILE without a configured primary root key', () => {
@@ -234,6 +234,57 @@ describe('loadConfig root key', () => {
       startupError({ KEYHOLD_ROOT_KEY_FILE: '/run/secrets/root.key', KEYHOLD_PREVIOUS_ROOT_KEY_FILE: '/run/secrets/../secrets/root.key' })
         .message,
     ).toContain('KEYHOLD_PREVIOUS_ROOT_KEY_FILE must name another file than KEYHOLD_ROOT_KEY_FILE');
+  });
+});
+
+describe('loadConfig PKCS#11 root key', () => {
+  const TOKEN_ENV = { KEYHOLD_PKCS11_LIBRARY: '/usr/lib/softhsm/libsofthsm2.so', KEYHOLD_PKCS11_TOKEN_LABEL: 'keyhold', KEYHOLD_PKCS11_PIN: 'pin-1618' };
+  const HSM = { ...TOKEN_ENV, KEYHOLD_ROOT_KEY_PROVIDER: 'pkcs11', KEYHOLD_PKCS11_KEY_LABEL: 'root-2026' };
+
+  it('takes the root key from the token when KEYHOLD_ROOT_KEY_PROVIDER=pkcs11, with the PIN held as secret bytes', () => {
+    const config = loadConfig(HSM);
+    expect(config.rootKey).toEqual({ kind: 'pkcs11', keyLabel: 'root-2026' });
+    expect(config.pkcs11).toMatchObject({ library: '/usr/lib/softhsm/libsofthsm2.so', tokenLabel: 'keyhold', pin: { kind: 'inline' } });
+    expect(config.pkcs11?.pin.kind === 'inline' && config.pkcs11.pin.pin.copyInsecure().toString()).toBe('pin-1618');
+    expect(JSON.stringify(config)).not.toContain('pin-1618');
+    expect(Object.isFrozen(config.pkcs11)).toBe(true);
+  });
+
+  it('takes KEYHOLD_PKCS11_PIN_FILE as a file, resolved to an absolute path', () => {
+    const { KEYHOLD_PKCS11_PIN: _pin, ...rest } = HSM;
+    expect(loadConfig({ ...rest, KEYHOLD_PKCS11_PIN_FILE: 'secrets/pin' }).pkcs11?.pin).toEqual({ kind: 'file', path: resolve('secrets/pin') });
+  });
+
+  it('is the local provider by default, with no token', () => {
+    expect(loadConfig({}).pkcs11).toBeUndefined();
+    expect(loadConfig({ KEYHOLD_ROOT_KEY_PROVIDER: 'local' }).rootKey.kind).toBe('data-dir');
+  });
+
+  it.each([
+    ['an unknown provider', { KEYHOLD_ROOT_KEY_PROVIDER: 'kms' }, 'KEYHOLD_ROOT_KEY_PROVIDER must be one of local, pkcs11'],
+    ['pkcs11 without a key label', { ...HSM, KEYHOLD_PKCS11_KEY_LABEL: '' }, 'KEYHOLD_ROOT_KEY_PROVIDER=pkcs11 needs KEYHOLD_PKCS11_KEY_LABEL'],
+    ['pkcs11 without the token', { KEYHOLD_ROOT_KEY_PROVIDER: 'pkcs11', KEYHOLD_PKCS11_KEY_LABEL: 'root' }, 'KEYHOLD_ROOT_KEY_PROVIDER=pkcs11 needs KEYHOLD_PKCS11_LIBRARY'],
+    ['pkcs11 with a root key too', { ...HSM, KEYHOLD_ROOT_KEY: ROOT_KEY }, 'KEYHOLD_ROOT_KEY and KEYHOLD_ROOT_KEY_FILE are for KEYHOLD_ROOT_KEY_PROVIDER=local'],
+    ['a key label without the pkcs11 provider', { ...TOKEN_ENV, KEYHOLD_PKCS11_KEY_LABEL: 'root' }, 'KEYHOLD_PKCS11_KEY_LABEL needs KEYHOLD_ROOT_KEY_PROVIDER=pkcs11'],
+    ['a token without its library', { KEYHOLD_PKCS11_TOKEN_LABEL: 'keyhold', KEYHOLD_PKCS11_PIN: 'p' }, 'The PKCS#11 token also needs KEYHOLD_PKCS11_LIBRARY'],
+    ['a token without a PIN', { KEYHOLD_PKCS11_LIBRARY: '/x.so', KEYHOLD_PKCS11_TOKEN_LABEL: 'keyhold' }, 'also needs KEYHOLD_PKCS11_PIN or KEYHOLD_PKCS11_PIN_FILE'],
+    ['both PIN variables', { ...HSM, KEYHOLD_PKCS11_PIN_FILE: '/run/pin' }, 'Set KEYHOLD_PKCS11_PIN or KEYHOLD_PKCS11_PIN_FILE, not both'],
+    ['a previous key label without the token', { KEYHOLD_ROOT_KEY: ROOT_KEY, KEYHOLD_PKCS11_PREVIOUS_KEY_LABEL: 'old' }, 'KEYHOLD_PKCS11_PREVIOUS_KEY_LABEL needs KEYHOLD_PKCS11_LIBRARY'],
+    ['a previous key label that is the primary', { ...HSM, KEYHOLD_PKCS11_PREVIOUS_KEY_LABEL: 'root-2026' }, 'must name another key than KEYHOLD_PKCS11_KEY_LABEL'],
+    ['two previous keys', { ...HSM, KEYHOLD_PKCS11_PREVIOUS_KEY_LABEL: 'old', KEYHOLD_PREVIOUS_ROOT_KEY_FILE: '/run/old.key' }, 'not both: a rotation moves from one key'],
+    ['a previous key label beside the development key', { ...TOKEN_ENV, KEYHOLD_PKCS11_PREVIOUS_KEY_LABEL: 'old' }, 'KEYHOLD_PKCS11_PREVIOUS_KEY_LABEL needs the new root key'],
+  ])('refuses %s', (_title, env, message) => {
+    const error = startupError(env);
+    expect(error.message).toContain(message);
+    expect(error.message).not.toContain('pin-1618');
+  });
+
+  it('takes an old HSM key as the previous key of a rotation to a file, and a file as the previous key of one to the HSM', () => {
+    expect(loadConfig({ ...TOKEN_ENV, KEYHOLD_ROOT_KEY: ROOT_KEY, KEYHOLD_PKCS11_PREVIOUS_KEY_LABEL: 'root-2025' }).previousRootKey).toEqual({
+      kind: 'pkcs11',
+      keyLabel: 'root-2025',
+    });
+    expect(loadConfig({ ...HSM, KEYHOLD_PREVIOUS_ROOT_KEY_FILE: '/run/old.key' }).previousRootKey).toEqual({ kind: 'file', path: '/run/old.key' });
   });
 });
 

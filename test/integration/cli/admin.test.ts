@@ -119,10 +119,15 @@ describeEachDatabase('keyhold policies, tokens, whoami and audit', (kind) => {
 
   it.skipIf(!CLI_IS_BUILT)('tail -n 0 prints only what is written after it started, not the log so far', async () => {
     await server.t.call('POST', '/v1/keys', { name: 'before-tail' });
+    const auditReads = async () => Number((await server.t.db('audit_records').where({ action: 'audit:read' }).count({ n: '*' }))[0]!.n);
+    const readsBefore = await auditReads();
     const { child, done } = spawnCli(['audit', 'tail', '-n', '0', '--interval', '100', '--json'], { env: server.env });
     let out = '';
     child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString('utf8')));
-    await new Promise((resolve) => setTimeout(resolve, 500)); // several polls, over a log of every earlier test's records
+    // "After it started" is after its first poll was answered (audited first), however long a busy machine takes to
+    // start the process; then several more polls, over a log of every earlier test's records.
+    for (let i = 0; i < 200 && (await auditReads()) === readsBefore; i += 1) await new Promise((resolve) => setTimeout(resolve, 50));
+    await new Promise((resolve) => setTimeout(resolve, 500));
     await server.t.call('POST', '/v1/keys', { name: 'after-tail' });
     for (let i = 0; i < 200 && !out.includes('after-tail'); i += 1) await new Promise((resolve) => setTimeout(resolve, 50));
     child.kill('SIGTERM');

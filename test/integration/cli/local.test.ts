@@ -41,6 +41,26 @@ describe('keyhold: the command line itself and the local commands', () => {
     expect(existsSync(join(cwd, 'data'))).toBe(false);
   });
 
+  it.skipIf(!CLI_IS_BUILT)('takes one new root key for root rotate, and a label and a token for root init-hsm', async () => {
+    const env = { KEYHOLD_ROOT_KEY: TEST_ROOT_KEY };
+    const bare = await runCli(['root', 'rotate'], { cwd, env });
+    expect(bare.code).toBe(2);
+    expect(bare.stderr).toContain('root rotate needs --new-key-file PATH or --new-key-label LABEL');
+    const both = await runCli(['root', 'rotate', '--new-key-file', 'a.key', '--new-key-label', 'root'], { cwd, env });
+    expect(both.code).toBe(2);
+    expect(both.stderr).toContain('root rotate takes --new-key-file or --new-key-label, not both');
+    const noToken = await runCli(['root', 'rotate', '--new-key-label', 'root'], { cwd, env });
+    expect(noToken.code).toBe(1);
+    expect(noToken.stderr).toContain('keyhold: --new-key-label names a key in an HSM: set KEYHOLD_PKCS11_LIBRARY, KEYHOLD_PKCS11_TOKEN_LABEL');
+    const noLabel = await runCli(['root', 'init-hsm'], { cwd, env });
+    expect(noLabel.code).toBe(2);
+    expect(noLabel.stderr).toContain('root init-hsm needs --label LABEL or KEYHOLD_PKCS11_KEY_LABEL');
+    const initNoToken = await runCli(['root', 'init-hsm', '--label', 'root'], { cwd, env });
+    expect(initNoToken.code).toBe(1);
+    expect(initNoToken.stderr).toContain('keyhold: --label names a key in an HSM');
+    expect(existsSync(join(cwd, 'data'))).toBe(false);
+  });
+
   it.skipIf(!CLI_IS_BUILT)('walks the store locally for audit verify when no address is given, and asks the service when one is', async () => {
     // No address: the local walk, which here finds no store. With KEYHOLD_ADDR and --local, the local walk too.
     const env = { KEYHOLD_ROOT_KEY: TEST_ROOT_KEY };

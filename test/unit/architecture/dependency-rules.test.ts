@@ -67,6 +67,20 @@ describe('the dependency rules', () => {
     ).toEqual([]);
   });
 
+  it('let only the root-key provider load the optional PKCS#11 addon', async () => {
+    const addon = {
+      'package.json': JSON.stringify({ name: 'tree', optionalDependencies: { pkcs11js: '*' } }),
+      'node_modules/pkcs11js/package.json': JSON.stringify({ name: 'pkcs11js', main: 'index.js' }),
+      'node_modules/pkcs11js/index.js': 'module.exports = {};\n',
+    };
+    const loader = (folder: string) => ({
+      ...addon,
+      [`src/${folder}/pkcs11.ts`]: "import { createRequire } from 'node:module';\nconst require = createRequire(import.meta.url);\nexport const addon = require('pkcs11js');\n",
+    });
+    expect(await violations(loader('root-keys'))).toEqual([]);
+    expect(await violations(loader('keys'))).toEqual(expect.arrayContaining(['pkcs11-addon', 'not-in-allowed']));
+  });
+
   it('allow what the layers allow', async () => {
     expect(
       await violations({
