@@ -594,7 +594,8 @@ async function main(): Promise<number> {
     } catch (error) {
       throw new BenchError(`Could not create database ${name} on ${redactUrl(settings.adminUrl)}: ${messageOf(error)}`);
     }
-    cleanups.push(() => dropDatabase(settings.adminUrl, name));
+    // BENCH_SCALE_KEEP=1 keeps the stores for a look with psql (EXPLAIN); the next run drops them.
+    if (process.env.BENCH_SCALE_KEEP !== '1') cleanups.push(() => dropDatabase(settings.adminUrl, name));
   }
   const generationStarted = performance.now();
   const kept = await generateStore(urls.large, rootKey, shape, 'large');
