@@ -56,6 +56,10 @@ const THROUGHPUT_RATIO = 0.9;
  * Issue 20 names no figure; these bound what a start-up that reads or unwraps every key would cost many times over.
  */
 const STARTUP_EXTRA_MS = 1000;
+/**
+ * On RSS once ready: memory at start-up. After the load, RSS follows how many requests a server answered (the large
+ * one answers five of the seven loads), so it is reported, not compared.
+ */
 const RSS_EXTRA_MB = 64;
 const STARTS = 3;
 const START_TIMEOUT_MS = 60_000;
@@ -109,10 +113,10 @@ function loadSettings(): Settings {
       auditRecords: Math.max(200_000, Math.round(FULL.auditRecords * scale)),
     },
     durationSeconds: integerSetting('BENCH_DURATION', 4, 1),
-    rounds: integerSetting('BENCH_ROUNDS', 3, 1),
+    rounds: integerSetting('BENCH_ROUNDS', 5, 1),
     warmupSeconds: integerSetting('BENCH_WARMUP', 2, 0),
     connections: integerSetting('BENCH_CONNECTIONS', 50, 1),
-    probes: integerSetting('BENCH_SCALE_PROBES', 30, 1),
+    probes: integerSetting('BENCH_SCALE_PROBES', 50, 1),
     adminUrl,
     profileDir: profileDir === undefined ? undefined : resolve(profileDir),
   };
@@ -695,6 +699,10 @@ async function main(): Promise<number> {
   step(`pages: ${settings.probes} timed GETs each, after one reported apart`);
   const pages: ProbeResult[] = [];
   for (const probe of probesOf(shape, end)) pages.push(await timeProbe(large, probe, headers, settings.probes));
+  // The same first pages on the small store, to tell the cost of the store's size from the machine's noise.
+  for (const probe of probesOf(shape, end).filter((p) => p.path === '/v1/keys?limit=100' || p.path === '/v1/audit?limit=100')) {
+    pages.push(await timeProbe(small, { ...probe, name: `${probe.name} (small store)`, target: false }, headers, settings.probes));
+  }
   const afterPages = memoryOf(large.child.pid);
 
   await large.stop();
@@ -724,13 +732,13 @@ async function main(): Promise<number> {
     ]),
   );
   printRows(
-    ['page (large store)', 'first ms', 'p50 ms', 'p99 ms', 'bytes'],
+    ['page (large store unless said)', 'first ms', 'p50 ms', 'p99 ms', 'bytes'],
     pages.map((p) => [p.name, p.firstMs.toFixed(1), p.p50Ms.toFixed(1), p.p99Ms.toFixed(1), p.bytes.toLocaleString('en-US')]),
   );
   process.stdout.write(`\nFirst datakey of ${MANY_VERSIONS_KEY} after start (its cache load): ${firstManyVersions.ms.toFixed(0)} ms\n`);
 
   const startupOf = (which: 'large' | 'small'): number => median(starts[which].map((s) => s.startupMs));
-  const rssOf = (which: 'large' | 'small'): number => afterLoad[which]?.rssMb ?? NaN;
+  const rssOf = (which: 'large' | 'small'): number => starts[which].at(-1)?.rssMb ?? NaN;
   const targets: TargetResult[] = [
     {
       name: 'start-up, large store (median)',
@@ -739,7 +747,7 @@ async function main(): Promise<number> {
       met: startupOf('large') <= startupOf('small') + STARTUP_EXTRA_MS,
     },
     {
-      name: 'RSS after load, large store',
+      name: 'RSS when ready, large store',
       value: mb(rssOf('large')),
       target: `≤ small store's ${mb(rssOf('small'))} + ${RSS_EXTRA_MB} MB`,
       met: rssOf('large') <= rssOf('small') + RSS_EXTRA_MB,
