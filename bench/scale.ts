@@ -13,7 +13,7 @@
  * query pages. It prints each target met or not and writes bench/results/scale.json; a missed target does not fail
  * the run, a broken one does.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -430,10 +430,35 @@ interface Load {
 interface LoadResult {
   readonly name: string;
   readonly reference: string | undefined;
-  readonly rounds: { readonly requestsPerSecond: number; readonly p50Ms: number; readonly p99Ms: number }[];
+  readonly rounds: { readonly requestsPerSecond: number; readonly p50Ms: number; readonly p99Ms: number; readonly requests: number; readonly cpuSeconds: number }[];
   non2xx: number;
   errors: number;
+  /** Median over rounds of req/s over the reference's in the same round. */
   ratio?: number;
+  /** The server's CPU time per request over all rounds, in µs: steadier than req/s on a shared machine. */
+  cpuMicrosecondsPerRequest?: number;
+  /** The reference's CPU per request over this one's: below 1 means each request costs more on the large store. */
+  cpuRatio?: number;
+}
+
+const CLOCK_TICKS = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/** User plus system CPU seconds of a process so far, from /proc/PID/stat (proc(5): utime, stime); 0 elsewhere. */
+function cpuSecondsOf(pid: number | undefined): number {
+  if (pid === undefined || process.platform !== 'linux') return 0;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  } catch {
+    return 0;
+  }
 }
 
 async function fire(load: Load, settings: Settings, seconds: number): Promise<autocannon.Result> {
@@ -459,18 +484,30 @@ async function measureThroughput(loads: readonly Load[], settings: Settings): Pr
     const order = [...loads.slice(round % loads.length), ...loads.slice(0, round % loads.length)];
     step(`round ${round + 1} of ${settings.rounds}: ${settings.durationSeconds} s each, ${settings.connections} connections`);
     for (const load of order) {
+      const cpuBefore = cpuSecondsOf(load.server.child.pid);
       const result = await fire(load, settings, settings.durationSeconds);
+      const cpuSeconds = cpuSecondsOf(load.server.child.pid) - cpuBefore;
       const entry = results.get(load.name)!;
-      entry.rounds.push({ requestsPerSecond: result.requests.total / result.duration, p50Ms: result.latency.p50, p99Ms: result.latency.p99 });
+      entry.rounds.push({
+        requestsPerSecond: result.requests.total / result.duration,
+        p50Ms: result.latency.p50,
+        p99Ms: result.latency.p99,
+        requests: result.requests.total,
+        cpuSeconds,
+      });
       entry.non2xx += result.non2xx;
       entry.errors += result.errors + result.timeouts;
       if (load.server.exited()) throw new BenchError(`${load.server.name} exited during the load\n${load.server.outputTail()}`);
     }
   }
+  const cpuPerRequest = (entry: LoadResult): number =>
+    (entry.rounds.reduce((sum, r) => sum + r.cpuSeconds, 0) * 1e6) / Math.max(1, entry.rounds.reduce((sum, r) => sum + r.requests, 0));
+  for (const entry of results.values()) entry.cpuMicrosecondsPerRequest = cpuPerRequest(entry);
   for (const entry of results.values()) {
     const reference = entry.reference === undefined ? undefined : results.get(entry.reference);
     if (reference === undefined) continue;
     entry.ratio = median(entry.rounds.map((r, i) => r.requestsPerSecond / reference.rounds[i]!.requestsPerSecond));
+    entry.cpuRatio = cpuPerRequest(reference) / cpuPerRequest(entry);
   }
   return [...results.values()];
 }
@@ -720,13 +757,15 @@ async function main(): Promise<number> {
     ]),
   );
   printRows(
-    ['load', 'req/s (median round)', 'p50 ms', 'p99 ms', 'vs small store', 'non-2xx', 'errors'],
+    ['load', 'req/s (median round)', 'p50 ms', 'p99 ms', 'vs small store', 'server CPU µs/req', 'CPU vs small', 'non-2xx', 'errors'],
     throughput.map((r) => [
       r.name,
       Math.round(median(r.rounds.map((x) => x.requestsPerSecond))).toLocaleString('en-US'),
       median(r.rounds.map((x) => x.p50Ms)).toFixed(0),
       median(r.rounds.map((x) => x.p99Ms)).toFixed(0),
       r.ratio === undefined ? '(reference)' : `${(r.ratio * 100).toFixed(1)} %`,
+      r.cpuMicrosecondsPerRequest === undefined ? '?' : r.cpuMicrosecondsPerRequest.toFixed(0),
+      r.cpuRatio === undefined ? '(reference)' : `${(r.cpuRatio * 100).toFixed(1)} %`,
       String(r.non2xx),
       String(r.errors),
     ]),
