@@ -138,6 +138,77 @@ describe('KeyCache', () => {
   });
 });
 
+describe('KeyCache: versions unwrapped on first use', () => {
+  /** Key `k` with `count` enabled versions (the last one primary), each wrapped under the root key, in a plain repository. */
+  async function manyVersions(count: number, disabled: readonly number[] = []) {
+    const repository = new InMemoryKeyRepository();
+    const base = record('enabled');
+    const versions = Array.from({ length: count }, (_, i) => ({
+      ...base.versions[0]!,
+      version: i + 1,
+      state: disabled.includes(i + 1) ? ('disabled' as const) : ('enabled' as const),
+    }));
+    const wrapped = await Promise.all(
+      versions.map(async ({ version }) => ({
+        version,
+        rootKeyId: rootKey.id,
+        material: await rootKey.wrap(Buffer.alloc(32, version), keyVersionWrapAad(KEY_ID, version)),
+      })),
+    );
+    repository.seed({ ...base, primaryVersion: count, versions }, wrapped);
+    const cache = new KeyCache({ repository, rootKey, clock: new ManualClock(), ttlMs: 5000 });
+    return { repository, cache };
+  }
+
+  it('a load reads and unwraps only the primary version', async () => {
+    const { repository, cache } = await manyVersions(50);
+    const cached = (await cache.getByName('k'))!;
+    expect([...cached.versionKeys.keys()]).toEqual([50]);
+    expect(repository.reads.findWrappedVersions).toBe(1);
+  });
+
+  it('an older version is unwrapped on its first use, then held without another read', async () => {
+    const { repository, cache } = await manyVersions(50);
+    const cached = (await cache.getByName('k'))!;
+    const first = (await cache.versionKey(cached, 3))!;
+    expect(first.use((bytes) => bytes.equals(Buffer.alloc(32, 3)))).toBe(true);
+    expect(await cache.versionKey(cached, 3)).toBe(first);
+    expect([...cached.versionKeys.keys()].sort((a, b) => a - b)).toEqual([3, 50]);
+    expect(repository.reads.findWrappedVersions).toBe(2);
+  });
+
+  it('concurrent first uses of one version share a single read', async () => {
+    const { repository, cache } = await manyVersions(5);
+    const cached = (await cache.getByName('k'))!;
+    const uses = await Promise.all([cache.versionKey(cached, 2), cache.versionKey(cached, 2), cache.versionKey(cached, 2)]);
+    expect(new Set(uses).size).toBe(1);
+    expect(repository.reads.findWrappedVersions).toBe(2);
+  });
+
+  it('never unwraps a disabled version', async () => {
+    const { repository, cache } = await manyVersions(5, [2]);
+    const cached = (await cache.getByName('k'))!;
+    expect(await cache.versionKey(cached, 2)).toBeUndefined();
+    expect(repository.reads.findWrappedVersions).toBe(1);
+  });
+
+  it('zeroes a version unwrapped on first use when the entry is invalidated', async () => {
+    const { cache } = await manyVersions(5);
+    const cached = (await cache.getByName('k'))!;
+    const old = (await cache.versionKey(cached, 1))!;
+    cache.invalidate({ id: KEY_ID, name: 'k' });
+    expect(old.isZeroed).toBe(true);
+  });
+
+  it('hands out zeroed material when the entry is invalidated during the unwrap, so the caller reads the key again', async () => {
+    const { cache } = await manyVersions(5);
+    const cached = (await cache.getByName('k'))!;
+    const use = cache.versionKey(cached, 1);
+    cache.invalidate({ id: KEY_ID, name: 'k' });
+    expect((await use)!.isZeroed).toBe(true);
+  });
+});
+
 describe('KeyCache: ids that name no key', () => {
   const UNKNOWN_ID = '0b7c1e2a-6f4d-4c3b-8a9e-1d2f3a4b5c6d';
 
