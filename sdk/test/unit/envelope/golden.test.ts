@@ -5,7 +5,7 @@ import { deriveMessageKeys } from '../../../src/envelope/message-cipher.js';
 import { decryptMessage, encryptMessage, startMessage } from '../../../src/envelope/one-shot.js';
 import { DecryptionError } from '../../../src/errors.js';
 import { canonicalContext } from '../../../src/format/encryption-context.js';
-import { DEFAULT_SUITE } from '../../../src/format/suites.js';
+import { suiteById } from '../../../src/format/suites.js';
 import { BACKENDS } from '../../helpers/envelope.js';
 
 interface Vector {
@@ -46,7 +46,7 @@ describe('format v1 golden vectors (sdk/test/fixtures/envelope-v1.json)', () => 
       });
 
       it('HKDF derives the recorded content key and commitment', async () => {
-        const { contentKey, commitment } = await deriveMessageKeys(nodeBackend, DEFAULT_SUITE, hex(vector.dataKey), hex(vector.messageId));
+        const { contentKey, commitment } = await deriveMessageKeys(nodeBackend, suiteById(vector.suiteId)!, hex(vector.dataKey), hex(vector.messageId));
         expect(Buffer.from(contentKey).toString('hex')).toBe(vector.contentKey);
         expect(Buffer.from(commitment).toString('hex')).toBe(vector.commitment);
       });
@@ -65,7 +65,7 @@ describe('format v1 golden vectors (sdk/test/fixtures/envelope-v1.json)', () => 
         const message = await startMessage(
           backend,
           { keyName: 'golden', keyId: '00000000-0000-0000-0000-000000000000', keyVersion: 1, wrapped: hex(vector.wrappedKey), plaintext: hex(vector.dataKey) },
-          { suite: DEFAULT_SUITE, segmentSize: vector.segmentSize, context: canonicalContext(vector.context) },
+          { suite: suiteById(vector.suiteId)!, segmentSize: vector.segmentSize, context: canonicalContext(vector.context) },
         );
         expect(Buffer.from(await encryptMessage(message, hex(vector.plaintext))).toString('hex')).toBe(vector.message);
       });
