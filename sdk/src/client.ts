@@ -176,7 +176,7 @@ function toBytes(data: unknown): Uint8Array {
 }
 
 function asBuffer(bytes: Uint8Array): Buffer {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 const EVENTS_OFF: SubscriptionStatus = Object.freeze({ state: 'off', lastEventId: '', connections: 0 });

@@ -112,6 +112,7 @@ export class DataKeyCache implements DataKeySource {
   #sweep: ReturnType<typeof setTimeout> | undefined;
   /** The entry each map last moved to its young end (see #touch), or put there. */
   readonly #youngest = new Map<Map<string, Entry>, Entry>();
+  #lastId: { readonly wrapped: Uint8Array; readonly context: CanonicalContext; readonly id: string } | undefined;
 
   constructor(
     private readonly source: DataKeySource,
@@ -173,11 +174,11 @@ export class DataKeyCache implements DataKeySource {
 
   /** The plaintext of a wrapped data key if it is cached, without waiting: the hit half of {@link unwrap}. */
   unwrapCached(wrapped: Uint8Array, context: CanonicalContext): UnwrappedDataKey | undefined {
-    return this.#unwrapCached(decryptId(wrapped, context));
+    return this.#unwrapCached(this.#decryptId(wrapped, context));
   }
 
   async unwrap(wrapped: Uint8Array, context: CanonicalContext, options: SourceCallOptions = {}): Promise<UnwrappedDataKey> {
-    const id = decryptId(wrapped, context);
+    const id = this.#decryptId(wrapped, context);
     const cached = this.#unwrapCached(id);
     if (cached !== undefined) return cached;
     this.#misses += 1;
@@ -202,6 +203,19 @@ export class DataKeyCache implements DataKeySource {
     this.#hits += 1;
     this.#touch(this.#decrypt, id, entry);
     return unwrapped(entry);
+  }
+
+  /**
+   * {@link decryptId}, recalled when asked for the same two arrays as last time: a parsed header's wrapped key and
+   * context are the same objects for every message under one data key (format/header.ts), and the SDK never changes
+   * them. Were the bytes ever changed under the same arrays, the id would name another key, whose commitment fails.
+   */
+  #decryptId(wrapped: Uint8Array, context: CanonicalContext): string {
+    const last = this.#lastId;
+    if (last !== undefined && last.wrapped === wrapped && last.context === context) return last.id;
+    const id = decryptId(wrapped, context);
+    this.#lastId = { wrapped, context, id };
+    return id;
   }
 
   #partition(keyName: string, context: CanonicalContext): string {

@@ -170,35 +170,46 @@ export function decodeHeader(input: Uint8Array): MessageHeader {
   if (input.length < HEADER_PREFIX_BYTES) throw new DecryptionError();
   const length = headerLength(input);
   if (input.length < length) throw new DecryptionError();
-  // A copy, so later changes to the caller's buffer cannot change a header already checked. It comes from Buffer's
-  // shared pool without zero-filling: `set` writes every byte, a header is public, and a received header is never
-  // handed to the caller. It is then viewed as a plain Uint8Array, because the subarrays of a Buffer are Buffers,
-  // which cost more to create. Fields are read with byte loads rather than a DataView.
-  const pooled = Buffer.allocUnsafe(length);
-  const bytes = new Uint8Array(pooled.buffer, pooled.byteOffset, length);
-  bytes.set(new Uint8Array(input.buffer, input.byteOffset, length));
-  const suite = suiteById(readUint16(bytes, 5))!;
+  const suite = suiteById(readUint16(input, 5))!;
   if (suite.formatVersion === 1) {
+    // A copy, so later changes to the caller's buffer cannot change a header already checked. It comes from Buffer's
+    // shared pool without zero-filling: `set` writes every byte, a header is public, and a received header is never
+    // handed to the caller. It is then viewed as a plain Uint8Array, because the subarrays of a Buffer are Buffers,
+    // which cost more to create. Fields are read with byte loads rather than a DataView.
+    const pooled = Buffer.allocUnsafe(length);
+    const bytes = new Uint8Array(pooled.buffer, pooled.byteOffset, length);
+    bytes.set(new Uint8Array(input.buffer, input.byteOffset, length));
     const body = parseBody(bytes, suite, HEADER_PREFIX_BYTES + suite.messageIdBytes, length);
     return Object.freeze({ ...body, messageId: bytes.subarray(HEADER_PREFIX_BYTES, HEADER_PREFIX_BYTES + suite.messageIdBytes), bytes });
   }
+  // Version 2: the parsed fields come from a copy the memo keeps, so a later change to the caller's buffer cannot
+  // change a context already checked; the message id and the AAD are views of the input, and a change there can only
+  // make the segments fail.
+  const bytes = new Uint8Array(input.buffer, input.byteOffset, length);
   const messageIdOffset = length - suite.messageIdBytes;
-  const key = pooled.toString('latin1', 0, messageIdOffset);
+  return Object.freeze({ ...bodyOf(bytes, suite, messageIdOffset), messageId: bytes.subarray(messageIdOffset), bytes });
+}
+
+/** The last version 2 header body parsed or recalled, and its bytes: one busy data key needs no lookup at all. */
+let last: { readonly prefix: Uint8Array; readonly body: HeaderBody } | undefined;
+
+/** The parsed fields of a version 2 header, whose message id starts at `messageIdOffset`: recalled, or parsed now. */
+function bodyOf(bytes: Uint8Array, suite: Suite, messageIdOffset: number): HeaderBody {
+  if (last !== undefined && last.prefix.length === messageIdOffset && equalPrefix(last.prefix, bytes)) return last.body;
+  const key = Buffer.from(bytes.buffer, bytes.byteOffset, messageIdOffset).toString('latin1');
   let body = parsed.get(key);
   if (body === undefined) {
     body = parseBody(bytes.slice(0, messageIdOffset), suite, HEADER_PREFIX_BYTES, messageIdOffset);
     if (parsed.size >= MAX_PARSED_HEADERS) parsed.delete(parsed.keys().next().value as string);
     parsed.set(key, body);
   }
-  return Object.freeze({
-    suite,
-    messageId: bytes.subarray(messageIdOffset, length),
-    segmentSize: body.segmentSize,
-    wrappedKey: body.wrappedKey,
-    context: body.context,
-    commitment: body.commitment,
-    bytes,
-  });
+  last = { prefix: bytes.slice(0, messageIdOffset), body };
+  return body;
+}
+
+function equalPrefix(prefix: Uint8Array, bytes: Uint8Array): boolean {
+  for (let i = 0; i < prefix.length; i++) if (prefix[i] !== bytes[i]) return false;
+  return true;
 }
 
 /**
