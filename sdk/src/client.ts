@@ -54,7 +54,7 @@ export interface ClientOptions {
   readonly events?: EventsOptions | false;
   /** PEM of the CA that issued the service's certificate, when it is not a public one. */
   readonly ca?: string | Buffer;
-  /** Plaintext bytes per segment of new messages. Default 65,536. */
+  /** Plaintext bytes per segment of new messages. Default 1,048,576. */
   readonly segmentSize?: number;
   /** Replaces the HTTP transport; for tests and for embedding. */
   readonly transport?: Transport;
