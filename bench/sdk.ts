@@ -778,40 +778,33 @@ function best(
   return winner;
 }
 
+/** A goal on the ratio of Keyhold's msgs/s to another implementation's. */
+function messageRateGoal(what: string, target: number, keyhold: Measurement | undefined, other: Measurement | undefined, otherName: Implementation): GoalResult {
+  const value = ratio(keyhold, other);
+  return {
+    what,
+    target: `≥ ${target}×`,
+    measured: {
+      ratio: value,
+      ratioByCpu: cpuRatio(keyhold, other),
+      keyholdMsgsPerSecond: keyhold?.messagesPerSecond,
+      keyholdInFlight: keyhold?.concurrency,
+      [`${otherName}MsgsPerSecond`]: other?.messagesPerSecond,
+      [`${otherName}InFlight`]: other?.concurrency,
+    },
+    met: value !== undefined && value >= target,
+  };
+}
+
 function evaluateGoals(rows: readonly Comparison[], rss: readonly RssResult[]): Record<string, GoalResult> {
   const goals: Record<string, GoalResult> = {};
   for (const operation of ['encrypt', 'decrypt'] as const) {
     const small = (r: Comparison) => r.size === KiB && r.operation === operation && r.mode === 'one-shot';
     const kh = best(rows, (r) => r.keyhold, small);
     const aws = best(rows, (r) => r.aws, small);
-    const value = ratio(kh, aws);
-    goals[`oneShot1KiB-${operation}`] = {
-      what: `${GOALS.oneShot1KiB.what}, ${operation}`,
-      target: `≥ ${GOALS.oneShot1KiB.ratio}×`,
-      measured: {
-        ratio: value,
-        ratioByCpu: cpuRatio(kh, aws),
-        keyholdMsgsPerSecond: kh?.messagesPerSecond,
-        keyholdInFlight: kh?.concurrency,
-        awsMsgsPerSecond: aws?.messagesPerSecond,
-        awsInFlight: aws?.concurrency,
-      },
-      met: value !== undefined && value >= GOALS.oneShot1KiB.ratio,
-    };
+    goals[`oneShot1KiB-${operation}`] = messageRateGoal(`${GOALS.oneShot1KiB.what}, ${operation}`, GOALS.oneShot1KiB.ratio, kh, aws, 'aws');
     const node = best(rows, (r) => r.node, small);
-    const toNode = ratio(kh, node);
-    goals[`oneShot1KiBVsNode-${operation}`] = {
-      what: `${GOALS.oneShot1KiBVsNode.what}, ${operation}`,
-      target: `≥ ${GOALS.oneShot1KiBVsNode.ratio}×`,
-      measured: {
-        ratio: toNode,
-        ratioByCpu: cpuRatio(kh, node),
-        keyholdMsgsPerSecond: kh?.messagesPerSecond,
-        keyholdInFlight: kh?.concurrency,
-        nodeMsgsPerSecond: node?.messagesPerSecond,
-      },
-      met: toNode !== undefined && toNode >= GOALS.oneShot1KiBVsNode.ratio,
-    };
+    goals[`oneShot1KiBVsNode-${operation}`] = messageRateGoal(`${GOALS.oneShot1KiBVsNode.what}, ${operation}`, GOALS.oneShot1KiBVsNode.ratio, kh, node, 'node');
     const stream = (r: Comparison) => r.size === LARGE_SIZE && r.operation === operation && r.mode !== 'one-shot';
     const khStream = best(rows, (r) => r.keyhold, stream);
     const awsStream = best(rows, (r) => r.aws, stream);

@@ -207,47 +207,61 @@ function openLayoutSync(sync: SyncCryptoBackend, backend: CryptoBackend, header:
   }
 }
 
-/** Opens every segment in order; one segment's plaintext is returned as it is, several are gathered into one buffer. */
-function openSegmentsSync(layout: SealedLayout, open: (sealed: Uint8Array, final: boolean, index: number) => Uint8Array): Uint8Array {
-  const { body, count, sealedSegment } = layout;
-  // The common small message: the opened segment is the plaintext, with no second buffer to fill and zero.
-  if (count === 1) return open(body, true, 0);
-  const plaintext = Buffer.allocUnsafeSlow(layout.plaintextLength);
-  try {
-    for (let index = 0, offset = 0; index < count; index++) {
-      const start = index * sealedSegment;
-      const opened = open(body.subarray(start, Math.min(body.length, start + sealedSegment)), index === count - 1, index);
-      plaintext.set(opened, offset);
-      offset += opened.length;
-      opened.fill(0);
-    }
-  } catch (error) {
-    plaintext.fill(0);
+/**
+ * The plaintext of a message of several segments, gathered as they are opened in order. Not zero-filled, and not from
+ * Buffer's shared pool: the opened segments tile it exactly, so every byte is written before it is returned, and on a
+ * failure all of it is zeroed, written or not. Each opened segment is zeroed once copied.
+ */
+class Gathered {
+  readonly plaintext: Buffer;
+  #offset = 0;
+
+  constructor(readonly layout: SealedLayout) {
+    this.plaintext = Buffer.allocUnsafeSlow(layout.plaintextLength);
+  }
+
+  /** Segment `index`'s sealed bytes, and whether it is the last. */
+  segment(index: number): [sealed: Uint8Array, final: boolean] {
+    const { body, count, sealedSegment } = this.layout;
+    const start = index * sealedSegment;
+    return [body.subarray(start, Math.min(body.length, start + sealedSegment)), index === count - 1];
+  }
+
+  add(opened: Uint8Array): void {
+    this.plaintext.set(opened, this.#offset);
+    this.#offset += opened.length;
+    opened.fill(0);
+  }
+
+  fail(error: unknown): never {
+    this.plaintext.fill(0);
     throw error;
   }
-  return plaintext;
+}
+
+/** Opens every segment in order; one segment's plaintext is returned as it is, several are gathered into one buffer. */
+function openSegmentsSync(layout: SealedLayout, open: (sealed: Uint8Array, final: boolean, index: number) => Uint8Array): Uint8Array {
+  // The common small message: the opened segment is the plaintext, with no second buffer to fill and zero.
+  if (layout.count === 1) return open(layout.body, true, 0);
+  const gathered = new Gathered(layout);
+  try {
+    for (let index = 0; index < layout.count; index++) gathered.add(open(...gathered.segment(index), index));
+  } catch (error) {
+    gathered.fail(error);
+  }
+  return gathered.plaintext;
 }
 
 /** {@link openSegmentsSync} with a segment cipher that answers with promises. */
 async function openSegments(layout: SealedLayout, open: (sealed: Uint8Array, final: boolean) => Promise<Uint8Array>): Promise<Uint8Array> {
-  const { body, count, sealedSegment } = layout;
-  if (count === 1) return open(body, true);
-  // Not zero-filled, and not from Buffer's shared pool: the opened segments tile it exactly, so every byte is written
-  // before it is returned, and on a failure all of it is zeroed, written or not.
-  const plaintext = Buffer.allocUnsafeSlow(layout.plaintextLength);
+  if (layout.count === 1) return open(layout.body, true);
+  const gathered = new Gathered(layout);
   try {
-    for (let index = 0, offset = 0; index < count; index++) {
-      const start = index * sealedSegment;
-      const opened = await open(body.subarray(start, Math.min(body.length, start + sealedSegment)), index === count - 1);
-      plaintext.set(opened, offset);
-      offset += opened.length;
-      opened.fill(0);
-    }
+    for (let index = 0; index < layout.count; index++) gathered.add(await open(...gathered.segment(index)));
   } catch (error) {
-    plaintext.fill(0);
-    throw error;
+    gathered.fail(error);
   }
-  return plaintext;
+  return gathered.plaintext;
 }
 
 function zero(dataKey: DataKeyBytes): void {
