@@ -200,6 +200,8 @@ function openLayoutSync(sync: SyncCryptoBackend, backend: CryptoBackend, header:
   try {
     if (!backend.equalConstantTime(commitment, header.commitment)) throw new DecryptionError();
     const base = nonceBase(header);
+    // One segment, the common small message, without the closure the general case needs.
+    if (layout.count === 1) return sync.open(contentKey, segmentNonce(base, 0, true), layout.body, header.bytes);
     return openSegmentsSync(layout, (sealed, final, index) => sync.open(contentKey, segmentNonce(base, index, final), sealed, header.bytes));
   } finally {
     contentKey.fill(0);
