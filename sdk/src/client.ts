@@ -4,8 +4,22 @@ import type { AuthProvider } from './auth/auth-provider.js';
 import { DataKeyCache, type CacheOptions, type CacheStats } from './cache/data-key-cache.js';
 import { chosenBackend, defaultBackend } from './crypto/backend.js';
 import { inspectMessage, type MessageInfo } from './envelope/inspect.js';
-import { encryptMessage, decryptMessage, rewrapMessage, startMessage, type MessageParameters } from './envelope/one-shot.js';
-import { createDecryptStream, createEncryptStream, createRewrapStream } from './envelope/streams.js';
+import {
+  decryptMessage,
+  decryptMessageIfCached,
+  encryptMessage,
+  rewrapMessage,
+  sealMessageSync,
+  startMessage,
+  type MessageParameters,
+} from './envelope/one-shot.js';
+import {
+  createDecryptNodeStream,
+  createDecryptStream,
+  createEncryptNodeStream,
+  createEncryptStream,
+  createRewrapStream,
+} from './envelope/streams.js';
 import { clientOptionsFromEnv } from './env.js';
 import { httpEventStreamConnector } from './events/connect.js';
 import { checkEventsOptions, EventSubscription, type EventsOptions, type SubscriptionStatus } from './events/subscription.js';
@@ -13,7 +27,7 @@ import { ClientClosedError, ConfigurationError, InvalidArgumentError } from './e
 import { canonicalContext, type CanonicalContext, type EncryptionContext } from './format/encryption-context.js';
 import { DEFAULT_SEGMENT_SIZE, isValidSegmentSize, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, type MessageHeader } from './format/header.js';
 import { DEFAULT_SUITE } from './format/suites.js';
-import type { DataKey, DataKeySource } from './keys/data-key-source.js';
+import type { DataKey, DataKeySource, UnwrappedDataKey } from './keys/data-key-source.js';
 import { ServiceDataKeySource } from './keys/service-source.js';
 import { createHttpTransport, type Transport } from './transport/http-transport.js';
 
@@ -40,7 +54,7 @@ export interface ClientOptions {
   readonly events?: EventsOptions | false;
   /** PEM of the CA that issued the service's certificate, when it is not a public one. */
   readonly ca?: string | Buffer;
-  /** Plaintext bytes per segment of new messages. Default 65,536. */
+  /** Plaintext bytes per segment of new messages. Default 1,048,576. */
   readonly segmentSize?: number;
   /** Replaces the HTTP transport; for tests and for embedding. */
   readonly transport?: Transport;
@@ -162,7 +176,7 @@ function toBytes(data: unknown): Uint8Array {
 }
 
 function asBuffer(bytes: Uint8Array): Buffer {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 const EVENTS_OFF: SubscriptionStatus = Object.freeze({ state: 'off', lastEventId: '', connections: 0 });
@@ -173,6 +187,8 @@ class Client implements KeyholdClient {
   readonly #subscription: EventSubscription | undefined;
   readonly #transport: Transport;
   readonly #source: DataKeySource;
+  /** The source when it is the cache, for the paths that try it without waiting. */
+  readonly #cache: DataKeyCache | undefined;
   readonly #service: ServiceDataKeySource;
   readonly #segmentSize: number;
   #closeCache: () => void = () => {};
@@ -211,6 +227,7 @@ class Client implements KeyholdClient {
       this.cache = { purge: (keyName) => created.purge(keyName), stats: () => created.stats() };
       this.#closeCache = () => created.close();
     }
+    this.#cache = cache;
     this.#subscription = this.#subscribe(options, cache);
     const subscription = this.#subscription;
     this.events = { status: () => subscription?.status() ?? EVENTS_OFF };
@@ -228,13 +245,15 @@ class Client implements KeyholdClient {
     const plaintext = toBytes(data);
     const parameters = this.#parameters(canonicalContext(options.context));
     const backend = chosenBackend() ?? await defaultBackend();
-    const dataKey = await this.#source.generate(keyName, parameters.context, {
+    // A cached key is taken without waiting; with node:crypto the whole message is then one synchronous call.
+    const dataKey = this.#cache?.generateCached(keyName, parameters.context, plaintext.length) ?? await this.#source.generate(keyName, parameters.context, {
       plaintextLength: plaintext.length,
       timeoutMs: options.timeoutMs,
       signal: options.signal,
     });
     let message;
     try {
+      if (backend.sync !== undefined && parameters.suite.derivation === 'xaes') return asBuffer(sealMessageSync(backend, dataKey, parameters, plaintext));
       message = await startMessage(backend, dataKey, parameters);
     } finally {
       dataKey.plaintext.fill(0);
@@ -247,32 +266,29 @@ class Client implements KeyholdClient {
     if (!(message instanceof Uint8Array)) throw new InvalidArgumentError('message must be a Uint8Array or a Buffer');
     const expected = options.expectedContext === undefined ? undefined : canonicalContext(options.expectedContext);
     const backend = chosenBackend() ?? await defaultBackend();
+    const cache = this.#cache;
+    if (cache !== undefined) {
+      const plaintext = decryptMessageIfCached(backend, message, (header) => cache.unwrapCached(header.wrappedKey, header.context), expected);
+      if (plaintext !== undefined) return asBuffer(plaintext);
+    }
     const { plaintext } = await decryptMessage(backend, message, (header) => this.#unwrap(header, options), expected);
     return asBuffer(plaintext);
   }
 
   encryptStream(keyName: string, options: EncryptOptions = {}): TransformStream<Uint8Array, Uint8Array> {
-    this.#begin();
-    checkKeyName(keyName);
-    const parameters = this.#parameters(canonicalContext(options.context));
-    return createEncryptStream(defaultBackend(), () => this.#source.generate(keyName, parameters.context, {
-      timeoutMs: options.timeoutMs,
-      signal: options.signal,
-    }), parameters);
+    return createEncryptStream(...this.#encryptStreamArguments(keyName, options));
   }
 
   decryptStream(options: DecryptOptions = {}): TransformStream<Uint8Array, Uint8Array> {
-    this.#begin();
-    const expected = options.expectedContext === undefined ? undefined : canonicalContext(options.expectedContext);
-    return createDecryptStream(defaultBackend(), (header) => this.#unwrap(header, options), expected);
+    return createDecryptStream(...this.#decryptStreamArguments(options));
   }
 
-  encryptNodeStream(keyName: string, options?: EncryptOptions): Duplex {
-    return Duplex.fromWeb(this.encryptStream(keyName, options) as Parameters<typeof Duplex.fromWeb>[0]);
+  encryptNodeStream(keyName: string, options: EncryptOptions = {}): Duplex {
+    return createEncryptNodeStream(...this.#encryptStreamArguments(keyName, options));
   }
 
-  decryptNodeStream(options?: DecryptOptions): Duplex {
-    return Duplex.fromWeb(this.decryptStream(options) as Parameters<typeof Duplex.fromWeb>[0]);
+  decryptNodeStream(options: DecryptOptions = {}): Duplex {
+    return createDecryptNodeStream(...this.#decryptStreamArguments(options));
   }
 
   inspect(message: Uint8Array): MessageInfo {
@@ -305,9 +321,8 @@ class Client implements KeyholdClient {
     await this.#transport.close();
   }
 
-  async #unwrap(header: MessageHeader, options: DecryptOptions): Promise<Uint8Array> {
-    const key = await this.#source.unwrap(header.wrappedKey, header.context, { timeoutMs: options.timeoutMs, signal: options.signal });
-    return key.plaintext;
+  async #unwrap(header: MessageHeader, options: DecryptOptions): Promise<UnwrappedDataKey> {
+    return this.#source.unwrap(header.wrappedKey, header.context, { timeoutMs: options.timeoutMs, signal: options.signal });
   }
 
   /** The header's data key wrapped again under the primary version of `keyName`, with its plaintext. */
@@ -317,6 +332,20 @@ class Client implements KeyholdClient {
     // Straight from the service, not through the cache: each re-wrapped key serves one message, once.
     const { plaintext } = await this.#service.unwrap(rewrapped.wrapped, header.context, call);
     return { ...rewrapped, plaintext };
+  }
+
+  #encryptStreamArguments(keyName: string, options: EncryptOptions): Parameters<typeof createEncryptStream> {
+    this.#begin();
+    checkKeyName(keyName);
+    const parameters = this.#parameters(canonicalContext(options.context));
+    const dataKey = () => this.#source.generate(keyName, parameters.context, { timeoutMs: options.timeoutMs, signal: options.signal });
+    return [defaultBackend(), dataKey, parameters];
+  }
+
+  #decryptStreamArguments(options: DecryptOptions): Parameters<typeof createDecryptStream> {
+    this.#begin();
+    const expected = options.expectedContext === undefined ? undefined : canonicalContext(options.expectedContext);
+    return [defaultBackend(), (header) => this.#unwrap(header, options), expected];
   }
 
   #parameters(context: CanonicalContext): MessageParameters {

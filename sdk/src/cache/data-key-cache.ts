@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { DeadlineExceededError, InvalidArgumentError, KeyholdSdkError } from '../errors.js';
 import type { CanonicalContext } from '../format/encryption-context.js';
 import type { Suite } from '../format/suites.js';
-import type { DataKey, DataKeySource, GenerateOptions, SourceCallOptions, UnwrappedDataKey } from '../keys/data-key-source.js';
+import type { DataKey, DataKeySource, DerivedKeySlot, GenerateOptions, SourceCallOptions, UnwrappedDataKey } from '../keys/data-key-source.js';
 import { wrappedKeyId } from '../keys/wrapped-key.js';
 
 /** Limits of the data-key cache. Every limit is a bound on how much one data key protects, and for how long. */
@@ -31,6 +31,8 @@ interface Entry {
   /** The cache's own copy, handed out only as copies and zeroed when the entry goes. */
   readonly plaintext: Buffer;
   readonly createdAt: number;
+  /** What the envelope derived from this key for all its messages; disposed of with the entry. */
+  readonly derived: DerivedKeySlot;
   /**
    * `cached` while in a map; `detached` when a purge raced its request, so it serves only that request's callers;
    * `zeroed` once gone. Callers that waited on a shared request check this before copying the key out.
@@ -52,6 +54,28 @@ function ownCopy(bytes: Uint8Array): Buffer {
   const copy = Buffer.alloc(bytes.length);
   copy.set(bytes);
   return copy;
+}
+
+/**
+ * Up to this many bytes of wrapped key and context, a decrypt entry's id is those bytes themselves (as a latin1
+ * string, after the wrapped key's length); beyond it, their SHA-256. A hash cost more than the rest of a cached
+ * decryption, and a `kh1` wrapped key with a typical context is about 150 bytes.
+ */
+const MAX_VERBATIM_ID_BYTES = 512;
+
+function latin1(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
+}
+
+/**
+ * The id of a decrypt entry: the wrapped key and the context, with the wrapped key's length first, so no other split
+ * of the same bytes into key and context has this id. The two forms start with different letters, so they never meet.
+ */
+function decryptId(wrapped: Uint8Array, context: CanonicalContext): string {
+  if (wrapped.length + context.encoded.length <= MAX_VERBATIM_ID_BYTES) return `b${wrapped.length}:${latin1(wrapped)}${latin1(context.encoded)}`;
+  const wrappedLength = Buffer.alloc(2);
+  wrappedLength.writeUInt16BE(wrapped.length);
+  return `h${createHash('sha256').update(wrappedLength).update(wrapped).update(context.encoded).digest('base64')}`;
 }
 
 function positiveInteger(value: number | undefined, fallback: number, name: string): number {
@@ -86,6 +110,9 @@ export class DataKeyCache implements DataKeySource {
   #hits = 0;
   #misses = 0;
   #sweep: ReturnType<typeof setTimeout> | undefined;
+  /** The entry each map last moved to its young end (see #touch), or put there. */
+  readonly #youngest = new Map<Map<string, Entry>, Entry>();
+  #lastId: { readonly wrapped: Uint8Array; readonly context: CanonicalContext; readonly id: string } | undefined;
 
   constructor(
     private readonly source: DataKeySource,
@@ -99,6 +126,24 @@ export class DataKeyCache implements DataKeySource {
     this.#maxEntries = positiveInteger(options.maxEntries, 1000, 'maxEntries');
   }
 
+  /**
+   * A data key for a message of `length` bytes (unknown for a stream) if a cached one may serve it, without waiting:
+   * the hit half of {@link generate}, which a caller on a synchronous path tries first.
+   */
+  generateCached(keyName: string, context: CanonicalContext, length?: number): DataKey | undefined {
+    if (length !== undefined && length > this.#maxBytes) return undefined;
+    const partition = this.#partition(keyName, context);
+    const entry = this.#encrypt.get(partition);
+    if (entry === undefined) return undefined;
+    if (!this.#usable(entry, length)) {
+      this.#remove(this.#encrypt, partition);
+      return undefined;
+    }
+    this.#hits += 1;
+    this.#touch(this.#encrypt, partition, entry);
+    return this.#handOut(entry, length);
+  }
+
   async generate(keyName: string, context: CanonicalContext, options: GenerateOptions = {}): Promise<DataKey> {
     const length = options.plaintextLength;
     // A message larger than a key may ever protect gets a key of its own that no other message shares.
@@ -110,17 +155,10 @@ export class DataKeyCache implements DataKeySource {
         throw error;
       }
     }
-    const partition = `${this.suite.id}\u0000${keyName}\u0000${context.key}`;
+    const partition = this.#partition(keyName, context);
     for (;;) {
-      const entry = this.#encrypt.get(partition);
-      if (entry !== undefined) {
-        if (this.#usable(entry, length)) {
-          this.#hits += 1;
-          this.#touch(this.#encrypt, partition, entry);
-          return this.#handOut(entry, length);
-        }
-        this.#remove(this.#encrypt, partition);
-      }
+      const cached = this.generateCached(keyName, context, length);
+      if (cached !== undefined) return cached;
       this.#misses += 1;
       let pending = this.#pendingEncrypt.get(partition);
       if (pending === undefined) {
@@ -134,20 +172,15 @@ export class DataKeyCache implements DataKeySource {
     }
   }
 
+  /** The plaintext of a wrapped data key if it is cached, without waiting: the hit half of {@link unwrap}. */
+  unwrapCached(wrapped: Uint8Array, context: CanonicalContext): UnwrappedDataKey | undefined {
+    return this.#unwrapCached(this.#decryptId(wrapped, context));
+  }
+
   async unwrap(wrapped: Uint8Array, context: CanonicalContext, options: SourceCallOptions = {}): Promise<UnwrappedDataKey> {
-    const wrappedLength = Buffer.alloc(2);
-    wrappedLength.writeUInt16BE(wrapped.length);
-    // The wrapped key's length first, so no other split of the same bytes into key and context has this id.
-    const id = createHash('sha256').update(wrappedLength).update(wrapped).update(context.encoded).digest('base64');
-    const entry = this.#decrypt.get(id);
-    if (entry !== undefined) {
-      if (this.now() - entry.createdAt < this.#maxAgeMs) {
-        this.#hits += 1;
-        this.#touch(this.#decrypt, id, entry);
-        return { keyName: entry.keyName, keyId: entry.keyId, plaintext: ownCopy(entry.plaintext) };
-      }
-      this.#remove(this.#decrypt, id);
-    }
+    const id = this.#decryptId(wrapped, context);
+    const cached = this.#unwrapCached(id);
+    if (cached !== undefined) return cached;
     this.#misses += 1;
     let pending = this.#pendingDecrypt.get(id);
     if (pending === undefined) {
@@ -157,7 +190,36 @@ export class DataKeyCache implements DataKeySource {
     const fetched = await waitAsCaller(pending, options);
     // Evicted between the answer and this continuation (a tiny cache under load): ask again.
     if (fetched.state === 'zeroed') return this.unwrap(wrapped, context, options);
-    return { keyName: fetched.keyName, keyId: fetched.keyId, plaintext: ownCopy(fetched.plaintext) };
+    return unwrapped(fetched);
+  }
+
+  #unwrapCached(id: string): UnwrappedDataKey | undefined {
+    const entry = this.#decrypt.get(id);
+    if (entry === undefined) return undefined;
+    if (this.now() - entry.createdAt >= this.#maxAgeMs) {
+      this.#remove(this.#decrypt, id);
+      return undefined;
+    }
+    this.#hits += 1;
+    this.#touch(this.#decrypt, id, entry);
+    return unwrapped(entry);
+  }
+
+  /**
+   * {@link decryptId}, recalled when asked for the same two arrays as last time: a parsed header's wrapped key and
+   * context are the same objects for every message under one data key (format/header.ts), and the SDK never changes
+   * them. Were the bytes ever changed under the same arrays, the id would name another key, whose commitment fails.
+   */
+  #decryptId(wrapped: Uint8Array, context: CanonicalContext): string {
+    const last = this.#lastId;
+    if (last !== undefined && last.wrapped === wrapped && last.context === context) return last.id;
+    const id = decryptId(wrapped, context);
+    this.#lastId = { wrapped, context, id };
+    return id;
+  }
+
+  #partition(keyName: string, context: CanonicalContext): string {
+    return `${this.suite.id}\u0000${keyName}\u0000${context.key}`;
   }
 
   /** Drops, and zeroes, every entry of `keyName` (a name or a key id), or every entry when none is given. */
@@ -186,6 +248,7 @@ export class DataKeyCache implements DataKeySource {
         wrapped: key.wrapped,
         plaintext: ownCopy(key.plaintext),
         createdAt: this.now(),
+        derived: { value: undefined },
         state: 'cached',
         messages: 0,
         bytes: 0,
@@ -205,7 +268,14 @@ export class DataKeyCache implements DataKeySource {
     const generation = this.#generation;
     try {
       const key = await this.source.unwrap(wrapped, context, { timeoutMs: options.timeoutMs });
-      const entry: Entry = { keyName: key.keyName, keyId: key.keyId, plaintext: ownCopy(key.plaintext), createdAt: this.now(), state: 'cached' };
+      const entry: Entry = {
+        keyName: key.keyName,
+        keyId: key.keyId,
+        plaintext: ownCopy(key.plaintext),
+        createdAt: this.now(),
+        derived: { value: undefined },
+        state: 'cached',
+      };
       key.plaintext.fill(0);
       this.#settle(this.#decrypt, id, entry, generation);
       return entry;
@@ -239,6 +309,7 @@ export class DataKeyCache implements DataKeySource {
       keyVersion: entry.keyVersion,
       wrapped: entry.wrapped,
       plaintext: ownCopy(entry.plaintext),
+      derived: entry.derived,
       ...(length === undefined ? { charge: (bytes: number) => { entry.bytes += bytes; } } : {}),
     };
     return key;
@@ -254,16 +325,14 @@ export class DataKeyCache implements DataKeySource {
       return;
     }
     entry.state = 'detached';
-    setImmediate(() => {
-      entry.state = 'zeroed';
-      entry.plaintext.fill(0);
-    });
+    setImmediate(() => zeroEntry(entry));
   }
 
   #insert<T extends Entry>(map: Map<string, T>, id: string, entry: T): void {
     const previous = map.get(id);
     if (previous !== undefined && previous !== entry) this.#remove(map, id);
     map.set(id, entry);
+    this.#youngest.set(map, entry);
     while (map.size > this.#maxEntries) this.#remove(map, map.keys().next().value as string);
     this.#scheduleSweep();
   }
@@ -302,19 +371,34 @@ export class DataKeyCache implements DataKeySource {
     this.#sweep = undefined;
   }
 
-  /** Moves an entry to the young end of the map's insertion order, which is the LRU order. */
+  /**
+   * Moves an entry to the young end of the map's insertion order, which is the LRU order; nothing to do when it was
+   * the last one touched, as the one key of a busy service usually is.
+   */
   #touch<T extends Entry>(map: Map<string, T>, id: string, entry: T): void {
+    if (this.#youngest.get(map) === entry) return;
     map.delete(id);
     map.set(id, entry);
+    this.#youngest.set(map, entry);
   }
 
   #remove<T extends Entry>(map: Map<string, T>, id: string): void {
     const entry = map.get(id);
     if (entry === undefined) return;
     map.delete(id);
-    entry.state = 'zeroed';
-    entry.plaintext.fill(0);
+    zeroEntry(entry);
   }
+}
+
+function unwrapped(entry: Entry): UnwrappedDataKey {
+  return { keyName: entry.keyName, keyId: entry.keyId, plaintext: ownCopy(entry.plaintext), derived: entry.derived };
+}
+
+function zeroEntry(entry: Entry): void {
+  entry.state = 'zeroed';
+  entry.plaintext.fill(0);
+  entry.derived.value?.dispose();
+  entry.derived.value = undefined;
 }
 
 /**

@@ -1,6 +1,6 @@
 import { createCipheriv, createDecipheriv, createHmac, randomBytes, randomFillSync, timingSafeEqual } from 'node:crypto';
 import { DecryptionError } from '../errors.js';
-import type { CryptoBackend, SegmentCipher } from './primitives.js';
+import type { CryptoBackend, IncrementalOpen, IncrementalSeal, SegmentCipher, SyncBlockCipher, SyncCryptoBackend } from './primitives.js';
 
 const TAG_BYTES = 16;
 /**
@@ -26,6 +26,31 @@ function pooledRandomBytes(length: number): Uint8Array {
   return out;
 }
 
+function sealInto(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array, out: Uint8Array, offset: number): void {
+  const cipher = createCipheriv('aes-256-gcm', key, nonce, { authTagLength: TAG_BYTES });
+  cipher.setAAD(aad);
+  const body = cipher.update(plaintext);
+  out.set(body, offset);
+  // GCM's final() returns nothing: it only computes the tag.
+  cipher.final();
+  out.set(cipher.getAuthTag(), offset + body.length);
+}
+
+function openSegment(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Buffer {
+  if (sealed.length < TAG_BYTES) throw new DecryptionError();
+  const decipher = createDecipheriv('aes-256-gcm', key, nonce, { authTagLength: TAG_BYTES });
+  decipher.setAAD(aad);
+  decipher.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
+  const plaintext = decipher.update(sealed.subarray(0, sealed.length - TAG_BYTES));
+  try {
+    decipher.final();
+  } catch {
+    plaintext.fill(0);
+    throw new DecryptionError();
+  }
+  return plaintext;
+}
+
 class NodeSegmentCipher implements SegmentCipher {
   readonly #key: Buffer;
 
@@ -36,31 +61,63 @@ class NodeSegmentCipher implements SegmentCipher {
   }
 
   async seal(nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Promise<Uint8Array> {
-    const cipher = createCipheriv('aes-256-gcm', this.#key, nonce, { authTagLength: TAG_BYTES });
-    cipher.setAAD(aad);
-    const head = cipher.update(plaintext);
-    const tail = cipher.final();
-    return Buffer.concat([head, tail, cipher.getAuthTag()]);
+    const out = Buffer.allocUnsafeSlow(plaintext.length + TAG_BYTES);
+    sealInto(this.#key, nonce, plaintext, aad, out, 0);
+    return out;
   }
 
   async open(nonce: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Promise<Uint8Array> {
-    if (sealed.length < TAG_BYTES) throw new DecryptionError();
-    const decipher = createDecipheriv('aes-256-gcm', this.#key, nonce, { authTagLength: TAG_BYTES });
-    decipher.setAAD(aad);
-    decipher.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
-    const plaintext = decipher.update(sealed.subarray(0, sealed.length - TAG_BYTES));
-    try {
-      decipher.final();
-    } catch {
-      plaintext.fill(0);
-      throw new DecryptionError();
-    }
-    return plaintext;
+    return openSegment(this.#key, nonce, sealed, aad);
   }
 
   dispose(): void {
     this.#key.fill(0);
   }
+}
+
+/**
+ * AES-256-ECB with padding off: each 16-byte block on its own, which is what a one-block CMAC and XAES-256-GCM's
+ * derivation need. One OpenSSL context per key serves every call, so a derivation costs one call rather than a new
+ * context. OpenSSL cleanses the key schedule when the context is collected; JavaScript holds no copy of the key.
+ */
+function nodeBlockCipher(key: Uint8Array): SyncBlockCipher {
+  const ecb = createCipheriv('aes-256-ecb', key, null);
+  ecb.setAutoPadding(false);
+  return {
+    encryptBlocks(blocks: Uint8Array): Uint8Array {
+      if (blocks.length % 16 !== 0) throw new RangeError('whole blocks only');
+      return ecb.update(blocks);
+    },
+  };
+}
+
+function nodeSealer(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array): IncrementalSeal {
+  const cipher = createCipheriv('aes-256-gcm', key, nonce, { authTagLength: TAG_BYTES });
+  cipher.setAAD(aad);
+  return {
+    update: (plaintext) => cipher.update(plaintext),
+    finish() {
+      cipher.final();
+      return cipher.getAuthTag();
+    },
+  };
+}
+
+function nodeOpener(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array): IncrementalOpen {
+  const decipher = createDecipheriv('aes-256-gcm', key, nonce, { authTagLength: TAG_BYTES });
+  decipher.setAAD(aad);
+  return {
+    update: (ciphertext) => decipher.update(ciphertext),
+    verify(tag) {
+      if (tag.length !== TAG_BYTES) throw new DecryptionError();
+      decipher.setAuthTag(tag);
+      try {
+        decipher.final();
+      } catch {
+        throw new DecryptionError();
+      }
+    },
+  };
 }
 
 const SHA256_BYTES = 32;
@@ -87,7 +144,16 @@ function hkdfSha256(ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length:
   return out;
 }
 
-/** node:crypto: OpenSSL AES-GCM and HMAC. */
+const nodeSync: SyncCryptoBackend = Object.freeze({
+  hkdf: hkdfSha256,
+  blockCipher: nodeBlockCipher,
+  seal: sealInto,
+  sealer: nodeSealer,
+  open: openSegment,
+  opener: nodeOpener,
+});
+
+/** node:crypto: OpenSSL AES-GCM, AES and HMAC, with and without promises. */
 export const nodeBackend: CryptoBackend = Object.freeze({
   name: 'node' as const,
   async hkdf(ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: number): Promise<Uint8Array> {
@@ -96,10 +162,15 @@ export const nodeBackend: CryptoBackend = Object.freeze({
   async segmentCipher(key: Uint8Array): Promise<SegmentCipher> {
     return new NodeSegmentCipher(key);
   },
+  async blockCipher(key: Uint8Array) {
+    const cipher = nodeBlockCipher(key);
+    return { encryptBlocks: async (blocks: Uint8Array) => cipher.encryptBlocks(blocks) };
+  },
   randomBytes(length: number): Uint8Array {
     return pooledRandomBytes(length);
   },
   equalConstantTime(a: Uint8Array, b: Uint8Array): boolean {
     return a.length === b.length && timingSafeEqual(a, b);
   },
+  sync: nodeSync,
 });

@@ -1,6 +1,6 @@
 import type { webcrypto } from 'node:crypto';
 import { DecryptionError } from '../errors.js';
-import type { CryptoBackend, SegmentCipher } from './primitives.js';
+import type { BlockCipher, CryptoBackend, SegmentCipher } from './primitives.js';
 
 interface WebCrypto {
   readonly subtle: webcrypto.SubtleCrypto;
@@ -8,6 +8,7 @@ interface WebCrypto {
 }
 
 const TAG_BITS = 128;
+const BLOCK_BYTES = 16;
 /** getRandomValues refuses more than 65,536 bytes a call (WebCrypto §10.1.1). */
 const MAX_RANDOM_CHUNK = 65_536;
 
@@ -35,6 +36,24 @@ export function webCryptoBackend(crypto: WebCrypto): CryptoBackend {
         },
         dispose() {
           // A non-extractable CryptoKey has no bytes to zero; dropping the reference is all WebCrypto allows.
+        },
+      };
+    },
+    async blockCipher(raw: Uint8Array): Promise<BlockCipher> {
+      // WebCrypto has no ECB. AES-CBC of one block under a zero IV starts with that block's encryption (the padding
+      // block after it is dropped), so each block is one CBC call.
+      const key = await subtle.importKey('raw', raw, 'AES-CBC', false, ['encrypt']);
+      const zeroIv = new Uint8Array(BLOCK_BYTES);
+      return {
+        async encryptBlocks(blocks) {
+          if (blocks.length % BLOCK_BYTES !== 0) throw new RangeError('whole blocks only');
+          const out = new Uint8Array(blocks.length);
+          await Promise.all(Array.from({ length: blocks.length / BLOCK_BYTES }, async (_, i) => {
+            const block = blocks.subarray(i * BLOCK_BYTES, (i + 1) * BLOCK_BYTES);
+            const sealed = new Uint8Array(await subtle.encrypt({ name: 'AES-CBC', iv: zeroIv }, key, block));
+            out.set(sealed.subarray(0, BLOCK_BYTES), i * BLOCK_BYTES);
+          }));
+          return out;
         },
       };
     },

@@ -40,6 +40,24 @@ export class ByteQueue {
     return out;
   }
 
+  /**
+   * The first `count` bytes, removed from the queue, as views of the chunks they lie in: for a consumer that takes
+   * them piece by piece, such as a cipher, and so needs no copy even when they span chunks.
+   */
+  takeViews(count: number): Uint8Array[] {
+    if (count > this.#length) throw new RangeError('not enough bytes queued');
+    const views: Uint8Array[] = [];
+    let left = count;
+    while (left > 0) {
+      const chunk = this.#chunks[0]!;
+      const n = Math.min(left, chunk.length - this.#head);
+      views.push(chunk.subarray(this.#head, this.#head + n));
+      left -= n;
+      this.#consume(n);
+    }
+    return views;
+  }
+
   /** The first `count` bytes, left in the queue. */
   peek(count: number): Uint8Array {
     const taken = this.take(count);

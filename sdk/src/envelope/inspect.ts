@@ -15,7 +15,7 @@ export interface MessageInfo {
   readonly keyVersion: number;
   /** The encryption context, in the clear in the header. */
   readonly context: EncryptionContext;
-  /** The suite id (`0x0001`: AES-256-GCM, HKDF-SHA256, key commitment). */
+  /** The suite id: `0x0002` for format v2 (what the SDK writes), `0x0001` for format v1 (docs/envelope-format.md). */
   readonly suiteId: number;
   /** Plaintext bytes per segment. */
   readonly segmentSize: number;

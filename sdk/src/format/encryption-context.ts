@@ -39,6 +39,21 @@ export function compareBytes(a: Uint8Array, b: Uint8Array): number {
 export function canonicalContext(context: EncryptionContext | undefined): CanonicalContext {
   if (context === undefined || context === null) return EMPTY;
   if (typeof context !== 'object' || Array.isArray(context)) throw new InvalidArgumentError('context must be an object of strings');
+  // A frozen context cannot change, so the object itself names its encoding: no JSON needed to look it up.
+  const frozen = Object.isFrozen(context);
+  if (frozen) {
+    const known = frozenMemo.get(context);
+    if (known !== undefined) return known;
+  }
+  const canonical = checkedContext(context);
+  if (frozen) frozenMemo.set(context, canonical);
+  return canonical;
+}
+
+/** Canonical encodings of frozen contexts, by identity; entries go with their objects. */
+const frozenMemo = new WeakMap<EncryptionContext, CanonicalContext>();
+
+function checkedContext(context: EncryptionContext): CanonicalContext {
   const names = Object.keys(context);
   if (names.length === 0) return EMPTY;
   if (names.length > MAX_CONTEXT_PAIRS) throw new InvalidArgumentError(`context has more than ${MAX_CONTEXT_PAIRS} pairs`);
@@ -98,6 +113,24 @@ export function contextObject(context: CanonicalContext): EncryptionContext {
 
 /** True when every pair of `expected` is in `actual` with the same value. */
 export function contextIncludes(actual: CanonicalContext, expected: CanonicalContext): boolean {
+  // The usual case, the very context the message was written with: equal encodings, compared without a scan.
+  if (equalBytes(actual.encoded, expected.encoded)) return true;
   // At most 64 pairs a side, so a scan beats building a map on every decryption.
-  return expected.pairs.every(([name, value]) => actual.pairs.some(([actualName, actualValue]) => actualName === name && actualValue === value));
+  for (const [name, value] of expected.pairs) {
+    let found = false;
+    for (const [actualName, actualValue] of actual.pairs) {
+      if (actualName === name) {
+        found = actualValue === value;
+        break;
+      }
+    }
+    if (!found) return false;
+  }
+  return true;
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }

@@ -16,6 +16,17 @@ export interface DataKey {
    * key was handed out. Only cached keys have it.
    */
   readonly charge?: (bytes: number) => void;
+  /** Where a cache keeps what is derived from this key once for all its messages; see {@link DerivedKeySlot}. */
+  readonly derived?: DerivedKeySlot;
+}
+
+/**
+ * What the envelope derives from a data key independently of any message (format v2's derivation key and
+ * commitment), kept with a cache entry so it is derived once per data key rather than once per message. The cache
+ * disposes of the value when the entry goes; a key straight from the service has no slot.
+ */
+export interface DerivedKeySlot {
+  value: { dispose(): void } | undefined;
 }
 
 /** The plaintext of a wrapped data key, with the key it belongs to. */
@@ -23,6 +34,8 @@ export interface UnwrappedDataKey {
   readonly keyName: string;
   readonly keyId: string;
   readonly plaintext: Uint8Array;
+  /** See {@link DataKey.derived}. */
+  readonly derived?: DerivedKeySlot;
 }
 
 /** Options every call to a source takes. */

@@ -1,5 +1,7 @@
 import { hkdfSync, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { nodeBackend } from '../../../src/crypto/node-backend.js';
+import { CMAC_ZERO_BLOCK, cmacSubkey, xaesKdfBlocks } from '../../../src/crypto/xaes-kdf.js';
 import { DecryptionError } from '../../../src/errors.js';
 import { BACKENDS } from '../../helpers/envelope.js';
 
@@ -40,4 +42,34 @@ describe('crypto backends', () => {
       });
     });
   }
+});
+
+/** C2SP XAES-256-GCM's own test vectors: the derived key Kₓ for K and the first 12 bytes of N. */
+const XAES_VECTORS = [
+  { key: '01'.repeat(32), l: '7298caa565031eadc6ce23d23ea66378', k1: 'e531954aca063d5b8d9c47a47d4cc6f0', kx: 'c8612c9ed53fe43e8e005b828a1631a0bbcb6ab2f46514ec4f439fcfd0fa969b' },
+  { key: '03'.repeat(32), l: '91c08762876dccf9ba204a33768fa5fe', k1: '23810ec50edb99f374409466ed1f4b7b', kx: 'e9c621d4cdd9b11b00a6427ad7e559aeedd66b3857646677748f8ca796cb3fd8' },
+];
+const XAES_NONCE = Buffer.from('ABCDEFGHIJKL');
+
+describe('XAES-256-GCM key derivation (C2SP test vectors)', () => {
+  for (const [name, backend] of BACKENDS) {
+    it(`gives L, K1 and Kₓ of both vectors (${name})`, async () => {
+      for (const vector of XAES_VECTORS) {
+        const cipher = await backend.blockCipher(Buffer.from(vector.key, 'hex'));
+        const l = await cipher.encryptBlocks(CMAC_ZERO_BLOCK);
+        expect(Buffer.from(l).toString('hex')).toBe(vector.l);
+        const k1 = cmacSubkey(l);
+        expect(Buffer.from(k1).toString('hex')).toBe(vector.k1);
+        expect(Buffer.from(await cipher.encryptBlocks(xaesKdfBlocks(k1, XAES_NONCE))).toString('hex')).toBe(vector.kx);
+      }
+    });
+  }
+
+  it('the synchronous block cipher gives the same Kₓ', () => {
+    for (const vector of XAES_VECTORS) {
+      const cipher = nodeBackend.sync!.blockCipher(Buffer.from(vector.key, 'hex'));
+      const k1 = cmacSubkey(cipher.encryptBlocks(CMAC_ZERO_BLOCK));
+      expect(Buffer.from(cipher.encryptBlocks(xaesKdfBlocks(k1, XAES_NONCE))).toString('hex')).toBe(vector.kx);
+    }
+  });
 });

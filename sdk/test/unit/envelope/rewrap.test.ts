@@ -4,7 +4,7 @@ import { inspectMessage } from '../../../src/envelope/inspect.js';
 import { rewrapMessage, type DataKeyRewrapper } from '../../../src/envelope/one-shot.js';
 import { createRewrapStream } from '../../../src/envelope/streams.js';
 import { DecryptionError, InvalidArgumentError } from '../../../src/errors.js';
-import { decodeHeader, MESSAGE_ID_BYTES } from '../../../src/format/header.js';
+import { decodeHeader, HEADER_PREFIX_BYTES } from '../../../src/format/header.js';
 import { DEFAULT_SUITE } from '../../../src/format/suites.js';
 import { BACKENDS, open, pipeThrough, seal } from '../../helpers/envelope.js';
 import { FakeDataKeySource } from '../../helpers/fake-source.js';
@@ -65,8 +65,8 @@ describe('inspectMessage', () => {
   it('refuses a header whose wrapped key is not a kh1 ciphertext with the one decryption error', async () => {
     const { message } = await underVersion1(bytes(10));
     const altered = Uint8Array.from(message);
-    // The wrapped key starts after magic, version, suite, length (9), message id (32), segment size (4), its length (2).
-    altered[9 + MESSAGE_ID_BYTES + 6] = 0x02;
+    // Format v2: the wrapped key starts after magic, version, suite, length (9), segment size (4), its length (2).
+    altered[HEADER_PREFIX_BYTES + 6] = 0x02;
     expect(() => inspectMessage(altered)).toThrow(DecryptionError);
   });
 
@@ -88,12 +88,15 @@ describe('rewrapMessage', () => {
     },
   );
 
-  it('writes a fresh message id and commitment, so no content key and nonce pair is used twice', async () => {
+  it('writes a fresh message id, so no content key and nonce pair is used twice', async () => {
     const { message, rewrapKey } = await underVersion1(bytes(700));
     const before = decodeHeader(message);
     const after = decodeHeader(await rewrapMessage(nodeBackend, message, rewrapKey));
-    expect(Buffer.from(after.messageId)).not.toEqual(Buffer.from(before.messageId));
-    expect(Buffer.from(after.commitment)).not.toEqual(Buffer.from(before.commitment));
+    // Format v2 derives the content key from the message id (its first 12 bytes) and randomises the nonces with the
+    // rest; the commitment belongs to the data key, which a rewrap keeps.
+    expect(Buffer.from(after.messageId.subarray(0, 12))).not.toEqual(Buffer.from(before.messageId.subarray(0, 12)));
+    expect(Buffer.from(after.messageId.subarray(12))).not.toEqual(Buffer.from(before.messageId.subarray(12)));
+    expect(Buffer.from(after.commitment)).toEqual(Buffer.from(before.commitment));
   });
 
   it('zeroes the data key the service handed back', async () => {

@@ -14,16 +14,14 @@ import {
 import {
   decodeHeader,
   encodeHeader,
-  FORMAT_VERSION,
   HEADER_PREFIX_BYTES,
   MAGIC,
   MAX_SEGMENT_SIZE,
   MAX_WRAPPED_KEY_BYTES,
-  MESSAGE_ID_BYTES,
   MIN_SEGMENT_SIZE,
   type HeaderFields,
 } from '../../../src/format/header.js';
-import { DEFAULT_SUITE } from '../../../src/format/suites.js';
+import { DEFAULT_SUITE, SUITE_AES256_GCM_HKDF_SHA256_COMMIT, type Suite } from '../../../src/format/suites.js';
 import { open, openStream, pipeThrough, seal } from '../../helpers/envelope.js';
 import { FakeDataKeySource } from '../../helpers/fake-source.js';
 
@@ -50,8 +48,9 @@ beforeAll(async () => {
   message = Buffer.from(await seal(source, PLAINTEXT, { segmentSize: SEGMENT, context: { tenant: 'acme', region: 'eu-west-1', 'ключ': 'значение' } }));
   const parsed = decodeHeader(message);
   header = Buffer.from(parsed.bytes);
-  const contextStart = HEADER_PREFIX_BYTES + MESSAGE_ID_BYTES + 6 + parsed.wrappedKey.length;
-  fieldOffsets = [5, 7, HEADER_PREFIX_BYTES + MESSAGE_ID_BYTES, HEADER_PREFIX_BYTES + MESSAGE_ID_BYTES + 2, HEADER_PREFIX_BYTES + MESSAGE_ID_BYTES + 4, contextStart];
+  // Format v2: the segment size follows the prefix, and the message id ends the header.
+  const contextStart = HEADER_PREFIX_BYTES + 6 + parsed.wrappedKey.length;
+  fieldOffsets = [5, 7, HEADER_PREFIX_BYTES, HEADER_PREFIX_BYTES + 2, HEADER_PREFIX_BYTES + 4, contextStart];
   let offset = contextStart + 2;
   for (let i = 0; i < 2 * parsed.context.pairs.length; i++) {
     fieldOffsets.push(offset);
@@ -140,12 +139,12 @@ function mutate(bytes: Uint8Array, mutations: readonly Mutation[]): Buffer {
 
 const mutations = fc.array(mutation, { minLength: 1, maxLength: 4 });
 
-/** A v1 prefix of the default suite declaring `length` bytes, then whatever. */
-function withValidPrefix(body: Uint8Array, length: number): Buffer {
+/** A valid prefix of `suite` (its format version and id) declaring `length` bytes, then whatever. */
+function withValidPrefix(suite: Suite, body: Uint8Array, length: number): Buffer {
   const out = Buffer.alloc(HEADER_PREFIX_BYTES + body.length);
   out.set(MAGIC, 0);
-  out[4] = FORMAT_VERSION;
-  out.writeUInt16BE(DEFAULT_SUITE.id, 5);
+  out[4] = suite.formatVersion;
+  out.writeUInt16BE(suite.id, 5);
   out.writeUInt16BE(length, 7);
   out.set(body, HEADER_PREFIX_BYTES);
   return out;
@@ -168,13 +167,24 @@ describe('decodeHeader returns a header or throws the decryption error, nothing 
     );
   });
 
-  it('for any bytes behind a valid v1 prefix, whatever length it declares', () => {
-    fc.assert(
-      fc.property(fc.uint8Array({ maxLength: 600 }), fc.integer({ min: 0, max: 0xffff }), (body, length) => {
-        expectOnlyDecryptionError(thrown(() => decodeHeader(withValidPrefix(body, length))));
-      }),
-      { numRuns: 300 },
-    );
+  for (const suite of [SUITE_AES256_GCM_HKDF_SHA256_COMMIT, DEFAULT_SUITE]) {
+    it(`for any bytes behind a valid v${suite.formatVersion} prefix, whatever length it declares`, () => {
+      fc.assert(
+        fc.property(fc.uint8Array({ maxLength: 600 }), fc.integer({ min: 0, max: 0xffff }), (body, length) => {
+          expectOnlyDecryptionError(thrown(() => decodeHeader(withValidPrefix(suite, body, length))));
+        }),
+        { numRuns: 300 },
+      );
+    });
+  }
+
+  it('refuses a suite under the other format version', () => {
+    for (const [suite, version] of [[SUITE_AES256_GCM_HKDF_SHA256_COMMIT, 2], [DEFAULT_SUITE, 1]] as const) {
+      const valid = Buffer.from(headerWith(canonicalContext({ tenant: 'a' }), suite));
+      expect(decodeHeader(valid).suite).toBe(suite);
+      valid[4] = version;
+      expect(thrown(() => decodeHeader(valid))).toBeInstanceOf(DecryptionError);
+    }
   });
 
   it('for a valid header with bytes flipped, cut, inserted, removed or overwritten', () => {
@@ -275,7 +285,7 @@ const contextEntries = fc
 
 const headerFields: fc.Arbitrary<{ fields: HeaderFields; entries: Array<[string, string]> }> = fc
   .record({
-    messageId: fc.uint8Array({ minLength: MESSAGE_ID_BYTES, maxLength: MESSAGE_ID_BYTES }),
+    messageId: fc.uint8Array({ minLength: DEFAULT_SUITE.messageIdBytes, maxLength: DEFAULT_SUITE.messageIdBytes }),
     segmentSize: fc.oneof(fc.integer({ min: MIN_SEGMENT_SIZE, max: MAX_SEGMENT_SIZE }), fc.constantFrom(MIN_SEGMENT_SIZE, MAX_SEGMENT_SIZE)),
     wrappedKey: fc.uint8Array({ minLength: 1, maxLength: MAX_WRAPPED_KEY_BYTES }),
     commitment: fc.uint8Array({ minLength: DEFAULT_SUITE.commitmentBytes, maxLength: DEFAULT_SUITE.commitmentBytes }),
@@ -351,14 +361,14 @@ function rawContext(pairs: ReadonlyArray<readonly [string, string]>): CanonicalC
   return { pairs, encoded: Buffer.concat(parts), key: JSON.stringify(pairs) };
 }
 
-function headerWith(context: CanonicalContext): Uint8Array {
+function headerWith(context: CanonicalContext, suite: Suite = DEFAULT_SUITE): Uint8Array {
   return encodeHeader({
-    suite: DEFAULT_SUITE,
-    messageId: new Uint8Array(MESSAGE_ID_BYTES),
+    suite,
+    messageId: new Uint8Array(suite.messageIdBytes),
     segmentSize: SEGMENT,
     wrappedKey: new Uint8Array(77),
     context,
-    commitment: new Uint8Array(DEFAULT_SUITE.commitmentBytes),
+    commitment: new Uint8Array(suite.commitmentBytes),
   }).bytes;
 }
 
