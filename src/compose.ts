@@ -285,7 +285,15 @@ export async function openKeyholdApp(config: Config, deps: KeyholdAppDeps = {}):
   let app: FastifyInstance;
   let awsKms: FastifyInstance | undefined;
   try {
-    const options = { logger, clock, tls, metrics: metrics?.http, awsKmsPath: config.awsKms?.path };
+    const options = {
+      logger,
+      clock,
+      tls,
+      metrics: metrics?.http,
+      awsKmsPath: config.awsKms?.path,
+      accessLog: config.accessLog,
+      slowRequestMs: config.slowRequestMs,
+    };
     app = await buildApp(keyhold.services, options);
     try {
       if (config.awsKms?.port !== undefined) awsKms = await buildAwsKmsApp(keyhold.services, options);
