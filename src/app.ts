@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { TlsOptions } from 'node:tls';
 import pino, { type DestinationStream, type Logger } from 'pino';
 import { systemClock, type Clock } from './lib/clock.js';
@@ -87,7 +87,7 @@ function createServer(services: Services, options: AppOptions, errorFormat: 'pro
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     // Errors (5xx, in problem.ts), slow answers and start-up stay in the log either way.
-    disableRequestLogging: !accessLog,
+    logController: new LogController({ disableRequestLogging: !accessLog }),
     // A child logger per request pays off only when request lines are logged (the access log, at info and below).
     // Otherwise requests share the root logger, and the few lines they write name the request id themselves.
     childLoggerFactory: (parent, bindings, options) =>

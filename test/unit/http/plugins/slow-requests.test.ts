@@ -1,4 +1,4 @@
-import Fastify, { type FastifyBaseLogger } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger } from 'fastify';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { registerSlowRequestLog } from '../../../../src/http/plugins/slow-requests.js';
@@ -6,7 +6,7 @@ import { LogCapture } from '../../../helpers/app.js';
 
 async function appWithSlowLog(thresholdMs: number) {
   const logs = new LogCapture();
-  const app = Fastify({ loggerInstance: pino({ level: 'info' }, logs) as FastifyBaseLogger, disableRequestLogging: true });
+  const app = Fastify({ loggerInstance: pino({ level: 'info' }, logs) as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }) });
   registerSlowRequestLog(app, thresholdMs);
   app.get('/slow/:name', async () => {
     await new Promise((resolve) => setTimeout(resolve, 40));
