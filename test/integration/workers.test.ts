@@ -67,7 +67,7 @@ interface Server {
 
 const cleanups: Array<() => Promise<void> | void> = [];
 
-async function startServer(kind: DatabaseKind): Promise<Server> {
+async function startServer(kind: DatabaseKind, env: Record<string, string> = {}): Promise<Server> {
   const dataDir = mkdtempSync(join(tmpdir(), 'keyhold-workers-'));
   cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
   let databaseUrl = `sqlite:${join(dataDir, 'keyhold.sqlite')}`;
@@ -93,6 +93,7 @@ async function startServer(kind: DatabaseKind): Promise<Server> {
       KEYHOLD_LOG_LEVEL: 'warn',
       // Only the announcements between workers (SQLite) or NOTIFY (PostgreSQL) can make a revocation prompt.
       KEYHOLD_CACHE_TTL_MS: '600000',
+      ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -218,6 +219,23 @@ for (const kind of DATABASE_KINDS) {
     }, 120_000);
   });
 }
+
+describe('the metrics of a server with KEYHOLD_WORKERS=2 [sqlite]', () => {
+  it('are served once, by the primary, with every worker\'s counts summed', async () => {
+    const server = await startServer('sqlite', { KEYHOLD_METRICS_PORT: '0', KEYHOLD_LOG_LEVEL: 'info' });
+    const metricsUrl = await waitFor(() => /"url":"(http:[^"]+\/metrics)"/.exec(server.output())?.[1], 20_000, 'the metrics line');
+    expect((await call(server.url, 'POST', '/v1/keys', { name: 'counted' })).status).toBe(201);
+    await datakeysFromBothWorkers(server, 'counted');
+    const records = (await replicaOf(server, 'counted')).size;
+    const text = await (await fetch(metricsUrl)).text();
+    const served = [...text.matchAll(/^keyhold_crypto_operations_total\{operation="datakey",key="counted",version="1",outcome="ok"\} (\d+)$/gm)];
+    // One series, however many workers answered: the data keys audited (every one of them) less the key's creation.
+    expect(served).toHaveLength(1);
+    expect(Number(served[0]![1])).toBe(records - 1);
+    server.child.kill('SIGTERM');
+    expect((await server.exited).code).toBe(0);
+  }, 120_000);
+});
 
 describe.runIf(DATABASE_KINDS.includes('sqlite'))('a worker that dies [sqlite]', () => {
   it('is replaced, and the server keeps serving from two workers and still exits 0 on SIGTERM', async () => {
