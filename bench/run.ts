@@ -1019,23 +1019,16 @@ async function startKeyhold(settings: Settings): Promise<KeyholdScenarios> {
   if (field(openedByWorkers, 'plaintext') !== field(dataKey, 'plaintext')) {
     throw new BenchError('the multi-worker server did not decrypt what the one-worker server issued');
   }
-  const workersDatakey: Scenario = {
-    ...adminDatakey,
-    name: 'datakey-workers',
-    description: `${adminDatakey.description}, on the server with ${settings.workers} workers (npm start's default)`,
+  const onWorkers = (scenario: Scenario): Scenario => ({
+    ...scenario,
+    name: `${scenario.name}-workers`,
+    description: `${scenario.description}, on the server with ${settings.workers} workers (npm start's default)`,
     url: workersServer.url,
     server: workersServer,
-  };
-  const workersDecrypt: Scenario = {
-    ...decrypt,
-    name: 'decrypt-workers',
-    description: `${decrypt.description}, on the server with ${settings.workers} workers (npm start's default)`,
-    url: workersServer.url,
-    server: workersServer,
-  };
+  });
+  const workersScenarios = [onWorkers(adminDatakey), onWorkers(decrypt)];
 
   const unauditedScenarios = [noAuditDatakey, noAuditDecrypt];
-  const workersScenarios = [workersDatakey, workersDecrypt];
   return {
     scenarios: [noAuditDatakey, adminDatakey, workloadDatakey, awsGenerateDataKey, noAuditDecrypt, decrypt],
     workersScenarios,
@@ -1043,15 +1036,15 @@ async function startKeyhold(settings: Settings): Promise<KeyholdScenarios> {
       const records = await auditedRecords(databaseUrl);
       const isUnaudited = (result: ScenarioResult): boolean =>
         unauditedScenarios.some((scenario) => scenario.name === result.name);
-      const onWorkers = results.filter((r) => workersScenarios.some((scenario) => scenario.name === r.name));
-      const answeredByWorkers = onWorkers.reduce((total, r) => total + r.measured.requests, 0);
+      const byWorkers = results.filter((r) => workersScenarios.some((scenario) => scenario.name === r.name));
+      const answeredByWorkers = byWorkers.reduce((total, r) => total + r.measured.requests, 0);
       if (records.workers < answeredByWorkers) {
-        onWorkers[0]?.problems.push(`the audit log holds ${records.workers} records of the workers, fewer than their ${answeredByWorkers} measured responses`);
+        byWorkers[0]?.problems.push(`the audit log holds ${records.workers} records of the workers, fewer than their ${answeredByWorkers} measured responses`);
       }
       if (records.workerChains < settings.workers) {
-        onWorkers[0]?.problems.push(`only ${records.workerChains} of the ${settings.workers} workers wrote audit records`);
+        byWorkers[0]?.problems.push(`only ${records.workerChains} of the ${settings.workers} workers wrote audit records`);
       }
-      const audited = results.filter((r) => !isUnaudited(r) && !r.name.startsWith('baseline') && !onWorkers.includes(r));
+      const audited = results.filter((r) => !isUnaudited(r) && !r.name.startsWith('baseline') && !byWorkers.includes(r));
       const answeredWithAudit = audited.reduce((total, r) => total + r.measured.requests, 0);
       if (records.off > 0) {
         results.find(isUnaudited)?.problems.push(`the KEYHOLD_AUDIT=off server wrote ${records.off} audit records`);
