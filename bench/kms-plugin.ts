@@ -259,7 +259,8 @@ async function main(): Promise<void> {
   const adminToken = `kh_bench_${randomBytes(24).toString('hex')}`;
   let grpc: ReturnType<typeof grpcClient> | undefined;
   try {
-    // Keyhold as `npm start` runs it: its node flag, SQLite, the database audit sink on (the default).
+    // Keyhold as `npm start` runs it: its node flag, SQLite, the database audit sink on (the default), but one worker:
+    // the server CPU per call is read from its one process, and the plugin's cost is the point here, not the server's.
     const { process: server, match: url } = await startChild(
       'keyhold',
       ['--max-semi-space-size=32', KEYHOLD_CLI, 'server'],
@@ -269,6 +270,7 @@ async function main(): Promise<void> {
         KEYHOLD_ROOT_KEY: randomBytes(32).toString('base64'),
         KEYHOLD_BOOTSTRAP_TOKEN: adminToken,
         KEYHOLD_LOG_LEVEL: 'warn',
+        KEYHOLD_WORKERS: '1',
         KEYHOLD_HOST: '127.0.0.1',
         KEYHOLD_PORT: '0',
       }),

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { TlsOptions } from 'node:tls';
 import pino, { type DestinationStream, type Logger } from 'pino';
 import { systemClock, type Clock } from './lib/clock.js';
@@ -12,6 +12,7 @@ import { registerJsonBodyParser } from './http/plugins/json-body.js';
 import { MIN_CHANGE_WAIT_MS, registerMinChange } from './http/plugins/min-change.js';
 import { registerProblemHandlers } from './http/plugins/problem.js';
 import { registerRequestMetrics, type HttpMetrics } from './http/plugins/request-metrics.js';
+import { registerSlowRequestLog } from './http/plugins/slow-requests.js';
 import { SHARED_SCHEMAS } from './http/schemas/components.js';
 import { auditRoutes } from './http/routes/audit.js';
 import { awsKmsRoutes } from './http/routes/aws-kms.js';
@@ -59,6 +60,13 @@ export interface AppOptions {
   readonly metrics?: HttpMetrics | undefined;
   /** Where the AWS-KMS-compatible endpoint answers on this app, when `services.awsKms` is set. */
   readonly awsKmsPath?: string | undefined;
+  /**
+   * A log line for every request and its answer (`KEYHOLD_ACCESS_LOG=on`). Default off: the audit log records every
+   * request durably, and a line per request on stdout cost about a quarter of the throughput (bench/README.md).
+   */
+  readonly accessLog?: boolean;
+  /** Answers later than this many milliseconds are logged at warn (`KEYHOLD_SLOW_REQUEST_MS`); undefined logs none. */
+  readonly slowRequestMs?: number | undefined;
 }
 
 export function createLogger(config: Config, stream?: DestinationStream): Logger {
@@ -75,12 +83,15 @@ function createServer(services: Services, options: AppOptions, errorFormat: 'pro
   const { logger } = options;
   const tlsOptions = options.tls;
 
+  const accessLog = options.accessLog === true;
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
-    // A child logger per request pays off only when request lines are logged (info and below). Above that, requests
-    // share the root logger, and the few lines they write name the request id themselves.
+    // Errors (5xx, in problem.ts), slow answers and start-up stay in the log either way.
+    logController: new LogController({ disableRequestLogging: !accessLog }),
+    // A child logger per request pays off only when request lines are logged (the access log, at info and below).
+    // Otherwise requests share the root logger, and the few lines they write name the request id themselves.
     childLoggerFactory: (parent, bindings, options) =>
-      (parent as Logger).isLevelEnabled('info') ? parent.child(bindings, options) : parent,
+      accessLog && (parent as Logger).isLevelEnabled('info') ? parent.child(bindings, options) : parent,
     bodyLimit: BODY_LIMIT_BYTES,
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
@@ -124,6 +135,7 @@ function createServer(services: Services, options: AppOptions, errorFormat: 'pro
   else registerProblemHandlers(app, sendAwsError);
   // Before any route: each route gets its observer as it is registered.
   if (options.metrics !== undefined) registerRequestMetrics(app, options.metrics);
+  if (options.slowRequestMs !== undefined) registerSlowRequestLog(app, options.slowRequestMs);
   if (services.auditWriter !== undefined) registerAuditHook(app, services.auditWriter, clock);
   registerJsonBodyParser(app);
   return app;

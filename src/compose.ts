@@ -39,6 +39,7 @@ import { KnexAwsCredentialRepository } from './storage/knex-aws-credential-repos
 import { readAuthConfig } from './identity/auth-config.js';
 import { DatabaseChangeFeed } from './changes/change-feed.js';
 import { KnexChangeRepository } from './storage/knex-change-repository.js';
+import type { SiblingProcesses } from './changes/change-repository.js';
 import { StartupError } from './errors.js';
 import { AuthenticatorChain, type Authenticator } from './identity/authenticator.js';
 import { createKubernetesAuthenticator } from './identity/kubernetes.js';
@@ -63,6 +64,8 @@ export interface KeyholdDeps {
   readonly database?: Database;
   /** The registry the services report to; none, and they report nothing. */
   readonly metrics?: KeyholdMetrics | undefined;
+  /** The other workers of this server (`KEYHOLD_WORKERS` > 1): told of this process's changes, and telling of theirs. */
+  readonly siblings?: SiblingProcesses | undefined;
 }
 
 const READINESS_TIMEOUT_MS = 2000;
@@ -132,10 +135,12 @@ export async function openKeyhold(config: Config, deps: KeyholdDeps): Promise<Ke
       authenticators.push(new SpiffeAuthenticator({ trustDomains: authConfig.spiffeTrustDomains, clock: deps.clock }));
     }
     authenticators.push(new TokenAuthenticator(tokens));
+    const changeRepository = new KnexChangeRepository(db);
     const changes = new DatabaseChangeFeed({
-      repository: new KnexChangeRepository(db),
+      repository: changeRepository,
       logger: deps.logger,
       pollIntervalMs: config.changePollIntervalMs,
+      siblings: deps.siblings,
       appliers: [
         {
           apply: (change) => {
@@ -218,9 +223,13 @@ export async function openKeyhold(config: Config, deps: KeyholdDeps): Promise<Ke
     // The feed starts from the sequence it reads now, so the policies are loaded after it: a write in between is
     // then either in the load or in the feed.
     await changes.start();
+    // SQLite has no NOTIFY: the other workers hear of this one's commits from it (on PostgreSQL this does nothing).
+    const { siblings } = deps;
+    const stopAnnouncing = siblings === undefined ? undefined : changeRepository.onLocalCommit(() => siblings.announce());
     try {
       await policyStore.reload();
     } catch (error) {
+      stopAnnouncing?.();
       await changes.close();
       throw error;
     }
@@ -230,6 +239,7 @@ export async function openKeyhold(config: Config, deps: KeyholdDeps): Promise<Ke
       services,
       generatedAdminToken,
       async close() {
+        stopAnnouncing?.();
         await changes.close();
         // Requests are answered by now (fastify closes them first): the chain ends with its seal.
         await auditWriter?.seal();
@@ -257,6 +267,8 @@ export interface KeyholdAppDeps {
   readonly sweeper?: boolean;
   /** Node process metrics in the registry, when metrics are on (`KEYHOLD_METRICS_PORT`). Default true. */
   readonly processMetrics?: boolean;
+  /** The other workers of this server, when it runs several (`cli/cluster.ts`). */
+  readonly siblings?: SiblingProcesses;
 }
 
 export interface KeyholdApp {
@@ -287,11 +299,19 @@ export async function openKeyholdApp(config: Config, deps: KeyholdAppDeps = {}):
   // Read before the store is opened, so a missing certificate fails start-up without leaving anything open.
   const tls = config.tls === undefined ? undefined : tlsServerOptions(config.tls);
   const metrics = config.metrics === undefined ? undefined : new KeyholdMetrics({ clock, processMetrics: deps.processMetrics });
-  const keyhold = await openKeyhold(config, { clock, logger, database: deps.database, metrics });
+  const keyhold = await openKeyhold(config, { clock, logger, database: deps.database, metrics, siblings: deps.siblings });
   let app: FastifyInstance;
   let awsKms: FastifyInstance | undefined;
   try {
-    const options = { logger, clock, tls, metrics: metrics?.http, awsKmsPath: config.awsKms?.path };
+    const options = {
+      logger,
+      clock,
+      tls,
+      metrics: metrics?.http,
+      awsKmsPath: config.awsKms?.path,
+      accessLog: config.accessLog,
+      slowRequestMs: config.slowRequestMs,
+    };
     app = await buildApp(keyhold.services, options);
     try {
       if (config.awsKms?.port !== undefined) awsKms = await buildAwsKmsApp(keyhold.services, options);

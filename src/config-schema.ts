@@ -48,6 +48,10 @@ function oneOf<const T extends readonly string[]>(values: T, options: VariableOp
 export const EnvironmentSchema = Type.Object({
   KEYHOLD_HOST: text({ default: '127.0.0.1', description: 'address to listen on' }),
   KEYHOLD_PORT: integer(0, 65535, { default: 7780, description: 'port to listen on' }),
+  KEYHOLD_WORKERS: integer(1, 1024, {
+    defaultText: 'the CPUs it may use',
+    description: 'server processes sharing the port, each a replica with its own audit chain; 1 runs no cluster',
+  }),
   KEYHOLD_METRICS_PORT: Type.Optional(
     integer(0, 65535, {
       defaultText: '– (off)',
@@ -109,6 +113,15 @@ export const EnvironmentSchema = Type.Object({
     ),
   ),
   KEYHOLD_LOG_LEVEL: oneOf(LOG_LEVELS, { default: 'info', description: 'pino level, or `silent`' }),
+  KEYHOLD_ACCESS_LOG: oneOf(['on', 'off'] as const, {
+    default: 'off',
+    errorMessage: 'must be on or off',
+    description: '`on` logs every request and answer at `info`; off, the audit log is the record of requests',
+  }),
+  KEYHOLD_SLOW_REQUEST_MS: integer(0, 600_000, {
+    default: 1000,
+    description: 'a request answered later than this is logged at `warn`; 0 turns it off',
+  }),
   KEYHOLD_CACHE_TTL_MS: integer(100, 3_600_000, {
     default: 5000,
     description: 'a backstop: the longest a replica trusts its cached copy of a key, a token lookup or the policies',

@@ -1,4 +1,4 @@
-import { hostname } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { Kind, type TSchema } from '@sinclair/typebox';
 import { Value, ValueErrorType } from '@sinclair/typebox/value';
@@ -34,6 +34,15 @@ export interface Config {
   readonly pkcs11: Pkcs11Settings | undefined;
   readonly bootstrapToken: string | undefined;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** `KEYHOLD_ACCESS_LOG=on`: a log line for every request and answer. Off, the audit log is the request record. */
+  readonly accessLog: boolean;
+  /** `KEYHOLD_SLOW_REQUEST_MS`: answers later than this are logged at warn; undefined (0) logs none. */
+  readonly slowRequestMs: number | undefined;
+  /**
+   * `KEYHOLD_WORKERS`: server processes sharing the port (node:cluster), each a replica with its own audit chain;
+   * default the CPUs the process may use (`os.availableParallelism()`). 1 runs the server in this process alone.
+   */
+  readonly workers: number;
   /** How long a replica trusts its cached copy of a key or token before reading it again. */
   readonly cacheTtlMs: number;
   /** How often a replica reads the change sequence even without a notification; bounds a lost NOTIFY's cost. */
@@ -264,6 +273,8 @@ export function loadConfig(env: Environment): Config {
   const read = readVariables(env);
   // The replica id's default is derived, and checked like a configured one: a host name can break the pattern too.
   read.KEYHOLD_REPLICA_ID ??= hostname();
+  // The CPUs this process may use (its affinity, and on Node 20 not a container's CPU quota: see docs/operations.md).
+  read.KEYHOLD_WORKERS ??= Math.min(availableParallelism(), 1024);
   const problems = schemaProblems(read);
   // Past this point a value that broke the schema only feeds a configuration that is thrown away below.
   const values = read as EnvironmentValues;
@@ -287,6 +298,9 @@ export function loadConfig(env: Environment): Config {
     pkcs11,
     bootstrapToken: values.KEYHOLD_BOOTSTRAP_TOKEN,
     logLevel: values.KEYHOLD_LOG_LEVEL,
+    accessLog: values.KEYHOLD_ACCESS_LOG === 'on',
+    slowRequestMs: values.KEYHOLD_SLOW_REQUEST_MS === 0 ? undefined : values.KEYHOLD_SLOW_REQUEST_MS,
+    workers: values.KEYHOLD_WORKERS,
     cacheTtlMs: values.KEYHOLD_CACHE_TTL_MS,
     changePollIntervalMs: values.KEYHOLD_CHANGE_POLL_INTERVAL_MS,
     sweepIntervalMs: values.KEYHOLD_SWEEP_INTERVAL_MS,

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { withTimeout } from '../lib/timeout.js';
 import type { Change, ChangeBarrier, ChangeFeed, FeedEvent } from './change.js';
-import type { ChangeNotifications, ChangeRepository } from './change-repository.js';
+import type { ChangeNotifications, ChangeRepository, SiblingProcesses } from './change-repository.js';
 
 /** What a replica holds in memory and must forget when the store changes under it. */
 export interface ChangeApplier {
@@ -17,6 +17,8 @@ export interface DatabaseChangeFeedOptions {
   readonly logger: Logger;
   /** How often the sequence is read even without a notification; bounds the cost of a lost one. */
   readonly pollIntervalMs: number;
+  /** The other workers of this server, whose announced commits are read at once (on SQLite: PostgreSQL notifies). */
+  readonly siblings?: SiblingProcesses | undefined;
 }
 
 const CATCH_UP_BATCH = 500;
@@ -45,6 +47,7 @@ export class DatabaseChangeFeed implements ChangeFeed, ChangeBarrier {
   /** True after a failed read: the next successful one starts by dropping every cache. */
   #lostTrack = false;
   #closed = false;
+  #stopHearingSiblings: (() => void) | undefined;
 
   constructor(options: DatabaseChangeFeedOptions) {
     this.#options = options;
@@ -58,6 +61,7 @@ export class DatabaseChangeFeed implements ChangeFeed, ChangeBarrier {
   async start(): Promise<void> {
     this.#appliedSeq = await this.#options.repository.latestSeq();
     await this.#listen(false);
+    this.#stopHearingSiblings = this.#options.siblings?.onAnnouncement(() => void this.catchUp());
     this.#pollTimer = setInterval(() => void this.catchUp(), this.#options.pollIntervalMs);
     this.#pollTimer.unref();
   }
@@ -122,6 +126,7 @@ export class DatabaseChangeFeed implements ChangeFeed, ChangeBarrier {
     const closing = notifications?.close().catch(() => undefined);
     clearInterval(this.#pollTimer);
     clearTimeout(this.#retryTimer);
+    this.#stopHearingSiblings?.();
     this.#listeners.clear();
     await this.#catchingUp?.catch(() => undefined);
     await closing;

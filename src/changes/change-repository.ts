@@ -24,3 +24,15 @@ export interface ChangeRepository {
    */
   notifications(onCommit: () => void, onLost: (error?: Error) => void): Promise<ChangeNotifications>;
 }
+
+/**
+ * The other server processes on this host that share the store: the workers of one `keyhold server` (node:cluster).
+ * On SQLite, which has no NOTIFY, a commit in one worker reaches the others' feeds through them, at once rather than
+ * at their next poll. Announcements can be lost with a worker; readers still poll.
+ */
+export interface SiblingProcesses {
+  /** Tells the others that this process committed a change. */
+  announce(): void;
+  /** Calls `listener` whenever another process announced a change. Returns the unsubscribe. */
+  onAnnouncement(listener: () => void): () => void;
+}

@@ -16,9 +16,10 @@ export function registerLocal(program: Command, io: Io): void {
   program
     .command('server')
     .description('run the Keyhold server (configured by KEYHOLD_* environment variables; see README.md)')
-    .action(async () => {
+    .option('--workers <n>', 'server processes sharing the port, over KEYHOLD_WORKERS (default: the CPUs it may use)', integer('--workers', 1, 1024))
+    .action(async (options: { workers?: number }) => {
       const { startServer } = await import('./server.js');
-      await startServer();
+      await startServer({ workers: options.workers });
     });
 
   program

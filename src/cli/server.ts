@@ -1,15 +1,48 @@
+import cluster from 'node:cluster';
 import type { FastifyInstance } from 'fastify';
 import { openKeyholdApp } from '../compose.js';
-import { loadConfig } from '../config.js';
+import { loadConfig, type Config } from '../config.js';
 import { stdoutLogDestination, type LogDestination } from '../lib/log-destination.js';
+import { runClusterPrimary, workerSiblings, type WorkerListening } from './cluster.js';
 
-/** `keyhold server`: reads the configuration from `process.env`, opens Keyhold and listens (the only code that does). */
-export async function startServer(): Promise<FastifyInstance> {
-  const config = loadConfig(process.env);
+export interface ServerOptions {
+  /** `--workers N`: over `KEYHOLD_WORKERS`. */
+  readonly workers?: number | undefined;
+}
+
+/**
+ * `keyhold server`: reads the configuration from `process.env` (the only code that does) and serves. With one worker
+ * (`KEYHOLD_WORKERS=1`) this process opens Keyhold and listens; with more, it becomes the cluster primary
+ * (`cluster.ts`), which forks the workers, and each worker, running this same command, opens its own Keyhold.
+ */
+export async function startServer(options: ServerOptions = {}): Promise<void> {
+  const env = options.workers === undefined ? process.env : { ...process.env, KEYHOLD_WORKERS: String(options.workers) };
+  const config = loadConfig(env);
+  if (cluster.isWorker) {
+    await serve(config, 'worker').catch((error: unknown) => {
+      // The channel to the primary would keep a worker that failed to start alive; without it, the worker exits
+      // once the error is printed, and the primary sees its exit status.
+      process.channel?.unref();
+      throw error;
+    });
+  } else if (config.workers > 1) await runClusterPrimary(config, env);
+  else await serve(config, 'alone');
+}
+
+/**
+ * Opens Keyhold and listens. `alone`, it says where on stdout and serves its own metrics; as a `worker`, it tells the
+ * cluster primary, which says it once for all and serves every worker's metrics.
+ */
+async function serve(config: Config, role: 'alone' | 'worker'): Promise<FastifyInstance> {
   const logDestination = stdoutLogDestination();
-  const { app, generatedAdminToken: generated, metrics, awsKms } = await openKeyholdApp(config, { logStream: logDestination });
+  const siblings = role === 'worker' ? workerSiblings() : undefined;
+  const { app, generatedAdminToken: generated, metrics, awsKms } = await openKeyholdApp(config, {
+    logStream: logDestination,
+    ...(siblings === undefined ? {} : { siblings }),
+  });
   if (generated !== undefined && process.stdout.isTTY === true) {
-    // Printed once, straight to the terminal and never through the logger, so it cannot land in log storage.
+    // Printed once, straight to the terminal and never through the logger, so it cannot land in log storage. With
+    // several workers only the first one, which starts alone, can generate it.
     process.stdout.write(
       `\n  Keyhold generated the first admin token. It is shown once, and saved (mode 0600) to ${generated.path}:\n\n` +
         `    ${generated.token}\n\n`,
@@ -18,11 +51,13 @@ export async function startServer(): Promise<FastifyInstance> {
     // Anything but a terminal (a container's stdout above all) is a log pipeline: only the file holds the token.
     app.log.warn({ path: generated.path }, 'generated the first admin token into this file (mode 0600); it is not printed, since stdout is not a terminal');
   }
+  // A worker's listen() goes through the primary, which shares one socket per address among the workers.
   const address = await app.listen({ host: config.host, port: config.port });
   let metricsAddress: string | undefined;
   let awsKmsAddress: string | undefined;
   try {
-    metricsAddress = await metrics?.listen();
+    if (role === 'worker') metrics?.answerClusterPrimary();
+    else metricsAddress = await metrics?.listen();
     if (awsKms !== undefined) awsKmsAddress = await awsKms.listen({ host: config.host, port: config.awsKms?.port ?? 0 });
   } catch (error) {
     // A port taken stops start-up as the API's would: an operator who asked for it must not run without it.
@@ -32,6 +67,11 @@ export async function startServer(): Promise<FastifyInstance> {
   // Before the line that tells an orchestrator (or a test) the server is up: a SIGTERM that follows it must find the
   // handler, or the default action kills the process with its audit chain unsealed.
   for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => shutDown(app, logDestination, signal, config.shutdownTimeoutMs));
+  if (role === 'worker') {
+    const listening: WorkerListening = { keyhold: 'listening', address, awsKmsAddress };
+    process.send?.(listening);
+    return app;
+  }
   if (metricsAddress !== undefined) app.log.info({ url: metricsAddress }, 'metrics listening');
   if (awsKmsAddress !== undefined) process.stdout.write(`Keyhold AWS KMS endpoint listening on ${awsKmsAddress}/\n`);
   process.stdout.write(`Keyhold listening on ${address}\n`);

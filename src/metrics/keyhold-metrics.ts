@@ -198,6 +198,8 @@ export class KeyholdMetrics {
       help: `Age of each key's primary version (the first ${MAX_KEY_LABELS} keys labelled since start-up; other: the oldest of the rest).`,
       labelNames: ['key'],
       registers: [this.registry],
+      // Every worker of a server reads the same keys: across them (cluster-metrics.ts) the oldest reading, not a sum.
+      aggregator: 'max',
       async collect() {
         const now = clock.now().getTime();
         this.reset();
@@ -217,6 +219,7 @@ export class KeyholdMetrics {
       help: `Seconds to each key's next scheduled rotation, negative when overdue; keys without one are absent (other: the soonest of the rest).`,
       labelNames: ['key'],
       registers: [this.registry],
+      aggregator: 'min',
       async collect() {
         const now = clock.now().getTime();
         this.reset();

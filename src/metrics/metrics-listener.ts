@@ -1,6 +1,13 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { KeyholdMetrics } from './keyhold-metrics.js';
+import { AggregatorRegistry, type Registry, type RegistryContentType } from 'prom-client';
+
+/** What a metrics listener serves: one process's registry (`KeyholdMetrics`), or its workers' together. */
+export interface MetricsSource {
+  readonly registry: Registry<RegistryContentType>;
+  /** The Prometheus text exposition. */
+  scrape(): Promise<string>;
+}
 
 /**
  * The Prometheus listener: `GET /metrics` and nothing else, on its own address (`KEYHOLD_METRICS_HOST`, default
@@ -9,11 +16,11 @@ import type { KeyholdMetrics } from './keyhold-metrics.js';
  */
 export class MetricsListener {
   readonly #server: Server;
-  readonly #metrics: KeyholdMetrics;
+  readonly #metrics: MetricsSource;
   readonly #host: string;
   readonly #port: number;
 
-  constructor(metrics: KeyholdMetrics, options: { readonly host: string; readonly port: number }) {
+  constructor(metrics: MetricsSource, options: { readonly host: string; readonly port: number }) {
     this.#metrics = metrics;
     this.#host = options.host;
     this.#port = options.port;
@@ -50,6 +57,17 @@ export class MetricsListener {
     return (await this.#metrics.registry.getMetricsAsJSON()).map(({ name, type }) => ({ name, type: String(type) }));
   }
 
+  /**
+   * In a worker of a server with several (`KEYHOLD_WORKERS`), instead of `listen()`: the workers share one port, so
+   * each scrape would reach one of them at random. The cluster primary listens instead ({@link workersMetrics}) and
+   * asks each worker for this registry over IPC (prom-client's cluster support), then sums them up.
+   */
+  answerClusterPrimary(): void {
+    // Constructing one installs prom-client's IPC answer in a worker; it then serves the registries set here.
+    new AggregatorRegistry();
+    AggregatorRegistry.setRegistries([this.#metrics.registry]);
+  }
+
   get listening(): boolean {
     return this.#server.listening;
   }
@@ -61,4 +79,16 @@ export class MetricsListener {
     this.#server.closeAllConnections();
     await closed;
   }
+}
+
+/**
+ * The metrics of every worker of a server, for the cluster primary's listener: each scrape asks every worker for its
+ * registry over IPC and aggregates them (prom-client's `AggregatorRegistry`): counters and histograms summed, gauges
+ * as each declares (summed unless it says otherwise, as the key gauges do). The series carry no worker label, so a
+ * scrape reads as one process's; a worker restarted starts its counters from zero, which Prometheus's `rate()` reads
+ * as a counter reset only when the sum falls.
+ */
+export function workersMetrics(): MetricsSource {
+  const registry = new AggregatorRegistry();
+  return { registry, scrape: () => registry.clusterMetrics() };
 }

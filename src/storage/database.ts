@@ -40,6 +40,24 @@ function createPrivateSqliteFile(filename: string): void {
   closeSync(openSync(filename, 'a', 0o600));
 }
 
+/** The part of a better-sqlite3 connection set up here. */
+interface SqliteConnection {
+  pragma(sql: string): unknown;
+  prepare(sql: string): unknown;
+}
+
+/**
+ * Makes every transaction `BEGIN IMMEDIATE`, which takes the write lock at its start, where `busy_timeout` waits for
+ * it. knex begins with a plain (deferred) `BEGIN`: with several processes on one file (the workers of one server), a
+ * transaction that reads, then writes after another process committed, fails at once with `SQLITE_BUSY_SNAPSHOT`,
+ * which no busy timeout can wait out (https://sqlite.org/rescode.html#busy_snapshot). One process holds one
+ * connection, so its own transactions were serialised already.
+ */
+function beginImmediately(connection: SqliteConnection): void {
+  const prepare = connection.prepare.bind(connection);
+  connection.prepare = (sql: string) => prepare(sql === 'BEGIN;' ? 'BEGIN IMMEDIATE;' : sql);
+}
+
 export function createDatabase(config: DatabaseConfig, options: DatabaseOptions): Database {
   if (config.client === 'sqlite') {
     if (config.filename !== ':memory:') createPrivateSqliteFile(config.filename);
@@ -53,8 +71,9 @@ export function createDatabase(config: DatabaseConfig, options: DatabaseOptions)
       pool: {
         min: 1,
         max: 1,
-        afterCreate(connection: { pragma(sql: string): unknown }, done: (err: Error | null, conn: unknown) => void) {
+        afterCreate(connection: SqliteConnection, done: (err: Error | null, conn: unknown) => void) {
           try {
+            beginImmediately(connection);
             connection.pragma('journal_mode = WAL');
             connection.pragma('synchronous = NORMAL');
             connection.pragma('foreign_keys = ON');

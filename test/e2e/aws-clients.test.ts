@@ -52,6 +52,7 @@ describe.skipIf(!hasAwsCli && !hasBoto3)('AWS clients nobody here wrote, against
         KEYHOLD_DATA_DIR: dir,
         KEYHOLD_BOOTSTRAP_TOKEN: ADMIN,
         KEYHOLD_LOG_LEVEL: 'warn',
+        KEYHOLD_WORKERS: '1',
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

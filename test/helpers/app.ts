@@ -46,6 +46,8 @@ export class TestStore {
       KEYHOLD_DATABASE_URL: this.kind === 'sqlite' ? `sqlite:${join(this.dataDir, 'keyhold.sqlite')}` : POSTGRES_URL,
       KEYHOLD_BOOTSTRAP_TOKEN: TEST_ADMIN_TOKEN,
       KEYHOLD_LOG_LEVEL: 'info',
+      // On, unlike the default: the tests that no secret reaches the logs then see a line for every request too.
+      KEYHOLD_ACCESS_LOG: 'on',
       ...extra,
     };
   }

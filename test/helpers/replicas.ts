@@ -364,6 +364,8 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
         KEYHOLD_BOOTSTRAP_TOKEN: adminToken,
         KEYHOLD_REPLICA_ID: `replica-${index}`,
         KEYHOLD_LOG_LEVEL: 'warn',
+        // One process per replica: the fault tests reach into it (signals, its output) as into a pod of one.
+        KEYHOLD_WORKERS: '1',
         ...options.env,
       },
     });

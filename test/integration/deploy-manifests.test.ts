@@ -82,6 +82,10 @@ describe.skipIf(!hasKubectl)('the Keyhold manifests (deploy/kubernetes/base)', (
     }
   });
 
+  it('set the worker count deliberately, one process per pod: in a container the default counts the node\'s CPUs', () => {
+    expect(env(keyhold(), 'KEYHOLD_WORKERS')).toBe('1');
+  });
+
   it('probe liveness on /healthz and readiness on /readyz, on the API port', () => {
     const container = keyhold();
     expect(container.livenessProbe.httpGet).toMatchObject({ path: '/healthz', port: 'http' });

@@ -35,6 +35,7 @@ describe.runIf(DATABASE_KINDS.includes('postgres'))('replicas on one PostgreSQL 
                   KEYHOLD_ROOT_KEY: rootKey,
                   KEYHOLD_BOOTSTRAP_TOKEN: token,
                   KEYHOLD_LOG_LEVEL: 'warn',
+                  KEYHOLD_WORKERS: '1',
                 },
                 stdio: ['ignore', 'pipe', 'pipe'],
               });

@@ -14,9 +14,10 @@ interface Running {
   readonly exited: Promise<number | null>;
 }
 
-function start(env: Record<string, string>): Running {
+/** `npm start`'s server, with one worker unless `env` says otherwise (the first tests run the default, all CPUs). */
+function start(env: Record<string, string | undefined>): Running {
   const child = spawn(process.execPath, [CLI, 'server'], {
-    env: { PATH: process.env.PATH ?? '', KEYHOLD_PORT: '0', KEYHOLD_LOG_LEVEL: 'warn', ...env },
+    env: { PATH: process.env.PATH ?? '', KEYHOLD_PORT: '0', KEYHOLD_LOG_LEVEL: 'warn', KEYHOLD_WORKERS: '1', ...env } as NodeJS.ProcessEnv,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -34,12 +35,13 @@ describe('the keyhold server process (npm start)', () => {
     for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
   });
 
-  it('starts on an empty data dir, writes the admin token only to its file when stdout is a pipe, and is ready within 10 s', async () => {
+  it('starts with its default workers on an empty data dir, writes the admin token only to its file when stdout is a pipe, and is ready', { timeout: 90_000 }, async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'keyhold-proc-'));
     dirs.push(dataDir);
-    const server = start({ KEYHOLD_DATA_DIR: dataDir });
+    // As `npm ci && npm start` on a fresh machine: SQLite, and a worker per CPU.
+    const server = start({ KEYHOLD_DATA_DIR: dataDir, KEYHOLD_WORKERS: undefined });
     children.push(server.child);
-    const address = await waitFor(() => /listening on (http:\/\/\S+)/.exec(server.output())?.[1], 10_000);
+    const address = await waitFor(() => /listening on (http:\/\/\S+)/.exec(server.output())?.[1], 30_000);
     const token = readFileSync(join(dataDir, 'admin.token'), 'utf8').trim();
     expect(token).toMatch(/^kh_/);
     // The log line naming the file is written asynchronously, so it may come after the listening line.
@@ -58,15 +60,15 @@ describe('the keyhold server process (npm start)', () => {
     expect(await server.exited).toBe(0);
 
     // The second start reuses the data dir: no new token is printed, and the old one still works.
-    const again = start({ KEYHOLD_DATA_DIR: dataDir });
+    const again = start({ KEYHOLD_DATA_DIR: dataDir, KEYHOLD_WORKERS: undefined });
     children.push(again.child);
-    const address2 = await waitFor(() => /listening on (http:\/\/\S+)/.exec(again.output())?.[1], 10_000);
+    const address2 = await waitFor(() => /listening on (http:\/\/\S+)/.exec(again.output())?.[1], 30_000);
     expect(again.output()).not.toContain(token);
     const whoami2 = await fetch(`${address2}/v1/whoami`, { headers: { authorization: `Bearer ${token}` } });
     expect(whoami2.status).toBe(200);
   });
 
-  it('prints the generated admin token once when stdout is a terminal', async () => {
+  it('prints the generated admin token once when stdout is a terminal, with its default workers', { timeout: 60_000 }, async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'keyhold-proc-'));
     dirs.push(dataDir);
     // util-linux script(1) runs the server on a pseudo-terminal and copies what it prints to our pipe.
@@ -79,7 +81,7 @@ describe('the keyhold server process (npm start)', () => {
     child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
     const exited = new Promise((resolve) => child.on('exit', resolve));
     try {
-      await waitFor(() => /listening on (http:\/\/\S+)/.exec(output)?.[1], 10_000);
+      await waitFor(() => /listening on (http:\/\/\S+)/.exec(output)?.[1], 30_000);
       const token = readFileSync(join(dataDir, 'admin.token'), 'utf8').trim();
       expect(output.split(token)).toHaveLength(2);
     } finally {

@@ -15,8 +15,11 @@ describe.runIf(DATABASE_KINDS.includes('postgres'))('graceful shutdown on SIGTER
   afterEach(stopAllClusters);
 
   it('finishes the requests in flight, commits their audit records, and exits 0', async () => {
-    // Request lines are logged at info: the test sends SIGTERM only once the server has taken every request.
-    const cluster = await startCluster({ replicas: 1, env: { KEYHOLD_LOG_LEVEL: 'info', KEYHOLD_CACHE_TTL_MS: '600000' } });
+    // The access log's lines: the test sends SIGTERM only once the server has taken every request.
+    const cluster = await startCluster({
+      replicas: 1,
+      env: { KEYHOLD_LOG_LEVEL: 'info', KEYHOLD_ACCESS_LOG: 'on', KEYHOLD_CACHE_TTL_MS: '600000' },
+    });
     const [replica] = cluster.replicas as [Replica];
     expect((await replica.call('POST', '/v1/keys', { name: 'orders' })).status).toBe(201);
     expect((await replica.call('POST', '/v1/keys/orders/datakey', {})).status).toBe(200);
@@ -74,6 +77,7 @@ describe.runIf(DATABASE_KINDS.includes('postgres'))('graceful shutdown on SIGTER
       replicas: 1,
       env: {
         KEYHOLD_LOG_LEVEL: 'info',
+        KEYHOLD_ACCESS_LOG: 'on',
         KEYHOLD_SHUTDOWN_TIMEOUT_MS: '1000',
         KEYHOLD_DATABASE_TIMEOUT_MS: '30000',
         KEYHOLD_AUDIT_TIMEOUT_MS: '30000',
