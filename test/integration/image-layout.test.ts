@@ -158,7 +158,7 @@ describe('the container image (Dockerfile)', () => {
       child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
       child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
       const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-      const address = await waitFor(() => /Keyhold listening on (http:\/\/\S+)/.exec(output)?.[1], 15_000).catch(() => {
+      const address = await waitFor(() => /Keyhold listening on (http:\/\/\S+)/.exec(output)?.[1], 45_000).catch(() => {
         throw new Error(`the server did not start:\n${output}`);
       });
       expect((await fetch(`${address}/readyz`)).status).toBe(200);

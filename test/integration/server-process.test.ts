@@ -45,7 +45,7 @@ describe('the keyhold server process (npm start)', () => {
     const token = readFileSync(join(dataDir, 'admin.token'), 'utf8').trim();
     expect(token).toMatch(/^kh_/);
     // The log line naming the file is written asynchronously, so it may come after the listening line.
-    await waitFor(() => (server.output().includes(join(dataDir, 'admin.token')) ? true : undefined), 10_000);
+    await waitFor(() => (server.output().includes(join(dataDir, 'admin.token')) ? true : undefined), 45_000);
     // stdout is a pipe here, as in a container, where it is the log pipeline: the token is in the file only.
     expect(server.output()).not.toContain(token);
     expect(statSync(join(dataDir, 'admin.token')).mode & 0o777).toBe(0o600);
@@ -97,7 +97,7 @@ describe('the keyhold server process (npm start)', () => {
     dirs.push(dataDir);
     const first = start({ KEYHOLD_DATA_DIR: dataDir, KEYHOLD_ROOT_KEY: Buffer.alloc(32, 1).toString('base64') });
     children.push(first.child);
-    const address = await waitFor(() => /listening on (http:\/\/\S+)/.exec(first.output())?.[1], 10_000);
+    const address = await waitFor(() => /listening on (http:\/\/\S+)/.exec(first.output())?.[1], 45_000);
     const token = readFileSync(join(dataDir, 'admin.token'), 'utf8').trim();
     const created = await fetch(`${address}/v1/keys`, {
       method: 'POST',
@@ -122,7 +122,8 @@ describe('the keyhold server process (npm start)', () => {
     for (let round = 0; round < 6; round += 1) {
       const server = start({ KEYHOLD_DATA_DIR: dataDir, KEYHOLD_LOG_LEVEL: 'info', KEYHOLD_SHUTDOWN_TIMEOUT_MS: '2000' });
       children.push(server.child);
-      await waitFor(() => /listening on (http:\/\/\S+)/.exec(server.output())?.[1], 10_000);
+      // Two workers start one after the other; on a loaded 2-core machine that can take well over 10 s.
+      await waitFor(() => /listening on (http:\/\/\S+)/.exec(server.output())?.[1], 45_000);
       let readerGone = false;
       server.child.stdout!.on('data', (chunk: Buffer) => {
         if (chunk.toString().includes('shutting down')) {
@@ -137,7 +138,7 @@ describe('the keyhold server process (npm start)', () => {
       expect(await server.exited).toBe(0);
       expect(readerGone).toBe(true);
     }
-  }, 60_000);
+  }, 300_000);
 
   it('refuses to start on invalid configuration, naming every problem', async () => {
     const bad = start({ KEYHOLD_PORT: 'eighty', KEYHOLD_ROOT_KEY: 'short', KEYHOLD_DATA_DIR: tmpdir() });
