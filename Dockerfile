@@ -24,8 +24,11 @@ RUN npm ci --omit=dev --ignore-scripts && npm rebuild better-sqlite3 && npm rebu
 
 FROM node:20-bookworm-slim
 WORKDIR /app
+# One worker per container: Node 20 counts the node's CPUs, not the container's limit, so the default would fork a
+# worker per node CPU. Scale with replicas, or set KEYHOLD_WORKERS from limits.cpu (docs/operations.md#workers).
 ENV NODE_ENV=production \
     NODE_OPTIONS=--max-semi-space-size=32 \
+    KEYHOLD_WORKERS=1 \
     KEYHOLD_HOST=0.0.0.0 \
     KEYHOLD_PORT=7780 \
     KEYHOLD_DATA_DIR=/var/lib/keyhold

@@ -129,6 +129,8 @@ describe('the container image (Dockerfile)', () => {
     const tuned = start.split(' ').filter((word) => word.startsWith('--max-'));
     expect(tuned.length).toBeGreaterThan(0);
     expect(environment(final).NODE_OPTIONS?.split(' ')).toEqual(expect.arrayContaining(tuned));
+    // One process per container: Node 20 would count the node's CPUs, not the container's limit.
+    expect(environment(final).KEYHOLD_WORKERS).toBe('1');
     expect(execForm(final, 'ENTRYPOINT')).toEqual(['node', 'dist/src/main.js']);
     expect(execForm(final, 'CMD')).toEqual(['server']);
   });
