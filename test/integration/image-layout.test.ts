@@ -160,7 +160,8 @@ describe('the container image (Dockerfile)', () => {
       child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
       child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
       const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-      const address = await waitFor(() => /Keyhold listening on (http:\/\/\S+)/.exec(output)?.[1], 15_000).catch(() => {
+      // Its default workers (a worker per CPU) start one after the other: generous on a loaded machine.
+      const address = await waitFor(() => /Keyhold listening on (http:\/\/\S+)/.exec(output)?.[1], 80_000).catch(() => {
         throw new Error(`the server did not start:\n${output}`);
       });
       expect((await fetch(`${address}/readyz`)).status).toBe(200);
@@ -169,6 +170,6 @@ describe('the container image (Dockerfile)', () => {
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
     },
-    90_000,
+    150_000,
   );
 });
