@@ -160,8 +160,7 @@ describe('the container image (Dockerfile)', () => {
       child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
       child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
       const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-      // Its default workers (a worker per CPU) start one after the other: generous on a loaded machine.
-      const address = await waitFor(() => /Keyhold listening on (http:\/\/\S+)/.exec(output)?.[1], 80_000).catch(() => {
+      const address = await waitFor(() => /Keyhold listening on (http:\/\/\S+)/.exec(output)?.[1], 15_000).catch(() => {
         throw new Error(`the server did not start:\n${output}`);
       });
       expect((await fetch(`${address}/readyz`)).status).toBe(200);
@@ -170,6 +169,6 @@ describe('the container image (Dockerfile)', () => {
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
     },
-    150_000,
+    90_000,
   );
 });
