@@ -154,6 +154,8 @@ export async function runClusterPrimary(config: Config, env: Environment): Promi
   let metrics: MetricsListener | undefined;
   try {
     const first = await fork();
+    // A SIGTERM while the first worker started: stop() has listed the workers to stop, so fork no more.
+    if (stopping !== undefined) return;
     await Promise.all(Array.from({ length: config.workers - 1 }, () => fork()));
     if (config.metrics !== undefined) {
       metrics = new MetricsListener(workersMetrics(), config.metrics);
