@@ -371,7 +371,7 @@ export class EnvelopeService {
         }
         throw new DecryptionFailedError();
       }
-      const versionKey = await this.#cache.versionKey(cached, parsed.keyVersion);
+      const versionKey = cached.versionKeys.get(parsed.keyVersion);
       if (versionKey === undefined) throw new DecryptionFailedError();
       if (!versionKey.isZeroed) return await use(cached, versionKey);
       if (fetches === MAX_KEY_FETCHES) throw new UnavailableError('The key changed during the request; retry');

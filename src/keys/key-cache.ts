@@ -8,24 +8,12 @@ import type { KeyRepository } from './key-repository.js';
 /** A key as the hot path needs it: the record and the unwrapped material of its usable versions. */
 export interface CachedKey {
   readonly key: KeyRecord;
-  /**
-   * The versions unwrapped so far: the primary when the key was loaded, any other on its first use through
-   * {@link KeyCache.versionKey}. Only enabled versions of an enabled key are unwrapped; anything else cannot be used,
-   * so is not held.
-   */
+  /** Only enabled versions of an enabled key are unwrapped; anything else cannot be used, so is not held. */
   readonly versionKeys: ReadonlyMap<number, SecretBytes>;
 }
 
 interface Entry extends CachedKey {
-  readonly versionKeys: Map<number, SecretBytes>;
-  /** Versions being unwrapped on first use, so concurrent decrypts under one version share one read and unwrap. */
-  readonly unwrapping: Map<number, Promise<SecretBytes | undefined>>;
   readonly loadedAt: number;
-}
-
-/** Whether a version's material may be held: an enabled version of an enabled key. */
-function isUsable(key: KeyRecord, version: number): boolean {
-  return key.state === 'enabled' && key.versions.some((v) => v.version === version && v.state === 'enabled');
 }
 
 export interface KeyCacheOptions {
@@ -44,10 +32,6 @@ export interface KeyCacheOptions {
  * replica invalidates the entry after it commits; writes on other replicas are seen within `ttlMs`.
  *
  * A load that races an invalidation is not stored: each load remembers the invalidation epoch it started in.
- *
- * A load unwraps only the primary version, which every datakey and encrypt uses; an older version is read and
- * unwrapped on the first decrypt that names it, then held like the primary. A key with 10,000 versions thus costs
- * one unwrap to load, not 10,000, and holds only the versions in use.
  *
  * Ids that name no key are remembered too (a bounded negative cache), so a ciphertext under a made-up key id, sent
  * again and again, costs one query and not one per decrypt. Ids are random UUIDs that the creating replica picks,
@@ -124,46 +108,11 @@ export class KeyCache {
   }
 
   /**
-   * The material of `version` of a cached key, unwrapped from the store on its first use and held with the entry
-   * from then on. Undefined when the version may not be used or has no material left. When the entry was evicted
-   * (and zeroed) while this ran, the material returned is zeroed too: the caller fetches the key again, as after any
-   * eviction.
-   */
-  async versionKey(cached: CachedKey, version: number): Promise<SecretBytes | undefined> {
-    const held = cached.versionKeys.get(version);
-    if (held !== undefined || !isUsable(cached.key, version)) return held;
-    const entry = this.#byId.get(cached.key.id);
-    if (entry === undefined || entry.key !== cached.key) {
-      // An entry that is no longer (or never was) stored: unwrap for this request, handed out already zeroed.
-      const material = (await this.#unwrapVersions(cached.key, [version])).get(version);
-      material?.zero();
-      return material;
-    }
-    let running = entry.unwrapping.get(version);
-    if (running === undefined) {
-      running = (async () => {
-        const material = (await this.#unwrapVersions(entry.key, [version])).get(version);
-        if (material === undefined) return undefined;
-        if (this.#byId.get(entry.key.id) === entry) entry.versionKeys.set(version, material);
-        else material.zero();
-        return material;
-      })().finally(() => entry.unwrapping.delete(version));
-      entry.unwrapping.set(version, running);
-    }
-    return running;
-  }
-
-  /**
    * Unwraps `versions` of a key straight from the store, for one operation on material the cache does not hold
    * (revoked versions, or any version of a disabled key). Nothing is kept: the caller owns the returned material and
    * zeroes it once used. A version missing from the map has no material left (destroyed since `key` was read).
    */
   async unwrapUncached(key: KeyRecord, versions: readonly number[]): Promise<Map<number, SecretBytes>> {
-    return this.#unwrapVersions(key, versions);
-  }
-
-  /** `versions` of a key read from the store and unwrapped; a version with no material left is missing from the map. */
-  async #unwrapVersions(key: KeyRecord, versions: readonly number[]): Promise<Map<number, SecretBytes>> {
     const wrapped = await this.#options.repository.findWrappedVersions(key.id, versions);
     const versionKeys = new Map<number, SecretBytes>();
     try {
@@ -216,8 +165,7 @@ export class KeyCache {
       }
       const entry: Entry = {
         key,
-        versionKeys: await this.#unwrapPrimary(key),
-        unwrapping: new Map(),
+        versionKeys: await this.#unwrapUsable(key),
         loadedAt: this.#options.clock.now().getTime(),
       };
       if (!this.#invalidatedSince(key.id, started)) this.#store(entry);
@@ -234,10 +182,15 @@ export class KeyCache {
     return Math.max(this.#clearedAt, this.#invalidatedAt.get(id) ?? 0) > started;
   }
 
-  /** The primary version's material, if it may be used; the map an entry starts with. */
-  async #unwrapPrimary(key: KeyRecord): Promise<Map<number, SecretBytes>> {
-    if (!isUsable(key, key.primaryVersion)) return new Map();
-    return this.#unwrapVersions(key, [key.primaryVersion]);
+  async #unwrapUsable(key: KeyRecord): Promise<Map<number, SecretBytes>> {
+    const versionKeys = new Map<number, SecretBytes>();
+    if (key.state !== 'enabled') return versionKeys;
+    const usable = new Set(key.versions.filter((v) => v.state === 'enabled').map((v) => v.version));
+    const wrapped = await this.#options.repository.findWrappedVersions(key.id);
+    for (const version of wrapped) {
+      if (usable.has(version.version)) versionKeys.set(version.version, await this.#unwrap(key, version));
+    }
+    return versionKeys;
   }
 
   async #unwrap(key: KeyRecord, version: WrappedKeyVersion): Promise<SecretBytes> {
