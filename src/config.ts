@@ -273,9 +273,16 @@ export function loadConfig(env: Environment): Config {
   const read = readVariables(env);
   // The replica id's default is derived, and checked like a configured one: a host name can break the pattern too.
   read.KEYHOLD_REPLICA_ID ??= hostname();
-  // The CPUs this process may use (its affinity, and on Node 20 not a container's CPU quota: see docs/operations.md).
-  read.KEYHOLD_WORKERS ??= Math.min(availableParallelism(), 1024);
+  // An in-memory SQLite store lives inside one process: workers would each open a store of their own, so it gets one.
+  const inMemory = read.KEYHOLD_DATABASE_URL === 'sqlite::memory:' || read.KEYHOLD_DATABASE_URL === 'sqlite://:memory:';
+  const workersSet = read.KEYHOLD_WORKERS !== undefined;
+  // Otherwise the CPUs this process may use (its affinity, and on Node 20 not a container's CPU quota: see
+  // docs/operations.md).
+  read.KEYHOLD_WORKERS ??= inMemory ? 1 : Math.min(availableParallelism(), 1024);
   const problems = schemaProblems(read);
+  if (inMemory && workersSet && read.KEYHOLD_WORKERS !== 1) {
+    problems.push('KEYHOLD_WORKERS must be 1 with sqlite::memory:, which lives inside one process (use a file or PostgreSQL)');
+  }
   // Past this point a value that broke the schema only feeds a configuration that is thrown away below.
   const values = read as EnvironmentValues;
   const dataDir = resolve(values.KEYHOLD_DATA_DIR);
