@@ -58,9 +58,10 @@ const SHUTDOWN_MARGIN_MS = 2000;
  * every worker's metrics, summed.
  *
  * A worker that dies after it listened is replaced (after 0.5 s, doubling with each crash in the last minute, up to
- * 10 s); its audit chain stays unsealed, as any crashed replica's, and is logged. A worker that fails to start, or
- * more than 5 crashes in a minute, stops the server with exit status 1: a fault a restart does not cure is for the
- * orchestrator to see. On SIGTERM or SIGINT every worker drains as a single process does; the primary exits 0 once
+ * 10 s); its audit chain stays unsealed, as any crashed replica's, and is logged. A replacement that dies before it
+ * listens (the database down at that moment) is a crash too, and is replaced in turn, while the others serve. A worker
+ * of the first start that fails, or more than 5 crashes in a minute, stops the server with exit status 1: a fault a
+ * restart does not cure is for the orchestrator to see. On SIGTERM or SIGINT every worker drains as a single process does; the primary exits 0 once
  * all exited 0, and 1 when any did not or `KEYHOLD_SHUTDOWN_TIMEOUT_MS` (plus 2 s) passed.
  */
 export async function runClusterPrimary(config: Config, env: Environment): Promise<void> {
@@ -101,7 +102,8 @@ export async function runClusterPrimary(config: Config, env: Environment): Promi
   };
   for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => void stop(signal, 0));
 
-  const fork = (): Promise<WorkerListening> => {
+  /** Forks a worker; a `replacement` that exits before it listens counts as a crash, as the worker it replaces did. */
+  const fork = (replacement = false): Promise<WorkerListening> => {
     const worker = cluster.fork(env);
     return new Promise((resolve, reject) => {
       worker.on('message', (message: unknown) => {
@@ -120,7 +122,7 @@ export async function runClusterPrimary(config: Config, env: Environment): Promi
           if (code !== 0) exitCode = 1;
           return;
         }
-        if (!wasListening) {
+        if (!wasListening && !replacement) {
           reject(new Error(`worker ${worker.process.pid} exited with ${signal ?? `code ${code}`} before it listened`));
           logger.error({ workerPid: worker.process.pid, code, signal }, 'a worker exited before it listened; stopping');
           void stop('a worker failed to start', 1);
@@ -147,7 +149,7 @@ export async function runClusterPrimary(config: Config, env: Environment): Promi
     );
     restartTimer = setTimeout(() => {
       restartTimer = undefined;
-      if (stopping === undefined) fork().catch(() => undefined);
+      if (stopping === undefined) fork(true).catch(() => undefined);
     }, delayMs);
   };
 

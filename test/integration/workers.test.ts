@@ -267,6 +267,37 @@ describe.runIf(DATABASE_KINDS.includes('sqlite'))('a worker that dies [sqlite]',
   }, 150_000);
 });
 
+describe.runIf(DATABASE_KINDS.includes('sqlite'))('a replacement that dies before it listens [sqlite]', () => {
+  it('is a crash like any other: it is replaced in turn while the other worker serves, and the server still exits 0', async () => {
+    const server = await startServer('sqlite');
+    expect((await call(server.url, 'POST', '/v1/keys', { name: 'k' })).status).toBe(201);
+    const before = await datakeysFromBothWorkers(server, 'k');
+    const [victim] = server.workers() as [number, number];
+    const deaths = (): number => server.output().split('a worker died; replacing it').length - 1;
+    // The store's write lock, held past a starting worker's busy timeout (5 s): the replacement cannot migrate, and exits.
+    const db = server.store();
+    await db.raw('BEGIN EXCLUSIVE');
+    try {
+      process.kill(victim, 'SIGKILL');
+      await waitFor(() => (deaths() >= 2 ? true : undefined), 60_000, 'a replacement to die before it listened');
+    } finally {
+      await db.raw('ROLLBACK');
+      await db.destroy();
+    }
+    expect(server.output()).not.toContain('a worker exited before it listened; stopping');
+    // A later replacement starts; the server answers from two workers again, one of them a new chain.
+    let chains = new Set(before);
+    for (let round = 0; round < 60 && chains.size < 3; round += 1) {
+      const now = await datakeysFromBothWorkers(server, 'k').catch(() => new Set<string>());
+      chains = new Set([...chains, ...now]);
+      if (chains.size < 3) await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    expect(chains.size).toBe(3);
+    server.child.kill('SIGTERM');
+    expect(await server.exited).toEqual({ code: 0, signal: null });
+  }, 180_000);
+});
+
 /** The replica ids of the chains sealed in the server's store, read straight from it. */
 async function sealedChains(server: Server): Promise<string[]> {
   const db = server.store();
