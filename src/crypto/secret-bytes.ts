@@ -43,6 +43,11 @@ export class SecretBytes {
     return Buffer.from(this.use((bytes) => bytes));
   }
 
+  /** Another holder of the same bytes, zeroed on its own. */
+  clone(): SecretBytes {
+    return SecretBytes.adopt(this.copyInsecure());
+  }
+
   zero(): void {
     this.#bytes.fill(0);
     this.#zeroed = true;

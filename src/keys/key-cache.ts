@@ -14,6 +14,8 @@ export interface CachedKey {
 
 interface Entry extends CachedKey {
   readonly loadedAt: number;
+  /** The stored material each held version key was unwrapped from: a reload that reads the same keeps the key. */
+  readonly unwrappedFrom: ReadonlyMap<number, WrappedKeyVersion>;
 }
 
 export interface KeyCacheOptions {
@@ -163,11 +165,8 @@ export class KeyCache {
         if (byId !== undefined && !this.#invalidatedSince(byId, started)) this.#storeMissing(byId);
         return undefined;
       }
-      const entry: Entry = {
-        key,
-        versionKeys: await this.#unwrapUsable(key),
-        loadedAt: this.#options.clock.now().getTime(),
-      };
+      const { versionKeys, unwrappedFrom } = await this.#unwrapUsable(key);
+      const entry: Entry = { key, versionKeys, unwrappedFrom, loadedAt: this.#options.clock.now().getTime() };
       if (!this.#invalidatedSince(key.id, started)) this.#store(entry);
       return entry;
     })().finally(() => {
@@ -182,15 +181,38 @@ export class KeyCache {
     return Math.max(this.#clearedAt, this.#invalidatedAt.get(id) ?? 0) > started;
   }
 
-  async #unwrapUsable(key: KeyRecord): Promise<Map<number, SecretBytes>> {
+  /**
+   * Unwraps the usable versions of `key`. A version whose stored material is what the key's entry, still held,
+   * unwrapped it from is copied from there instead: a reload after the TTL of a key with many versions then costs
+   * the reads, not an unwrap per version (10,000 for a key rotated daily for 27 years).
+   */
+  async #unwrapUsable(key: KeyRecord): Promise<Pick<Entry, 'versionKeys' | 'unwrappedFrom'>> {
     const versionKeys = new Map<number, SecretBytes>();
-    if (key.state !== 'enabled') return versionKeys;
+    const unwrappedFrom = new Map<number, WrappedKeyVersion>();
+    if (key.state !== 'enabled') return { versionKeys, unwrappedFrom };
     const usable = new Set(key.versions.filter((v) => v.state === 'enabled').map((v) => v.version));
     const wrapped = await this.#options.repository.findWrappedVersions(key.id);
-    for (const version of wrapped) {
-      if (usable.has(version.version)) versionKeys.set(version.version, await this.#unwrap(key, version));
+    try {
+      for (const version of wrapped) {
+        if (!usable.has(version.version)) continue;
+        // Looked up for each version: the entry may be evicted, and its material zeroed, while an unwrap awaits.
+        const held = this.#heldMaterial(key.id, version);
+        versionKeys.set(version.version, held ?? (await this.#unwrap(key, version)));
+        unwrappedFrom.set(version.version, version);
+      }
+    } catch (error) {
+      for (const material of versionKeys.values()) material.zero();
+      throw error;
     }
-    return versionKeys;
+    return { versionKeys, unwrappedFrom };
+  }
+
+  /** A copy of the version key the held entry of `keyId` unwrapped from exactly this stored material, if any. */
+  #heldMaterial(keyId: string, version: WrappedKeyVersion): SecretBytes | undefined {
+    const entry = this.#byId.get(keyId);
+    const from = entry?.unwrappedFrom.get(version.version);
+    if (from === undefined || from.rootKeyId !== version.rootKeyId || !from.material.equals(version.material)) return undefined;
+    return entry!.versionKeys.get(version.version)!.clone();
   }
 
   async #unwrap(key: KeyRecord, version: WrappedKeyVersion): Promise<SecretBytes> {

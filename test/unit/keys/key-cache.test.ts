@@ -138,6 +138,87 @@ describe('KeyCache', () => {
   });
 });
 
+describe('KeyCache: a reload after the TTL', () => {
+  /** The file root key, counting the versions it unwraps. */
+  class CountingRootKey extends LocalRootKey {
+    unwraps = 0;
+    override async unwrapRecorded(rootKeyId: string, wrapped: Uint8Array, aad: Uint8Array): Promise<Buffer> {
+      this.unwraps += 1;
+      return super.unwrapRecorded(rootKeyId, wrapped, aad);
+    }
+  }
+
+  function withVersions(count: number, root: LocalRootKey): KeyRecord {
+    const base = record('enabled');
+    const at = new Date(0);
+    const versions = Array.from({ length: count }, (_, i) => ({ ...base.versions[0]!, version: i + 1, rootKeyId: root.id, createdAt: at }));
+    return { ...base, primaryVersion: count, versions };
+  }
+
+  async function wrappedVersions(count: number, root: LocalRootKey): Promise<WrappedKeyVersion[]> {
+    return Promise.all(
+      Array.from({ length: count }, async (_, i) => ({
+        version: i + 1,
+        rootKeyId: root.id,
+        material: await root.wrap(Buffer.alloc(32, i + 1), keyVersionWrapAad(KEY_ID, i + 1)),
+      })),
+    );
+  }
+
+  function bytesOf(material: SecretBytes | undefined): Buffer {
+    return material!.use((bytes) => Buffer.from(bytes));
+  }
+
+  it('keeps the version keys whose stored material did not change, unwrapping only what did', async () => {
+    const root = new CountingRootKey(SecretBytes.random(32));
+    const repository = new InMemoryKeyRepository();
+    const wrapped = await wrappedVersions(5, root);
+    repository.seed(withVersions(5, root), wrapped);
+    const clock = new ManualClock();
+    const cache = new KeyCache({ repository, rootKey: root, clock, ttlMs: 5000 });
+    const first = (await cache.getByName('k'))!;
+    expect(root.unwraps).toBe(5);
+
+    // Version 3's material is rewrapped (a root key rotation wraps it anew); the others are as they were.
+    const rewrapped = [...wrapped];
+    rewrapped[2] = { ...wrapped[2]!, material: await root.wrap(Buffer.alloc(32, 3), keyVersionWrapAad(KEY_ID, 3)) };
+    repository.seed(withVersions(5, root), rewrapped);
+    clock.advance(5000);
+    const second = (await cache.getByName('k'))!;
+    expect(root.unwraps).toBe(6);
+    for (let version = 1; version <= 5; version += 1) expect(bytesOf(second.versionKeys.get(version))).toEqual(Buffer.alloc(32, version));
+    // The entry it replaced is zeroed; the new one holds copies of its own.
+    expect([...first.versionKeys.values()].every((material) => material.isZeroed)).toBe(true);
+    expect([...second.versionKeys.values()].some((material) => material.isZeroed)).toBe(false);
+  });
+
+  it('unwraps again what an invalidation zeroed while the reload ran', async () => {
+    const root = new CountingRootKey(SecretBytes.random(32));
+    const wrapped = await wrappedVersions(2, root);
+    const store = controlledRepository(wrapped);
+    store.repository.seed(withVersions(2, root), wrapped);
+    const clock = new ManualClock();
+    const cache = new KeyCache({ repository: store.repository, rootKey: root, clock, ttlMs: 5000 });
+    const load = cache.getByName('k');
+    await store.repository.release(0);
+    await load;
+    expect(root.unwraps).toBe(2);
+    clock.advance(5000);
+    const reload = cache.getByName('k');
+    await waitForReads(store, 2);
+    // The key changed elsewhere: its entry goes, material zeroed, before the reload reads the versions.
+    cache.invalidate({ id: KEY_ID, name: 'k' });
+    await store.repository.release(1);
+    const reloaded = await reload;
+    expect(root.unwraps).toBe(4);
+    expect(bytesOf(reloaded?.versionKeys.get(2))).toEqual(Buffer.alloc(32, 2));
+  });
+});
+
+async function waitForReads(store: { reads: () => number }, count: number): Promise<void> {
+  while (store.reads() < count) await new Promise((resolve) => setImmediate(resolve));
+}
+
 describe('KeyCache: ids that name no key', () => {
   const UNKNOWN_ID = '0b7c1e2a-6f4d-4c3b-8a9e-1d2f3a4b5c6d';
 
