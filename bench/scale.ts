@@ -661,6 +661,8 @@ async function main(): Promise<number> {
       KEYHOLD_BOOTSTRAP_TOKEN: token,
       KEYHOLD_LOG_LEVEL: 'warn',
       KEYHOLD_REPLICA_ID: `bench-scale-${which}`,
+      // One process, whose start-up, RSS and CPU are what the store's size costs a replica: with workers, each pays it.
+      KEYHOLD_WORKERS: '1',
     });
 
   // Start-up, STARTS times on each store, alternating; the last start of each stays up for the load.
