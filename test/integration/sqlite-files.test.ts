@@ -2,6 +2,7 @@ import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import Sqlite from 'better-sqlite3';
 import { createDatabase, migrateToLatest } from '../../src/storage/database.js';
 
 const modeOf = (path: string): number => statSync(path).mode & 0o777;
@@ -35,6 +36,28 @@ describe('the SQLite store on disk', () => {
       }
     } finally {
       process.umask(previousUmask);
+    }
+  });
+
+  it('begins every transaction IMMEDIATE: it holds the write lock before its first write, so another process waits for it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'keyhold-files-'));
+    dirs.push(dir);
+    const filename = join(dir, 'keyhold.sqlite');
+    const db = createDatabase({ client: 'sqlite', filename }, { acquireTimeoutMs: 5_000 });
+    // Another process's connection, which does not wait for a lock.
+    const other = new Sqlite(filename, { timeout: 0 });
+    try {
+      await migrateToLatest(db);
+      await db.transaction(async (trx) => {
+        // Only a read so far: a deferred BEGIN would hold no write lock yet, and the other writer would get in.
+        await trx.raw('select count(*) from keys');
+        expect(() => other.exec('BEGIN IMMEDIATE')).toThrow(/database is locked/);
+      });
+      other.exec('BEGIN IMMEDIATE');
+      other.exec('ROLLBACK');
+    } finally {
+      other.close();
+      await db.destroy();
     }
   });
 });
