@@ -61,7 +61,13 @@ export class DataKeyMaterial {
   /** The content key of the message with this id; the caller zeroes it. */
   contentKeySync(messageId: Uint8Array): Uint8Array {
     if (!('sync' in this.blocks)) throw new Error('this material was derived on an asynchronous backend');
-    return this.blocks.sync.encryptBlocks(this.#inputs(messageId));
+    // The blocks are the CMAC subkey mixed with the message id: zeroed, like the subkey, once used.
+    const inputs = this.#inputs(messageId);
+    try {
+      return this.blocks.sync.encryptBlocks(inputs);
+    } finally {
+      inputs.fill(0);
+    }
   }
 
   /** {@link contentKeySync} on any backend. */

@@ -107,6 +107,30 @@ describe('per-data-key material', () => {
     expect(() => material.contentKeySync(new Uint8Array(24))).toThrow();
   });
 
+  it('zeroes the derivation blocks (the CMAC subkey mixed with the message id) once a content key is derived', () => {
+    const seen: Uint8Array[] = [];
+    const sync = nodeBackend.sync!;
+    const recording = {
+      ...sync,
+      blockCipher(key: Uint8Array) {
+        const cipher = sync.blockCipher(key);
+        return {
+          encryptBlocks(blocks: Uint8Array) {
+            seen.push(blocks);
+            return cipher.encryptBlocks(blocks);
+          },
+        };
+      },
+    };
+    const material = DataKeyMaterial.fromSync(recording, DEFAULT_SUITE, randomBytes(32));
+    seen.length = 0;
+    const contentKey = material.contentKeySync(randomBytes(24));
+    expect(contentKey.some((byte) => byte !== 0)).toBe(true);
+    expect(seen).toHaveLength(1);
+    expect(seen[0]!.length).toBe(32);
+    expect(seen[0]!.every((byte) => byte === 0)).toBe(true);
+  });
+
   it('of a key with no cache slot is used for one message and disposed of', async () => {
     const source = new FakeDataKeySource();
     const key = await source.generate('orders', ACME);
