@@ -394,11 +394,17 @@ function unwrapped(entry: Entry): UnwrappedDataKey {
   return { keyName: entry.keyName, keyId: entry.keyId, plaintext: ownCopy(entry.plaintext), derived: entry.derived };
 }
 
+/**
+ * What a gone entry's slot holds: not empty, so a caller still holding the entry's key derives material of its own,
+ * uses it and disposes of it, instead of parking it in a slot that no one will dispose of again.
+ */
+const CLOSED_SLOT = Object.freeze({ dispose(): void {} });
+
 function zeroEntry(entry: Entry): void {
   entry.state = 'zeroed';
   entry.plaintext.fill(0);
   entry.derived.value?.dispose();
-  entry.derived.value = undefined;
+  entry.derived.value = CLOSED_SLOT;
 }
 
 /**

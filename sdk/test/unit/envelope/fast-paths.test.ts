@@ -103,8 +103,16 @@ describe('per-data-key material', () => {
     sealMessageSync(nodeBackend, key, parameters, randomBytes(10));
     const material = key.derived!.value as DataKeyMaterial;
     cache.purge('orders');
-    expect(key.derived!.value).toBeUndefined();
+    expect(key.derived!.value).not.toBeInstanceOf(DataKeyMaterial);
     expect(() => material.contentKeySync(new Uint8Array(24))).toThrow();
+  });
+
+  it('is not parked in the slot of a purged entry by a caller still holding its key: that caller disposes of its own', async () => {
+    const { cache, key } = await warmCache();
+    cache.purge('orders');
+    const blob = sealMessageSync(nodeBackend, key, parameters, Buffer.from('late'));
+    expect(key.derived!.value).not.toBeInstanceOf(DataKeyMaterial);
+    expect(blob.length).toBeGreaterThan(0);
   });
 
   it('zeroes the derivation blocks (the CMAC subkey mixed with the message id) once a content key is derived', () => {
