@@ -141,6 +141,7 @@ export class AwsKmsService {
   readonly #authorizer: Authorizer;
   readonly #lookup: KeyLookup;
   readonly #arnPrefix: string;
+  readonly #accountId: string;
 
   constructor(options: AwsKmsServiceOptions) {
     this.#verifier = options.verifier;
@@ -150,6 +151,7 @@ export class AwsKmsService {
     this.#authorizer = options.authorizer;
     this.#lookup = options.lookup;
     this.#arnPrefix = `arn:aws:kms:${options.region}:${options.accountId}:`;
+    this.#accountId = options.accountId;
   }
 
   /**
@@ -445,7 +447,7 @@ export class AwsKmsService {
     const key = this.#live(record);
     const state = key.state === 'enabled' ? 'Enabled' : key.state === 'disabled' ? 'Disabled' : 'PendingDeletion';
     return {
-      AWSAccountId: this.#arnPrefix.split(':')[4] ?? '',
+      AWSAccountId: this.#accountId,
       KeyId: key.id,
       Arn: this.keyArn(key.id),
       CreationDate: seconds(key.createdAt),
