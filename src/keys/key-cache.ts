@@ -184,21 +184,24 @@ export class KeyCache {
   /**
    * Unwraps the usable versions of `key`. A version whose stored material is what the key's entry, still held,
    * unwrapped it from is copied from there instead: a reload after the TTL of a key with many versions then costs
-   * the reads, not an unwrap per version (10,000 for a key rotated daily for 27 years).
+   * the reads, not an unwrap per version (10,000 for a key rotated daily for 27 years). The newest usable version is
+   * always unwrapped through the root key, so every load still proves the root key: a root key in an HSM that is
+   * disabled or unreachable stops the key's use within the TTL, as before.
    */
   async #unwrapUsable(key: KeyRecord): Promise<Pick<Entry, 'versionKeys' | 'unwrappedFrom'>> {
     const versionKeys = new Map<number, SecretBytes>();
     const unwrappedFrom = new Map<number, WrappedKeyVersion>();
     if (key.state !== 'enabled') return { versionKeys, unwrappedFrom };
     const usable = new Set(key.versions.filter((v) => v.state === 'enabled').map((v) => v.version));
-    const wrapped = await this.#options.repository.findWrappedVersions(key.id);
+    const wrapped = (await this.#options.repository.findWrappedVersions(key.id)).filter((version) => usable.has(version.version));
+    const newest = wrapped.reduce((max, version) => Math.max(max, version.version), 0);
     try {
       for (const version of wrapped) {
-        if (!usable.has(version.version)) continue;
         // Looked up for each version: the entry may be evicted, and its material zeroed, while an unwrap awaits.
-        const held = this.#heldMaterial(key.id, version);
+        const held = version.version === newest ? undefined : this.#heldMaterial(key.id, version);
         versionKeys.set(version.version, held ?? (await this.#unwrap(key, version)));
-        unwrappedFrom.set(version.version, version);
+        // A copy of its own: the driver's buffer may be a slice of Buffer's shared pool, which it would keep alive.
+        unwrappedFrom.set(version.version, { ...version, material: unpooledCopy(version.material) });
       }
     } catch (error) {
       for (const material of versionKeys.values()) material.zero();
@@ -251,4 +254,10 @@ export class KeyCache {
     this.#idByName.delete(entry.key.name);
     for (const material of entry.versionKeys.values()) material.zero();
   }
+}
+
+function unpooledCopy(bytes: Buffer): Buffer {
+  const copy = Buffer.allocUnsafeSlow(bytes.length);
+  bytes.copy(copy);
+  return copy;
 }

@@ -185,11 +185,74 @@ describe('KeyCache: a reload after the TTL', () => {
     repository.seed(withVersions(5, root), rewrapped);
     clock.advance(5000);
     const second = (await cache.getByName('k'))!;
-    expect(root.unwraps).toBe(6);
+    // Version 3, and the newest (5), which every load unwraps through the root key to prove it still answers.
+    expect(root.unwraps).toBe(7);
     for (let version = 1; version <= 5; version += 1) expect(bytesOf(second.versionKeys.get(version))).toEqual(Buffer.alloc(32, version));
     // The entry it replaced is zeroed; the new one holds copies of its own.
     expect([...first.versionKeys.values()].every((material) => material.isZeroed)).toBe(true);
     expect([...second.versionKeys.values()].some((material) => material.isZeroed)).toBe(false);
+  });
+
+  it('unwraps the newest version through the root key on every load, so a root key that stops answering stops the key', async () => {
+    const root = new CountingRootKey(SecretBytes.random(32));
+    const repository = new InMemoryKeyRepository();
+    repository.seed(withVersions(3, root), await wrappedVersions(3, root));
+    const clock = new ManualClock();
+    const cache = new KeyCache({ repository, rootKey: root, clock, ttlMs: 5000 });
+    await cache.getByName('k');
+    root.unwrapRecorded = async () => {
+      throw new Error('the HSM refused');
+    };
+    clock.advance(5000);
+    await expect(cache.getByName('k')).rejects.toThrow('the HSM refused');
+  });
+
+  it('does not carry over a version disabled since the last load', async () => {
+    const root = new CountingRootKey(SecretBytes.random(32));
+    const repository = new InMemoryKeyRepository();
+    const wrapped = await wrappedVersions(3, root);
+    repository.seed(withVersions(3, root), wrapped);
+    const clock = new ManualClock();
+    const cache = new KeyCache({ repository, rootKey: root, clock, ttlMs: 5000 });
+    await cache.getByName('k');
+    const key = withVersions(3, root);
+    repository.seed({ ...key, versions: key.versions.map((v) => (v.version === 2 ? { ...v, state: 'disabled' as const } : v)) }, wrapped);
+    clock.advance(5000);
+    const reloaded = (await cache.getByName('k'))!;
+    expect([...reloaded.versionKeys.keys()]).toEqual([1, 3]);
+  });
+
+  it('copies nothing from an entry evicted while one of the reload\'s unwraps waits', async () => {
+    const root = new CountingRootKey(SecretBytes.random(32));
+    const repository = new InMemoryKeyRepository();
+    const wrapped = await wrappedVersions(3, root);
+    repository.seed(withVersions(3, root), wrapped);
+    const clock = new ManualClock();
+    const cache = new KeyCache({ repository, rootKey: root, clock, ttlMs: 5000 });
+    await cache.getByName('k');
+    // Version 1 rewrapped: the reload unwraps it, and the test holds that unwrap while the entry is invalidated.
+    const rewrapped = [{ ...wrapped[0]!, material: await root.wrap(Buffer.alloc(32, 1), keyVersionWrapAad(KEY_ID, 1)) }, ...wrapped.slice(1)];
+    repository.seed(withVersions(3, root), rewrapped);
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const unwrap = root.unwrapRecorded.bind(root);
+    let first = true;
+    root.unwrapRecorded = async (...args) => {
+      if (first) {
+        first = false;
+        await held;
+      }
+      return unwrap(...args);
+    };
+    clock.advance(5000);
+    const reload = cache.getByName('k');
+    while (first) await new Promise((resolve) => setImmediate(resolve));
+    cache.invalidate({ id: KEY_ID, name: 'k' });
+    release();
+    const reloaded = (await reload)!;
+    // 3 for the first load, then all 3 again: version 2 could not be copied from the zeroed entry.
+    expect(root.unwraps).toBe(6);
+    for (let version = 1; version <= 3; version += 1) expect(bytesOf(reloaded.versionKeys.get(version))).toEqual(Buffer.alloc(32, version));
   });
 
   it('unwraps again what an invalidation zeroed while the reload ran', async () => {
