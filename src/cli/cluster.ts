@@ -57,11 +57,11 @@ const SHUTDOWN_MARGIN_MS = 2000;
  * share the port: the primary accepts connections and hands them out in turn). With `KEYHOLD_METRICS_PORT` it serves
  * every worker's metrics, summed.
  *
- * A worker that dies after it listened is replaced (after 0.5 s, doubling with each crash in the last minute, up to
- * 10 s); its audit chain stays unsealed, as any crashed replica's, and is logged. A replacement that dies before it
- * listens (the database down at that moment) is a crash too, and is replaced in turn, while the others serve. A worker
- * of the first start that fails, or more than 5 crashes in a minute, stops the server with exit status 1: a fault a
- * restart does not cure is for the orchestrator to see. On SIGTERM or SIGINT every worker drains as a single process does; the primary exits 0 once
+ * A worker that dies after it listened is replaced (after 0.5 s, doubling with each crash in the last minute, up
+ * to 10 s); its audit chain stays unsealed, as any crashed replica's, and is logged. A replacement that dies before
+ * it listens (the database down at that moment) is a crash too, and is replaced in turn while the others serve. A
+ * worker of the first start that fails, more than 5 crashes in a minute, or more than 5 replacements in a row that
+ * fail to start stop the server with exit status 1: a fault a restart does not cure is for the orchestrator to see. On SIGTERM or SIGINT every worker drains as a single process does; the primary exits 0 once
  * all exited 0, and 1 when any did not or `KEYHOLD_SHUTDOWN_TIMEOUT_MS` (plus 2 s) passed.
  */
 export async function runClusterPrimary(config: Config, env: Environment): Promise<void> {
@@ -69,6 +69,8 @@ export async function runClusterPrimary(config: Config, env: Environment): Promi
   const logger = createLogger(config, logs).child({ role: 'primary' });
   const listening = new Map<Worker, WorkerListening>();
   const crashes: number[] = [];
+  /** Replacements in a row that died before they listened; one that listens resets it. */
+  let failedReplacements = 0;
   let stopping: Promise<void> | undefined;
   let restartTimer: NodeJS.Timeout | undefined;
   let exitCode = 0;
@@ -110,6 +112,7 @@ export async function runClusterPrimary(config: Config, env: Environment): Promi
         if (!isWorkerMessage(message)) return;
         if (message.keyhold === 'listening') {
           listening.set(worker, message);
+          if (replacement) failedReplacements = 0;
           resolve(message);
         } else {
           // A commit on one worker: the others read their change feeds now (SQLite has no NOTIFY to tell them).
@@ -118,22 +121,31 @@ export async function runClusterPrimary(config: Config, env: Environment): Promi
       });
       worker.once('exit', (code, signal) => {
         const wasListening = listening.delete(worker);
+        if (!wasListening) reject(new Error(`worker ${worker.process.pid} exited with ${signal ?? `code ${code}`} before it listened`));
         if (stopping !== undefined) {
-          if (code !== 0) exitCode = 1;
+          // A worker still starting when the server stops dies of the SIGTERM (it drains only once it listens).
+          if (code !== 0 && !(signal === 'SIGTERM' && !wasListening)) exitCode = 1;
           return;
         }
-        if (!wasListening && !replacement) {
-          reject(new Error(`worker ${worker.process.pid} exited with ${signal ?? `code ${code}`} before it listened`));
+        if (wasListening) {
+          replace(worker, code, signal, 'a worker died; replacing it (its audit chain stays unsealed: accept it in `keyhold audit verify` once accounted for)');
+        } else if (replacement) {
+          failedReplacements += 1;
+          if (failedReplacements > MAX_CRASHES) {
+            logger.error({ workerPid: worker.process.pid, code, signal, failedReplacements }, 'replacement workers keep failing to start; stopping');
+            void stop('replacement workers keep failing to start', 1);
+            return;
+          }
+          replace(worker, code, signal, 'a replacement worker failed to start; replacing it');
+        } else {
           logger.error({ workerPid: worker.process.pid, code, signal }, 'a worker exited before it listened; stopping');
           void stop('a worker failed to start', 1);
-          return;
         }
-        replace(worker, code, signal);
       });
     });
   };
 
-  const replace = (worker: Worker, code: number | null, signal: string | null): void => {
+  const replace = (worker: Worker, code: number | null, signal: string | null, message: string): void => {
     const now = Date.now();
     crashes.push(now);
     while (crashes.length > 0 && crashes[0]! < now - CRASH_WINDOW_MS) crashes.shift();
@@ -143,10 +155,7 @@ export async function runClusterPrimary(config: Config, env: Environment): Promi
       return;
     }
     const delayMs = Math.min(MAX_RESTART_DELAY_MS, RESTART_DELAY_MS * 2 ** (crashes.length - 1));
-    logger.error(
-      { workerPid: worker.process.pid, code, signal, restartInMs: delayMs },
-      'a worker died; replacing it (its audit chain stays unsealed: accept it in `keyhold audit verify` once accounted for)',
-    );
+    logger.error({ workerPid: worker.process.pid, code, signal, restartInMs: delayMs }, message);
     restartTimer = setTimeout(() => {
       restartTimer = undefined;
       if (stopping === undefined) fork(true).catch(() => undefined);
