@@ -148,11 +148,15 @@ function schemaProblems(values: Record<VariableName, unknown>): string[] {
   return problems;
 }
 
+/** The path a `sqlite:` URL names: sqlite:PATH, sqlite://PATH and sqlite:///ABSOLUTE all name a file path. */
+function sqlitePathOf(raw: unknown): string | undefined {
+  return typeof raw === 'string' && raw.startsWith('sqlite:') ? raw.slice('sqlite:'.length).replace(/^\/\//, '') : undefined;
+}
+
 function parseDatabase(raw: string | undefined, dataDir: string, problems: string[]): DatabaseConfig {
   if (raw === undefined || raw === '') return { client: 'sqlite', filename: join(dataDir, 'keyhold.sqlite') };
-  if (raw.startsWith('sqlite:')) {
-    // sqlite:PATH, sqlite://PATH and sqlite:///ABSOLUTE all name a file path.
-    const path = raw.slice('sqlite:'.length).replace(/^\/\//, '');
+  const path = sqlitePathOf(raw);
+  if (path !== undefined) {
     if (path === '') problems.push('KEYHOLD_DATABASE_URL sqlite:PATH needs a path');
     return { client: 'sqlite', filename: path === ':memory:' || isAbsolute(path) ? path : resolve(path) };
   }
@@ -274,14 +278,14 @@ export function loadConfig(env: Environment): Config {
   // The replica id's default is derived, and checked like a configured one: a host name can break the pattern too.
   read.KEYHOLD_REPLICA_ID ??= hostname();
   // An in-memory SQLite store lives inside one process: workers would each open a store of their own, so it gets one.
-  const inMemory = read.KEYHOLD_DATABASE_URL === 'sqlite::memory:' || read.KEYHOLD_DATABASE_URL === 'sqlite://:memory:';
+  const inMemory = sqlitePathOf(read.KEYHOLD_DATABASE_URL) === ':memory:';
   const workersSet = read.KEYHOLD_WORKERS !== undefined;
   // Otherwise the CPUs this process may use (its affinity, and on Node 20 not a container's CPU quota: see
   // docs/operations.md).
   read.KEYHOLD_WORKERS ??= inMemory ? 1 : Math.min(availableParallelism(), 1024);
   const problems = schemaProblems(read);
   if (inMemory && workersSet && read.KEYHOLD_WORKERS !== 1) {
-    problems.push('KEYHOLD_WORKERS must be 1 with sqlite::memory:, which lives inside one process (use a file or PostgreSQL)');
+    problems.push('KEYHOLD_WORKERS (--workers) must be 1 with sqlite::memory:, which lives inside one process (use a file or PostgreSQL)');
   }
   // Past this point a value that broke the schema only feeds a configuration that is thrown away below.
   const values = read as EnvironmentValues;

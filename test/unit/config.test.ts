@@ -161,9 +161,10 @@ describe('loadConfig KEYHOLD_DATABASE_URL', () => {
 
   it('runs one worker on sqlite::memory: (a store inside one process), and refuses more', () => {
     expect(loadConfig({ KEYHOLD_DATABASE_URL: 'sqlite::memory:' }).workers).toBe(1);
+    expect(loadConfig({ KEYHOLD_DATABASE_URL: 'sqlite://:memory:' }).workers).toBe(1);
     expect(loadConfig({ KEYHOLD_DATABASE_URL: 'sqlite::memory:', KEYHOLD_WORKERS: '1' }).workers).toBe(1);
     expect(startupError({ KEYHOLD_DATABASE_URL: 'sqlite::memory:', KEYHOLD_WORKERS: '2' }).message).toContain(
-      'KEYHOLD_WORKERS must be 1 with sqlite::memory:',
+      'KEYHOLD_WORKERS (--workers) must be 1 with sqlite::memory:',
     );
     expect(loadConfig({ KEYHOLD_DATABASE_URL: 'sqlite:/tmp/keyhold.db', KEYHOLD_WORKERS: '2' }).workers).toBe(2);
   });
