@@ -398,13 +398,13 @@ function unwrapped(entry: Entry): UnwrappedDataKey {
  * What a gone entry's slot holds: not empty, so a caller still holding the entry's key derives material of its own,
  * uses it and disposes of it, instead of parking it in a slot that no one will dispose of again.
  */
-const CLOSED_SLOT = Object.freeze({ dispose(): void {} });
+const SLOT_CLOSED = Object.freeze({ dispose(): void {} });
 
 function zeroEntry(entry: Entry): void {
   entry.state = 'zeroed';
   entry.plaintext.fill(0);
   entry.derived.value?.dispose();
-  entry.derived.value = CLOSED_SLOT;
+  entry.derived.value = SLOT_CLOSED;
 }
 
 /**

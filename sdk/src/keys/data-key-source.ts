@@ -23,7 +23,8 @@ export interface DataKey {
 /**
  * What the envelope derives from a data key independently of any message (format v2's derivation key and
  * commitment), kept with a cache entry so it is derived once per data key rather than once per message. The cache
- * disposes of the value when the entry goes; a key straight from the service has no slot.
+ * disposes of the value when the entry goes, and leaves a marker that keeps the slot from being filled again; a key
+ * straight from the service has no slot.
  */
 export interface DerivedKeySlot {
   value: { dispose(): void } | undefined;
