@@ -49,7 +49,7 @@ export const EnvironmentSchema = Type.Object({
   KEYHOLD_HOST: text({ default: '127.0.0.1', description: 'address to listen on' }),
   KEYHOLD_PORT: integer(0, 65535, { default: 7780, description: 'port to listen on' }),
   KEYHOLD_WORKERS: integer(1, 1024, {
-    defaultText: 'the CPUs it may use',
+    defaultText: 'the CPUs it may use; 1 with `sqlite::memory:`',
     description: 'server processes sharing the port, each a replica with its own audit chain; 1 runs no cluster',
   }),
   KEYHOLD_METRICS_PORT: Type.Optional(

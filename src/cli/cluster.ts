@@ -61,8 +61,9 @@ const SHUTDOWN_MARGIN_MS = 2000;
  * to 10 s); its audit chain stays unsealed, as any crashed replica's, and is logged. A replacement that dies before
  * it listens (the database down at that moment) is a crash too, and is replaced in turn while the others serve. A
  * worker of the first start that fails, more than 5 crashes in a minute, or more than 5 replacements in a row that
- * fail to start stop the server with exit status 1: a fault a restart does not cure is for the orchestrator to see. On SIGTERM or SIGINT every worker drains as a single process does; the primary exits 0 once
- * all exited 0, and 1 when any did not or `KEYHOLD_SHUTDOWN_TIMEOUT_MS` (plus 2 s) passed.
+ * fail to start stop the server with exit status 1: a fault a restart does not cure is for the orchestrator to see.
+ * On SIGTERM or SIGINT every worker drains as a single process does; the primary exits 0 once all exited 0, and 1
+ * when any did not or `KEYHOLD_SHUTDOWN_TIMEOUT_MS` (plus 2 s) passed.
  */
 export async function runClusterPrimary(config: Config, env: Environment): Promise<void> {
   const logs = stdoutLogDestination();
