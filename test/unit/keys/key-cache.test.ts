@@ -169,14 +169,20 @@ describe('KeyCache: a reload after the TTL', () => {
     return material!.use((bytes) => Buffer.from(bytes));
   }
 
-  it('keeps the version keys whose stored material did not change, unwrapping only what did', async () => {
+  /** Key `k` with `count` versions in an in-memory store, loaded once into a cache whose TTL the test runs out. */
+  async function loadedOnce(count: number) {
     const root = new CountingRootKey(SecretBytes.random(32));
     const repository = new InMemoryKeyRepository();
-    const wrapped = await wrappedVersions(5, root);
-    repository.seed(withVersions(5, root), wrapped);
+    const wrapped = await wrappedVersions(count, root);
+    repository.seed(withVersions(count, root), wrapped);
     const clock = new ManualClock();
     const cache = new KeyCache({ repository, rootKey: root, clock, ttlMs: 5000 });
     const first = (await cache.getByName('k'))!;
+    return { root, repository, wrapped, clock, cache, first };
+  }
+
+  it('keeps the version keys whose stored material did not change, unwrapping only what did', async () => {
+    const { root, repository, wrapped, clock, cache, first } = await loadedOnce(5);
     expect(root.unwraps).toBe(5);
 
     // Version 3's material is rewrapped (a root key rotation wraps it anew); the others are as they were.
@@ -194,12 +200,7 @@ describe('KeyCache: a reload after the TTL', () => {
   });
 
   it('unwraps the newest version through the root key on every load, so a root key that stops answering stops the key', async () => {
-    const root = new CountingRootKey(SecretBytes.random(32));
-    const repository = new InMemoryKeyRepository();
-    repository.seed(withVersions(3, root), await wrappedVersions(3, root));
-    const clock = new ManualClock();
-    const cache = new KeyCache({ repository, rootKey: root, clock, ttlMs: 5000 });
-    await cache.getByName('k');
+    const { root, clock, cache } = await loadedOnce(3);
     root.unwrapRecorded = async () => {
       throw new Error('the HSM refused');
     };
@@ -208,13 +209,7 @@ describe('KeyCache: a reload after the TTL', () => {
   });
 
   it('does not carry over a version disabled since the last load', async () => {
-    const root = new CountingRootKey(SecretBytes.random(32));
-    const repository = new InMemoryKeyRepository();
-    const wrapped = await wrappedVersions(3, root);
-    repository.seed(withVersions(3, root), wrapped);
-    const clock = new ManualClock();
-    const cache = new KeyCache({ repository, rootKey: root, clock, ttlMs: 5000 });
-    await cache.getByName('k');
+    const { root, repository, wrapped, clock, cache } = await loadedOnce(3);
     const key = withVersions(3, root);
     repository.seed({ ...key, versions: key.versions.map((v) => (v.version === 2 ? { ...v, state: 'disabled' as const } : v)) }, wrapped);
     clock.advance(5000);
@@ -223,13 +218,7 @@ describe('KeyCache: a reload after the TTL', () => {
   });
 
   it('copies nothing from an entry evicted while one of the reload\'s unwraps waits', async () => {
-    const root = new CountingRootKey(SecretBytes.random(32));
-    const repository = new InMemoryKeyRepository();
-    const wrapped = await wrappedVersions(3, root);
-    repository.seed(withVersions(3, root), wrapped);
-    const clock = new ManualClock();
-    const cache = new KeyCache({ repository, rootKey: root, clock, ttlMs: 5000 });
-    await cache.getByName('k');
+    const { root, repository, wrapped, clock, cache } = await loadedOnce(3);
     // Version 1 rewrapped: the reload unwraps it, and the test holds that unwrap while the entry is invalidated.
     const rewrapped = [{ ...wrapped[0]!, material: await root.wrap(Buffer.alloc(32, 1), keyVersionWrapAad(KEY_ID, 1)) }, ...wrapped.slice(1)];
     repository.seed(withVersions(3, root), rewrapped);
@@ -268,7 +257,8 @@ describe('KeyCache: a reload after the TTL', () => {
     expect(root.unwraps).toBe(2);
     clock.advance(5000);
     const reload = cache.getByName('k');
-    await waitForReads(store, 2);
+    // The reload's read has started (the repository holds it): the invalidation comes before it reads the versions.
+    expect(store.reads()).toBe(2);
     // The key changed elsewhere: its entry goes, material zeroed, before the reload reads the versions.
     cache.invalidate({ id: KEY_ID, name: 'k' });
     await store.repository.release(1);
@@ -277,10 +267,6 @@ describe('KeyCache: a reload after the TTL', () => {
     expect(bytesOf(reloaded?.versionKeys.get(2))).toEqual(Buffer.alloc(32, 2));
   });
 });
-
-async function waitForReads(store: { reads: () => number }, count: number): Promise<void> {
-  while (store.reads() < count) await new Promise((resolve) => setImmediate(resolve));
-}
 
 describe('KeyCache: ids that name no key', () => {
   const UNKNOWN_ID = '0b7c1e2a-6f4d-4c3b-8a9e-1d2f3a4b5c6d';
