@@ -255,13 +255,8 @@ describe.runIf(DATABASE_KINDS.includes('sqlite'))('a worker that dies [sqlite]',
     );
     expect(replaced).toContain(survivor);
     // The new worker listens a moment after it is forked; the survivor answers meanwhile, and every request succeeds.
-    let chains = new Set(before);
-    for (let round = 0; round < 10 && chains.size < 3; round += 1) {
-      const now = await datakeysFromBothWorkers(server, 'k').catch(() => new Set<string>());
-      chains = new Set([...chains, ...now]);
-    }
     // The replacement writes a chain of its own.
-    expect(chains.size).toBe(3);
+    expect((await chainsUntilThird(server, before, 10)).size).toBe(3);
     server.child.kill('SIGTERM');
     expect(await server.exited).toEqual({ code: 0, signal: null });
   }, 150_000);
@@ -289,17 +284,25 @@ describe.runIf(DATABASE_KINDS.includes('sqlite'))('a replacement that dies befor
     }
     expect(server.output()).not.toContain('a worker exited before it listened; stopping');
     // A later replacement starts; the server answers from two workers again, one of them a new chain.
-    let chains = new Set(before);
-    for (let round = 0; round < 60 && chains.size < 3; round += 1) {
-      const now = await datakeysFromBothWorkers(server, 'k').catch(() => new Set<string>());
-      chains = new Set([...chains, ...now]);
-      if (chains.size < 3) await new Promise((resolve) => setTimeout(resolve, 500));
-    }
-    expect(chains.size).toBe(3);
+    expect((await chainsUntilThird(server, before, 60, 500)).size).toBe(3);
     server.child.kill('SIGTERM');
     expect(await server.exited).toEqual({ code: 0, signal: null });
   }, 180_000);
 });
+
+/**
+ * The chains that answered data keys of key `k`, `before` and then in up to `rounds` rounds (`pauseMs` apart) until a
+ * third appears: a replacement worker's, once it listens.
+ */
+async function chainsUntilThird(server: Server, before: ReadonlySet<string>, rounds: number, pauseMs = 0): Promise<Set<string>> {
+  let chains = new Set(before);
+  for (let round = 0; round < rounds && chains.size < 3; round += 1) {
+    const now = await datakeysFromBothWorkers(server, 'k').catch(() => new Set<string>());
+    chains = new Set([...chains, ...now]);
+    if (chains.size < 3 && pauseMs > 0) await new Promise((resolve) => setTimeout(resolve, pauseMs));
+  }
+  return chains;
+}
 
 /** The replica ids of the chains sealed in the server's store, read straight from it. */
 async function sealedChains(server: Server): Promise<string[]> {
