@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { AddressInfo } from 'node:net';
 import type { Readable } from 'node:stream';
+import { afterAll, beforeAll } from 'vitest';
 import { buildTestApp, TEST_ADMIN_TOKEN, type DatabaseKind, type TestApp } from './app.js';
 import { CLI } from './audit.js';
 
@@ -20,6 +21,38 @@ export async function startCliServer(kind: DatabaseKind): Promise<CliServer> {
   const { port } = t.app.server.address() as AddressInfo;
   const addr = `http://127.0.0.1:${port}`;
   return { t, addr, env: { KEYHOLD_ADDR: addr, KEYHOLD_TOKEN: TEST_ADMIN_TOKEN } };
+}
+
+/** The suite's CLI server, started before its tests and closed after them, and `keyhold ARGS…` run as its admin. */
+export interface CliSuite extends CliServer {
+  keyhold(...args: string[]): Promise<CliRun>;
+}
+
+/** Registers the suite's CLI server (beforeAll/afterAll); its fields are readable from the tests on. */
+export function cliServerPerSuite(kind: DatabaseKind): CliSuite {
+  let server: CliServer | undefined;
+  beforeAll(async () => {
+    server = await startCliServer(kind);
+  });
+  afterAll(async () => {
+    await server?.t.close();
+  });
+  const started = (): CliServer => {
+    if (server === undefined) throw new Error('the CLI server starts in beforeAll: read it from a test');
+    return server;
+  };
+  return {
+    get t() {
+      return started().t;
+    },
+    get addr() {
+      return started().addr;
+    },
+    get env() {
+      return started().env;
+    },
+    keyhold: (...args) => runCli(args, { env: started().env }),
+  };
 }
 
 export interface CliRun {

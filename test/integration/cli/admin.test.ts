@@ -2,19 +2,13 @@ import { writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { describeEachDatabase } from '../../helpers/app.js';
-import { CLI_IS_BUILT, runCli, spawnCli, startCliServer, type CliServer } from '../../helpers/cli.js';
+import { CLI_IS_BUILT, cliServerPerSuite, runCli, spawnCli } from '../../helpers/cli.js';
 
 describeEachDatabase('keyhold policies, tokens, whoami and audit', (kind) => {
-  let server: CliServer;
-  const keyhold = (...args: string[]) => runCli(args, { env: server.env });
-  beforeAll(async () => {
-    server = await startCliServer(kind);
-  });
-  afterAll(async () => {
-    await server?.t.close();
-  });
+  const server = cliServerPerSuite(kind);
+  const { keyhold } = server;
 
   it.skipIf(!CLI_IS_BUILT)('puts a policy from a file or stdin, reads it back, lists, simulates and deletes it', async () => {
     const document = { description: 'shop reads orders', statements: [{ sid: 'shop', effect: 'allow', principals: ['token:shop'], actions: ['decrypt'], keys: ['orders'] }] };

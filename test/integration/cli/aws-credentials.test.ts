@@ -1,16 +1,10 @@
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { describeEachDatabase } from '../../helpers/app.js';
-import { CLI_IS_BUILT, runCli, startCliServer, type CliServer } from '../../helpers/cli.js';
+import { CLI_IS_BUILT, cliServerPerSuite, runCli } from '../../helpers/cli.js';
 
 describeEachDatabase('keyhold aws-credentials', (kind) => {
-  let server: CliServer;
-  const keyhold = (...args: string[]) => runCli(args, { env: server.env });
-  beforeAll(async () => {
-    server = await startCliServer(kind);
-  });
-  afterAll(async () => {
-    await server?.t.close();
-  });
+  const server = cliServerPerSuite(kind);
+  const { keyhold } = server;
 
   it.skipIf(!CLI_IS_BUILT)('issues a key, printing its secret once and how to use it, lists it without the secret, and revokes it with --yes', async () => {
     const created = await keyhold('aws-credentials', 'create', 'shop', '--principal', 'k8s:shop:api', '--ttl', '3600');

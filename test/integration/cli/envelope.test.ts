@@ -2,18 +2,14 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { describeEachDatabase } from '../../helpers/app.js';
-import { CLI_IS_BUILT, runCli, spawnCli, startCliServer, type CliServer } from '../../helpers/cli.js';
+import { CLI_IS_BUILT, cliServerPerSuite, runCli, spawnCli } from '../../helpers/cli.js';
 
 describeEachDatabase('keyhold encrypt and decrypt', (kind) => {
-  let server: CliServer;
+  const server = cliServerPerSuite(kind);
   beforeAll(async () => {
-    server = await startCliServer(kind);
     await server.t.call('POST', '/v1/keys', { name: 'files' });
-  });
-  afterAll(async () => {
-    await server?.t.close();
   });
 
   it.skipIf(!CLI_IS_BUILT)('round-trips stdin to stdout under a context, and refuses a message whose context differs', async () => {
@@ -146,13 +142,9 @@ function peakRss(pid: number): { stop: () => number } {
 
 // The database plays no part in the streaming: SQLite only.
 describe('keyhold encrypt and decrypt of a large stream', () => {
-  let server: CliServer;
+  const server = cliServerPerSuite('sqlite');
   beforeAll(async () => {
-    server = await startCliServer('sqlite');
     await server.t.call('POST', '/v1/keys', { name: 'bulk' });
-  });
-  afterAll(async () => {
-    await server?.t.close();
   });
 
   const SIZE = 256 * 1024 * 1024;

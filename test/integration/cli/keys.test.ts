@@ -1,17 +1,11 @@
 import { createServer, type AddressInfo } from 'node:net';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { describeEachDatabase } from '../../helpers/app.js';
-import { CLI_IS_BUILT, runCli, startCliServer, type CliServer } from '../../helpers/cli.js';
+import { CLI_IS_BUILT, cliServerPerSuite, runCli } from '../../helpers/cli.js';
 
 describeEachDatabase('keyhold keys', (kind) => {
-  let server: CliServer;
-  const keyhold = (...args: string[]) => runCli(args, { env: server.env });
-  beforeAll(async () => {
-    server = await startCliServer(kind);
-  });
-  afterAll(async () => {
-    await server?.t.close();
-  });
+  const server = cliServerPerSuite(kind);
+  const { keyhold } = server;
 
   it.skipIf(!CLI_IS_BUILT)('creates a key and prints it as a table, or as the API answered it with --json', async () => {
     const created = await keyhold('keys', 'create', 'orders', '--description', 'order records', '--label', 'team=shop', '--rotation-period', '30d');
