@@ -3,7 +3,7 @@ import { createLogger } from '../app.js';
 import type { SiblingProcesses } from '../changes/change-repository.js';
 import type { Config, Environment } from '../config.js';
 import { stdoutLogDestination } from '../lib/log-destination.js';
-import { MetricsListener, workersMetrics } from '../metrics/metrics-listener.js';
+import { ClusterMetrics, MetricsListener, workersMetrics } from '../metrics/metrics-listener.js';
 
 /** What a worker tells the primary once it listens. */
 export interface WorkerListening {
@@ -73,7 +73,9 @@ export async function runClusterPrimary(config: Config, env: Environment): Promi
   /** Replacements in a row that died before they listened; one that listens resets it. */
   let failedReplacements = 0;
   let stopping: Promise<void> | undefined;
-  let restartTimer: NodeJS.Timeout | undefined;
+  /** One per worker waiting to be replaced: two that die within a back-off each have theirs. */
+  const restartTimers = new Set<NodeJS.Timeout>();
+  const clusterMetrics = new ClusterMetrics(config.workers, () => listening.size);
   let exitCode = 0;
 
   const exit = (code: number): void => {
@@ -84,7 +86,8 @@ export async function runClusterPrimary(config: Config, env: Environment): Promi
   const stop = (reason: string, code: number): Promise<void> => {
     stopping ??= (async () => {
       exitCode = Math.max(exitCode, code);
-      clearTimeout(restartTimer);
+      for (const timer of restartTimers) clearTimeout(timer);
+      restartTimers.clear();
       const workers = Object.values(cluster.workers ?? {}).filter((worker): worker is Worker => worker !== undefined);
       logger.info({ reason, workers: workers.length, timeoutMs: config.shutdownTimeoutMs }, 'shutting down');
       const timer = setTimeout(() => {
@@ -128,6 +131,7 @@ export async function runClusterPrimary(config: Config, env: Environment): Promi
           if (code !== 0 && !(signal === 'SIGTERM' && !wasListening)) exitCode = 1;
           return;
         }
+        clusterMetrics.crashed(wasListening ? 'serving' : 'starting');
         if (wasListening) {
           replace(worker, code, signal, 'a worker died; replacing it (its audit chain stays unsealed: accept it in `keyhold audit verify` once accounted for)');
         } else if (replacement) {
@@ -157,10 +161,11 @@ export async function runClusterPrimary(config: Config, env: Environment): Promi
     }
     const delayMs = Math.min(MAX_RESTART_DELAY_MS, RESTART_DELAY_MS * 2 ** (crashes.length - 1));
     logger.error({ workerPid: worker.process.pid, code, signal, restartInMs: delayMs }, message);
-    restartTimer = setTimeout(() => {
-      restartTimer = undefined;
+    const timer = setTimeout(() => {
+      restartTimers.delete(timer);
       if (stopping === undefined) fork(true).catch(() => undefined);
     }, delayMs);
+    restartTimers.add(timer);
   };
 
   let metrics: MetricsListener | undefined;
@@ -170,7 +175,7 @@ export async function runClusterPrimary(config: Config, env: Environment): Promi
     if (stopping !== undefined) return;
     await Promise.all(Array.from({ length: config.workers - 1 }, () => fork()));
     if (config.metrics !== undefined) {
-      metrics = new MetricsListener(workersMetrics(), config.metrics);
+      metrics = new MetricsListener(workersMetrics(clusterMetrics), config.metrics);
       const url = await metrics.listen();
       logger.info({ url }, 'metrics listening (every worker, summed)');
     }

@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { AggregatorRegistry, type Registry, type RegistryContentType } from 'prom-client';
+import { AggregatorRegistry, Counter, Gauge, Registry, type RegistryContentType } from 'prom-client';
 
 /** What a metrics listener serves: one process's registry (`KeyholdMetrics`), or its workers' together. */
 export interface MetricsSource {
@@ -81,14 +81,51 @@ export class MetricsListener {
   }
 }
 
+/** Why a worker left a cluster the primary did not stop: it died serving, or it exited before it listened. */
+export type WorkerCrashPhase = 'serving' | 'starting';
+
+/**
+ * The cluster primary's own metrics, which no worker can report: how many workers listen against how many are
+ * configured (a worker being replaced is missing from the first), and the workers that crashed.
+ */
+export class ClusterMetrics {
+  readonly registry = new Registry();
+  readonly #crashes: Counter<'phase'>;
+
+  constructor(configured: number, listening: () => number) {
+    new Gauge({
+      name: 'keyhold_cluster_workers',
+      help: 'Worker processes of this server: configured (KEYHOLD_WORKERS), and listening now.',
+      labelNames: ['state'],
+      registers: [this.registry],
+      collect() {
+        this.set({ state: 'configured' }, configured);
+        this.set({ state: 'listening' }, listening());
+      },
+    });
+    this.#crashes = new Counter({
+      name: 'keyhold_cluster_worker_crashes_total',
+      help: 'Workers that exited while the server was not stopping: after they listened (serving) or before (starting).',
+      labelNames: ['phase'],
+      registers: [this.registry],
+    });
+    // Both phases from the start, so that increase() sees the first crash.
+    for (const phase of ['serving', 'starting'] as const) this.#crashes.inc({ phase }, 0);
+  }
+
+  crashed(phase: WorkerCrashPhase): void {
+    this.#crashes.inc({ phase });
+  }
+}
+
 /**
  * The metrics of every worker of a server, for the cluster primary's listener: each scrape asks every worker for its
  * registry over IPC and aggregates them (prom-client's `AggregatorRegistry`): counters and histograms summed, gauges
  * as each declares (summed unless it says otherwise, as the key gauges do). The series carry no worker label, so a
  * scrape reads as one process's; a worker restarted starts its counters from zero, which Prometheus's `rate()` reads
- * as a counter reset only when the sum falls.
+ * as a counter reset only when the sum falls. The primary's own {@link ClusterMetrics} follow.
  */
-export function workersMetrics(): MetricsSource {
+export function workersMetrics(primary: ClusterMetrics): MetricsSource {
   const registry = new AggregatorRegistry();
-  return { registry, scrape: () => registry.clusterMetrics() };
+  return { registry, scrape: async () => `${await registry.clusterMetrics()}${await primary.registry.metrics()}` };
 }

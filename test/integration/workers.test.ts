@@ -238,8 +238,10 @@ describe('the metrics of a server with KEYHOLD_WORKERS=2 [sqlite]', () => {
 });
 
 describe.runIf(DATABASE_KINDS.includes('sqlite'))('a worker that dies [sqlite]', () => {
-  it('is replaced, and the server keeps serving from two workers and still exits 0 on SIGTERM', async () => {
-    const server = await startServer('sqlite');
+  it('is replaced, counted in the primary\'s metrics, and the server keeps serving from two workers and still exits 0 on SIGTERM', async () => {
+    const server = await startServer('sqlite', { KEYHOLD_METRICS_PORT: '0', KEYHOLD_LOG_LEVEL: 'info' });
+    const metricsUrl = await waitFor(() => /"url":"(http:[^"]+\/metrics)"/.exec(server.output())?.[1], 20_000, 'the metrics line');
+    expect(await clusterSeries(metricsUrl)).toEqual({ configured: 2, listening: 2, serving: 0, starting: 0 });
     expect((await call(server.url, 'POST', '/v1/keys', { name: 'k' })).status).toBe(201);
     const before = await datakeysFromBothWorkers(server, 'k');
     const [victim, survivor] = server.workers() as [number, number];
@@ -257,6 +259,7 @@ describe.runIf(DATABASE_KINDS.includes('sqlite'))('a worker that dies [sqlite]',
     // The new worker listens a moment after it is forked; the survivor answers meanwhile, and every request succeeds.
     // The replacement writes a chain of its own.
     expect((await chainsUntilThird(server, before, 10)).size).toBe(3);
+    expect(await clusterSeries(metricsUrl)).toEqual({ configured: 2, listening: 2, serving: 1, starting: 0 });
     server.child.kill('SIGTERM');
     expect(await server.exited).toEqual({ code: 0, signal: null });
   }, 150_000);
@@ -264,7 +267,8 @@ describe.runIf(DATABASE_KINDS.includes('sqlite'))('a worker that dies [sqlite]',
 
 describe.runIf(DATABASE_KINDS.includes('sqlite'))('a replacement that dies before it listens [sqlite]', () => {
   it('is a crash like any other: it is replaced in turn while the other worker serves, and the server still exits 0', async () => {
-    const server = await startServer('sqlite');
+    const server = await startServer('sqlite', { KEYHOLD_METRICS_PORT: '0', KEYHOLD_LOG_LEVEL: 'info' });
+    const metricsUrl = await waitFor(() => /"url":"(http:[^"]+\/metrics)"/.exec(server.output())?.[1], 20_000, 'the metrics line');
     expect((await call(server.url, 'POST', '/v1/keys', { name: 'k' })).status).toBe(201);
     const before = await datakeysFromBothWorkers(server, 'k');
     const [victim] = server.workers() as [number, number];
@@ -285,10 +289,25 @@ describe.runIf(DATABASE_KINDS.includes('sqlite'))('a replacement that dies befor
     expect(server.output()).not.toContain('a worker exited before it listened; stopping');
     // A later replacement starts; the server answers from two workers again, one of them a new chain.
     expect((await chainsUntilThird(server, before, 60, 500)).size).toBe(3);
+    const series = await clusterSeries(metricsUrl);
+    expect(series).toMatchObject({ configured: 2, listening: 2, serving: 1 });
+    expect(series.starting).toBeGreaterThanOrEqual(1);
     server.child.kill('SIGTERM');
     expect(await server.exited).toEqual({ code: 0, signal: null });
   }, 180_000);
 });
+
+/** The primary's own series: its workers, configured and listening, and the crashes by phase. */
+async function clusterSeries(metricsUrl: string): Promise<Record<string, number>> {
+  const text = await (await fetch(metricsUrl)).text();
+  const value = (pattern: RegExp): number => Number(pattern.exec(text)?.[1] ?? Number.NaN);
+  return {
+    configured: value(/^keyhold_cluster_workers\{state="configured"\} (\d+)$/m),
+    listening: value(/^keyhold_cluster_workers\{state="listening"\} (\d+)$/m),
+    serving: value(/^keyhold_cluster_worker_crashes_total\{phase="serving"\} (\d+)$/m),
+    starting: value(/^keyhold_cluster_worker_crashes_total\{phase="starting"\} (\d+)$/m),
+  };
+}
 
 /**
  * The chains that answered data keys of key `k`, `before` and then in up to `rounds` rounds (`pauseMs` apart) until a
