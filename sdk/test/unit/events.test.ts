@@ -243,7 +243,8 @@ describe('EventSubscription', () => {
     expect(gaps[1]).toBeGreaterThanOrEqual(35);
     expect(gaps[2]).toBeGreaterThanOrEqual(70);
     expect(gaps[3]).toBeGreaterThanOrEqual(70);
-    expect(Math.max(...gaps)).toBeLessThan(500);
+    // Far above the 80 ms cap, so a scheduling pause on a loaded machine does not fail it; an uncapped delay would.
+    expect(Math.max(...gaps)).toBeLessThan(1500);
     expect(draws.length).toBeGreaterThanOrEqual(4);
     expect(subscription.status().lastFailure).toBe(503);
   });
@@ -328,7 +329,14 @@ describe('the client and its subscription', () => {
       const { createClient, apiToken } = await import(${JSON.stringify(built)});
       const client = createClient({ url: ${JSON.stringify(server.url)}, auth: apiToken('kh_test'), retries: 0 });
       client.ready().catch(() => undefined);
-      setTimeout(() => console.log(client.events.status().state), 300);
+      // Waits for the stream to open (5 s at most), then lets go: the process must exit with the stream still open.
+      const deadline = Date.now() + 5000;
+      const report = () => {
+        const { state } = client.events.status();
+        if (state === 'open' || Date.now() > deadline) console.log(state);
+        else setTimeout(report, 20);
+      };
+      setTimeout(report, 20);
     `;
     const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
