@@ -9,6 +9,7 @@ import * as auditBatchKeys from './20261206000000_audit_batch_keys.js';
 import * as auditHeads from './20261206000001_audit_heads.js';
 import * as keyUsage from './20261207000000_key_usage.js';
 import * as awsCredentials from './20261208000000_aws_credentials.js';
+import * as keyRevision from './20261209000000_key_revision.js';
 
 interface Migration {
   readonly name: string;
@@ -31,6 +32,7 @@ const MIGRATIONS: readonly Migration[] = [
   { name: '20261206000001_audit_heads', ...auditHeads },
   { name: '20261207000000_key_usage', ...keyUsage },
   { name: '20261208000000_aws_credentials', ...awsCredentials },
+  { name: '20261209000000_key_revision', ...keyRevision },
 ];
 
 export const migrationSource: Knex.MigrationSource<Migration> = {

@@ -3,7 +3,7 @@ import { keyVersionWrapAad } from '../crypto/key-version-cipher.js';
 import type { RootKey } from '../root-keys/root-key.js';
 import { SecretBytes } from '../crypto/secret-bytes.js';
 import type { KeyRecord, WrappedKeyVersion } from './key-record.js';
-import type { KeyRepository } from './key-repository.js';
+import type { KeyRepository, RevisedKey } from './key-repository.js';
 
 /** A key as the hot path needs it: the record and the unwrapped material of its usable versions. */
 export interface CachedKey {
@@ -13,7 +13,10 @@ export interface CachedKey {
 }
 
 interface Entry extends CachedKey {
-  readonly loadedAt: number;
+  /** When the entry was loaded, or last found unchanged in the store. */
+  loadedAt: number;
+  /** The key's revision when it was read (see `RevisedKey`): an equal revision in the store means nothing changed. */
+  readonly revision: number;
   /** The stored material each held version key was unwrapped from: a reload that reads the same keeps the key. */
   readonly unwrappedFrom: ReadonlyMap<number, WrappedKeyVersion>;
 }
@@ -31,7 +34,9 @@ export interface KeyCacheOptions {
 
 /**
  * Serves keys to the crypto hot path from memory, so a datakey or decrypt costs no query. Every write on this
- * replica invalidates the entry after it commits; writes on other replicas are seen within `ttlMs`.
+ * replica invalidates the entry after it commits; writes on other replicas are seen within `ttlMs`. An entry past its
+ * TTL is revalidated by the key's revision: when it is unchanged, one row is read and the newest version unwrapped
+ * again, however many versions the key has; when it changed, the key is read again whole.
  *
  * A load that races an invalidation is not stored: each load remembers the invalidation epoch it started in.
  *
@@ -71,7 +76,7 @@ export class KeyCache {
       return cached;
     }
     this.stats.misses += 1;
-    return this.#load(`name:${name}`, () => this.#options.repository.findByName(name));
+    return this.#load(`name:${name}`, { name }, id);
   }
 
   async getById(id: string): Promise<CachedKey | undefined> {
@@ -81,7 +86,7 @@ export class KeyCache {
       return cached;
     }
     this.stats.misses += 1;
-    return this.#load(`id:${id}`, () => this.#options.repository.findById(id), id);
+    return this.#load(`id:${id}`, { id }, id, true);
   }
 
   /**
@@ -154,19 +159,30 @@ export class KeyCache {
     return false;
   }
 
-  /** `byId`: the id the load looks up, remembered as missing when no key has it. */
-  #load(flightKey: string, find: () => Promise<KeyRecord | undefined>, byId?: string): Promise<Entry | undefined> {
+  /**
+   * Loads the key `where` names. `heldId`: the id of the entry held for it, if any, which is revalidated first.
+   * `rememberMissing`: the load is by that id, which is remembered as missing when no key has it.
+   */
+  #load(
+    flightKey: string,
+    where: { readonly id: string } | { readonly name: string },
+    heldId: string | undefined,
+    rememberMissing = false,
+  ): Promise<Entry | undefined> {
     const running = this.#inflight.get(flightKey);
     if (running !== undefined) return running;
     const started = this.#epoch;
     const load = (async () => {
-      const key = await find();
-      if (key === undefined) {
-        if (byId !== undefined && !this.#invalidatedSince(byId, started)) this.#storeMissing(byId);
+      const held = heldId === undefined ? undefined : this.#byId.get(heldId);
+      if (held !== undefined && (await this.#revalidate(held, started))) return held;
+      const revised: RevisedKey | undefined = await this.#options.repository.findRevised(where);
+      if (revised === undefined) {
+        if (rememberMissing && heldId !== undefined && !this.#invalidatedSince(heldId, started)) this.#storeMissing(heldId);
         return undefined;
       }
+      const { key, revision } = revised;
       const { versionKeys, unwrappedFrom } = await this.#unwrapUsable(key);
-      const entry: Entry = { key, versionKeys, unwrappedFrom, loadedAt: this.#options.clock.now().getTime() };
+      const entry: Entry = { key, versionKeys, unwrappedFrom, revision, loadedAt: this.#options.clock.now().getTime() };
       if (!this.#invalidatedSince(key.id, started)) this.#store(entry);
       return entry;
     })().finally(() => {
@@ -174,6 +190,26 @@ export class KeyCache {
     });
     this.#inflight.set(flightKey, load);
     return load;
+  }
+
+  /**
+   * Whether a held entry past its TTL may serve another TTL: the key's revision in the store is the one the entry was
+   * read at, and the root key still unwraps the newest version held (so a root key in an HSM that is disabled or
+   * unreachable stops the key within the TTL, as a full load would), and no invalidation came meanwhile.
+   */
+  async #revalidate(entry: Entry, started: number): Promise<boolean> {
+    const { id } = entry.key;
+    if ((await this.#options.repository.findRevision(id)) !== entry.revision) return false;
+    let newest = 0;
+    for (const version of entry.versionKeys.keys()) newest = Math.max(newest, version);
+    if (newest > 0) {
+      const [stored] = await this.#options.repository.findWrappedVersions(id, [newest]);
+      if (stored === undefined) return false;
+      (await this.#unwrap(entry.key, stored)).zero();
+    }
+    if (this.#invalidatedSince(id, started) || this.#byId.get(id) !== entry) return false;
+    entry.loadedAt = this.#options.clock.now().getTime();
+    return true;
   }
 
   /** Whether the key was invalidated, or the cache cleared, since a load that started at epoch `started`. */

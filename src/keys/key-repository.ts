@@ -32,6 +32,15 @@ export interface LockedKeyWriter {
   destroyAllVersions(at: Date): Promise<void>;
 }
 
+/**
+ * A key as it was when read, with its revision: a number every write through {@link KeyRepository.create} or
+ * {@link KeyRepository.mutate} raises. Equal revisions of one key mean equal records and versions.
+ */
+export interface RevisedKey {
+  readonly key: KeyRecord;
+  readonly revision: number;
+}
+
 export interface KeyListQuery {
   readonly prefix?: string | undefined;
   /** Return names strictly after this one. */
@@ -52,6 +61,10 @@ export interface KeyRepository {
   findByName(name: string): Promise<KeyRecord | undefined>;
   findById(id: string): Promise<KeyRecord | undefined>;
   findNameById(id: string): Promise<string | undefined>;
+  /** The key and its revision, read together. */
+  findRevised(where: { readonly id: string } | { readonly name: string }): Promise<RevisedKey | undefined>;
+  /** The revision of the key with this id, alone: one row, however many versions the key has. */
+  findRevision(id: string): Promise<number | undefined>;
   /** Keys in byte-wise name order, those starting with `prefix`, after `after`, at most `limit`. */
   list(query: KeyListQuery): Promise<KeyRecord[]>;
   /** Every version that still has material, or only those of `versions`, wrapped, in version order. */

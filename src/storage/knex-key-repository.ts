@@ -5,7 +5,7 @@ import type { Database } from './database.js';
 import { isPostgres } from './database.js';
 import { KeyholdError } from '../errors.js';
 import type { BoundAttribute, KeyRecord, KeyState, KeyVersionRecord, KeyVersionState, WrappedKeyVersion } from '../keys/key-record.js';
-import type { KeyChanges, KeyListQuery, KeyRepository, LockedKeyWriter, NewVersion } from '../keys/key-repository.js';
+import type { KeyChanges, KeyListQuery, KeyRepository, LockedKeyWriter, NewVersion, RevisedKey } from '../keys/key-repository.js';
 import { isUniqueViolation } from '../lib/database-errors.js';
 
 interface KeyRow {
@@ -24,6 +24,7 @@ interface KeyRow {
   created_at: number;
   updated_at: number;
   destroyed_at: number | null;
+  revision: number;
 }
 
 interface VersionRow {
@@ -126,11 +127,20 @@ export class KnexKeyRepository implements KeyRepository {
   }
 
   async findByName(name: string): Promise<KeyRecord | undefined> {
-    return this.findOne(this.db, { name }, false);
+    return (await this.findOne(this.db, { name }, false))?.key;
   }
 
   async findById(id: string): Promise<KeyRecord | undefined> {
-    return this.findOne(this.db, { id }, false);
+    return (await this.findOne(this.db, { id }, false))?.key;
+  }
+
+  async findRevised(where: { readonly id: string } | { readonly name: string }): Promise<RevisedKey | undefined> {
+    return this.findOne(this.db, 'id' in where ? { id: where.id } : { name: where.name }, false);
+  }
+
+  async findRevision(id: string): Promise<number | undefined> {
+    const row = (await this.db<KeyRow>('keys').select('revision').where({ id }).first()) as Pick<KeyRow, 'revision'> | undefined;
+    return row?.revision;
   }
 
   async findNameById(id: string): Promise<string | undefined> {
@@ -215,7 +225,7 @@ export class KnexKeyRepository implements KeyRepository {
     options: { readonly skipLocked?: boolean } = {},
   ): Promise<{ result: T; key: KeyRecord } | undefined> {
     return this.db.transaction(async (trx) => {
-      const key = await this.findOne(trx, { name }, options.skipLocked === true ? 'skip-locked' : true);
+      const key = (await this.findOne(trx, { name }, options.skipLocked === true ? 'skip-locked' : true))?.key;
       if (key === undefined) return undefined;
       let recorded: { action: ChangeAction; at: Date } | undefined;
       const wrote = (at: Date, destroyed = false) => {
@@ -248,10 +258,11 @@ export class KnexKeyRepository implements KeyRepository {
       };
       const result = await fn(key, writer);
       if (recorded !== undefined) {
+        await trx('keys').where({ id: key.id }).increment('revision', 1);
         await recordChange(trx, { kind: 'key', action: recorded.action, subject: key.id, keyName: key.name, at: recorded.at });
       }
       const updated = await this.findOne(trx, { id: key.id }, false);
-      return { result, key: updated ?? key };
+      return { result, key: updated?.key ?? key };
     });
   }
 
@@ -259,7 +270,7 @@ export class KnexKeyRepository implements KeyRepository {
     db: Knex | Knex.Transaction,
     where: { name: string } | { id: string },
     forUpdate: boolean | 'skip-locked',
-  ): Promise<KeyRecord | undefined> {
+  ): Promise<RevisedKey | undefined> {
     const query = db<KeyRow>('keys').select('*').where(where).first();
     if (forUpdate !== false && isPostgres(this.db)) {
       query.forUpdate();
@@ -271,7 +282,7 @@ export class KnexKeyRepository implements KeyRepository {
       .select(VERSION_COLUMNS)
       .where({ key_id: row.id })
       .orderBy('version')) as VersionRow[];
-    return toKey(row, versions);
+    return { key: toKey(row, versions), revision: row.revision };
   }
 }
 

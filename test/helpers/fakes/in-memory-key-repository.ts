@@ -1,7 +1,7 @@
 import type { ChangeAction } from '../../../src/changes/change.js';
 import { KeyholdError } from '../../../src/errors.js';
 import type { KeyRecord, KeyVersionRecord, WrappedKeyVersion } from '../../../src/keys/key-record.js';
-import type { KeyChanges, KeyListQuery, KeyRepository, LockedKeyWriter, NewVersion } from '../../../src/keys/key-repository.js';
+import type { KeyChanges, KeyListQuery, KeyRepository, LockedKeyWriter, NewVersion, RevisedKey } from '../../../src/keys/key-repository.js';
 
 /** A change the repository recorded with a write, as the change feed would hold it. */
 export interface RecordedKeyChange {
@@ -15,6 +15,8 @@ interface StoredKey {
   key: KeyRecord;
   /** Version → wrapped material; absent once destroyed. */
   material: Map<number, WrappedKeyVersion>;
+  /** Raised by every mutation that wrote. */
+  revision: number;
 }
 
 function copyKey(key: KeyRecord): KeyRecord {
@@ -30,18 +32,19 @@ export class InMemoryKeyRepository implements KeyRepository {
   readonly #keys = new Map<string, StoredKey>();
   readonly #locks = new Map<string, Promise<void>>();
   readonly changes: RecordedKeyChange[] = [];
-  readonly reads = { findByName: 0, findById: 0, findNameById: 0, list: 0, listedRows: 0, findWrappedVersions: 0 };
+  readonly reads = { findByName: 0, findById: 0, findNameById: 0, findRevisedByName: 0, findRevisedById: 0, findRevision: 0, list: 0, listedRows: 0, findWrappedVersions: 0 };
 
-  /** Stores a key as it is, with the wrapped material of `wrapped`, recording no change. */
+  /** Stores a key as it is, with the wrapped material of `wrapped`, recording no change; a key stored again is a new revision. */
   seed(key: KeyRecord, wrapped: readonly WrappedKeyVersion[] = []): void {
-    this.#keys.set(key.name, { key: copyKey(key), material: new Map(wrapped.map((v) => [v.version, { ...v }])) });
+    const revision = (this.#keys.get(key.name)?.revision ?? -1) + 1;
+    this.#keys.set(key.name, { key: copyKey(key), material: new Map(wrapped.map((v) => [v.version, { ...v }])), revision });
   }
 
   async create(key: KeyRecord, firstVersion: NewVersion): Promise<void> {
     if (this.#keys.has(key.name) || [...this.#keys.values()].some((stored) => stored.key.id === key.id)) {
       throw new KeyholdError('KH_ERR_KEY_EXISTS');
     }
-    const stored: StoredKey = { key: copyKey(key), material: new Map() };
+    const stored: StoredKey = { key: copyKey(key), material: new Map(), revision: 0 };
     insertVersion(stored, firstVersion);
     this.#keys.set(key.name, stored);
     this.changes.push({ action: 'create', subject: key.id, keyName: key.name, at: key.createdAt });
@@ -62,6 +65,18 @@ export class InMemoryKeyRepository implements KeyRepository {
   async findNameById(id: string): Promise<string | undefined> {
     this.reads.findNameById += 1;
     return this.#byId(id)?.key.name;
+  }
+
+  async findRevised(where: { readonly id: string } | { readonly name: string }): Promise<RevisedKey | undefined> {
+    if ('id' in where) this.reads.findRevisedById += 1;
+    else this.reads.findRevisedByName += 1;
+    const stored = 'id' in where ? this.#byId(where.id) : this.#keys.get(where.name);
+    return stored === undefined ? undefined : { key: copyKey(stored.key), revision: stored.revision };
+  }
+
+  async findRevision(id: string): Promise<number | undefined> {
+    this.reads.findRevision += 1;
+    return this.#byId(id)?.revision;
   }
 
   async list(query: KeyListQuery): Promise<KeyRecord[]> {
@@ -110,7 +125,7 @@ export class InMemoryKeyRepository implements KeyRepository {
       const stored = this.#keys.get(name);
       if (stored === undefined) return undefined;
       // The writes go to a draft, kept only if `fn` returns: a transaction that rolls back on a throw.
-      const draft: StoredKey = { key: copyKey(stored.key), material: new Map(stored.material) };
+      const draft: StoredKey = { key: copyKey(stored.key), material: new Map(stored.material), revision: stored.revision };
       let recorded: { action: ChangeAction; at: Date } | undefined;
       const wrote = (at: Date, destroyed = false) => {
         recorded = { action: destroyed ? 'destroy' : (recorded?.action ?? action), at };
@@ -141,6 +156,7 @@ export class InMemoryKeyRepository implements KeyRepository {
         },
       };
       const result = await fn(copyKey(stored.key), writer);
+      if (recorded !== undefined) draft.revision += 1;
       this.#keys.set(name, draft);
       if (recorded !== undefined) this.changes.push({ action: recorded.action, subject: draft.key.id, keyName: name, at: recorded.at });
       return { result, key: copyKey(draft.key) };

@@ -97,6 +97,32 @@ describeEachDatabase('KeyRepository contract', (kind) => {
     expect(await keys().mutate('km.absent', 'enable', async () => 'noop')).toBeUndefined();
   });
 
+  it('raises the revision with each mutation that wrote, and only then; the revision comes with the key, or alone', async () => {
+    const key = newKey('kr.revision');
+    await keys().create(key, version(1));
+    expect(await keys().findRevision(key.id)).toBe(0);
+    await keys().mutate(key.name, 'enable', async () => 'nothing written');
+    expect(await keys().findRevision(key.id)).toBe(0);
+    // Two writes in one mutation are one revision.
+    await keys().mutate(key.name, 'rotate', async (_key, writer) => {
+      await writer.insertVersion(version(2));
+      await writer.updateKey({ primaryVersion: 2, updatedAt: T0 });
+    });
+    expect(await keys().findRevision(key.id)).toBe(1);
+    await keys().mutate(key.name, 'disable-version', async (_key, writer) => writer.setVersionState(1, 'disabled', T0));
+    const revised = await keys().findRevised({ name: key.name });
+    expect(revised?.revision).toBe(2);
+    expect(revised?.key.versions.map((v) => v.state)).toEqual(['disabled', 'enabled']);
+    expect(await keys().findRevised({ id: key.id })).toEqual(revised);
+    await expect(keys().mutate(key.name, 'disable', async (_key, writer) => {
+      await writer.updateKey({ state: 'disabled', updatedAt: T0 });
+      throw new Error('rolled back');
+    })).rejects.toThrow('rolled back');
+    expect(await keys().findRevision(key.id)).toBe(2);
+    expect(await keys().findRevision(randomUUID())).toBeUndefined();
+    expect(await keys().findRevised({ name: 'kr.absent' })).toBeUndefined();
+  });
+
   it('concurrent mutations of one key apply one after another', async () => {
     const key = newKey('km.serial');
     await keys().create(key, version(1));

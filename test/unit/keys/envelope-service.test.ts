@@ -71,9 +71,9 @@ describe('EnvelopeService.encrypt and decrypt', () => {
 
   it('refuses a workload without encrypt on the key, before looking the key up', async () => {
     const world = await worldWithKey([{ actions: ['decrypt'] }]);
-    const reads = world.repository.reads.findByName;
+    const reads = world.repository.reads.findRevisedByName;
     await rejectsWith(world.envelope.encrypt(world.worker(), 'team.k', { plaintext: Buffer.from('x') }), 'KH_ERR_FORBIDDEN');
-    expect(world.repository.reads.findByName).toBe(reads);
+    expect(world.repository.reads.findRevisedByName).toBe(reads);
   });
 
   describe('decryption failures look alike', () => {
@@ -117,9 +117,9 @@ describe('EnvelopeService.encrypt and decrypt', () => {
   it('refuses a workload no statement lets decrypt any key with 403, before any lookup', async () => {
     const world = await worldWithKey([{ actions: ['encrypt'] }]);
     const { ciphertext } = await world.envelope.encrypt(world.admin(), 'team.k', { plaintext: Buffer.from('x') });
-    const reads = world.repository.reads.findById;
+    const reads = world.repository.reads.findRevisedById;
     await rejectsWith(world.envelope.decrypt(world.worker(), { ciphertext }), 'KH_ERR_FORBIDDEN');
-    expect(world.repository.reads.findById).toBe(reads);
+    expect(world.repository.reads.findRevisedById).toBe(reads);
   });
 
   it('refuses a ciphertext under a disabled version with that reason', async () => {
@@ -140,8 +140,8 @@ describe('EnvelopeService caching', () => {
       const { ciphertext } = await world.envelope.encrypt(world.admin(), 'team.k', { plaintext: Buffer.from('x') });
       await world.envelope.decrypt(world.admin(), { ciphertext });
     }
-    expect(world.repository.reads.findByName - before.findByName).toBe(1);
-    expect(world.repository.reads.findById - before.findById).toBe(0);
+    expect(world.repository.reads.findRevisedByName - before.findRevisedByName).toBe(1);
+    expect(world.repository.reads.findRevisedById - before.findRevisedById).toBe(0);
     expect(world.repository.reads.findWrappedVersions - before.findWrappedVersions).toBe(1);
   });
 
@@ -149,19 +149,28 @@ describe('EnvelopeService caching', () => {
     const world = await worldWithKey();
     const { ciphertext } = await world.envelope.encrypt(world.admin(), 'team.k', { plaintext: Buffer.from('x') });
     const forged = naming(ciphertext, world.key.id, OTHER_ID);
-    const before = world.repository.reads.findById;
+    const before = world.repository.reads.findRevisedById;
     await failsAlike(world.envelope.decrypt(world.admin(), { ciphertext: forged }));
     await failsAlike(world.envelope.decrypt(world.admin(), { ciphertext: forged }));
-    expect(world.repository.reads.findById - before).toBe(1);
+    expect(world.repository.reads.findRevisedById - before).toBe(1);
   });
 
-  it('reads the key again after the TTL', async () => {
+  it('checks the key again after the TTL: its revision, and the whole key once it changed', async () => {
     const world = await worldWithKey();
     await world.envelope.encrypt(world.admin(), 'team.k', { plaintext: Buffer.from('x') });
-    const before = world.repository.reads.findByName;
+    const before = { ...world.repository.reads };
     world.clock.advance(5000);
     await world.envelope.encrypt(world.admin(), 'team.k', { plaintext: Buffer.from('x') });
-    expect(world.repository.reads.findByName - before).toBe(1);
+    expect(world.repository.reads.findRevision - before.findRevision).toBe(1);
+    expect(world.repository.reads.findRevisedByName - before.findRevisedByName).toBe(0);
+
+    // Rotated on another replica (no invalidation here): seen at the next check, after the TTL.
+    await world.repository.mutate('team.k', 'rotate', async (key, writer) => writer.updateKey({ description: 'rotated elsewhere', updatedAt: new Date(key.updatedAt.getTime() + 1) }));
+    world.clock.advance(5000);
+    await world.envelope.encrypt(world.admin(), 'team.k', { plaintext: Buffer.from('x') });
+    expect(world.repository.reads.findRevision - before.findRevision).toBe(2);
+    expect(world.repository.reads.findRevisedByName - before.findRevisedByName).toBe(1);
+    expect((await world.cache.getByName('team.k'))?.key.description).toBe('rotated elsewhere');
   });
 });
 

@@ -4,6 +4,7 @@ import { LocalRootKey } from '../../../src/root-keys/root-key.js';
 import { SecretBytes } from '../../../src/crypto/secret-bytes.js';
 import { KeyCache } from '../../../src/keys/key-cache.js';
 import type { KeyRecord, WrappedKeyVersion } from '../../../src/keys/key-record.js';
+import type { RevisedKey } from '../../../src/keys/key-repository.js';
 import { ManualClock } from '../../helpers/clock.js';
 import { InMemoryKeyRepository } from '../../helpers/fakes/in-memory-key-repository.js';
 
@@ -32,21 +33,21 @@ function record(state: KeyRecord['state']): KeyRecord {
   };
 }
 
-/** The in-memory repository, whose reads by name wait until the test lets each run, to order them against invalidations. */
+/** The in-memory repository, whose reads of a whole key wait until the test lets each run, to order them against invalidations. */
 class HeldKeyRepository extends InMemoryKeyRepository {
   readonly #turns: Array<{ run: () => void; finished: Promise<void> }> = [];
 
-  /** How many reads by name have started, run or not. */
+  /** How many reads of a whole key have started, run or not. */
   get startedReads(): number {
     return this.#turns.length;
   }
 
-  override async findByName(name: string): Promise<KeyRecord | undefined> {
+  override async findRevised(where: { readonly id: string } | { readonly name: string }): Promise<RevisedKey | undefined> {
     let done!: () => void;
     const finished = new Promise<void>((resolve) => (done = resolve));
     await new Promise<void>((run) => this.#turns.push({ run, finished }));
     try {
-      return await super.findByName(name);
+      return await super.findRevised(where);
     } finally {
       done();
     }
@@ -199,6 +200,58 @@ describe('KeyCache: a reload after the TTL', () => {
     expect([...second.versionKeys.values()].some((material) => material.isZeroed)).toBe(false);
   });
 
+  it('revalidates an unchanged key by its revision: one row read, the newest version unwrapped again, the entry kept', async () => {
+    const { root, repository, clock, cache, first } = await loadedOnce(5);
+    const before = { ...repository.reads };
+    clock.advance(5000);
+    const again = (await cache.getByName('k'))!;
+    expect(again).toBe(first);
+    expect(repository.reads.findRevision - before.findRevision).toBe(1);
+    expect(repository.reads.findRevisedByName - before.findRevisedByName).toBe(0);
+    expect(repository.reads.findWrappedVersions - before.findWrappedVersions).toBe(1);
+    expect(root.unwraps).toBe(6);
+    expect([...again.versionKeys.values()].some((material) => material.isZeroed)).toBe(false);
+    // Good for another TTL from the check, not from the first load.
+    clock.advance(4999);
+    await cache.getByName('k');
+    expect(repository.reads.findRevision - before.findRevision).toBe(1);
+  });
+
+  it('reads the whole key again once a write raised its revision', async () => {
+    const { root, repository, clock, cache, first } = await loadedOnce(3);
+    await repository.mutate('k', 'update', async (_key, writer) => writer.setVersionState(2, 'disabled', new Date(1)));
+    clock.advance(5000);
+    const reloaded = (await cache.getByName('k'))!;
+    expect([...reloaded.versionKeys.keys()]).toEqual([1, 3]);
+    expect([...first.versionKeys.values()].every((material) => material.isZeroed)).toBe(true);
+    // Versions 1 and 3 copied from the entry it replaced; 3, the newest, unwrapped again.
+    expect(root.unwraps).toBe(4);
+  });
+
+  it('does not keep an entry invalidated while its revalidation waits', async () => {
+    const { root, clock, cache, first } = await loadedOnce(2);
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const unwrap = root.unwrapRecorded.bind(root);
+    let waiting = false;
+    root.unwrapRecorded = async (...args) => {
+      if (!waiting) {
+        waiting = true;
+        await held;
+      }
+      return unwrap(...args);
+    };
+    clock.advance(5000);
+    const reload = cache.getByName('k');
+    while (!waiting) await new Promise((resolve) => setImmediate(resolve));
+    cache.invalidate({ id: KEY_ID, name: 'k' });
+    release();
+    const reloaded = (await reload)!;
+    expect(reloaded).not.toBe(first);
+    expect([...first.versionKeys.values()].every((material) => material.isZeroed)).toBe(true);
+    expect(bytesOf(reloaded.versionKeys.get(2))).toEqual(Buffer.alloc(32, 2));
+  });
+
   it('unwraps the newest version through the root key on every load, so a root key that stops answering stops the key', async () => {
     const { root, clock, cache } = await loadedOnce(3);
     root.unwrapRecorded = async () => {
@@ -255,10 +308,13 @@ describe('KeyCache: a reload after the TTL', () => {
     await store.repository.release(0);
     await load;
     expect(root.unwraps).toBe(2);
+    // Stored again (a write elsewhere, its invalidation not here yet): past the TTL the key is read again whole.
+    store.repository.seed(withVersions(2, root), wrapped);
     clock.advance(5000);
     const reload = cache.getByName('k');
-    // The reload's read has started (the repository holds it): the invalidation comes before it reads the versions.
-    expect(store.reads()).toBe(2);
+    // Once the reload has found the revision changed, its read of the key starts (the repository holds it): the
+    // invalidation comes before it reads the versions.
+    while (store.reads() < 2) await new Promise((resolve) => setImmediate(resolve));
     // The key changed elsewhere: its entry goes, material zeroed, before the reload reads the versions.
     cache.invalidate({ id: KEY_ID, name: 'k' });
     await store.repository.release(1);
@@ -277,13 +333,13 @@ describe('KeyCache: ids that name no key', () => {
     #hold = false;
     #held: (() => void) | undefined;
 
-    override async findById(id: string): Promise<KeyRecord | undefined> {
-      this.idReads.push(id);
+    override async findRevised(where: { readonly id: string } | { readonly name: string }): Promise<RevisedKey | undefined> {
+      if ('id' in where) this.idReads.push(where.id);
       if (this.#hold) {
         this.#hold = false;
         await new Promise<void>((resolve) => (this.#held = resolve));
       }
-      return super.findById(id);
+      return super.findRevised(where);
     }
 
     holdNext(): void {
@@ -353,6 +409,6 @@ describe('KeyCache: ids that name no key', () => {
     const cache = new KeyCache({ repository, rootKey, clock: new ManualClock(), ttlMs: 5000 });
     await cache.getByName('guessed');
     await cache.getByName('guessed');
-    expect(repository.reads.findByName).toBe(2);
+    expect(repository.reads.findRevisedByName).toBe(2);
   });
 });

@@ -1,0 +1,16 @@
+import type { Knex } from 'knex';
+
+/**
+ * A key's revision: raised by every write to the key or its versions (src/storage/knex-key-repository.ts), in the same
+ * transaction. The key cache compares it to revalidate an entry after its TTL without reading every version row.
+ * Moving material to a new root key leaves it as it is: the plaintext of a version does not change.
+ */
+export async function up(knex: Knex): Promise<void> {
+  await knex.schema.alterTable('keys', (table) => {
+    table.bigInteger('revision').notNullable().defaultTo(0);
+  });
+}
+
+export async function down(knex: Knex): Promise<void> {
+  await knex.schema.alterTable('keys', (table) => table.dropColumn('revision'));
+}
