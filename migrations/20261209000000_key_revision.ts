@@ -11,6 +11,10 @@ export async function up(knex: Knex): Promise<void> {
   });
 }
 
+/**
+ * A plain DROP COLUMN (SQLite 3.35+), not knex's `dropColumn`: on SQLite that copies `keys` into a new table and drops
+ * the old one, whose implicit delete would cascade to every key version.
+ */
 export async function down(knex: Knex): Promise<void> {
-  await knex.schema.alterTable('keys', (table) => table.dropColumn('revision'));
+  await knex.raw('ALTER TABLE keys DROP COLUMN revision');
 }

@@ -13,7 +13,7 @@ export interface CachedKey {
 }
 
 interface Entry extends CachedKey {
-  /** When the entry was loaded, or last found unchanged in the store. */
+  /** When the read that loaded the entry, or last found it unchanged, started. */
   loadedAt: number;
   /** The key's revision when it was read (see `RevisedKey`): an equal revision in the store means nothing changed. */
   readonly revision: number;
@@ -175,6 +175,9 @@ export class KeyCache {
     const load = (async () => {
       const held = heldId === undefined ? undefined : this.#byId.get(heldId);
       if (held !== undefined && (await this.#revalidate(held, started))) return held;
+      // Trusted for a TTL from before the read, not from its end: a write that commits while the read or the unwraps
+      // run is seen within the TTL all the same.
+      const readAt = this.#options.clock.now().getTime();
       const revised: RevisedKey | undefined = await this.#options.repository.findRevised(where);
       if (revised === undefined) {
         if (rememberMissing && heldId !== undefined && !this.#invalidatedSince(heldId, started)) this.#storeMissing(heldId);
@@ -182,7 +185,7 @@ export class KeyCache {
       }
       const { key, revision } = revised;
       const { versionKeys, unwrappedFrom } = await this.#unwrapUsable(key);
-      const entry: Entry = { key, versionKeys, unwrappedFrom, revision, loadedAt: this.#options.clock.now().getTime() };
+      const entry: Entry = { key, versionKeys, unwrappedFrom, revision, loadedAt: readAt };
       if (!this.#invalidatedSince(key.id, started)) this.#store(entry);
       return entry;
     })().finally(() => {
@@ -199,6 +202,7 @@ export class KeyCache {
    */
   async #revalidate(entry: Entry, started: number): Promise<boolean> {
     const { id } = entry.key;
+    const checkedAt = this.#options.clock.now().getTime();
     if ((await this.#options.repository.findRevision(id)) !== entry.revision) return false;
     let newest = 0;
     for (const version of entry.versionKeys.keys()) newest = Math.max(newest, version);
@@ -208,7 +212,7 @@ export class KeyCache {
       (await this.#unwrap(entry.key, stored)).zero();
     }
     if (this.#invalidatedSince(id, started) || this.#byId.get(id) !== entry) return false;
-    entry.loadedAt = this.#options.clock.now().getTime();
+    entry.loadedAt = checkedAt;
     return true;
   }
 

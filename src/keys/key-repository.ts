@@ -34,7 +34,9 @@ export interface LockedKeyWriter {
 
 /**
  * A key as it was when read, with its revision: a number every write through {@link KeyRepository.create} or
- * {@link KeyRepository.mutate} raises. Equal revisions of one key mean equal records and versions.
+ * {@link KeyRepository.mutate} raises. Equal revisions of one key mean the same key and versions, with the same
+ * state and material, except the root key each version's material rests under: moving material to a new root key
+ * (root key rotation) does not raise it, as the plaintext is unchanged. It locks version rows, not the key's.
  */
 export interface RevisedKey {
   readonly key: KeyRecord;

@@ -91,6 +91,7 @@ export type WorkerCrashPhase = 'serving' | 'starting';
 export class ClusterMetrics {
   readonly registry = new Registry();
   readonly #crashes: Counter<'phase'>;
+  readonly #scrapeFailures: Counter;
 
   constructor(configured: number, listening: () => number) {
     new Gauge({
@@ -111,6 +112,15 @@ export class ClusterMetrics {
     });
     // Both phases from the start, so that increase() sees the first crash.
     for (const phase of ['serving', 'starting'] as const) this.#crashes.inc({ phase }, 0);
+    this.#scrapeFailures = new Counter({
+      name: 'keyhold_cluster_worker_scrape_failures_total',
+      help: 'Scrapes answered without the workers\' metrics: a worker did not answer in time (one starting, or dying meanwhile).',
+      registers: [this.registry],
+    });
+  }
+
+  scrapeFailed(): void {
+    this.#scrapeFailures.inc();
   }
 
   crashed(phase: WorkerCrashPhase): void {
@@ -123,9 +133,20 @@ export class ClusterMetrics {
  * registry over IPC and aggregates them (prom-client's `AggregatorRegistry`): counters and histograms summed, gauges
  * as each declares (summed unless it says otherwise, as the key gauges do). The series carry no worker label, so a
  * scrape reads as one process's; a worker restarted starts its counters from zero, which Prometheus's `rate()` reads
- * as a counter reset only when the sum falls. The primary's own {@link ClusterMetrics} follow.
+ * as a counter reset only when the sum falls. The primary's own {@link ClusterMetrics} follow; when a worker does not
+ * answer (one still starting, or dying during the scrape: prom-client gives up after 5 s), the scrape has the
+ * primary's metrics alone, so a worker that keeps dying still shows.
  */
 export function workersMetrics(primary: ClusterMetrics): MetricsSource {
   const registry = new AggregatorRegistry();
-  return { registry, scrape: async () => `${await registry.clusterMetrics()}${await primary.registry.metrics()}` };
+  return {
+    registry,
+    scrape: async () => {
+      const workers = await registry.clusterMetrics().catch(() => {
+        primary.scrapeFailed();
+        return '';
+      });
+      return `${workers}${await primary.registry.metrics()}`;
+    },
+  };
 }

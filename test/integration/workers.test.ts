@@ -282,6 +282,8 @@ describe.runIf(DATABASE_KINDS.includes('sqlite'))('a replacement that dies befor
         60_000,
         'a replacement to die before it listened',
       );
+      // Meanwhile a scrape is answered, if only with the primary's own series (a starting worker answers no scrape).
+      expect(await clusterSeries(metricsUrl)).toMatchObject({ configured: 2, listening: 1, serving: 1 });
     } finally {
       await db.raw('ROLLBACK');
       await db.destroy();

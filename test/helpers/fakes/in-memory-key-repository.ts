@@ -40,6 +40,12 @@ export class InMemoryKeyRepository implements KeyRepository {
     this.#keys.set(key.name, { key: copyKey(key), material: new Map(wrapped.map((v) => [v.version, { ...v }])), revision });
   }
 
+  /** Replaces versions' wrapped material as a root key rotation does: no change recorded, the revision kept. */
+  rewrapMaterial(name: string, wrapped: readonly WrappedKeyVersion[]): void {
+    const stored = this.#keys.get(name)!;
+    for (const version of wrapped) stored.material.set(version.version, { ...version, material: Buffer.from(version.material) });
+  }
+
   async create(key: KeyRecord, firstVersion: NewVersion): Promise<void> {
     if (this.#keys.has(key.name) || [...this.#keys.values()].some((stored) => stored.key.id === key.id)) {
       throw new KeyholdError('KH_ERR_KEY_EXISTS');

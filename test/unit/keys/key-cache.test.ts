@@ -217,6 +217,22 @@ describe('KeyCache: a reload after the TTL', () => {
     expect(repository.reads.findRevision - before.findRevision).toBe(1);
   });
 
+  it('keeps an entry whose material a root key rotation moved (the revision stays), proving the newest as stored now', async () => {
+    const { root, repository, wrapped, clock, cache, first } = await loadedOnce(3);
+    const rewrapped = await Promise.all(wrapped.map(async (v) => ({ ...v, material: await root.wrap(Buffer.alloc(32, v.version), keyVersionWrapAad(KEY_ID, v.version)) })));
+    repository.rewrapMaterial('k', rewrapped);
+    // The old material no longer unwraps, as under a retired root key.
+    const unwrap = root.unwrapRecorded.bind(root);
+    root.unwrapRecorded = async (rootKeyId, material, aad) => {
+      if (wrapped.some((v) => v.material.equals(material))) throw new Error('retired');
+      return unwrap(rootKeyId, material, aad);
+    };
+    clock.advance(5000);
+    expect(await cache.getByName('k')).toBe(first);
+    expect(root.unwraps).toBe(4);
+    expect(bytesOf(first.versionKeys.get(3))).toEqual(Buffer.alloc(32, 3));
+  });
+
   it('reads the whole key again once a write raised its revision', async () => {
     const { root, repository, clock, cache, first } = await loadedOnce(3);
     await repository.mutate('k', 'update', async (_key, writer) => writer.setVersionState(2, 'disabled', new Date(1)));
