@@ -23,7 +23,8 @@ export async function up(knex: Knex): Promise<void> {
   });
 }
 
+/** In place: knex's `dropColumn` rebuilds the table on SQLite, and dropping the old `keys` cascades to its versions. */
 export async function down(knex: Knex): Promise<void> {
-  await knex.schema.alterTable('keys', (table) => table.dropColumn('bound_context'));
+  await knex.raw('ALTER TABLE keys DROP COLUMN bound_context');
   await knex.schema.dropTable('policies');
 }

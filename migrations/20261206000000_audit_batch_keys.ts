@@ -22,7 +22,6 @@ export async function up(knex: Knex): Promise<void> {
 
 export async function down(knex: Knex): Promise<void> {
   await knex.schema.dropTable('audit_record_keys');
-  await knex.schema.alterTable('audit_records', (table) => {
-    table.dropColumn('batch');
-  });
+  // In place: knex's `dropColumn` would copy every record into a new table on SQLite.
+  await knex.raw('ALTER TABLE audit_records DROP COLUMN batch');
 }
