@@ -105,10 +105,10 @@ function createServer(services: Services, options: AppOptions, errorFormat: 'pro
     ...(tlsOptions === undefined
       ? { http: { maxHeaderSize: MAX_HEADER_BYTES } }
       : { https: { ...tlsOptions, maxHeaderSize: MAX_HEADER_BYTES } }),
-    // Errors fastify raises before routing (a malformed URL, say) are answered as problems too, and audited: they
-    // are answered on a context without the onSend hooks.
+    // Errors fastify raises before routing (a malformed URL, say) are answered as the port's other errors are, and
+    // audited: they are answered on a context without the onSend hooks.
     frameworkErrors: (error, request, reply) => {
-      void answerFrameworkError(error, request as FastifyRequest, reply as unknown as FastifyReply, services.auditWriter, clock);
+      void answerFrameworkError(error, request as FastifyRequest, reply as unknown as FastifyReply, services.auditWriter, clock, errorFormat);
     },
     // Key names may be 128 characters; fastify's default bound on a path parameter is 100.
     routerOptions: { maxParamLength: 512 },

@@ -3,7 +3,7 @@ import { auditContextKeys, type AuditEvent } from '../../audit/audit-record.js';
 import type { AuditWriter } from '../../audit/audit-writer.js';
 import type { Clock } from '../../lib/clock.js';
 import type { EncryptionContext } from '../../crypto/encryption-context.js';
-import { awsErrorOf, setAwsErrorHeaders } from './aws-json.js';
+import { awsErrorOf, sendAwsError, setAwsErrorHeaders } from './aws-json.js';
 import { problemOf, PROBLEM_CONTENT_TYPE, RETRY_AFTER_SECONDS, sendProblem } from './problem.js';
 
 declare module 'fastify' {
@@ -80,8 +80,9 @@ async function appendRecords(writer: AuditWriter, event: AuditEvent, request: Fa
 }
 
 /**
- * Answers an error fastify raised before routing (a malformed URL, an over-long parameter). Those are sent on a
- * context without onSend hooks, so the record is written here first; if it cannot be, the answer is a 503.
+ * Answers an error fastify raised before routing (a malformed URL, an over-long parameter), as a problem, or in AWS's
+ * JSON shape on the AWS endpoint's own port. Those are sent on a context without onSend hooks, so the record is
+ * written here first; if it cannot be, the answer is a 503.
  */
 export async function answerFrameworkError(
   error: unknown,
@@ -89,21 +90,23 @@ export async function answerFrameworkError(
   reply: FastifyReply,
   writer: AuditWriter | undefined,
   clock: Clock,
+  format: 'problem' | 'aws-json',
 ): Promise<void> {
+  const send = format === 'aws-json' ? sendAwsError : sendProblem;
   if (writer === undefined) {
-    sendProblem(error, request, reply);
+    send(error, request, reply);
     return;
   }
   const problem = problemOf(error, request.id);
   request.answeredProblem = { code: problem.code, authenticationFailure: undefined };
-  void reply.code(problem.status);
+  void reply.code(format === 'aws-json' ? awsErrorOf(error, request.id).status : problem.status);
   try {
     await writer.append(auditEventOf(request, reply, writer.replicaId, clock.now(), request.routeOptions.url));
   } catch (auditError) {
-    sendProblem(auditError, request, reply);
+    send(auditError, request, reply);
     return;
   }
-  sendProblem(error, request, reply);
+  send(error, request, reply);
 }
 
 /**
