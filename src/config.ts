@@ -148,9 +148,14 @@ function schemaProblems(values: Record<VariableName, unknown>): string[] {
   return problems;
 }
 
-/** The path a `sqlite:` URL names: sqlite:PATH, sqlite://PATH and sqlite:///ABSOLUTE all name a file path. */
+/**
+ * The path a `sqlite:` URL names: sqlite:PATH, sqlite://PATH and sqlite:///ABSOLUTE all name a file path, and
+ * `:memory:` in any of the three forms (`sqlite:///:memory:` too, as SQLAlchemy reads it) an in-memory store.
+ */
 function sqlitePathOf(raw: unknown): string | undefined {
-  return typeof raw === 'string' && raw.startsWith('sqlite:') ? raw.slice('sqlite:'.length).replace(/^\/\//, '') : undefined;
+  if (typeof raw !== 'string' || !raw.startsWith('sqlite:')) return undefined;
+  const path = raw.slice('sqlite:'.length).replace(/^\/\//, '');
+  return path === '/:memory:' ? ':memory:' : path;
 }
 
 function parseDatabase(raw: string | undefined, dataDir: string, problems: string[]): DatabaseConfig {

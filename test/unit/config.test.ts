@@ -155,13 +155,16 @@ describe('loadConfig KEYHOLD_DATABASE_URL', () => {
     });
   });
 
-  it('keeps sqlite::memory: as an in-memory database', () => {
-    expect(loadConfig({ KEYHOLD_DATABASE_URL: 'sqlite::memory:' }).database).toEqual({ client: 'sqlite', filename: ':memory:' });
+  it('keeps sqlite::memory: as an in-memory database, in each URL form', () => {
+    for (const url of ['sqlite::memory:', 'sqlite://:memory:', 'sqlite:///:memory:']) {
+      expect(loadConfig({ KEYHOLD_DATABASE_URL: url }).database).toEqual({ client: 'sqlite', filename: ':memory:' });
+    }
   });
 
   it('runs one worker on sqlite::memory: (a store inside one process), and refuses more', () => {
     expect(loadConfig({ KEYHOLD_DATABASE_URL: 'sqlite::memory:' }).workers).toBe(1);
     expect(loadConfig({ KEYHOLD_DATABASE_URL: 'sqlite://:memory:' }).workers).toBe(1);
+    expect(loadConfig({ KEYHOLD_DATABASE_URL: 'sqlite:///:memory:' }).workers).toBe(1);
     expect(loadConfig({ KEYHOLD_DATABASE_URL: 'sqlite::memory:', KEYHOLD_WORKERS: '1' }).workers).toBe(1);
     expect(startupError({ KEYHOLD_DATABASE_URL: 'sqlite::memory:', KEYHOLD_WORKERS: '2' }).message).toContain(
       'KEYHOLD_WORKERS (--workers) must be 1 with sqlite::memory:',
