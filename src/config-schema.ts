@@ -68,7 +68,7 @@ export const EnvironmentSchema = Type.Object({
       pattern: '^(postgres://|postgresql://|sqlite:)',
       defaultText: '`sqlite:DATA_DIR/keyhold.sqlite`',
       errorMessage: 'must start with postgres://, postgresql:// or sqlite:',
-      description: '`postgres://…` (production) or `sqlite:PATH`',
+      description: '`postgres://…` (production), `sqlite:PATH`, or `sqlite::memory:` (gone when the process exits)',
     }),
   ),
   KEYHOLD_ROOT_KEY: Type.Optional(
