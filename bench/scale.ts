@@ -571,6 +571,13 @@ function probesOf(shape: Shape, end: number): Probe[] {
     { name: 'keys: first page', path: '/v1/keys?limit=100', items: page, target: true },
     { name: `keys: cursor at ${middle}`, path: `/v1/keys?limit=100&cursor=${encodeKeyCursor(middle)}`, items: page, target: true },
     { name: `keys: prefix ${prefix}`, path: `/v1/keys?limit=100&prefix=${prefix}`, items: page, target: true },
+    // The last 99 numbered keys and many-versions, which sorts after them: a page that holds a heavily rotated key.
+    {
+      name: `keys: last page (with ${MANY_VERSIONS_KEY})`,
+      path: `/v1/keys?limit=100&cursor=${encodeKeyCursor(keyNameOf(shape.keys - 100))}`,
+      items: page,
+      target: true,
+    },
     { name: 'audit: newest first', path: '/v1/audit?limit=100', items: records, target: true },
     { name: `audit: key ${auditKeyName(20)}`, path: `/v1/audit?limit=100&key=${auditKeyName(20)}`, items: records, target: true },
     {

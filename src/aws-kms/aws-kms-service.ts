@@ -4,7 +4,7 @@ import { parseCiphertext, TEXT_PREFIX } from '../crypto/ciphertext-format.js';
 import type { EncryptionContext } from '../crypto/encryption-context.js';
 import { DecryptionFailedError, KeyholdError, ValidationError } from '../errors.js';
 import type { EnvelopeService } from '../keys/envelope-service.js';
-import type { KeyRecord } from '../keys/key-record.js';
+import type { KeyRecord, KeySummary } from '../keys/key-record.js';
 import type { KeyService } from '../keys/key-service.js';
 import { MAX_PENDING_WINDOW_DAYS, MIN_PENDING_WINDOW_DAYS } from '../keys/lifecycle.js';
 import type { Authorizer } from '../policy/authorizer.js';
@@ -237,7 +237,7 @@ export class AwsKmsService {
     caller: Caller,
     request: PageRequest & { readonly KeyId?: string | undefined },
   ): Promise<{ Aliases: { AliasName: string; AliasArn: string; TargetKeyId: string; CreationDate: number; LastUpdatedDate: number }[]; Truncated: boolean; NextMarker?: string }> {
-    const alias = (key: KeyRecord) => ({
+    const alias = (key: KeySummary | KeyRecord) => ({
       AliasName: `alias/${key.name}`,
       AliasArn: this.aliasArn(key.name),
       TargetKeyId: key.id,

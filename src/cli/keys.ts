@@ -6,8 +6,8 @@ import { confirm, type Io } from './io.js';
 import { emit, printFields, printTable, type Column } from './output.js';
 import { seg } from './remote.js';
 
-/** A key as the API answers it (the `Key` schema; times as RFC 3339 strings). */
-interface KeyView {
+/** What a key and its summary share, as the API answers them (times as RFC 3339 strings). */
+interface KeyFieldsView {
   readonly id: string;
   readonly name: string;
   readonly description: string;
@@ -22,21 +22,37 @@ interface KeyView {
   readonly deletionDate: string | null;
   readonly createdAt: string;
   readonly updatedAt: string;
+}
+
+/** A key (the `Key` schema). */
+interface KeyView extends KeyFieldsView {
   readonly versions: ReadonlyArray<{ version: number; state: string; rootKeyId: string; createdAt: string; updatedAt: string; destroyedAt: string | null }>;
+}
+
+/** A key in a listing (the `KeySummary` schema): its versions counted. */
+interface KeySummaryView extends KeyFieldsView {
+  readonly versionCount: number;
+  readonly enabledVersionCount: number;
 }
 
 const period = (seconds: number | null): string | null => (seconds === null || seconds === 0 ? null : seconds % 86_400 === 0 ? `${seconds / 86_400}d` : `${seconds}s`);
 
-const KEY_COLUMNS: ReadonlyArray<Column<KeyView>> = [
+const KEY_COLUMNS: ReadonlyArray<Column<KeySummaryView>> = [
   ['name', (k) => k.name],
   ['state', (k) => k.state],
   ['primary', (k) => k.primaryVersion],
   ['min-decrypt', (k) => k.minDecryptionVersion],
-  ['versions', (k) => k.versions.length],
+  ['versions', (k) => k.versionCount],
   ['rotation', (k) => period(k.rotationPeriodSeconds)],
   ['next rotation', (k) => k.nextRotationAt],
   ['deletion', (k) => k.deletionDate],
 ];
+
+/** A key's row in the listing's table. */
+function summaryOf(key: KeyView): KeySummaryView {
+  const { versions, ...fields } = key;
+  return { ...fields, versionCount: versions.length, enabledVersionCount: versions.filter((v) => v.state === 'enabled').length };
+}
 
 const VERSION_COLUMNS: ReadonlyArray<Column<KeyView['versions'][number]>> = [
   ['version', (v) => v.version],
@@ -105,7 +121,7 @@ export function registerKeys(program: Command, io: Io): void {
   paged(remote(keys.command('list').description('list keys by name')))
     .option('--prefix <prefix>', 'only names that start with this')
     .action(async (options: ListOptions) => {
-      const { body } = await api(io, options).call<{ keys: KeyView[]; nextCursor?: string }>('GET', '/v1/keys', {
+      const { body } = await api(io, options).call<{ keys: KeySummaryView[]; nextCursor?: string }>('GET', '/v1/keys', {
         query: { prefix: options.prefix, limit: options.limit, cursor: options.cursor },
       });
       emit(io, options.json, body, (page) => {
@@ -152,7 +168,7 @@ export function registerKeys(program: Command, io: Io): void {
   ] as const) {
     transition(path, summary).action(async (name: string, options: RemoteOptions) => {
       const { body } = await api(io, options).call<KeyView>('POST', `/v1/keys/${seg(name)}/${path}`, { body: {} });
-      emit(io, options.json, body, (key) => printTable(io, KEY_COLUMNS, [key]));
+      emit(io, options.json, body, (key) => printTable(io, KEY_COLUMNS, [summaryOf(key)]));
     });
   }
 
@@ -160,7 +176,7 @@ export function registerKeys(program: Command, io: Io): void {
     const client = api(io, options);
     await confirm(io, options.yes, `Disable key ${name}: every encrypt and decrypt with it will fail`, name);
     const { body } = await client.call<KeyView>('POST', `/v1/keys/${seg(name)}/disable`, { body: {} });
-    emit(io, options.json, body, (key) => printTable(io, KEY_COLUMNS, [key]));
+    emit(io, options.json, body, (key) => printTable(io, KEY_COLUMNS, [summaryOf(key)]));
   });
 
   transition('schedule-deletion', `destroy the key after ${MIN_PENDING_WINDOW_DAYS} to ${MAX_PENDING_WINDOW_DAYS} days`, true)
@@ -169,7 +185,7 @@ export function registerKeys(program: Command, io: Io): void {
       const client = api(io, options);
       await confirm(io, options.yes, `Schedule key ${name} for destruction in ${options.days ?? 30} days: its data will be unrecoverable`, name);
       const { body } = await client.call<KeyView>('POST', `/v1/keys/${seg(name)}/schedule-deletion`, { body: { pendingWindowDays: options.days } });
-      emit(io, options.json, body, (key) => printTable(io, KEY_COLUMNS, [key]));
+      emit(io, options.json, body, (key) => printTable(io, KEY_COLUMNS, [summaryOf(key)]));
     });
 
   const versions = keys.command('versions').description("a key's versions");

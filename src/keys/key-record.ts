@@ -49,6 +49,29 @@ export interface KeyRecord {
   readonly versions: readonly KeyVersionRecord[];
 }
 
+/**
+ * A key as a listing shows it: the record without its versions, which a key rotated daily for years has thousands
+ * of, and what a page of keys needs of them instead.
+ */
+export interface KeySummary extends Omit<KeyRecord, 'versions'> {
+  readonly versionCount: number;
+  readonly enabledVersionCount: number;
+  /** When the primary version was created: its age is the key's age since its last rotation. */
+  readonly primaryVersionCreatedAt: Date;
+}
+
+/** The summary of a whole record: what a listing of it shows. */
+export function summaryOf(key: KeyRecord): KeySummary {
+  const { versions, ...record } = key;
+  const primary = findVersion(key, key.primaryVersion);
+  return {
+    ...record,
+    versionCount: versions.length,
+    enabledVersionCount: versions.filter((version) => version.state === 'enabled').length,
+    primaryVersionCreatedAt: primary?.createdAt ?? key.createdAt,
+  };
+}
+
 /** A version's wrapped material, as stored: AES-256-GCM under the root key named by `rootKeyId`. */
 export interface WrappedKeyVersion {
   readonly version: number;

@@ -1,5 +1,5 @@
 import type { ChangeAction } from '../changes/change.js';
-import type { KeyRecord, KeyVersionState, WrappedKeyVersion } from './key-record.js';
+import type { KeyRecord, KeySummary, KeyVersionState, WrappedKeyVersion } from './key-record.js';
 
 /** The fields of a key row a mutation may change. */
 export type KeyChanges = Partial<
@@ -67,8 +67,11 @@ export interface KeyRepository {
   findRevised(where: { readonly id: string } | { readonly name: string }): Promise<RevisedKey | undefined>;
   /** The revision of the key with this id, alone: one row, however many versions the key has. */
   findRevision(id: string): Promise<number | undefined>;
-  /** Keys in byte-wise name order, those starting with `prefix`, after `after`, at most `limit`. */
-  list(query: KeyListQuery): Promise<KeyRecord[]>;
+  /**
+   * Keys in byte-wise name order, those starting with `prefix`, after `after`, at most `limit`, summarised: their
+   * versions counted, not read, so a page costs the same however often its keys were rotated.
+   */
+  list(query: KeyListQuery): Promise<KeySummary[]>;
   /** Every version that still has material, or only those of `versions`, wrapped, in version order. */
   findWrappedVersions(keyId: string, versions?: readonly number[]): Promise<WrappedKeyVersion[]>;
   /** Names of keys pending deletion whose deletion date is at or before `now`, earliest date first. */

@@ -10,7 +10,7 @@ import type { RootKey } from '../root-keys/root-key.js';
 import { SecretBytes } from '../crypto/secret-bytes.js';
 import { KeyholdError, ValidationError } from '../errors.js';
 import type { KeyCache } from './key-cache.js';
-import type { BoundAttribute, KeyRecord } from './key-record.js';
+import type { BoundAttribute, KeyRecord, KeySummary } from './key-record.js';
 import type { KeyChanges, KeyRepository, LockedKeyWriter, NewVersion } from './key-repository.js';
 import { checkKeyOperation, checkVersionOperation, DEFAULT_PENDING_WINDOW_DAYS, isDueForDestruction, MAX_ROTATION_PERIOD_SECONDS, MIN_ROTATION_PERIOD_SECONDS, minDecryptionVersionAfterRotation, nextRotationAfter } from './lifecycle.js';
 import type { KeyOperation } from '../context/caller.js';
@@ -35,7 +35,7 @@ export interface UpdateKeyInput {
 }
 
 export interface KeyPage {
-  readonly keys: KeyRecord[];
+  readonly keys: KeySummary[];
   /** Opaque; pass back as `cursor` for the next page. Absent on the last page. */
   readonly nextCursor?: string;
 }
@@ -184,7 +184,7 @@ export class KeyService {
     if (ranges.length === 0) return { keys: [] };
     let after = query.cursor === undefined ? undefined : await this.#cursorName(caller.principal.id, query.cursor);
     let budget = LIST_SCAN_ROWS;
-    const keys: KeyRecord[] = [];
+    const keys: KeySummary[] = [];
     for (const [index, prefix] of ranges.entries()) {
       for (;;) {
         const limit = Math.min(LIST_SCAN_BATCH, budget);

@@ -4,7 +4,7 @@ import type { Principal } from '../context/principal.js';
 import type { Action } from '../context/actions.js';
 import type { HttpMetrics, RouteObserver } from '../http/plugins/request-metrics.js';
 import type { CryptoObserver, CryptoOperation } from '../keys/envelope-service.js';
-import type { KeyRecord } from '../keys/key-record.js';
+import type { KeySummary } from '../keys/key-record.js';
 import type { Clock } from '../lib/clock.js';
 import { withTimeout } from '../lib/timeout.js';
 import type { DenialObserver } from '../policy/authorizer.js';
@@ -168,8 +168,8 @@ export class KeyholdMetrics {
    * first {@link MAX_KEY_LABELS} keys keep their own label; the rest are one `other` series: the oldest primary version
    * and the soonest rotation among them. A scrape never waits for the store but the first one, and then 1 s at most.
    */
-  watchKeys(list: (limit: number) => Promise<readonly KeyRecord[]>): void {
-    let keys: readonly KeyRecord[] | undefined;
+  watchKeys(list: (limit: number) => Promise<readonly KeySummary[]>): void {
+    let keys: readonly KeySummary[] | undefined;
     let readAt = -Infinity;
     let reading: Promise<void> | undefined;
     const refresh = (): Promise<void> => {
@@ -184,7 +184,7 @@ export class KeyholdMetrics {
         });
       return reading;
     };
-    const current = async (): Promise<readonly KeyRecord[]> => {
+    const current = async (): Promise<readonly KeySummary[]> => {
       if (this.#clock.now().getTime() - readAt >= INVENTORY_TTL_MS) {
         const read = refresh();
         if (keys === undefined) await withTimeout(read, INVENTORY_WAIT_MS).catch(() => undefined);
@@ -205,8 +205,7 @@ export class KeyholdMetrics {
         this.reset();
         let other: number | undefined;
         for (const key of await current()) {
-          const primary = key.versions.find((v) => v.version === key.primaryVersion) ?? key.versions.at(-1);
-          const age = (now - (primary?.createdAt ?? key.createdAt).getTime()) / 1000;
+          const age = (now - key.primaryVersionCreatedAt.getTime()) / 1000;
           const label = gaugeLabels.of(key.name);
           if (label === OTHER) other = Math.max(other ?? age, age);
           else this.set({ key: label }, age);

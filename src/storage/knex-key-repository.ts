@@ -4,7 +4,7 @@ import { recordChange } from './knex-change-repository.js';
 import type { Database } from './database.js';
 import { isPostgres } from './database.js';
 import { KeyholdError } from '../errors.js';
-import type { BoundAttribute, KeyRecord, KeyState, KeyVersionRecord, KeyVersionState, WrappedKeyVersion } from '../keys/key-record.js';
+import type { BoundAttribute, KeyRecord, KeyState, KeySummary, KeyVersionRecord, KeyVersionState, WrappedKeyVersion } from '../keys/key-record.js';
 import type { KeyChanges, KeyListQuery, KeyRepository, LockedKeyWriter, NewVersion, RevisedKey } from '../keys/key-repository.js';
 import { isUniqueViolation } from '../lib/database-errors.js';
 
@@ -54,6 +54,10 @@ function toVersion(row: VersionRow): KeyVersionRecord {
 }
 
 function toKey(row: KeyRow, versions: VersionRow[]): KeyRecord {
+  return { ...toKeyFields(row), versions: versions.map(toVersion) };
+}
+
+function toKeyFields(row: KeyRow): Omit<KeyRecord, 'versions'> {
   return {
     id: row.id,
     name: row.name,
@@ -70,8 +74,15 @@ function toKey(row: KeyRow, versions: VersionRow[]): KeyRecord {
     createdAt: new Date(Number(row.created_at)),
     updatedAt: new Date(Number(row.updated_at)),
     destroyedAt: date(row.destroyed_at),
-    versions: versions.map(toVersion),
   };
+}
+
+/** Per key of a listing: its versions counted, and when its primary version was created. */
+interface VersionCountRow {
+  key_id: string;
+  version_count: number;
+  enabled_count: number;
+  primary_created_at: number | null;
 }
 
 function keyColumns(changes: KeyChanges): Record<string, unknown> {
@@ -148,7 +159,7 @@ export class KnexKeyRepository implements KeyRepository {
     return row?.name;
   }
 
-  async list(query: KeyListQuery): Promise<KeyRecord[]> {
+  async list(query: KeyListQuery): Promise<KeySummary[]> {
     const builder = this.db<KeyRow>('keys').select('*').orderBy('name', 'asc').limit(query.limit);
     if (query.prefix) {
       // Every character a name may hold sorts below '~', so [prefix, prefix + '~') is exactly the names that start
@@ -156,22 +167,32 @@ export class KnexKeyRepository implements KeyRepository {
       builder.where('name', '>=', query.prefix).andWhere('name', '<', `${query.prefix}~`);
     }
     if (query.after !== undefined) builder.andWhere('name', '>', query.after);
-    const rows = await builder;
+    const rows = (await builder) as KeyRow[];
     if (rows.length === 0) return [];
-    const versions = (await this.db('key_versions')
-      .select(VERSION_COLUMNS)
+    // Counted in the database, on the (key_id, version) primary key: no version row leaves it.
+    const counts = (await this.db('key_versions as v')
+      .join('keys as k', 'k.id', 'v.key_id')
       .whereIn(
-        'key_id',
+        'v.key_id',
         rows.map((row) => row.id),
       )
-      .orderBy([{ column: 'key_id' }, { column: 'version' }])) as VersionRow[];
-    const byKey = new Map<string, VersionRow[]>();
-    for (const version of versions) {
-      const list = byKey.get(version.key_id) ?? [];
-      list.push(version);
-      byKey.set(version.key_id, list);
-    }
-    return rows.map((row) => toKey(row, byKey.get(row.id) ?? []));
+      .groupBy('v.key_id')
+      .select(
+        'v.key_id',
+        this.db.raw('COUNT(*) AS version_count'),
+        this.db.raw("SUM(CASE WHEN v.state = 'enabled' THEN 1 ELSE 0 END) AS enabled_count"),
+        this.db.raw('MAX(CASE WHEN v.version = k.primary_version THEN v.created_at END) AS primary_created_at'),
+      )) as VersionCountRow[];
+    const byKey = new Map(counts.map((count) => [count.key_id, count]));
+    return rows.map((row): KeySummary => {
+      const count = byKey.get(row.id);
+      return {
+        ...toKeyFields(row),
+        versionCount: Number(count?.version_count ?? 0),
+        enabledVersionCount: Number(count?.enabled_count ?? 0),
+        primaryVersionCreatedAt: new Date(Number(count?.primary_created_at ?? row.created_at)),
+      };
+    });
   }
 
   /** Every version that still has material, or only those of `versions`, wrapped. */

@@ -79,6 +79,8 @@ describeEachDatabase('the console in a browser', (kind) => {
     await page.fill('input[name=key-name]', 'payments');
     await page.click('text=Create key');
     await page.waitForSelector('tr[data-key=payments]');
+    // The listing counts versions (it does not list them).
+    expect(await page.textContent('tr[data-key=payments]')).toContain('1 (1 enabled)');
 
     // A workload encrypts with v1 and reads it back: the inventory should name it.
     const appToken = await tokenOfName('app');

@@ -187,6 +187,17 @@ describeEachDatabase('key administration', (kind) => {
       expect(second.body).not.toHaveProperty('nextCursor');
     });
 
+    it('summarises each key: its versions counted, not listed, and when its primary version was made', async () => {
+      await createKey('orders');
+      for (let i = 0; i < 2; i += 1) expect((await t.call('POST', '/v1/keys/orders/rotate', {})).status).toBe(200);
+      expect((await t.call('POST', '/v1/keys/orders/versions/1/disable', {})).status).toBe(200);
+      const key = (await t.call('GET', '/v1/keys/orders')).body;
+      const [summary] = (await t.call('GET', '/v1/keys')).body.keys;
+      expect(summary).not.toHaveProperty('versions');
+      const { versions, ...fields } = key;
+      expect(summary).toEqual({ ...fields, versionCount: 3, enabledVersionCount: 2, primaryVersionCreatedAt: versions[2].createdAt });
+    });
+
     it('returns an empty page when there are no keys', async () => {
       const response = await t.call('GET', '/v1/keys');
       expect(response.status).toBe(200);

@@ -15,7 +15,7 @@ export interface KeyVersion {
   destroyedAt: string | null;
 }
 
-export interface Key {
+interface KeyFields {
   id: string;
   name: string;
   description: string;
@@ -26,7 +26,16 @@ export interface Key {
   nextRotationAt: string | null;
   deletionDate: string | null;
   createdAt: string;
+}
+
+export interface Key extends KeyFields {
   versions: KeyVersion[];
+}
+
+/** A key in the listing: its versions counted. */
+export interface KeySummary extends KeyFields {
+  versionCount: number;
+  enabledVersionCount: number;
 }
 
 export interface PolicyStatement {

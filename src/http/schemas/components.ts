@@ -3,7 +3,7 @@ import { EncryptionContext, KeyName, Problem } from './common.js';
 import { AuditRecordView } from './audit.js';
 import { Ciphertext, CiphertextResult, DataKeyResult, DecryptResult } from './crypto.js';
 import { KeyEventData, ResyncEventData } from './events.js';
-import { Key, KeyVersion, Labels } from './keys.js';
+import { Key, KeySummary, KeyVersion, Labels } from './keys.js';
 import { Policy, PolicyStatement } from './policies.js';
 import { Token } from './tokens.js';
 import { AwsCredential } from './aws-credentials.js';
@@ -25,6 +25,7 @@ export const SHARED_SCHEMAS: readonly TSchema[] = [
   Labels,
   KeyVersion,
   Key,
+  KeySummary,
   PolicyStatement,
   Policy,
   Token,

@@ -1,7 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import type { KeyOperation } from '../../context/caller.js';
 import type { ErrorCode } from '../../errors.js';
-import { BOUND_ATTRIBUTES, KEY_STATES, KEY_VERSION_STATES, type KeyRecord } from '../../keys/key-record.js';
+import { BOUND_ATTRIBUTES, KEY_STATES, KEY_VERSION_STATES, type KeyRecord, type KeySummary as KeySummaryRecord } from '../../keys/key-record.js';
 import {
   KEY_OPERATION_TABLE,
   MAX_PENDING_WINDOW_DAYS,
@@ -48,31 +48,45 @@ export const KeyVersion = Type.Object(
   { $id: 'KeyVersion', additionalProperties: false },
 );
 
-export const Key = Type.Object(
-  {
-    id: Type.String({ format: 'uuid' }),
-    name: ref(KeyName),
-    description: Type.String(),
-    labels: ref(Labels),
-    boundContext: BoundContext,
-    state: Type.Union(KEY_STATES.map((s) => Type.Literal(s))),
-    primaryVersion: Type.Integer({ minimum: 1, description: 'The version that encrypts and issues data keys.' }),
-    minDecryptionVersion: Type.Integer({ minimum: 1, description: 'Older versions refuse to decrypt.' }),
-    rotationPeriodSeconds: Type.Union([Type.Integer(), Type.Null()]),
-    retainVersions: Type.Union([Type.Integer({ minimum: 1 }), Type.Null()], {
-      description: 'How many of the newest versions stay decryptable after each rotation; null keeps them all.',
-    }),
-    nextRotationAt: nullableTimestamp('When scheduled rotation is next due.'),
-    deletionDate: nullableTimestamp('When a key pending deletion is destroyed.'),
-    createdAt: timestamp('When the key was created.'),
-    updatedAt: timestamp('When the key last changed.'),
-    destroyedAt: nullableTimestamp('When the key was destroyed.'),
-    versions: Type.Array(ref(KeyVersion)),
-  },
-  { $id: 'Key', additionalProperties: false },
-);
+/** What a key and its summary share: everything but the versions. */
+const KEY_FIELDS = {
+  id: Type.String({ format: 'uuid' }),
+  name: ref(KeyName),
+  description: Type.String(),
+  labels: ref(Labels),
+  boundContext: BoundContext,
+  state: Type.Union(KEY_STATES.map((s) => Type.Literal(s))),
+  primaryVersion: Type.Integer({ minimum: 1, description: 'The version that encrypts and issues data keys.' }),
+  minDecryptionVersion: Type.Integer({ minimum: 1, description: 'Older versions refuse to decrypt.' }),
+  rotationPeriodSeconds: Type.Union([Type.Integer(), Type.Null()]),
+  retainVersions: Type.Union([Type.Integer({ minimum: 1 }), Type.Null()], {
+    description: 'How many of the newest versions stay decryptable after each rotation; null keeps them all.',
+  }),
+  nextRotationAt: nullableTimestamp('When scheduled rotation is next due.'),
+  deletionDate: nullableTimestamp('When a key pending deletion is destroyed.'),
+  createdAt: timestamp('When the key was created.'),
+  updatedAt: timestamp('When the key last changed.'),
+  destroyedAt: nullableTimestamp('When the key was destroyed.'),
+};
+
+export const Key = Type.Object({ ...KEY_FIELDS, versions: Type.Array(ref(KeyVersion)) }, { $id: 'Key', additionalProperties: false });
 /** Routes refer to shared schemas by id, so `openapi.yaml` lists each once under components. */
 export const KeyRef = Type.Unsafe<KeyRecord>(Type.Ref('Key'));
+
+/**
+ * A key in a listing: its versions counted rather than listed, so that a page costs the same however often its keys
+ * were rotated. `GET /v1/keys/{name}` has the versions.
+ */
+export const KeySummary = Type.Object(
+  {
+    ...KEY_FIELDS,
+    versionCount: Type.Integer({ minimum: 0, description: 'How many versions the key has, destroyed ones included.' }),
+    enabledVersionCount: Type.Integer({ minimum: 0, description: 'How many of them are enabled.' }),
+    primaryVersionCreatedAt: timestamp('When the primary version was created: the last rotation.'),
+  },
+  { $id: 'KeySummary', additionalProperties: false },
+);
+export const KeySummaryRef = Type.Unsafe<KeySummaryRecord>(Type.Ref('KeySummary'));
 
 /** A key's description, on the native API and through the AWS endpoint's CreateKey. */
 export const Description = Type.String({ maxLength: 1024, pattern: NO_NUL });
@@ -120,7 +134,7 @@ export const ListKeysQuery = Type.Object(
 );
 
 export const KeyList = Type.Object(
-  { keys: Type.Array(KeyRef), nextCursor: Type.Optional(Type.String()) },
+  { keys: Type.Array(KeySummaryRef), nextCursor: Type.Optional(Type.String()) },
   { additionalProperties: false },
 );
 

@@ -1,6 +1,6 @@
 import type { ChangeAction } from '../../../src/changes/change.js';
 import { KeyholdError } from '../../../src/errors.js';
-import type { KeyRecord, KeyVersionRecord, WrappedKeyVersion } from '../../../src/keys/key-record.js';
+import { summaryOf, type KeyRecord, type KeySummary, type KeyVersionRecord, type WrappedKeyVersion } from '../../../src/keys/key-record.js';
 import type { KeyChanges, KeyListQuery, KeyRepository, LockedKeyWriter, NewVersion, RevisedKey } from '../../../src/keys/key-repository.js';
 
 /** A change the repository recorded with a write, as the change feed would hold it. */
@@ -85,12 +85,12 @@ export class InMemoryKeyRepository implements KeyRepository {
     return this.#byId(id)?.revision;
   }
 
-  async list(query: KeyListQuery): Promise<KeyRecord[]> {
+  async list(query: KeyListQuery): Promise<KeySummary[]> {
     const rows = [...this.#keys.keys()]
       .sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)))
       .filter((name) => name.startsWith(query.prefix ?? '') && (query.after === undefined || name > query.after))
       .slice(0, query.limit)
-      .map((name) => copyKey(this.#keys.get(name)!.key));
+      .map((name) => summaryOf(copyKey(this.#keys.get(name)!.key)));
     this.reads.list += 1;
     this.reads.listedRows += rows.length;
     return rows;

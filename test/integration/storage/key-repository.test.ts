@@ -58,6 +58,21 @@ describeEachDatabase('KeyRepository contract', (kind) => {
     expect((await keys().list({ prefix: 'kl.', after: 'kl.c', limit: 2 })).map((k) => k.name)).toEqual([]);
   });
 
+  it('lists keys summarised: their versions counted in the store, the primary version\'s creation time', async () => {
+    const key = newKey('ks.counted');
+    await keys().create(key, version(1));
+    const later = new Date(T0.getTime() + 60_000);
+    await keys().mutate(key.name, 'rotate', async (_key, writer) => {
+      await writer.insertVersion(version(2, later));
+      await writer.insertVersion(version(3, new Date(T0.getTime() + 120_000)));
+      await writer.setVersionState(1, 'disabled', later);
+      await writer.updateKey({ primaryVersion: 2, updatedAt: later });
+    });
+    const [summary] = await keys().list({ prefix: 'ks.', limit: 10 });
+    expect(summary).toMatchObject({ id: key.id, name: 'ks.counted', versionCount: 3, enabledVersionCount: 2, primaryVersionCreatedAt: later });
+    expect(summary).not.toHaveProperty('versions');
+  });
+
   it('mutate applies the writes together, returns the key after them, and records one change', async () => {
     const key = newKey('km.rotate');
     await keys().create(key, version(1));

@@ -4,15 +4,15 @@ import type { VNode } from 'preact';
 import { readAll } from '../api.js';
 import { formatDuration } from '../analysis.js';
 import { ErrorLine, time, useAllowed, type Session } from '../shared.js';
-import type { Key } from '../types.js';
+import type { KeySummary } from '../types.js';
 
 export function KeysPage({ session }: { session: Session }): VNode {
-  const [keys, setKeys] = useState<Key[] | undefined>(undefined);
+  const [keys, setKeys] = useState<KeySummary[] | undefined>(undefined);
   const [error, setError] = useState<unknown>(undefined);
   const [name, setName] = useState('');
   const allowed = useAllowed(session, ['keys:create']);
   const load = (): void => {
-    readAll<Key>(session.api, '/v1/keys', 'keys').then(setKeys, setError);
+    readAll<KeySummary>(session.api, '/v1/keys', 'keys').then(setKeys, setError);
   };
   useEffect(load, []);
   const create = async (event: Event): Promise<void> => {
@@ -47,7 +47,7 @@ export function KeysPage({ session }: { session: Session }): VNode {
                 <td>v${key.primaryVersion}</td>
                 <td title=${time(key.createdAt)}>${formatDuration(now - Date.parse(key.createdAt))}</td>
                 <td>${key.nextRotationAt === null ? '—' : `${time(key.nextRotationAt)} (in ${formatDuration(Date.parse(key.nextRotationAt) - now)})`}</td>
-                <td>${key.versions.length} (${key.versions.filter((v) => v.state === 'enabled').length} enabled)</td>
+                <td>${key.versionCount} (${key.enabledVersionCount} enabled)</td>
               </tr>`,
             )}
             ${keys.length === 0 && html`<tr><td colspan="6">No keys.</td></tr>`}
