@@ -69,7 +69,7 @@ export interface KeyRepository {
   findRevision(id: string): Promise<number | undefined>;
   /**
    * Keys in byte-wise name order, those starting with `prefix`, after `after`, at most `limit`, summarised: their
-   * versions counted, not read, so a page costs the same however often its keys were rotated.
+   * versions counted by the store, so a page of keys rotated thousands of times is still a page of keys.
    */
   list(query: KeyListQuery): Promise<KeySummary[]>;
   /** Every version that still has material, or only those of `versions`, wrapped, in version order. */

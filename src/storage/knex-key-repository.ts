@@ -79,7 +79,6 @@ function toKeyFields(row: KeyRow): Omit<KeyRecord, 'versions'> {
 
 /** Per key of a listing: its versions counted, and when its primary version was created. */
 interface VersionCountRow {
-  key_id: string;
   version_count: number;
   enabled_count: number;
   primary_created_at: number | null;
@@ -160,39 +159,31 @@ export class KnexKeyRepository implements KeyRepository {
   }
 
   async list(query: KeyListQuery): Promise<KeySummary[]> {
-    const builder = this.db<KeyRow>('keys').select('*').orderBy('name', 'asc').limit(query.limit);
+    // One statement, so each summary is of one state of its key: the counts and the primary version's time are
+    // correlated subqueries on the (key_id, version) primary key, and no version row leaves the database.
+    const versionsOf = () => this.db('key_versions as v').whereRaw('v.key_id = keys.id');
+    const builder = this.db<KeyRow>('keys')
+      .select(
+        'keys.*',
+        versionsOf().count('*').as('version_count'),
+        versionsOf().where('v.state', 'enabled').count('*').as('enabled_count'),
+        versionsOf().whereRaw('v.version = keys.primary_version').select('v.created_at').as('primary_created_at'),
+      )
+      .orderBy('name', 'asc')
+      .limit(query.limit);
     if (query.prefix) {
       // Every character a name may hold sorts below '~', so [prefix, prefix + '~') is exactly the names that start
       // with it, under byte-wise collation, and the range uses the name index.
       builder.where('name', '>=', query.prefix).andWhere('name', '<', `${query.prefix}~`);
     }
     if (query.after !== undefined) builder.andWhere('name', '>', query.after);
-    const rows = (await builder) as KeyRow[];
-    if (rows.length === 0) return [];
-    // Counted in the database, on the (key_id, version) primary key: no version row leaves it.
-    const counts = (await this.db('key_versions as v')
-      .join('keys as k', 'k.id', 'v.key_id')
-      .whereIn(
-        'v.key_id',
-        rows.map((row) => row.id),
-      )
-      .groupBy('v.key_id')
-      .select(
-        'v.key_id',
-        this.db.raw('COUNT(*) AS version_count'),
-        this.db.raw("SUM(CASE WHEN v.state = 'enabled' THEN 1 ELSE 0 END) AS enabled_count"),
-        this.db.raw('MAX(CASE WHEN v.version = k.primary_version THEN v.created_at END) AS primary_created_at'),
-      )) as VersionCountRow[];
-    const byKey = new Map(counts.map((count) => [count.key_id, count]));
-    return rows.map((row): KeySummary => {
-      const count = byKey.get(row.id);
-      return {
-        ...toKeyFields(row),
-        versionCount: Number(count?.version_count ?? 0),
-        enabledVersionCount: Number(count?.enabled_count ?? 0),
-        primaryVersionCreatedAt: new Date(Number(count?.primary_created_at ?? row.created_at)),
-      };
-    });
+    const rows = (await builder) as Array<KeyRow & VersionCountRow>;
+    return rows.map((row): KeySummary => ({
+      ...toKeyFields(row),
+      versionCount: Number(row.version_count),
+      enabledVersionCount: Number(row.enabled_count),
+      primaryVersionCreatedAt: new Date(Number(row.primary_created_at ?? row.created_at)),
+    }));
   }
 
   /** Every version that still has material, or only those of `versions`, wrapped. */

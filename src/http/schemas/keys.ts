@@ -74,7 +74,7 @@ export const Key = Type.Object({ ...KEY_FIELDS, versions: Type.Array(ref(KeyVers
 export const KeyRef = Type.Unsafe<KeyRecord>(Type.Ref('Key'));
 
 /**
- * A key in a listing: its versions counted rather than listed, so that a page costs the same however often its keys
+ * A key in a listing: its versions counted rather than listed, so that a page is the same size however often its keys
  * were rotated. `GET /v1/keys/{name}` has the versions.
  */
 export const KeySummary = Type.Object(
