@@ -61,7 +61,6 @@ export interface KeyRepository {
    */
   create(key: KeyRecord, firstVersion: NewVersion): Promise<void>;
   findByName(name: string): Promise<KeyRecord | undefined>;
-  findById(id: string): Promise<KeyRecord | undefined>;
   findNameById(id: string): Promise<string | undefined>;
   /** The key and its revision, read together. */
   findRevised(where: { readonly id: string } | { readonly name: string }): Promise<RevisedKey | undefined>;

@@ -140,10 +140,6 @@ export class KnexKeyRepository implements KeyRepository {
     return (await this.findOne(this.db, { name }, false))?.key;
   }
 
-  async findById(id: string): Promise<KeyRecord | undefined> {
-    return (await this.findOne(this.db, { id }, false))?.key;
-  }
-
   async findRevised(where: { readonly id: string } | { readonly name: string }): Promise<RevisedKey | undefined> {
     return this.findOne(this.db, 'id' in where ? { id: where.id } : { name: where.name }, false);
   }

@@ -32,7 +32,7 @@ export class InMemoryKeyRepository implements KeyRepository {
   readonly #keys = new Map<string, StoredKey>();
   readonly #locks = new Map<string, Promise<void>>();
   readonly changes: RecordedKeyChange[] = [];
-  readonly reads = { findByName: 0, findById: 0, findNameById: 0, findRevisedByName: 0, findRevisedById: 0, findRevision: 0, list: 0, listedRows: 0, findWrappedVersions: 0 };
+  readonly reads = { findByName: 0, findNameById: 0, findRevisedByName: 0, findRevisedById: 0, findRevision: 0, list: 0, listedRows: 0, findWrappedVersions: 0 };
 
   /** Stores a key as it is, with the wrapped material of `wrapped`, recording no change; a key stored again is a new revision. */
   seed(key: KeyRecord, wrapped: readonly WrappedKeyVersion[] = []): void {
@@ -59,12 +59,6 @@ export class InMemoryKeyRepository implements KeyRepository {
   async findByName(name: string): Promise<KeyRecord | undefined> {
     this.reads.findByName += 1;
     const stored = this.#keys.get(name);
-    return stored === undefined ? undefined : copyKey(stored.key);
-  }
-
-  async findById(id: string): Promise<KeyRecord | undefined> {
-    this.reads.findById += 1;
-    const stored = this.#byId(id);
     return stored === undefined ? undefined : copyKey(stored.key);
   }
 
