@@ -60,18 +60,6 @@ export interface KeySummary extends Omit<KeyRecord, 'versions'> {
   readonly primaryVersionCreatedAt: Date;
 }
 
-/** The summary of a whole record: what a listing of it shows. */
-export function summaryOf(key: KeyRecord): KeySummary {
-  const { versions, ...record } = key;
-  const primary = findVersion(key, key.primaryVersion);
-  return {
-    ...record,
-    versionCount: versions.length,
-    enabledVersionCount: versions.filter((version) => version.state === 'enabled').length,
-    primaryVersionCreatedAt: primary?.createdAt ?? key.createdAt,
-  };
-}
-
 /** A version's wrapped material, as stored: AES-256-GCM under the root key named by `rootKeyId`. */
 export interface WrappedKeyVersion {
   readonly version: number;

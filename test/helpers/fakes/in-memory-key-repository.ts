@@ -1,6 +1,6 @@
 import type { ChangeAction } from '../../../src/changes/change.js';
 import { KeyholdError } from '../../../src/errors.js';
-import { summaryOf, type KeyRecord, type KeySummary, type KeyVersionRecord, type WrappedKeyVersion } from '../../../src/keys/key-record.js';
+import { findVersion, type KeyRecord, type KeySummary, type KeyVersionRecord, type WrappedKeyVersion } from '../../../src/keys/key-record.js';
 import type { KeyChanges, KeyListQuery, KeyRepository, LockedKeyWriter, NewVersion, RevisedKey } from '../../../src/keys/key-repository.js';
 
 /** A change the repository recorded with a write, as the change feed would hold it. */
@@ -17,6 +17,17 @@ interface StoredKey {
   material: Map<number, WrappedKeyVersion>;
   /** Raised by every mutation that wrote. */
   revision: number;
+}
+
+/** A key as the store's listing summarises it. */
+function summaryOf(key: KeyRecord): KeySummary {
+  const { versions, ...record } = key;
+  return {
+    ...record,
+    versionCount: versions.length,
+    enabledVersionCount: versions.filter((version) => version.state === 'enabled').length,
+    primaryVersionCreatedAt: findVersion(key, key.primaryVersion)?.createdAt ?? key.createdAt,
+  };
 }
 
 function copyKey(key: KeyRecord): KeyRecord {
