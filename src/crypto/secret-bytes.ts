@@ -43,13 +43,6 @@ export class SecretBytes {
     return Buffer.from(this.use((bytes) => bytes));
   }
 
-  /** Another holder of the same bytes, zeroed on its own; in memory of its own, not a slice of Buffer's shared pool. */
-  clone(): SecretBytes {
-    const copy = Buffer.allocUnsafeSlow(this.#bytes.length);
-    this.use((bytes) => bytes.copy(copy));
-    return SecretBytes.adopt(copy);
-  }
-
   zero(): void {
     this.#bytes.fill(0);
     this.#zeroed = true;

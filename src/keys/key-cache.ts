@@ -17,8 +17,6 @@ interface Entry extends CachedKey {
   loadedAt: number;
   /** The key's revision when it was read (see `RevisedKey`): an equal revision in the store means nothing changed. */
   readonly revision: number;
-  /** The stored material each held version key was unwrapped from: a reload that reads the same keeps the key. */
-  readonly unwrappedFrom: ReadonlyMap<number, WrappedKeyVersion>;
 }
 
 export interface KeyCacheOptions {
@@ -184,8 +182,7 @@ export class KeyCache {
         return undefined;
       }
       const { key, revision } = revised;
-      const { versionKeys, unwrappedFrom } = await this.#unwrapUsable(key);
-      const entry: Entry = { key, versionKeys, unwrappedFrom, revision, loadedAt: readAt };
+      const entry: Entry = { key, versionKeys: await this.#unwrapUsable(key), revision, loadedAt: readAt };
       if (!this.#invalidatedSince(key.id, started)) this.#store(entry);
       return entry;
     })().finally(() => {
@@ -222,40 +219,23 @@ export class KeyCache {
   }
 
   /**
-   * Unwraps the usable versions of `key`. A version whose stored material is what the key's entry, still held,
-   * unwrapped it from is copied from there instead: a reload after the TTL of a key with many versions then costs
-   * the reads, not an unwrap per version (10,000 for a key rotated daily for 27 years). The newest usable version is
-   * always unwrapped through the root key, so every load still proves the root key: a root key in an HSM that is
-   * disabled or unreachable stops the key's use within the TTL, as before.
+   * Unwraps the usable versions of `key`, each through the root key. A changed key is read whole again: its entry was
+   * dropped by the write's invalidation (here or through the change feed), and an unchanged one is revalidated
+   * instead (see {@link #revalidate}).
    */
-  async #unwrapUsable(key: KeyRecord): Promise<Pick<Entry, 'versionKeys' | 'unwrappedFrom'>> {
+  async #unwrapUsable(key: KeyRecord): Promise<Map<number, SecretBytes>> {
     const versionKeys = new Map<number, SecretBytes>();
-    const unwrappedFrom = new Map<number, WrappedKeyVersion>();
-    if (key.state !== 'enabled') return { versionKeys, unwrappedFrom };
+    if (key.state !== 'enabled') return versionKeys;
     const usable = new Set(key.versions.filter((v) => v.state === 'enabled').map((v) => v.version));
-    const wrapped = (await this.#options.repository.findWrappedVersions(key.id)).filter((version) => usable.has(version.version));
-    const newest = wrapped.reduce((max, version) => Math.max(max, version.version), 0);
     try {
-      for (const version of wrapped) {
-        // Looked up for each version: the entry may be evicted, and its material zeroed, while an unwrap awaits.
-        const held = version.version === newest ? undefined : this.#heldMaterial(key.id, version);
-        versionKeys.set(version.version, held ?? (await this.#unwrap(key, version)));
-        // A copy of its own: the driver's buffer may be a slice of Buffer's shared pool, which it would keep alive.
-        unwrappedFrom.set(version.version, { ...version, material: unpooledCopy(version.material) });
+      for (const version of await this.#options.repository.findWrappedVersions(key.id)) {
+        if (usable.has(version.version)) versionKeys.set(version.version, await this.#unwrap(key, version));
       }
     } catch (error) {
       for (const material of versionKeys.values()) material.zero();
       throw error;
     }
-    return { versionKeys, unwrappedFrom };
-  }
-
-  /** A copy of the version key the held entry of `keyId` unwrapped from exactly this stored material, if any. */
-  #heldMaterial(keyId: string, version: WrappedKeyVersion): SecretBytes | undefined {
-    const entry = this.#byId.get(keyId);
-    const from = entry?.unwrappedFrom.get(version.version);
-    if (from === undefined || from.rootKeyId !== version.rootKeyId || !from.material.equals(version.material)) return undefined;
-    return entry!.versionKeys.get(version.version)!.clone();
+    return versionKeys;
   }
 
   async #unwrap(key: KeyRecord, version: WrappedKeyVersion): Promise<SecretBytes> {
@@ -294,10 +274,4 @@ export class KeyCache {
     this.#idByName.delete(entry.key.name);
     for (const material of entry.versionKeys.values()) material.zero();
   }
-}
-
-function unpooledCopy(bytes: Buffer): Buffer {
-  const copy = Buffer.allocUnsafeSlow(bytes.length);
-  bytes.copy(copy);
-  return copy;
 }

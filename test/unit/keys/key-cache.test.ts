@@ -182,20 +182,17 @@ describe('KeyCache: a reload after the TTL', () => {
     return { root, repository, wrapped, clock, cache, first };
   }
 
-  it('keeps the version keys whose stored material did not change, unwrapping only what did', async () => {
+  it('reads a changed key whole, every usable version unwrapped again through the root key, and zeroes the entry it replaces', async () => {
     const { root, repository, wrapped, clock, cache, first } = await loadedOnce(5);
     expect(root.unwraps).toBe(5);
 
-    // Version 3's material is rewrapped (a root key rotation wraps it anew); the others are as they were.
-    const rewrapped = [...wrapped];
-    rewrapped[2] = { ...wrapped[2]!, material: await root.wrap(Buffer.alloc(32, 3), keyVersionWrapAad(KEY_ID, 3)) };
-    repository.seed(withVersions(5, root), rewrapped);
+    // Stored again (a write elsewhere whose invalidation has not reached this replica): a new revision.
+    repository.seed(withVersions(5, root), wrapped);
     clock.advance(5000);
     const second = (await cache.getByName('k'))!;
-    // Version 3, and the newest (5), which every load unwraps through the root key to prove it still answers.
-    expect(root.unwraps).toBe(7);
+    expect(root.unwraps).toBe(10);
     for (let version = 1; version <= 5; version += 1) expect(bytesOf(second.versionKeys.get(version))).toEqual(Buffer.alloc(32, version));
-    // The entry it replaced is zeroed; the new one holds copies of its own.
+    // The entry it replaced is zeroed; the new one holds material of its own.
     expect([...first.versionKeys.values()].every((material) => material.isZeroed)).toBe(true);
     expect([...second.versionKeys.values()].some((material) => material.isZeroed)).toBe(false);
   });
@@ -240,8 +237,8 @@ describe('KeyCache: a reload after the TTL', () => {
     const reloaded = (await cache.getByName('k'))!;
     expect([...reloaded.versionKeys.keys()]).toEqual([1, 3]);
     expect([...first.versionKeys.values()].every((material) => material.isZeroed)).toBe(true);
-    // Versions 1 and 3 copied from the entry it replaced; 3, the newest, unwrapped again.
-    expect(root.unwraps).toBe(4);
+    // Versions 1 and 3, the usable ones, unwrapped again.
+    expect(root.unwraps).toBe(5);
   });
 
   it('does not keep an entry invalidated while its revalidation waits', async () => {
@@ -286,7 +283,7 @@ describe('KeyCache: a reload after the TTL', () => {
     expect([...reloaded.versionKeys.keys()]).toEqual([1, 3]);
   });
 
-  it('copies nothing from an entry evicted while one of the reload\'s unwraps waits', async () => {
+  it('keeps what a reload unwrapped when the entry it replaces is evicted while one of its unwraps waits', async () => {
     const { root, repository, wrapped, clock, cache } = await loadedOnce(3);
     // Version 1 rewrapped: the reload unwraps it, and the test holds that unwrap while the entry is invalidated.
     const rewrapped = [{ ...wrapped[0]!, material: await root.wrap(Buffer.alloc(32, 1), keyVersionWrapAad(KEY_ID, 1)) }, ...wrapped.slice(1)];
@@ -308,7 +305,7 @@ describe('KeyCache: a reload after the TTL', () => {
     cache.invalidate({ id: KEY_ID, name: 'k' });
     release();
     const reloaded = (await reload)!;
-    // 3 for the first load, then all 3 again: version 2 could not be copied from the zeroed entry.
+    // 3 for the first load, then all 3 again; none of the reload's material was zeroed with the evicted entry.
     expect(root.unwraps).toBe(6);
     for (let version = 1; version <= 3; version += 1) expect(bytesOf(reloaded.versionKeys.get(version))).toEqual(Buffer.alloc(32, version));
   });
